@@ -1,0 +1,231 @@
+//! The command line: `serve` (default), `check`, `reconcile`, `demo` and `healthcheck`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::clients::UpstreamError;
+use crate::configuration::Settings;
+use crate::metrics::Metrics;
+use crate::startup::{build_engine, Application};
+use crate::sync::{run_reconcile, ReconcileOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "authentik-bridge",
+    version,
+    about = "Keeps Outline's groups in step with Authentik, in real time."
+)]
+pub struct Cli {
+    /// A TOML file of settings, read between the defaults and the environment.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the webhook server, the queue and the scheduled reconcile (the default).
+    Serve,
+    /// Prove that both tokens work and hold the permissions the bridge needs; one line per check.
+    Check,
+    /// Converge every managed group now.
+    Reconcile {
+        /// Print the plan and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Make the removals even when there are more than MAX_REMOVALS.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Play the whole story against simulated Authentik and Outline servers on loopback; needs nothing else.
+    Demo,
+    /// Exit 0 when the bridge answers GET /healthz (for images without curl).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8430/healthz")]
+        url: String,
+    },
+}
+
+/// Exit codes: 0 success, 1 failure, 2 configuration error, 3 mass-removal guard tripped.
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_GUARDED: u8 = 3;
+
+pub fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
+    Settings::load(cli.config.as_deref(), &crate::configuration::ProcessEnv).map_err(|e| {
+        eprintln!("configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+pub async fn serve(settings: Settings) -> ExitCode {
+    let addr = settings.listen_addr;
+    let app = match Application::build(settings) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "authentik-bridge listening");
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: bool) -> ExitCode {
+    let engine = match build_engine(&settings, Arc::new(Metrics::new())) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match run_reconcile(&engine, ReconcileOptions { dry_run, force }).await {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", crate::report::render_reconcile(&report));
+            }
+            if report.guarded {
+                eprintln!(
+                    "mass-removal guard: the plan removes {} memberships, more than MAX_REMOVALS={}; no removal was made. Check the plan, then run with --force.",
+                    report.plan.removes.len(),
+                    settings.max_removals
+                );
+                ExitCode::from(EXIT_GUARDED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("reconcile failed, nothing removed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn line(ok: bool, what: &str, detail: &str) -> bool {
+    println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+    ok
+}
+
+fn explain(e: &UpstreamError, fix_forbidden: &str) -> String {
+    match e.status() {
+        Some(401) => format!("{e} — fix: the token is wrong or expired; create a new one"),
+        Some(403) => format!("{e} — fix: {fix_forbidden}"),
+        None if matches!(e, UpstreamError::Transport { .. }) => {
+            format!("{e} — fix: check the URL and that the server is reachable from here")
+        }
+        _ => e.to_string(),
+    }
+}
+
+pub async fn check(settings: Settings) -> ExitCode {
+    let mut all_ok = true;
+    let engine = match build_engine(&settings, Arc::new(Metrics::new())) {
+        Ok(e) => e,
+        Err(e) => {
+            line(false, "configuration", &e.to_string());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    all_ok &= line(
+        true,
+        "configuration",
+        &format!("loaded; listening on {}", settings.listen_addr),
+    );
+    let ak_fix = "give the token's user a role with authentik_core.view_user and authentik_core.view_group (Authentik answers 403 without them)";
+    for what in ["users", "groups"] {
+        all_ok &= match engine.authentik.probe(what).await {
+            Ok(()) => line(true, "authentik", &format!("token can read {what}")),
+            Err(e) => line(
+                false,
+                "authentik",
+                &format!("cannot read {what}: {}", explain(&e, ak_fix)),
+            ),
+        };
+    }
+    let ol_fix = "create the API key as an admin, with scopes groups:write and users:read";
+    match engine.outline.key_owner().await {
+        Ok(owner) if owner.role == "admin" => {
+            all_ok &= line(
+                true,
+                "outline",
+                "key has users:read and belongs to an admin",
+            );
+        }
+        Ok(owner) => {
+            all_ok &= line(false, "outline", &format!("key belongs to a {} — fix: the key's owner must be an admin, to read emails and create groups", owner.role));
+        }
+        Err(e) => {
+            all_ok &= line(
+                false,
+                "outline",
+                &format!("users.info failed: {}", explain(&e, ol_fix)),
+            )
+        }
+    }
+    match engine.outline.has_group_write_scope().await {
+        Ok(true) => all_ok &= line(true, "outline", "key has groups:write"),
+        Ok(false) => {
+            all_ok &= line(
+                false,
+                "outline",
+                &format!("key lacks groups:write — fix: {ol_fix}"),
+            )
+        }
+        Err(e) => {
+            all_ok &= line(
+                false,
+                "outline",
+                &format!("groups.memberships failed: {}", explain(&e, ol_fix)),
+            )
+        }
+    }
+    all_ok &= match &settings.outline_webhook_secret {
+        Some(_) => line(true, "outline webhook", "OUTLINE_WEBHOOK_SECRET is set"),
+        None => line(false, "outline webhook", "OUTLINE_WEBHOOK_SECRET is not set — fix: copy the signing secret of the Outline webhook (ol_whs_...)"),
+    };
+    all_ok &= match &settings.authentik_webhook_token {
+        Some(_) => line(true, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is set"),
+        None => line(false, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is not set, so /webhooks/authentik answers 503 — fix: set the same value here and in Authentik's server and worker, then re-apply the blueprint"),
+    };
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub async fn healthcheck(url: &str) -> ExitCode {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .unwrap_or_default();
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("unhealthy: HTTP {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {}", e.without_url());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The Authentik API client (AUTHENTIK.md §7). Reads only: the bridge never writes to Authentik.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::retry::{Call, RetryPolicy, UpstreamError};
+use crate::configuration::{Secret, UpstreamSettings};
+use crate::domain::{
+    AuthentikGroupId, AuthentikUserId, Email, GroupName, GroupSnapshot, GroupSummary,
+    MemberSnapshot, UserSnapshot,
+};
+use crate::metrics::Metrics;
+
+const UPSTREAM: &str = "authentik";
+/// The tenant's default cap on `page_size` (§7.2); asking for more is silently clamped.
+const PAGE_SIZE: usize = 100;
+
+#[derive(Clone)]
+pub struct AuthentikClient {
+    http: reqwest::Client,
+    base: Arc<str>,
+    token: Secret,
+    metrics: Arc<Metrics>,
+    policy: RetryPolicy,
+}
+
+#[derive(Deserialize)]
+struct Page<T> {
+    pagination: RawPagination,
+    results: Vec<T>,
+}
+
+/// `next` is `0`, not null, when there is no next page (§7.2). The schema says `number`; values are integers.
+#[derive(Deserialize)]
+struct RawPagination {
+    next: f64,
+    count: f64,
+}
+
+#[derive(Deserialize)]
+struct RawPartialUser {
+    pk: i64,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default = "yes")]
+    is_active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct RawGroup {
+    pk: String,
+    name: String,
+    #[serde(default)]
+    is_superuser: bool,
+    #[serde(default)]
+    parents: Vec<String>,
+    #[serde(default)]
+    users_obj: Option<Vec<RawPartialUser>>,
+}
+
+#[derive(Deserialize)]
+struct RawPartialGroup {
+    pk: String,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    pk: i64,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default = "yes")]
+    is_active: bool,
+    #[serde(default)]
+    groups_obj: Option<Vec<RawPartialGroup>>,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+}
+
+fn group_id(call: &str, pk: &str) -> Result<AuthentikGroupId, UpstreamError> {
+    AuthentikGroupId::parse(pk).ok_or_else(|| UpstreamError::Decode {
+        upstream: UPSTREAM,
+        call: call.to_string(),
+        message: format!("group pk is not a uuid: {pk}"),
+    })
+}
+
+fn to_group(call: &str, g: RawGroup) -> Result<GroupSnapshot, UpstreamError> {
+    let summary = GroupSummary {
+        id: group_id(call, &g.pk)?,
+        name: GroupName::new(g.name),
+        is_superuser: g.is_superuser,
+        parents: g
+            .parents
+            .iter()
+            .filter_map(|p| AuthentikGroupId::parse(p))
+            .collect(),
+    };
+    let members = g
+        .users_obj
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| MemberSnapshot {
+            pk: AuthentikUserId(u.pk),
+            email: u.email.as_deref().and_then(Email::parse),
+            is_active: u.is_active,
+        })
+        .collect();
+    Ok(GroupSnapshot { summary, members })
+}
+
+fn to_user(call: &str, u: RawUser) -> Result<UserSnapshot, UpstreamError> {
+    let ids: Vec<String> = match (u.groups_obj, u.groups) {
+        (Some(objs), _) => objs.into_iter().map(|g| g.pk).collect(),
+        (None, Some(ids)) => ids,
+        (None, None) => Vec::new(),
+    };
+    Ok(UserSnapshot {
+        pk: AuthentikUserId(u.pk),
+        email: u.email.as_deref().and_then(Email::parse),
+        is_active: u.is_active,
+        groups: ids
+            .iter()
+            .map(|id| group_id(call, id))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+impl AuthentikClient {
+    pub fn new(
+        settings: &UpstreamSettings,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> AuthentikClient {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("authentik-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        AuthentikClient {
+            http,
+            base: Arc::from(settings.url.as_str()),
+            token: settings.token.clone(),
+            metrics,
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> AuthentikClient {
+        self.policy = policy;
+        self
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        call: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, UpstreamError> {
+        let url = format!("{}/api/v3/{path}", self.base);
+        let c = Call {
+            upstream: UPSTREAM,
+            name: call,
+            metrics: &self.metrics,
+            policy: self.policy,
+        };
+        let resp = c
+            .execute(
+                || async {},
+                || {
+                    self.http
+                        .get(&url)
+                        .bearer_auth(self.token.expose())
+                        .query(query)
+                        .send()
+                },
+            )
+            .await?;
+        let bytes = resp.bytes().await.map_err(|e| UpstreamError::Transport {
+            upstream: UPSTREAM,
+            call: call.to_string(),
+            message: format!("reading the answer: {}", e.without_url()),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode {
+            upstream: UPSTREAM,
+            call: call.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Follows `next` to its end (`0`, §7.2), then checks the rows against `count`: a page that came back
+    /// short is an incomplete read, and an incomplete read must never look like "these users left".
+    async fn list_all<T: DeserializeOwned>(
+        &self,
+        call: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, UpstreamError> {
+        let mut rows = Vec::new();
+        let mut page = 1u64;
+        let count = loop {
+            let mut q: Vec<(&str, String)> = query.to_vec();
+            q.push(("page", page.to_string()));
+            q.push(("page_size", PAGE_SIZE.to_string()));
+            let p: Page<T> = self.get(call, path, &q).await?;
+            let count = p.pagination.count as u64;
+            rows.extend(p.results);
+            let next = p.pagination.next as u64;
+            if next == 0 || next <= page || rows.len() as u64 >= count {
+                break count;
+            }
+            page = next;
+        };
+        if rows.len() as u64 != count {
+            return Err(UpstreamError::Incomplete {
+                upstream: UPSTREAM,
+                call: call.to_string(),
+                message: format!("read {} rows but the server counts {count}", rows.len()),
+            });
+        }
+        Ok(rows)
+    }
+
+    /// One group with its direct members; `None` when it no longer exists.
+    pub async fn group(
+        &self,
+        id: &AuthentikGroupId,
+    ) -> Result<Option<GroupSnapshot>, UpstreamError> {
+        let path = format!("core/groups/{}/", id.as_str());
+        match self
+            .get::<RawGroup>(
+                "groups.retrieve",
+                &path,
+                &[("include_users", "true".into())],
+            )
+            .await
+        {
+            Ok(g) => to_group("groups.retrieve", g).map(Some),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every group; with `include_users`, with their direct members (`users_obj`, §7.3).
+    pub async fn list_groups(
+        &self,
+        include_users: bool,
+    ) -> Result<Vec<GroupSnapshot>, UpstreamError> {
+        let rows: Vec<RawGroup> = self
+            .list_all(
+                "groups.list",
+                "core/groups/",
+                &[
+                    ("include_users", include_users.to_string()),
+                    ("ordering", "name".into()),
+                ],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|g| to_group("groups.list", g))
+            .collect()
+    }
+
+    /// One user with their direct groups; `None` when they no longer exist.
+    pub async fn user(&self, pk: AuthentikUserId) -> Result<Option<UserSnapshot>, UpstreamError> {
+        let path = format!("core/users/{}/", pk.0);
+        match self.get::<RawUser>("users.retrieve", &path, &[]).await {
+            Ok(u) => to_user("users.retrieve", u).map(Some),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Users whose email is exactly `email`. Authentik's filter is exact and case-sensitive (§7.4), so a
+    /// miss here is not proof of absence; the caller falls back to a case-insensitive scan.
+    pub async fn users_with_exact_email(
+        &self,
+        email: &Email,
+    ) -> Result<Vec<UserSnapshot>, UpstreamError> {
+        let rows: Vec<RawUser> = self
+            .list_all(
+                "users.list",
+                "core/users/",
+                &[("email", email.as_str().to_string())],
+            )
+            .await?;
+        rows.into_iter().map(|u| to_user("users.list", u)).collect()
+    }
+
+    /// Users matching a free-text `search`, whose fields include email (§7.2: tried as AKQL first, then as
+    /// plain search). The caller compares the emails itself.
+    pub async fn search_users(&self, text: &str) -> Result<Vec<UserSnapshot>, UpstreamError> {
+        let rows: Vec<RawUser> = self
+            .list_all("users.list", "core/users/", &[("search", text.to_string())])
+            .await?;
+        rows.into_iter().map(|u| to_user("users.list", u)).collect()
+    }
+
+    /// Every user with their direct groups.
+    pub async fn list_users(&self) -> Result<Vec<UserSnapshot>, UpstreamError> {
+        let rows: Vec<RawUser> = self
+            .list_all("users.list", "core/users/", &[("ordering", "pk".into())])
+            .await?;
+        rows.into_iter().map(|u| to_user("users.list", u)).collect()
+    }
+
+    /// One harmless read per permission the bridge needs, for `check`: `view_user` and `view_group`. Without
+    /// them Authentik answers 403 rather than an empty list (§7.7).
+    pub async fn probe(&self, what: &str) -> Result<(), UpstreamError> {
+        let path = if what == "users" {
+            "core/users/"
+        } else {
+            "core/groups/"
+        };
+        self.get::<serde_json::Value>(
+            &format!("{what}.list"),
+            path,
+            &[
+                ("page_size", "1".into()),
+                ("include_users", "false".into()),
+                ("include_groups", "false".into()),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+}

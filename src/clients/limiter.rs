@@ -1,0 +1,120 @@
+//! The Outline rate limiter: every Outline call takes a token here first, so a bulk run meets no 429.
+//!
+//! Outline counts requests in fixed windows (`RATE_LIMITER_REQUESTS` per `RATE_LIMITER_DURATION_WINDOW`,
+//! OUTLINE.md §4.1–§4.2). A GCRA with rate r and burst b admits at most b + r·T requests in any span T, so
+//! r = 95 % of the limit and b = 5 % (at most 50) keep every window under the limit while letting a sign-in's
+//! few calls go out at once. `groups.create` has its own 10-a-minute limit (§4.3), kept the same way.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
+
+use super::Lane;
+use crate::configuration::RateLimit;
+
+/// Outline's per-minute limit for `groups.create` (OUTLINE.md §4.3).
+pub const GROUP_CREATES_PER_MINUTE: u32 = 10;
+
+pub struct OutlineLimiter {
+    general: DefaultDirectRateLimiter,
+    creates: DefaultDirectRateLimiter,
+    clock: DefaultClock,
+    /// Interactive callers waiting for a token; bulk callers step aside while any are.
+    interactive_waiting: AtomicUsize,
+    interactive_done: Notify,
+    /// The rate the limiter actually allows, in requests per second (for reports and benchmarks).
+    pub allowed_per_second: f64,
+}
+
+/// A quota of at most `requests` in any `window`: rate (requests − burst) / window, burst as given.
+fn quota(requests: u32, window: Duration, burst: u32) -> Quota {
+    let burst = burst.clamp(1, requests.max(1));
+    let steady = f64::from(requests.saturating_sub(burst).max(1));
+    let period = Duration::from_secs_f64((window.as_secs_f64() / steady).max(1e-6));
+    Quota::with_period(period)
+        .unwrap_or_else(|| unreachable!("period is positive"))
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+}
+
+impl OutlineLimiter {
+    pub fn new(limit: RateLimit) -> OutlineLimiter {
+        let burst = (limit.requests / 20).clamp(1, 50);
+        // 95 % of the limit in total, burst included.
+        let budget = ((f64::from(limit.requests) * 0.95).floor() as u32).max(1);
+        let steady = budget.saturating_sub(burst).max(1);
+        OutlineLimiter {
+            general: RateLimiter::direct(quota(budget, limit.window, burst)),
+            creates: RateLimiter::direct(quota(
+                GROUP_CREATES_PER_MINUTE,
+                Duration::from_secs(60),
+                1,
+            )),
+            clock: DefaultClock::default(),
+            interactive_waiting: AtomicUsize::new(0),
+            interactive_done: Notify::new(),
+            allowed_per_second: f64::from(steady) / limit.window.as_secs_f64(),
+        }
+    }
+
+    pub async fn acquire(&self, lane: Lane) {
+        match lane {
+            Lane::Interactive => {
+                self.interactive_waiting.fetch_add(1, Ordering::SeqCst);
+                self.general.until_ready().await;
+                self.interactive_waiting.fetch_sub(1, Ordering::SeqCst);
+                self.interactive_done.notify_waiters();
+            }
+            Lane::Bulk => loop {
+                if self.interactive_waiting.load(Ordering::SeqCst) > 0 {
+                    // Re-check at least every 50 ms in case a notification was missed.
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(50),
+                        self.interactive_done.notified(),
+                    )
+                    .await;
+                    continue;
+                }
+                match self.general.check() {
+                    Ok(()) => return,
+                    Err(not_until) => {
+                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await
+                    }
+                }
+            },
+        }
+    }
+
+    pub async fn acquire_create(&self) {
+        self.creates.until_ready().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_window_never_admits_more_than_the_limit() {
+        let limiter = OutlineLimiter::new(RateLimit {
+            requests: 40,
+            window: Duration::from_millis(400),
+        });
+        let start = std::time::Instant::now();
+        let mut admitted = 0;
+        while start.elapsed() < Duration::from_millis(400) {
+            limiter.acquire(Lane::Bulk).await;
+            if start.elapsed() < Duration::from_millis(400) {
+                admitted += 1;
+            }
+        }
+        assert!(admitted <= 40, "admitted {admitted} in one window");
+        assert!(
+            admitted >= 10,
+            "admitted only {admitted}: the limiter is far too strict"
+        );
+    }
+}

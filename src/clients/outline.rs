@@ -1,0 +1,437 @@
+//! The Outline API client (OUTLINE.md §3). Every call goes through the shared rate limiter, then the retry
+//! loop; every answer is read into the domain's types here, so nothing else sees Outline's JSON.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::limiter::OutlineLimiter;
+use super::retry::{Call, RetryPolicy, UpstreamError};
+use super::Lane;
+use crate::configuration::{RateLimit, Secret, UpstreamSettings};
+use crate::domain::{Email, GroupName, OutlineGroup, OutlineGroupId, OutlineUserId, Permission};
+use crate::metrics::Metrics;
+
+const UPSTREAM: &str = "outline";
+/// Outline rejects `limit` above 100 with a 400 rather than clamping it (§3.3).
+const PAGE_LIMIT: usize = 100;
+
+#[derive(Clone)]
+pub struct OutlineClient {
+    http: reqwest::Client,
+    base: Arc<str>,
+    token: Secret,
+    limiter: Arc<OutlineLimiter>,
+    metrics: Arc<Metrics>,
+    lane: Lane,
+    policy: RetryPolicy,
+}
+
+/// An Outline user as the admin key sees them.
+#[derive(Debug, Clone)]
+pub struct OutlineUser {
+    pub id: OutlineUserId,
+    pub name: String,
+    pub email: Option<Email>,
+    pub role: String,
+    pub suspended: bool,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default, rename = "isSuspended")]
+    is_suspended: Option<bool>,
+}
+
+impl From<RawUser> for OutlineUser {
+    fn from(u: RawUser) -> Self {
+        OutlineUser {
+            id: OutlineUserId::new(u.id),
+            name: u.name.unwrap_or_default(),
+            email: u.email.as_deref().and_then(Email::parse),
+            role: u.role.unwrap_or_default(),
+            suspended: u.is_suspended.unwrap_or(false),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawGroup {
+    id: String,
+    name: String,
+    #[serde(default, rename = "externalId")]
+    external_id: Option<String>,
+}
+
+impl From<RawGroup> for OutlineGroup {
+    fn from(g: RawGroup) -> Self {
+        OutlineGroup {
+            id: OutlineGroupId::new(g.id),
+            name: GroupName::new(g.name),
+            external_id: g.external_id.filter(|e| !e.is_empty()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: T,
+    #[serde(default)]
+    pagination: Option<Pagination>,
+}
+
+#[derive(Deserialize)]
+struct Pagination {
+    #[serde(default)]
+    total: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct GroupsPage {
+    groups: Vec<RawGroup>,
+}
+
+#[derive(Deserialize)]
+struct MembershipsPage {
+    #[serde(rename = "groupMemberships")]
+    group_memberships: Vec<RawMembership>,
+}
+
+#[derive(Deserialize)]
+struct RawMembership {
+    #[serde(rename = "userId")]
+    user_id: String,
+    #[serde(default)]
+    permission: Option<String>,
+}
+
+/// What `groups.create` can answer besides success: the name is taken (case-insensitively, §6.1).
+pub enum CreateOutcome {
+    Created(OutlineGroup),
+    NameTaken,
+}
+
+impl OutlineClient {
+    pub fn new(
+        settings: &UpstreamSettings,
+        rate: RateLimit,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> OutlineClient {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(32)
+            .user_agent(concat!("authentik-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        OutlineClient {
+            http,
+            base: Arc::from(settings.url.as_str()),
+            token: settings.token.clone(),
+            limiter: Arc::new(OutlineLimiter::new(rate)),
+            metrics,
+            lane: Lane::Interactive,
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    /// The same client, queued in another lane of the rate limiter.
+    pub fn in_lane(&self, lane: Lane) -> OutlineClient {
+        OutlineClient {
+            lane,
+            ..self.clone()
+        }
+    }
+
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> OutlineClient {
+        self.policy = policy;
+        self
+    }
+
+    pub fn limiter(&self) -> &OutlineLimiter {
+        &self.limiter
+    }
+
+    async fn rpc<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        body: Value,
+    ) -> Result<Envelope<T>, UpstreamError> {
+        let url = format!("{}/api/{method}", self.base);
+        let call = Call {
+            upstream: UPSTREAM,
+            name: method,
+            metrics: &self.metrics,
+            policy: self.policy,
+        };
+        let create = method == "groups.create";
+        let resp = call
+            .execute(
+                || async move {
+                    if create {
+                        self.limiter.acquire_create().await;
+                    }
+                    self.limiter.acquire(self.lane).await
+                },
+                || {
+                    self.http
+                        .post(&url)
+                        .bearer_auth(self.token.expose())
+                        // An Accept that prefers HTML gets an HTML error page (§3.6).
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        .json(&body)
+                        .send()
+                },
+            )
+            .await?;
+        let bytes = resp.bytes().await.map_err(|e| UpstreamError::Transport {
+            upstream: UPSTREAM,
+            call: method.to_string(),
+            message: format!("reading the answer: {}", e.without_url()),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode {
+            upstream: UPSTREAM,
+            call: method.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads every page of a listing. Outline sends `nextPath` even on the last page (§9), so a short page
+    /// ends the walk; the rows are then checked against `total`, so a listing that shifted while it was read
+    /// (rows added or removed between pages) is an error, not a silently wrong snapshot.
+    async fn list_all<T, R>(
+        &self,
+        method: &str,
+        body: Value,
+        extract: impl Fn(R) -> Vec<T>,
+    ) -> Result<Vec<T>, UpstreamError>
+    where
+        R: DeserializeOwned,
+    {
+        let mut rows = Vec::new();
+        let mut total = None;
+        loop {
+            let mut page_body = body.clone();
+            page_body["limit"] = json!(PAGE_LIMIT);
+            page_body["offset"] = json!(rows.len());
+            let page: Envelope<R> = self.rpc(method, page_body).await?;
+            total = page.pagination.and_then(|p| p.total).or(total);
+            let batch = extract(page.data);
+            let n = batch.len();
+            rows.extend(batch);
+            if n < PAGE_LIMIT {
+                break;
+            }
+        }
+        if let Some(total) = total {
+            if total != rows.len() as u64 {
+                return Err(UpstreamError::Incomplete {
+                    upstream: UPSTREAM,
+                    call: method.to_string(),
+                    message: format!("read {} rows but the server counts {total}", rows.len()),
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// `users.info` by id. The webhook carries no email (§2.3); the admin key reads it here. An unknown or
+    /// deleted user answers 403, not 404 (§3.6), and comes back as `None`.
+    pub async fn user(&self, id: &OutlineUserId) -> Result<Option<OutlineUser>, UpstreamError> {
+        match self
+            .rpc::<RawUser>("users.info", json!({ "id": id.as_str() }))
+            .await
+        {
+            Ok(env) => Ok(Some(env.data.into())),
+            Err(e) if e.status() == Some(403) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `users.info` without an id returns the key's owner (§3.4): used by `check`.
+    pub async fn key_owner(&self) -> Result<OutlineUser, UpstreamError> {
+        Ok(self
+            .rpc::<RawUser>("users.info", json!({}))
+            .await?
+            .data
+            .into())
+    }
+
+    /// Finds a user by email without case. `users.list {emails}` lowercases its input and matches exactly, so
+    /// it misses mixed-case stored emails (§6.7); `query` is a case-insensitive substring match, and the
+    /// exact comparison is made here.
+    pub async fn find_user_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<OutlineUser>, UpstreamError> {
+        let users: Vec<OutlineUser> = self
+            .list_all("users.list", json!({ "query": email.as_str(), "filter": "all", "sort": "createdAt", "direction": "ASC" }), |d: Vec<RawUser>| {
+                d.into_iter().map(OutlineUser::from).collect()
+            })
+            .await?;
+        Ok(users.into_iter().find(|u| u.email.as_ref() == Some(email)))
+    }
+
+    /// Every user, suspended ones included (`filter: "all"`, admins only, §3.4).
+    pub async fn list_users(&self) -> Result<Vec<OutlineUser>, UpstreamError> {
+        self.list_all(
+            "users.list",
+            json!({ "filter": "all", "sort": "createdAt", "direction": "ASC" }),
+            |d: Vec<RawUser>| d.into_iter().map(OutlineUser::from).collect(),
+        )
+        .await
+    }
+
+    /// Every group, in creation order so pages stay stable while groups are renamed.
+    pub async fn list_groups(&self) -> Result<Vec<OutlineGroup>, UpstreamError> {
+        self.list_all(
+            "groups.list",
+            json!({ "sort": "createdAt", "direction": "ASC" }),
+            |d: GroupsPage| d.groups.into_iter().map(OutlineGroup::from).collect(),
+        )
+        .await
+    }
+
+    /// The groups a user is in: one call for up to 100 groups instead of one call per group.
+    pub async fn groups_of_user(
+        &self,
+        user: &OutlineUserId,
+    ) -> Result<BTreeSet<OutlineGroupId>, UpstreamError> {
+        let groups = self
+            .list_all(
+                "groups.list",
+                json!({ "userId": user.as_str(), "sort": "createdAt", "direction": "ASC" }),
+                |d: GroupsPage| {
+                    d.groups
+                        .into_iter()
+                        .map(|g| OutlineGroupId::new(g.id))
+                        .collect()
+                },
+            )
+            .await?;
+        Ok(groups.into_iter().collect())
+    }
+
+    /// A group's full member list with permissions (`groups.list` only previews six, §3.4).
+    pub async fn group_members(
+        &self,
+        group: &OutlineGroupId,
+    ) -> Result<BTreeMap<OutlineUserId, Permission>, UpstreamError> {
+        let rows = self
+            .list_all(
+                "groups.memberships",
+                json!({ "id": group.as_str() }),
+                |d: MembershipsPage| d.group_memberships,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|m| {
+                let permission = if m.permission.as_deref() == Some("admin") {
+                    Permission::Admin
+                } else {
+                    Permission::Member
+                };
+                (OutlineUserId::new(m.user_id), permission)
+            })
+            .collect())
+    }
+
+    /// Creates a group with its `externalId`. Names are unique without case and the check is racy (§6.1), so
+    /// a 400 `validation_error` is reported as `NameTaken` for the caller to link to the existing group.
+    pub async fn create_group(
+        &self,
+        name: &GroupName,
+        external_id: &str,
+    ) -> Result<CreateOutcome, UpstreamError> {
+        let body = json!({ "name": name.as_str(), "externalId": external_id });
+        match self.rpc::<RawGroup>("groups.create", body).await {
+            Ok(env) => Ok(CreateOutcome::Created(env.data.into())),
+            Err(e) if e.status() == Some(400) => Ok(CreateOutcome::NameTaken),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn set_external_id(
+        &self,
+        group: &OutlineGroupId,
+        external_id: &str,
+    ) -> Result<(), UpstreamError> {
+        self.rpc::<Value>(
+            "groups.update",
+            json!({ "id": group.as_str(), "externalId": external_id }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn rename_group(
+        &self,
+        group: &OutlineGroupId,
+        name: &GroupName,
+    ) -> Result<(), UpstreamError> {
+        self.rpc::<Value>(
+            "groups.update",
+            json!({ "id": group.as_str(), "name": name.as_str() }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Adds a user who is not yet a member. `permission` is explicit; callers never add an existing member,
+    /// because for one the call would overwrite their permission and demote a group admin (§6.3).
+    pub async fn add_user(
+        &self,
+        group: &OutlineGroupId,
+        user: &OutlineUserId,
+    ) -> Result<(), UpstreamError> {
+        self.rpc::<Value>(
+            "groups.add_user",
+            json!({ "id": group.as_str(), "userId": user.as_str(), "permission": "member" }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Removing a non-member is a harmless no-op (§6.4).
+    pub async fn remove_user(
+        &self,
+        group: &OutlineGroupId,
+        user: &OutlineUserId,
+    ) -> Result<(), UpstreamError> {
+        self.rpc::<Value>(
+            "groups.remove_user",
+            json!({ "id": group.as_str(), "userId": user.as_str() }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Whether the key holds `groups:write`, without writing: `groups.memberships` needs that scope in v1.9.2
+    /// (§3.5), and a scope denial says "API key does not have access to this resource" while an unknown id
+    /// gives a plain "Authorization error".
+    pub async fn has_group_write_scope(&self) -> Result<bool, UpstreamError> {
+        let probe = json!({ "id": "00000000-0000-4000-8000-000000000000", "limit": 1 });
+        match self.rpc::<Value>("groups.memberships", probe).await {
+            Ok(_) => Ok(true),
+            Err(UpstreamError::Status {
+                status: 403,
+                message,
+                ..
+            }) => Ok(!message.contains("does not have access")),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The one retry loop for outgoing calls: `Retry-After` on 429, exponential backoff with jitter on 5xx and
+//! transport errors, a timeout on every call, and the metrics of each attempt.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{upstream} {call}: HTTP {status}: {message}")]
+    Status {
+        upstream: &'static str,
+        call: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{upstream} {call}: {message}")]
+    Transport {
+        upstream: &'static str,
+        call: String,
+        message: String,
+    },
+    #[error("{upstream} {call}: unexpected answer: {message}")]
+    Decode {
+        upstream: &'static str,
+        call: String,
+        message: String,
+    },
+    #[error("{upstream} {call}: listing incomplete: {message}")]
+    Incomplete {
+        upstream: &'static str,
+        call: String,
+        message: String,
+    },
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            UpstreamError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    pub fn upstream(&self) -> &'static str {
+        match self {
+            UpstreamError::Status { upstream, .. }
+            | UpstreamError::Transport { upstream, .. }
+            | UpstreamError::Decode { upstream, .. }
+            | UpstreamError::Incomplete { upstream, .. } => upstream,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts for 5xx answers and transport errors, the first included.
+    pub attempts: u32,
+    /// 429 answers tolerated in one call. Outline never re-sends a webhook, so giving up early loses the change
+    /// (the Python connector gave up after two); the job-level retry still stands behind this.
+    pub throttled_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// A longer `Retry-After` is clamped, so one bad header cannot park a worker for hours.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            throttled_attempts: 20,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Full jitter: a random delay between zero and the exponential ceiling, so retries from many jobs spread out.
+pub fn backoff_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let ceiling = base
+        .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+        .min(max);
+    let ms = ceiling.as_millis().max(1) as u64;
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+}
+
+/// `Retry-After` as delta seconds, fractional in Outline v1.9.2 (OUTLINE.md §4.4), or as an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or_default())
+}
+
+/// Reads a one-line reason out of an error body: Outline's `message`, Authentik's `detail`, or the text.
+pub fn error_message(body: &str) -> String {
+    let from_json = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            ["message", "detail", "error"]
+                .iter()
+                .find_map(|k| v.get(*k).and_then(|m| m.as_str()).map(str::to_string))
+        });
+    let text = from_json.unwrap_or_else(|| body.to_string());
+    let line: String = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect();
+    if line.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        line
+    }
+}
+
+pub struct Call<'a> {
+    pub upstream: &'static str,
+    pub name: &'a str,
+    pub metrics: &'a Metrics,
+    pub policy: RetryPolicy,
+}
+
+impl Call<'_> {
+    fn record(&self, status: &str, up: bool) {
+        self.metrics
+            .upstream_requests
+            .with_label_values(&[self.upstream, self.name, status])
+            .inc();
+        self.metrics
+            .upstream_up
+            .with_label_values(&[self.upstream])
+            .set(i64::from(up));
+    }
+
+    fn fail(&self, err: UpstreamError) -> UpstreamError {
+        self.metrics
+            .upstream_errors
+            .with_label_values(&[self.upstream, self.name])
+            .inc();
+        err
+    }
+
+    /// Runs `send` until it gives a 2xx answer, a final error, or the policy runs out. `permit` runs before each
+    /// attempt (the Outline rate limiter); 4xx answers other than 429 are final and returned as errors.
+    pub async fn execute<P, PF, S, SF>(
+        &self,
+        mut permit: P,
+        mut send: S,
+    ) -> Result<reqwest::Response, UpstreamError>
+    where
+        P: FnMut() -> PF,
+        PF: Future<Output = ()>,
+        S: FnMut() -> SF,
+        SF: Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    {
+        let mut failures = 0u32;
+        let mut throttled = 0u32;
+        loop {
+            permit().await;
+            let err = match send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    self.record(resp.status().as_str(), true);
+                    return Ok(resp);
+                }
+                Ok(resp) if resp.status().as_u16() == 429 => {
+                    self.record("429", true);
+                    if self.upstream == "outline" {
+                        self.metrics.outline_throttled.inc();
+                    }
+                    throttled += 1;
+                    let wait = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    let message = error_message(&resp.text().await.unwrap_or_default());
+                    if throttled >= self.policy.throttled_attempts {
+                        return Err(self.fail(UpstreamError::Status {
+                            upstream: self.upstream,
+                            call: self.name.to_string(),
+                            status: 429,
+                            message,
+                        }));
+                    }
+                    let wait = wait
+                        .unwrap_or_else(|| {
+                            backoff_delay(
+                                throttled,
+                                Duration::from_secs(1),
+                                self.policy.max_backoff,
+                            )
+                        })
+                        .min(self.policy.max_retry_after);
+                    tracing::debug!(
+                        upstream = self.upstream,
+                        call = self.name,
+                        wait_ms = wait.as_millis() as u64,
+                        "throttled; waiting Retry-After"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    self.record(resp.status().as_str(), status < 500);
+                    let message = error_message(&resp.text().await.unwrap_or_default());
+                    let err = UpstreamError::Status {
+                        upstream: self.upstream,
+                        call: self.name.to_string(),
+                        status,
+                        message,
+                    };
+                    if status < 500 {
+                        return Err(self.fail(err));
+                    }
+                    err
+                }
+                Err(e) => {
+                    self.record(if e.is_timeout() { "timeout" } else { "error" }, false);
+                    let message = if e.is_timeout() {
+                        "timed out".to_string()
+                    } else if e.is_connect() {
+                        "connection failed".to_string()
+                    } else {
+                        e.without_url().to_string()
+                    };
+                    UpstreamError::Transport {
+                        upstream: self.upstream,
+                        call: self.name.to_string(),
+                        message,
+                    }
+                }
+            };
+            failures += 1;
+            if failures >= self.policy.attempts {
+                return Err(self.fail(err));
+            }
+            tokio::time::sleep(backoff_delay(
+                failures,
+                self.policy.base_backoff,
+                self.policy.max_backoff,
+            ))
+            .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn retry_after_takes_fractions_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            parse_retry_after("1.234", now),
+            Some(Duration::from_millis(1234))
+        );
+        assert_eq!(parse_retry_after("37", now), Some(Duration::from_secs(37)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(5));
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(5)));
+        assert_eq!(parse_retry_after("-1", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let max = Duration::from_secs(10);
+        for attempt in 0..30 {
+            let d = backoff_delay(attempt, Duration::from_millis(100), max);
+            assert!(d <= max);
+        }
+        assert!(backoff_delay(1, Duration::from_millis(100), max) <= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn error_messages_are_one_line() {
+        assert_eq!(
+            error_message(r#"{"ok":false,"error":"x","message":"Invalid API key"}"#),
+            "Invalid API key"
+        );
+        assert_eq!(
+            error_message(r#"{"detail":"Token invalid/expired"}"#),
+            "Token invalid/expired"
+        );
+        assert_eq!(error_message("<html>\nboom"), "<html>");
+    }
+
+    proptest! {
+        #[test]
+        fn retry_after_never_panics(s in ".{0,60}") {
+            let _ = parse_retry_after(&s, SystemTime::now());
+        }
+    }
+}

@@ -1,0 +1,650 @@
+//! Settings: built-in defaults, then an optional TOML file, then the environment.
+//!
+//! The environment names are the Python connector's, unchanged, so that an existing `.env` works as it is.
+//! Every secret may also be given as `NAME_FILE` (Docker and Kubernetes secrets, systemd credentials).
+//! Values are parsed once here into typed fields; nothing downstream sees a raw string.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+
+/// One setting the binary reads: its environment name, its default, whether it is a secret, and what it is for.
+///
+/// This table is the single source of truth: the loader reads exactly these names, and a test checks that
+/// `.env.example` documents every one of them.
+pub struct SettingSpec {
+    pub name: &'static str,
+    pub default: Option<&'static str>,
+    pub secret: bool,
+    pub help: &'static str,
+}
+
+const fn spec(
+    name: &'static str,
+    default: Option<&'static str>,
+    secret: bool,
+    help: &'static str,
+) -> SettingSpec {
+    SettingSpec {
+        name,
+        default,
+        secret,
+        help,
+    }
+}
+
+pub const SETTINGS: &[SettingSpec] = &[
+    spec("AUTHENTIK_URL", None, false, "Authentik base URL, e.g. https://auth.example.com"),
+    spec("AUTHENTIK_TOKEN", None, true, "Authentik API token with view_user and view_group"),
+    spec("OUTLINE_URL", None, false, "Outline base URL, e.g. https://docs.example.com"),
+    spec("OUTLINE_TOKEN", None, true, "Outline API key with scopes groups:write and users:read, owned by an admin"),
+    spec("OUTLINE_WEBHOOK_SECRET", None, true, "signing secret of the Outline webhook (ol_whs_...)"),
+    spec("AUTHENTIK_WEBHOOK_TOKEN", None, true, "bearer token Authentik's transport sends; /webhooks/authentik answers 503 without it"),
+    spec("AUTO_CREATE_GROUPS", Some("false"), false, "create missing Outline groups for managed Authentik groups"),
+    spec("AUTHENTIK_GROUP_REGEXP", None, false, "only Authentik groups whose name matches are synced (case-insensitive, anchored at the start)"),
+    spec("SYNC_GROUP_REGEX", None, false, "newer name of AUTHENTIK_GROUP_REGEXP"),
+    spec("DEBUG", Some("false"), false, "debug logging"),
+    spec("LISTEN_ADDR", Some("0.0.0.0:8430"), false, "address the HTTP server listens on"),
+    spec("LOG_FORMAT", Some("text"), false, "text or json"),
+    spec("OUTLINE_RATE_LIMIT_REQUESTS", Some("1000"), false, "Outline's RATE_LIMITER_REQUESTS"),
+    spec("OUTLINE_RATE_LIMIT_WINDOW", Some("60"), false, "Outline's RATE_LIMITER_DURATION_WINDOW, in seconds"),
+    spec("MEMBERSHIP", Some("direct"), false, "direct, or inherited to include members of child groups"),
+    spec("RECONCILE_INTERVAL", Some("900"), false, "seconds between full reconcile passes; 0 turns them off"),
+    spec("MAX_REMOVALS", Some("50"), false, "a pass that would remove more memberships removes none (mass-removal guard)"),
+    spec("QUEUE_CAPACITY", Some("1024"), false, "distinct targets waiting or running before webhooks get 503"),
+    spec("WORKER_CONCURRENCY", Some("8"), false, "jobs that run at once, per lane (sign-in and bulk)"),
+    spec("UPSTREAM_TIMEOUT", Some("10"), false, "timeout of one upstream HTTP call, in seconds"),
+    spec("CACHE_TTL", Some("300"), false, "seconds an Authentik or Outline snapshot stays cached"),
+];
+
+/// A value that must never be printed: `Debug` and `Display` show a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(**redacted**)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which Authentik members count: only direct ones, or also members of child groups (AUTHENTIK.md §7.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipMode {
+    Direct,
+    Inherited,
+}
+
+/// Everything needed to reach one upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub url: String,
+    pub token: Secret,
+}
+
+/// Outline's own limiter settings, copied across by the admin (OUTLINE.md §4.1).
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen_addr: SocketAddr,
+    pub authentik: Option<UpstreamSettings>,
+    pub outline: Option<UpstreamSettings>,
+    pub outline_webhook_secret: Option<Secret>,
+    pub authentik_webhook_token: Option<Secret>,
+    pub auto_create_groups: bool,
+    pub group_filter: Option<Regex>,
+    pub debug: bool,
+    pub log_format: LogFormat,
+    pub outline_rate_limit: RateLimit,
+    pub membership: MembershipMode,
+    pub reconcile_interval: Option<Duration>,
+    pub max_removals: usize,
+    pub queue_capacity: usize,
+    pub worker_concurrency: usize,
+    pub upstream_timeout: Duration,
+    pub cache_ttl: Duration,
+}
+
+/// A setting that is missing or cannot be parsed. The message names the setting and never its value when it
+/// is a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required but not set")]
+    Missing { name: &'static str },
+    #[error("{name}: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(name: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where values come from, so tests can pass a map instead of touching the process environment.
+pub trait EnvSource {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl EnvSource for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl Settings {
+    /// Loads the layers: defaults, then `file` (or `BRIDGE_CONFIG`) when given, then the environment.
+    pub fn load(file: Option<&Path>, env: &dyn EnvSource) -> Result<Settings, ConfigError> {
+        let file = file.map(Path::to_path_buf).or_else(|| {
+            env.var("BRIDGE_CONFIG")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        });
+        let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
+        for s in SETTINGS {
+            if let Some(d) = s.default {
+                values.insert(s.name, d.to_string());
+            }
+        }
+        if let Some(path) = file {
+            for (name, value) in read_toml_layer(&path)? {
+                values.insert(name, value);
+            }
+        }
+        for s in SETTINGS {
+            if let Some(v) = read_env_value(env, s)? {
+                values.insert(s.name, v);
+            }
+        }
+        Self::from_values(&values)
+    }
+
+    fn from_values(values: &BTreeMap<&'static str, String>) -> Result<Settings, ConfigError> {
+        let get = |name: &'static str| values.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let secret = |name: &'static str| get(name).map(Secret::new);
+        let url = |name: &'static str| get(name).map(|v| parse_url(name, v)).transpose();
+
+        let authentik = match (url("AUTHENTIK_URL")?, secret("AUTHENTIK_TOKEN")) {
+            (Some(url), Some(token)) => Some(UpstreamSettings { url, token }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    name: "AUTHENTIK_TOKEN",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: "AUTHENTIK_URL",
+                })
+            }
+        };
+        let outline = match (url("OUTLINE_URL")?, secret("OUTLINE_TOKEN")) {
+            (Some(url), Some(token)) => Some(UpstreamSettings { url, token }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    name: "OUTLINE_TOKEN",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: "OUTLINE_URL",
+                })
+            }
+        };
+        let regex_source = get("SYNC_GROUP_REGEX")
+            .map(|v| ("SYNC_GROUP_REGEX", v))
+            .or_else(|| get("AUTHENTIK_GROUP_REGEXP").map(|v| ("AUTHENTIK_GROUP_REGEXP", v)));
+        let group_filter = regex_source
+            .map(|(name, pattern)| {
+                compile_group_filter(pattern).map_err(|e| ConfigError::invalid(name, e))
+            })
+            .transpose()?;
+
+        let listen_addr = get("LISTEN_ADDR").unwrap_or("0.0.0.0:8430");
+        let listen_addr = listen_addr.parse().map_err(|_| {
+            ConfigError::invalid(
+                "LISTEN_ADDR",
+                format!("not a socket address: {listen_addr}"),
+            )
+        })?;
+        let log_format = match get("LOG_FORMAT")
+            .unwrap_or("text")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::invalid(
+                    "LOG_FORMAT",
+                    format!("expected text or json, got {other}"),
+                ))
+            }
+        };
+        let membership = match get("MEMBERSHIP")
+            .unwrap_or("direct")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "direct" => MembershipMode::Direct,
+            "inherited" => MembershipMode::Inherited,
+            other => {
+                return Err(ConfigError::invalid(
+                    "MEMBERSHIP",
+                    format!("expected direct or inherited, got {other}"),
+                ))
+            }
+        };
+        let requests = parse_number::<u32>(
+            "OUTLINE_RATE_LIMIT_REQUESTS",
+            get("OUTLINE_RATE_LIMIT_REQUESTS"),
+            1000,
+        )?;
+        if requests == 0 {
+            return Err(ConfigError::invalid(
+                "OUTLINE_RATE_LIMIT_REQUESTS",
+                "must be at least 1",
+            ));
+        }
+        let window = parse_seconds(
+            "OUTLINE_RATE_LIMIT_WINDOW",
+            get("OUTLINE_RATE_LIMIT_WINDOW"),
+            60.0,
+        )?;
+        if window.is_zero() {
+            return Err(ConfigError::invalid(
+                "OUTLINE_RATE_LIMIT_WINDOW",
+                "must be more than 0 seconds",
+            ));
+        }
+        let reconcile = parse_seconds("RECONCILE_INTERVAL", get("RECONCILE_INTERVAL"), 900.0)?;
+        let queue_capacity = parse_number::<usize>("QUEUE_CAPACITY", get("QUEUE_CAPACITY"), 1024)?;
+        let worker_concurrency =
+            parse_number::<usize>("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), 8)?;
+        if queue_capacity == 0 || worker_concurrency == 0 {
+            let name = if queue_capacity == 0 {
+                "QUEUE_CAPACITY"
+            } else {
+                "WORKER_CONCURRENCY"
+            };
+            return Err(ConfigError::invalid(name, "must be at least 1"));
+        }
+        let upstream_timeout = parse_seconds("UPSTREAM_TIMEOUT", get("UPSTREAM_TIMEOUT"), 10.0)?;
+        if upstream_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "UPSTREAM_TIMEOUT",
+                "must be more than 0 seconds",
+            ));
+        }
+
+        Ok(Settings {
+            listen_addr,
+            authentik,
+            outline,
+            outline_webhook_secret: secret("OUTLINE_WEBHOOK_SECRET"),
+            authentik_webhook_token: secret("AUTHENTIK_WEBHOOK_TOKEN"),
+            auto_create_groups: parse_bool("AUTO_CREATE_GROUPS", get("AUTO_CREATE_GROUPS"))?,
+            group_filter,
+            debug: parse_bool("DEBUG", get("DEBUG"))?,
+            log_format,
+            outline_rate_limit: RateLimit { requests, window },
+            membership,
+            reconcile_interval: (!reconcile.is_zero()).then_some(reconcile),
+            max_removals: parse_number::<usize>("MAX_REMOVALS", get("MAX_REMOVALS"), 50)?,
+            queue_capacity,
+            worker_concurrency,
+            upstream_timeout,
+            cache_ttl: parse_seconds("CACHE_TTL", get("CACHE_TTL"), 300.0)?,
+        })
+    }
+
+    /// The settings `serve` and `reconcile` cannot run without, checked in one place so that the error names
+    /// the first one missing.
+    pub fn require_upstreams(&self) -> Result<(&UpstreamSettings, &UpstreamSettings), ConfigError> {
+        let authentik = self.authentik.as_ref().ok_or(ConfigError::Missing {
+            name: "AUTHENTIK_URL",
+        })?;
+        let outline = self.outline.as_ref().ok_or(ConfigError::Missing {
+            name: "OUTLINE_URL",
+        })?;
+        Ok((authentik, outline))
+    }
+
+    /// Settings for tests and the demo: everything at its default, with the given upstreams and secrets.
+    pub fn for_upstreams(authentik: UpstreamSettings, outline: UpstreamSettings) -> Settings {
+        let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
+        for s in SETTINGS {
+            if let Some(d) = s.default {
+                values.insert(s.name, d.to_string());
+            }
+        }
+        let mut settings =
+            Self::from_values(&values).unwrap_or_else(|_| unreachable!("the defaults parse"));
+        settings.authentik = Some(authentik);
+        settings.outline = Some(outline);
+        settings
+    }
+}
+
+/// Reads `NAME`, or for secrets `NAME_FILE`; a file's trailing newline is dropped, as `echo secret > file` adds
+/// one. Setting both is an error, since silently preferring one hides a mistake.
+fn read_env_value(env: &dyn EnvSource, spec: &SettingSpec) -> Result<Option<String>, ConfigError> {
+    let direct = env.var(spec.name).filter(|v| !v.is_empty());
+    let file_name = format!("{}_FILE", spec.name);
+    let from_file = env.var(&file_name).filter(|v| !v.is_empty());
+    match (direct, from_file) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            spec.name,
+            format!("set either {} or {file_name}, not both", spec.name),
+        )),
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(path)) => read_secret_file(&file_name, Path::new(&path)).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+fn read_secret_file(name: &str, path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::invalid(name, format!("cannot read {}: {e}", path.display())))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// The TOML layer takes the same names in lower case (`outline_url = "..."`), and `<name>_file` for secrets.
+fn read_toml_layer(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    let display = path.display().to_string();
+    let layer = config::Config::builder()
+        .add_source(
+            config::File::from(path)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        )
+        .build()
+        .map_err(|e| ConfigError::File {
+            path: display.clone(),
+            reason: e.to_string(),
+        })?;
+    let table = layer.cache.into_table().map_err(|e| ConfigError::File {
+        path: display.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let upper = key.to_ascii_uppercase();
+        let (spec, is_file) = match SETTINGS.iter().find(|s| s.name == upper) {
+            Some(s) => (s, false),
+            None => match upper
+                .strip_suffix("_FILE")
+                .and_then(|n| SETTINGS.iter().find(|s| s.name == n))
+            {
+                Some(s) => (s, true),
+                None => {
+                    return Err(ConfigError::File {
+                        path: display,
+                        reason: format!("unknown setting `{key}`"),
+                    })
+                }
+            },
+        };
+        let text = value.into_string().map_err(|e| ConfigError::File {
+            path: display.clone(),
+            reason: format!("{key}: {e}"),
+        })?;
+        let text = if is_file {
+            read_secret_file(&upper, Path::new(&text))?
+        } else {
+            text
+        };
+        out.push((spec.name, text));
+    }
+    Ok(out)
+}
+
+/// The Python connector's users write `True`/`False`; `1`/`0`, `yes`/`no` and `on`/`off` are accepted too.
+pub fn parse_bool(name: &str, value: Option<&str>) -> Result<bool, ConfigError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError::invalid(
+            name,
+            format!("expected True or False, got {other}"),
+        )),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    name: &str,
+    value: Option<&str>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError::invalid(name, format!("expected a whole number, got {v}"))),
+    }
+}
+
+/// Seconds, as a number (`60`, `0.5`) or with a unit (`15m`, `1h`, `30s`, `250ms`).
+pub fn parse_seconds(
+    name: &str,
+    value: Option<&str>,
+    default: f64,
+) -> Result<Duration, ConfigError> {
+    let Some(v) = value else {
+        return Ok(Duration::from_secs_f64(default));
+    };
+    let bad = || {
+        ConfigError::invalid(
+            name,
+            format!("expected seconds such as 60, 15m or 1h, got {v}"),
+        )
+    };
+    let (number, scale) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = v.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (v, 1.0)
+    };
+    let seconds: f64 = number.trim().parse().map_err(|_| bad())?;
+    if !seconds.is_finite() || seconds < 0.0 || seconds * scale > 1e9 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(seconds * scale))
+}
+
+/// Trailing slashes are dropped so that paths can be appended; only http and https are accepted.
+fn parse_url(name: &str, value: &str) -> Result<String, ConfigError> {
+    let parsed = reqwest::Url::parse(value)
+        .map_err(|e| ConfigError::invalid(name, format!("not a valid URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ConfigError::invalid(
+            name,
+            "expected an http:// or https:// URL",
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+/// The Python connector compiles the pattern with `re.IGNORECASE` and uses `re.match`, which anchors at the
+/// start but not at the end; the same semantics here keep existing patterns meaning what they meant.
+pub fn compile_group_filter(pattern: &str) -> Result<Regex, String> {
+    Regex::new(&format!("(?i)^(?:{pattern})"))
+        .map_err(|e| format!("not a valid regular expression: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("AUTHENTIK_URL", "https://auth.example.com/"),
+            ("AUTHENTIK_TOKEN", "ak-token"),
+            ("OUTLINE_URL", "https://docs.example.com"),
+            ("OUTLINE_TOKEN", "ol_api_x"),
+            ("OUTLINE_WEBHOOK_SECRET", "ol_whs_x"),
+        ]
+    }
+
+    #[test]
+    fn defaults_match_the_python_connector() {
+        let s = Settings::load(None, &env(&base())).expect("loads");
+        assert_eq!(s.listen_addr.port(), 8430);
+        assert!(!s.auto_create_groups);
+        assert!(s.group_filter.is_none());
+        assert_eq!(
+            s.authentik.as_ref().map(|a| a.url.as_str()),
+            Some("https://auth.example.com")
+        );
+        assert_eq!(s.reconcile_interval, Some(Duration::from_secs(900)));
+        assert_eq!(s.outline_rate_limit.requests, 1000);
+    }
+
+    #[test]
+    fn booleans_accept_the_connector_spellings() {
+        for (text, expected) in [
+            ("True", true),
+            ("False", false),
+            ("true", true),
+            ("0", false),
+            ("1", true),
+        ] {
+            assert_eq!(
+                parse_bool("X", Some(text)).expect("parses"),
+                expected,
+                "{text}"
+            );
+        }
+        assert!(parse_bool("AUTO_CREATE_GROUPS", Some("maybe")).is_err());
+    }
+
+    #[test]
+    fn regex_is_case_insensitive_and_anchored_at_the_start_only() {
+        let re = compile_group_filter("outline-").expect("compiles");
+        assert!(re.is_match("Outline-Docs"));
+        assert!(!re.is_match("my-outline-docs"));
+    }
+
+    #[test]
+    fn newer_regex_name_is_accepted() {
+        let mut e = base();
+        e.push(("SYNC_GROUP_REGEX", "^wiki"));
+        let s = Settings::load(None, &env(&e)).expect("loads");
+        assert!(s.group_filter.expect("set").is_match("wiki-editors"));
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("bridge-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let path = dir.join("token");
+        std::fs::write(&path, "from-file\n").expect("write");
+        let mut e: Vec<(&str, &str)> = base()
+            .into_iter()
+            .filter(|(k, _)| *k != "OUTLINE_TOKEN")
+            .collect();
+        let p = path.to_string_lossy().to_string();
+        e.push(("OUTLINE_TOKEN_FILE", &p));
+        let s = Settings::load(None, &env(&e)).expect("loads");
+        assert_eq!(s.outline.expect("set").token.expose(), "from-file");
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_hide_secret_values() {
+        let mut e = base();
+        e.push(("LISTEN_ADDR", "nope"));
+        let err = Settings::load(None, &env(&e))
+            .expect_err("bad addr")
+            .to_string();
+        assert!(err.starts_with("LISTEN_ADDR"), "{err}");
+
+        let e: Vec<_> = base()
+            .into_iter()
+            .filter(|(k, _)| *k != "OUTLINE_TOKEN")
+            .collect();
+        let err = Settings::load(None, &env(&e))
+            .expect_err("missing")
+            .to_string();
+        assert_eq!(err, "OUTLINE_TOKEN is required but not set");
+
+        let s = Settings::load(None, &env(&base())).expect("loads");
+        assert!(!format!("{s:?}").contains("ak-token"));
+    }
+
+    #[test]
+    fn toml_layer_sits_between_defaults_and_env() {
+        let dir = std::env::temp_dir().join(format!("bridge-toml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let path = dir.join("bridge.toml");
+        std::fs::write(&path, "max_removals = \"7\"\nqueue_capacity = \"9\"\n").expect("write");
+        let mut e = base();
+        e.push(("QUEUE_CAPACITY", "11"));
+        let s = Settings::load(Some(&path), &env(&e)).expect("loads");
+        assert_eq!(s.max_removals, 7);
+        assert_eq!(s.queue_capacity, 11);
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(
+            parse_seconds("X", Some("15m"), 0.0).expect("ok"),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            parse_seconds("X", Some("0.5"), 0.0).expect("ok"),
+            Duration::from_millis(500)
+        );
+        assert!(parse_seconds("X", Some("-1"), 0.0).is_err());
+    }
+}

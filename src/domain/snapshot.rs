@@ -1,0 +1,153 @@
+//! What the bridge knows of each side at one moment: Authentik groups and users, Outline groups.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::identity::{AuthentikGroupId, AuthentikUserId, Email, GroupName, OutlineGroupId};
+
+/// An Authentik group without its members: enough to decide whether it is managed and how it nests.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub id: AuthentikGroupId,
+    pub name: GroupName,
+    pub is_superuser: bool,
+    pub parents: Vec<AuthentikGroupId>,
+}
+
+/// One member of an Authentik group, as `users_obj` lists it (AUTHENTIK.md §7.3).
+#[derive(Debug, Clone)]
+pub struct MemberSnapshot {
+    pub pk: AuthentikUserId,
+    pub email: Option<Email>,
+    pub is_active: bool,
+}
+
+/// An Authentik group with its direct members.
+#[derive(Debug, Clone)]
+pub struct GroupSnapshot {
+    pub summary: GroupSummary,
+    pub members: Vec<MemberSnapshot>,
+}
+
+/// An Authentik user with their direct groups (AUTHENTIK.md §7.4: `groups_obj` lists direct groups only).
+#[derive(Debug, Clone)]
+pub struct UserSnapshot {
+    pub pk: AuthentikUserId,
+    pub email: Option<Email>,
+    pub is_active: bool,
+    pub groups: Vec<AuthentikGroupId>,
+}
+
+/// An Outline group as `groups.list` presents it (OUTLINE.md §3.4).
+#[derive(Debug, Clone)]
+pub struct OutlineGroup {
+    pub id: OutlineGroupId,
+    pub name: GroupName,
+    pub external_id: Option<String>,
+}
+
+impl OutlineGroup {
+    /// The Authentik group this Outline group was linked to, when its `externalId` names one.
+    pub fn linked_authentik_group(&self) -> Option<AuthentikGroupId> {
+        self.external_id
+            .as_deref()
+            .and_then(AuthentikGroupId::parse)
+    }
+}
+
+/// A member's role in an Outline group. Kept so that plans never re-add an admin: `groups.add_user` without
+/// a permission demotes them (OUTLINE.md §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    Member,
+    Admin,
+}
+
+/// Authentik's built-in groups: the superuser group ("authentik Admins") and the read-only role group.
+const READ_ONLY_GROUP: &str = "authentik read-only";
+
+/// Decides which Authentik groups are managed: those matching `AUTHENTIK_GROUP_REGEXP` when it is set, else
+/// all. Authentik's built-in admin and read-only groups are managed only when a regex is set and names them,
+/// because mirroring "who is an Authentik superuser" into a wiki is never what a default should do.
+#[derive(Debug, Clone, Default)]
+pub struct GroupSelector {
+    pub filter: Option<Regex>,
+}
+
+impl GroupSelector {
+    pub fn is_managed(&self, name: &GroupName, is_superuser: bool) -> bool {
+        let builtin = is_superuser || name.folded() == READ_ONLY_GROUP;
+        match &self.filter {
+            Some(re) => re.is_match(name.as_str()),
+            None => !builtin,
+        }
+    }
+}
+
+/// For `MEMBERSHIP=inherited`: each group's ancestors, walked through `parents` (AUTHENTIK.md §7.5: the API
+/// reports direct membership only, so the closure is computed here). Cycles are tolerated.
+pub fn ancestors(
+    catalog: &[GroupSummary],
+) -> BTreeMap<AuthentikGroupId, BTreeSet<AuthentikGroupId>> {
+    let parents: BTreeMap<&AuthentikGroupId, &Vec<AuthentikGroupId>> =
+        catalog.iter().map(|g| (&g.id, &g.parents)).collect();
+    let mut out = BTreeMap::new();
+    for g in catalog {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&AuthentikGroupId> = g.parents.iter().collect();
+        while let Some(p) = stack.pop() {
+            if p == &g.id || !seen.insert(p.clone()) {
+                continue;
+            }
+            if let Some(next) = parents.get(p) {
+                stack.extend(next.iter());
+            }
+        }
+        out.insert(g.id.clone(), seen);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(id: &str, parents: &[&str]) -> GroupSummary {
+        GroupSummary {
+            id: AuthentikGroupId::parse(id).expect("uuid"),
+            name: GroupName::new(id),
+            is_superuser: false,
+            parents: parents
+                .iter()
+                .map(|p| AuthentikGroupId::parse(p).expect("uuid"))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn builtin_groups_need_the_regex_to_name_them() {
+        let all = GroupSelector::default();
+        assert!(!all.is_managed(&GroupName::new("authentik Admins"), true));
+        assert!(!all.is_managed(&GroupName::new("authentik Read-only"), false));
+        assert!(all.is_managed(&GroupName::new("engineering"), false));
+        let named = GroupSelector {
+            filter: Some(Regex::new("(?i)^(?:authentik)").expect("re")),
+        };
+        assert!(named.is_managed(&GroupName::new("authentik Admins"), true));
+        assert!(!named.is_managed(&GroupName::new("engineering"), false));
+    }
+
+    #[test]
+    fn ancestors_follow_parents_transitively_and_survive_cycles() {
+        let a = "00000000000000000000000000000001";
+        let b = "00000000000000000000000000000002";
+        let c = "00000000000000000000000000000003";
+        let catalog = vec![summary(a, &[c]), summary(b, &[a]), summary(c, &[b])];
+        let anc = ancestors(&catalog);
+        let b_id = AuthentikGroupId::parse(b).expect("uuid");
+        assert_eq!(anc[&b_id].len(), 2);
+    }
+}

@@ -1,0 +1,17 @@
+//! authentik-bridge: Outline follows Authentik's group memberships in real time.
+//!
+//! The modules follow the data flow:
+//! `webhook in (routes, webhooks) -> event -> job (sync) -> plan (domain) -> Outline calls (clients)`.
+
+pub mod cli;
+pub mod clients;
+pub mod configuration;
+pub mod demo;
+pub mod domain;
+pub mod metrics;
+pub mod report;
+pub mod routes;
+pub mod startup;
+pub mod sync;
+pub mod telemetry;
+pub mod webhooks;

@@ -1,0 +1,186 @@
+//! The Prometheus metrics the bridge exports at `/metrics`. One registry per app instance (not a global),
+//! so tests and the demo can run several bridges in one process.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub webhooks: IntCounterVec,
+    pub jobs: IntCounterVec,
+    pub job_duration: HistogramVec,
+    pub queue_depth: IntGauge,
+    pub queue_capacity: IntGauge,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub outline_throttled: IntCounter,
+    pub membership_changes: IntCounterVec,
+    pub removal_guard_tripped: IntCounter,
+    pub removal_guard_active: IntGauge,
+    pub reconcile: IntCounterVec,
+    pub reconcile_last_success: IntGauge,
+    pub cache_requests: IntCounterVec,
+    pub cache_evictions: IntCounterVec,
+    pub upstream_up: IntGaugeVec,
+    pub webhook_intake_seconds: Histogram,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+    g
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "bridge_job_duration_seconds",
+                "How long one sync job took, reads and writes included.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["kind"],
+        )
+        .unwrap_or_else(|e| unreachable!("histogram: {e}"));
+        r.register(Box::new(job_duration.clone()))
+            .unwrap_or_else(|e| unreachable!("register: {e}"));
+        let webhook_intake_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "bridge_webhook_intake_seconds",
+                "Time from a webhook's first byte to its answer.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+            ]),
+        )
+        .unwrap_or_else(|e| unreachable!("histogram: {e}"));
+        r.register(Box::new(webhook_intake_seconds.clone()))
+            .unwrap_or_else(|e| unreachable!("register: {e}"));
+        let upstream_up = IntGaugeVec::new(
+            Opts::new(
+                "bridge_upstream_up",
+                "1 when the upstream answered the last call, else 0.",
+            ),
+            &["upstream"],
+        )
+        .unwrap_or_else(|e| unreachable!("gauge: {e}"));
+        r.register(Box::new(upstream_up.clone()))
+            .unwrap_or_else(|e| unreachable!("register: {e}"));
+        Metrics {
+            webhooks: counter_vec(
+                &r,
+                "bridge_webhooks_total",
+                "Webhooks received, by source and outcome.",
+                &["source", "outcome"],
+            ),
+            jobs: counter_vec(
+                &r,
+                "bridge_jobs_total",
+                "Sync jobs run, by kind and result.",
+                &["kind", "result"],
+            ),
+            job_duration,
+            queue_depth: gauge(&r, "bridge_queue_depth", "Targets waiting or running."),
+            queue_capacity: gauge(
+                &r,
+                "bridge_queue_capacity",
+                "Targets the queue holds before webhooks get 503.",
+            ),
+            upstream_requests: counter_vec(
+                &r,
+                "bridge_upstream_requests_total",
+                "Upstream HTTP calls, by upstream, call and status.",
+                &["upstream", "call", "status"],
+            ),
+            upstream_errors: counter_vec(
+                &r,
+                "bridge_upstream_errors_total",
+                "Upstream calls that failed after their retries.",
+                &["upstream", "call"],
+            ),
+            outline_throttled: counter(
+                &r,
+                "bridge_outline_throttled_total",
+                "429 answers received from Outline.",
+            ),
+            membership_changes: counter_vec(
+                &r,
+                "bridge_membership_changes_total",
+                "Writes made to Outline, by kind.",
+                &["change"],
+            ),
+            removal_guard_tripped: counter(
+                &r,
+                "bridge_removal_guard_tripped_total",
+                "Passes whose removals the MAX_REMOVALS guard held back.",
+            ),
+            removal_guard_active: gauge(
+                &r,
+                "bridge_removal_guard_active",
+                "1 while the last pass was held back by the removal guard.",
+            ),
+            reconcile: counter_vec(
+                &r,
+                "bridge_reconcile_total",
+                "Full reconcile passes, by result.",
+                &["result"],
+            ),
+            reconcile_last_success: gauge(
+                &r,
+                "bridge_reconcile_last_success_timestamp_seconds",
+                "Unix time of the last successful reconcile.",
+            ),
+            cache_requests: counter_vec(
+                &r,
+                "bridge_cache_requests_total",
+                "Cache look-ups, by cache and result.",
+                &["cache", "result"],
+            ),
+            cache_evictions: counter_vec(
+                &r,
+                "bridge_cache_evictions_total",
+                "Cache entries evicted or invalidated.",
+                &["cache"],
+            ),
+            upstream_up,
+            webhook_intake_seconds,
+            registry: r,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,83 @@
+//! Human-readable renderings of plans and reports for the CLI.
+
+use std::fmt::Write;
+
+use crate::domain::GroupRef;
+use crate::sync::ReconcileReport;
+
+pub fn render_reconcile(report: &ReconcileReport) -> String {
+    let mut out = String::new();
+    let plan = &report.plan;
+    let verb = if report.dry_run { "would" } else { "did" };
+    let _ = writeln!(
+        out,
+        "reconcile{}: {} managed groups, {} ms",
+        if report.dry_run { " (dry run)" } else { "" },
+        report.managed_groups,
+        report.duration_ms
+    );
+    for c in &plan.creates {
+        let _ = writeln!(
+            out,
+            "  {verb} create group {:?} (externalId {})",
+            c.name.as_str(),
+            c.authentik_group
+        );
+    }
+    for l in &plan.links {
+        let _ = writeln!(
+            out,
+            "  {verb} link group {:?} (write externalId {})",
+            l.name.as_str(),
+            l.authentik_group
+        );
+    }
+    for r in &plan.renames {
+        let _ = writeln!(
+            out,
+            "  {verb} rename group {:?} -> {:?}",
+            r.from.as_str(),
+            r.to.as_str()
+        );
+    }
+    for a in &plan.adds {
+        let group = match &a.group {
+            GroupRef::Existing(id) => id.to_string(),
+            GroupRef::ToCreate(_) => "new".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {verb} add    user {} to {:?} ({group})",
+            a.user,
+            a.group_name.as_str()
+        );
+    }
+    for r in &plan.removes {
+        let held = if report.guarded {
+            " [held back by MAX_REMOVALS]"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {verb} remove user {} from {:?} ({}){held}",
+            r.user,
+            r.group_name.as_str(),
+            r.group
+        );
+    }
+    for s in &plan.skipped {
+        let _ = writeln!(out, "  skipped {:?}: {}", s.name.as_str(), s.reason);
+    }
+    let _ = writeln!(
+        out,
+        "total: {} adds, {} removes, {} creates, {} links, {} renames; {} Authentik members have no Outline account yet",
+        plan.adds.len(),
+        plan.removes.len(),
+        plan.creates.len(),
+        plan.links.len(),
+        plan.renames.len(),
+        report.summary.unmatched_members
+    );
+    out
+}

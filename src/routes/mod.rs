@@ -1,0 +1,100 @@
+//! Thin HTTP handlers: verify, parse, enqueue, answer. Each webhook answers within milliseconds; the work
+//! runs behind the queue, because Outline waits only 5 s and disables a webhook that fails often
+//! (OUTLINE.md §2.6, §2.7).
+
+pub mod authentik;
+pub mod health;
+pub mod outline;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures::StreamExt;
+
+use crate::configuration::Secret;
+use crate::metrics::Metrics;
+use crate::sync::{EventDeduper, JobQueue};
+use crate::webhooks::MAX_BODY_BYTES;
+
+/// What the handlers share.
+pub struct AppState {
+    pub outline_webhook_secret: Option<Secret>,
+    pub authentik_webhook_token: Option<Secret>,
+    pub queue: JobQueue,
+    pub dedupe: EventDeduper,
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
+/// Every way a webhook is refused, each with its status and a one-line reason.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("body larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    QueueFull(String),
+    #[error("{0}")]
+    NotConfigured(&'static str),
+}
+
+impl WebhookError {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            WebhookError::Unauthorized(_) => "rejected_auth",
+            WebhookError::TooLarge | WebhookError::BadRequest(_) => "rejected_body",
+            WebhookError::QueueFull(_) => "queue_full",
+            WebhookError::NotConfigured(_) => "not_configured",
+        }
+    }
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebhookError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            WebhookError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebhookError::QueueFull(_) | WebhookError::NotConfigured(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status_code());
+        if matches!(self, WebhookError::QueueFull(_)) {
+            resp.insert_header(("Retry-After", "5"));
+        }
+        resp.json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+/// Reads the raw body, refusing it as soon as it passes [`MAX_BODY_BYTES`] (by `Content-Length` when sent).
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<web::Bytes, WebhookError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(WebhookError::TooLarge);
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| WebhookError::BadRequest(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(WebhookError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+pub fn accepted(status: &'static str) -> HttpResponse {
+    HttpResponse::Accepted().json(serde_json::json!({ "status": status }))
+}

@@ -1,0 +1,70 @@
+//! `POST /sync` (the Python connector's path) and `POST /webhooks/outline`: Outline's signed `users.signin`.
+
+use std::time::SystemTime;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{accepted, read_body, AppState, WebhookError};
+use crate::sync::JobKey;
+use crate::webhooks::outline::{parse_outline_delivery, verify_outline_signature, SIGNIN_EVENT};
+
+pub async fn outline_webhook(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebhookError> {
+    let started = std::time::Instant::now();
+    let result = handle(&req, payload, &state).await;
+    let outcome = match &result {
+        Ok((_, outcome)) => *outcome,
+        Err(e) => {
+            tracing::warn!(reason = %e, "Outline webhook refused");
+            e.outcome()
+        }
+    };
+    state
+        .metrics
+        .webhooks
+        .with_label_values(&["outline", outcome])
+        .inc();
+    state
+        .metrics
+        .webhook_intake_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result.map(|(resp, _)| resp)
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(HttpResponse, &'static str), WebhookError> {
+    let secret = state
+        .outline_webhook_secret
+        .as_ref()
+        .ok_or(WebhookError::NotConfigured(
+            "OUTLINE_WEBHOOK_SECRET is not set",
+        ))?;
+    let body = read_body(req, payload).await?;
+    let header = req
+        .headers()
+        .get("outline-signature")
+        .and_then(|v| v.to_str().ok());
+    verify_outline_signature(secret, header, &body, SystemTime::now())
+        .map_err(|e| WebhookError::Unauthorized(e.to_string()))?;
+    let delivery =
+        parse_outline_delivery(&body).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
+    if delivery.event != SIGNIN_EVENT {
+        return Ok((accepted("ignored"), "ignored"));
+    }
+    let Some(user) = delivery.user_id else {
+        return Err(WebhookError::BadRequest(
+            "users.signin delivery has no payload.id".into(),
+        ));
+    };
+    state
+        .queue
+        .submit(JobKey::Signin(user))
+        .map_err(|e| WebhookError::QueueFull(e.to_string()))?;
+    Ok((accepted("queued"), "accepted"))
+}

@@ -1,0 +1,153 @@
+//! Builds the whole app from settings: clients, engine, queue, HTTP server and the reconcile schedule. The
+//! binary, the tests (on port 0) and the demo all start the bridge through here.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use tracing_actix_web::TracingLogger;
+
+use crate::clients::{AuthentikClient, OutlineClient};
+use crate::configuration::{ConfigError, Settings};
+use crate::metrics::Metrics;
+use crate::routes::{self, AppState};
+use crate::sync::{EventDeduper, JobKey, JobQueue, SyncEngine};
+use crate::telemetry::RedactedRootSpan;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Builds the sync engine alone (no HTTP), for `reconcile` and `check`.
+pub fn build_engine(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<SyncEngine>, ConfigError> {
+    let (authentik, outline) = settings.require_upstreams()?;
+    let authentik = AuthentikClient::new(authentik, settings.upstream_timeout, metrics.clone());
+    let outline = OutlineClient::new(
+        outline,
+        settings.outline_rate_limit,
+        settings.upstream_timeout,
+        metrics.clone(),
+    );
+    Ok(Arc::new(SyncEngine::new(
+        settings, authentik, outline, metrics,
+    )))
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    queue: JobQueue,
+    metrics: Arc<Metrics>,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free port) and wires everything; nothing runs until
+    /// [`Application::run_until_stopped`].
+    pub fn build(settings: Settings) -> Result<Application, StartupError> {
+        let listener =
+            TcpListener::bind(settings.listen_addr).map_err(|source| StartupError::Bind {
+                addr: settings.listen_addr.to_string(),
+                source,
+            })?;
+        Self::build_with_listener(settings, listener)
+    }
+
+    pub fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> Result<Application, StartupError> {
+        let metrics = Arc::new(Metrics::new());
+        let engine = build_engine(&settings, metrics.clone())?;
+        let queue = JobQueue::new(
+            engine,
+            settings.queue_capacity,
+            settings.worker_concurrency,
+            metrics.clone(),
+        );
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let state = web::Data::new(AppState {
+            outline_webhook_secret: settings.outline_webhook_secret.clone(),
+            authentik_webhook_token: settings.authentik_webhook_token.clone(),
+            queue: queue.clone(),
+            dedupe: EventDeduper::new(),
+            metrics: metrics.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::<RedactedRootSpan>::new())
+                .app_data(state.clone())
+                .route("/sync", web::post().to(routes::outline::outline_webhook))
+                .route(
+                    "/webhooks/outline",
+                    web::post().to(routes::outline::outline_webhook),
+                )
+                .route(
+                    "/webhooks/authentik",
+                    web::post().to(routes::authentik::authentik_webhook),
+                )
+                .route("/healthz", web::get().to(routes::health::healthz))
+                .route("/readyz", web::get().to(routes::health::readyz))
+                .route("/metrics", web::get().to(routes::health::metrics))
+        })
+        // Slow clients (slowloris) are dropped: the headers must arrive within 5 s, and a request that
+        // stalls mid-body is cut by the client timeout.
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            addr: "listener".into(),
+            source,
+        })?
+        .run();
+
+        // The start-up reconcile runs as soon as the server listens, then every interval.
+        let _ = queue.submit(JobKey::Reconcile);
+        if let Some(interval) = settings.reconcile_interval {
+            let q = queue.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = q.submit(JobKey::Reconcile) {
+                        tracing::warn!(error = %e, "scheduled reconcile not queued");
+                    }
+                }
+            });
+        }
+        Ok(Application {
+            port,
+            server,
+            queue,
+            metrics,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn queue(&self) -> JobQueue {
+        self.queue.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

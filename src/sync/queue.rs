@@ -1,0 +1,318 @@
+//! The job queue: dedupe of event ids, coalescing per target, one job at a time per target, a bounded number
+//! of targets at once, and retries that outlast an upstream outage.
+//!
+//! A "target" is what a job converges: an Outline user who signed in, an Authentik user, an Authentik group,
+//! or everything (reconcile). The queue holds at most `capacity` targets; an event for a target already held
+//! folds into it and costs nothing, so only distinct targets fill the queue. When it is full the webhook
+//! answers 503 and the sender retries (Authentik does, AUTHENTIK.md §2.5).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moka::future::Cache;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+
+use super::coalesce::TargetSchedule;
+use super::engine::{SyncEngine, SyncError, SyncReport};
+use super::reconcile::{run_reconcile, ReconcileOptions};
+use crate::clients::retry::backoff_delay;
+use crate::domain::{AuthentikGroupId, AuthentikUserId, OutlineUserId};
+use crate::metrics::Metrics;
+
+/// Events for one target within this window of a run's start fold into one trailing run.
+pub const COALESCE_WINDOW: Duration = Duration::from_millis(250);
+/// A failed job is retried with backoff for this long: Outline never re-sends a webhook, so dropping the job
+/// would lose the change (OUTLINE.md §2.6). Reconcile catches anything still missed after that.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(600);
+/// Authentik retries a delivery for 4–8 minutes (AUTHENTIK.md §2.5); ids are kept a little longer.
+pub const DEDUPE_TTL: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JobKey {
+    Signin(OutlineUserId),
+    AuthentikUser(AuthentikUserId),
+    AuthentikGroup(AuthentikGroupId),
+    Reconcile,
+}
+
+impl JobKey {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobKey::Signin(_) => "signin",
+            JobKey::AuthentikUser(_) => "user",
+            JobKey::AuthentikGroup(_) => "group",
+            JobKey::Reconcile => "reconcile",
+        }
+    }
+    fn interactive(&self) -> bool {
+        matches!(self, JobKey::Signin(_) | JobKey::AuthentikUser(_))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the job queue is full ({0} targets waiting); retry later")]
+pub struct QueueFull(pub usize);
+
+/// Remembers event ids for [`DEDUPE_TTL`]; Authentik's retries and per-recipient fan-out repeat them.
+#[derive(Clone)]
+pub struct EventDeduper {
+    seen: Cache<String, ()>,
+}
+
+impl EventDeduper {
+    pub fn new() -> EventDeduper {
+        EventDeduper {
+            seen: Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(DEDUPE_TTL)
+                .build(),
+        }
+    }
+    /// True the first time an id is offered.
+    pub async fn first_time(&self, id: &str) -> bool {
+        self.seen
+            .entry(id.to_string())
+            .or_insert(())
+            .await
+            .is_fresh()
+    }
+    /// Forgets an id whose event could not be queued, so the sender's retry is not taken for a duplicate.
+    pub async fn forget(&self, id: &str) {
+        self.seen.invalidate(id).await;
+    }
+}
+
+impl Default for EventDeduper {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct Inner {
+    engine: Arc<SyncEngine>,
+    targets: Mutex<HashMap<JobKey, TargetSchedule>>,
+    capacity: usize,
+    /// Sign-ins and single users run in their own lane, so a bulk group change never starves them.
+    interactive: Semaphore,
+    bulk: Semaphore,
+    idle: Notify,
+    metrics: Arc<Metrics>,
+    retry_budget: Duration,
+}
+
+#[derive(Clone)]
+pub struct JobQueue {
+    inner: Arc<Inner>,
+}
+
+impl JobQueue {
+    pub fn new(
+        engine: Arc<SyncEngine>,
+        capacity: usize,
+        concurrency: usize,
+        metrics: Arc<Metrics>,
+    ) -> JobQueue {
+        metrics.queue_capacity.set(capacity as i64);
+        JobQueue {
+            inner: Arc::new(Inner {
+                engine,
+                targets: Mutex::new(HashMap::new()),
+                capacity,
+                interactive: Semaphore::new(concurrency),
+                bulk: Semaphore::new(concurrency),
+                idle: Notify::new(),
+                metrics,
+                retry_budget: RETRY_BUDGET,
+            }),
+        }
+    }
+
+    /// A shorter retry budget, for tests of outages.
+    pub fn with_retry_budget(self, budget: Duration) -> JobQueue {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.retry_budget = budget;
+                JobQueue {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => JobQueue { inner },
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<SyncEngine> {
+        &self.inner.engine
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, TargetSchedule>> {
+        // A poisoned lock only means a panic elsewhere; the map itself is always consistent.
+        self.inner.targets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn depth(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Queues a job for `key`. The first event for an idle target starts its job at once; later ones fold in.
+    pub fn submit(&self, key: JobKey) -> Result<(), QueueFull> {
+        let mut targets = self.lock();
+        if let Some(schedule) = targets.get_mut(&key) {
+            schedule.on_event();
+            return Ok(());
+        }
+        if targets.len() >= self.inner.capacity {
+            return Err(QueueFull(targets.len()));
+        }
+        targets.insert(
+            key.clone(),
+            TargetSchedule::start(Instant::now(), COALESCE_WINDOW),
+        );
+        self.inner.metrics.queue_depth.set(targets.len() as i64);
+        drop(targets);
+        let queue = self.clone();
+        tokio::spawn(async move { queue.drive(key).await });
+        Ok(())
+    }
+
+    /// Resolves once no target is waiting or running (tests, the demo and the CLI use it).
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.depth() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Runs a target's jobs until no event is left for it and its coalescing window has passed.
+    async fn drive(&self, key: JobKey) {
+        'runs: loop {
+            self.run_with_retries(&key).await;
+            loop {
+                let wake = {
+                    let mut targets = self.lock();
+                    let Some(schedule) = targets.get(&key) else {
+                        break 'runs;
+                    };
+                    let wake = schedule.next_wake(Instant::now());
+                    if wake.is_none() {
+                        targets.remove(&key);
+                        self.inner.metrics.queue_depth.set(targets.len() as i64);
+                    }
+                    wake
+                };
+                let Some(at) = wake else { break 'runs };
+                tokio::time::sleep_until(at).await;
+                if self.lock().get(&key).is_some_and(TargetSchedule::is_due) {
+                    continue 'runs;
+                }
+            }
+        }
+        self.inner.idle.notify_waiters();
+    }
+
+    async fn run_with_retries(&self, key: &JobKey) {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            if let Some(s) = self.lock().get_mut(key) {
+                s.on_run_start(Instant::now(), COALESCE_WINDOW);
+            }
+            let result = self.run_once(key).await;
+            match result {
+                Ok(_) | Err(SyncError::Guarded { .. }) => return,
+                Err(SyncError::Upstream(e)) => {
+                    attempt += 1;
+                    let delay =
+                        backoff_delay(attempt, Duration::from_secs(1), Duration::from_secs(60));
+                    if started.elapsed() + delay > self.inner.retry_budget {
+                        self.inner
+                            .metrics
+                            .jobs
+                            .with_label_values(&[key.kind(), "failed"])
+                            .inc();
+                        tracing::error!(job = key.kind(), error = %e, "giving up after retrying for 10 minutes; the next reconcile will repair this");
+                        return;
+                    }
+                    self.inner
+                        .metrics
+                        .jobs
+                        .with_label_values(&[key.kind(), "retry"])
+                        .inc();
+                    tracing::warn!(job = key.kind(), error = %e, retry_in_ms = delay.as_millis() as u64, "job failed before any removal; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn run_once(&self, key: &JobKey) -> Result<SyncReport, SyncError> {
+        let semaphore = if key.interactive() {
+            &self.inner.interactive
+        } else {
+            &self.inner.bulk
+        };
+        let _permit = semaphore.acquire().await;
+        let engine = &self.inner.engine;
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!("job", kind = key.kind(), target = tracing::field::Empty);
+        let result = async {
+            match key {
+                JobKey::Signin(id) => {
+                    tracing::Span::current().record("target", tracing::field::display(id));
+                    engine.sync_signin(id).await
+                }
+                JobKey::AuthentikUser(pk) => {
+                    tracing::Span::current().record("target", tracing::field::display(pk));
+                    engine.sync_authentik_user(*pk).await
+                }
+                JobKey::AuthentikGroup(id) => {
+                    tracing::Span::current().record("target", tracing::field::display(id));
+                    engine.sync_group(id).await
+                }
+                JobKey::Reconcile => run_reconcile(engine, ReconcileOptions::default())
+                    .await
+                    .map(|r| r.summary),
+            }
+        };
+        let result = tracing::Instrument::instrument(result, span.clone()).await;
+        let elapsed = started.elapsed();
+        self.inner
+            .metrics
+            .job_duration
+            .with_label_values(&[key.kind()])
+            .observe(elapsed.as_secs_f64());
+        let _enter = span.enter();
+        match &result {
+            Ok(r) => {
+                self.inner
+                    .metrics
+                    .jobs
+                    .with_label_values(&[key.kind(), "ok"])
+                    .inc();
+                tracing::info!(
+                    adds = r.adds,
+                    removes = r.removes,
+                    creates = r.creates,
+                    renames = r.renames,
+                    unmatched = r.unmatched_members,
+                    note = r.note.as_deref().unwrap_or(""),
+                    duration_ms = elapsed.as_millis() as u64,
+                    "sync done"
+                );
+            }
+            Err(SyncError::Guarded { .. }) => {
+                self.inner
+                    .metrics
+                    .jobs
+                    .with_label_values(&[key.kind(), "failed"])
+                    .inc();
+            }
+            Err(SyncError::Upstream(_)) => {}
+        }
+        result
+    }
+}

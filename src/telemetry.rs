@@ -1,0 +1,66 @@
+//! Logging set-up, request ids and redaction.
+//!
+//! Every request gets a span with a request id. The span records the method and the path but never the
+//! query string (it may hold `?token=`, AUTHENTIK.md §2.7) nor any header, so no token, secret or signature
+//! can reach a log line.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{Error, HttpMessage};
+use tracing::Span;
+use tracing_actix_web::{RequestId, RootSpanBuilder};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::configuration::LogFormat;
+
+/// Installs the global subscriber. `DEBUG=True` turns on debug logs for the bridge itself; `RUST_LOG`, when
+/// set, wins. HTTP libraries stay at `warn` unless `RUST_LOG` says otherwise.
+pub fn init_subscriber<W>(debug: bool, format: LogFormat, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let default = if debug {
+        "info,authentik_bridge=debug,actix_web=info"
+    } else {
+        "info,actix_server=warn,h2=warn,hyper=warn,reqwest=warn,rustls=warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The root span of every request: method, path (without the query string), request id and status.
+pub struct RedactedRootSpan;
+
+impl RootSpanBuilder for RedactedRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let request_id = request.extensions().get::<RequestId>().copied();
+        let request_id = request_id.map(|r| r.to_string()).unwrap_or_default();
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.path(),
+            request_id = %request_id,
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        let status = match outcome {
+            Ok(resp) => resp.response().status().as_u16(),
+            Err(e) => e.as_response_error().status_code().as_u16(),
+        };
+        span.record("status", status);
+    }
+}
