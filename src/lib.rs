@@ -11,6 +11,7 @@ pub mod domain;
 pub mod metrics;
 pub mod report;
 pub mod routes;
+pub mod simulated;
 pub mod startup;
 pub mod sync;
 pub mod telemetry;

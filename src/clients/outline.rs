@@ -294,6 +294,21 @@ impl OutlineClient {
         .await
     }
 
+    /// The number of users and the newest one (`users.list` sorted by creation, one row): enough to tell
+    /// whether a cached index of users is still complete.
+    pub async fn newest_user(&self) -> Result<(u64, Option<OutlineUserId>), UpstreamError> {
+        let body = json!({ "filter": "all", "sort": "createdAt", "direction": "DESC", "limit": 1, "offset": 0 });
+        let page: Envelope<Vec<RawUser>> = self.rpc("users.list", body).await?;
+        let total = page.pagination.and_then(|p| p.total).unwrap_or(0);
+        Ok((
+            total,
+            page.data
+                .into_iter()
+                .next()
+                .map(|u| OutlineUserId::new(u.id)),
+        ))
+    }
+
     /// Every group, in creation order so pages stay stable while groups are renamed.
     pub async fn list_groups(&self) -> Result<Vec<OutlineGroup>, UpstreamError> {
         self.list_all(

@@ -82,8 +82,10 @@ async fn handle(
         }
         AuthentikNotification::Event(e) => e,
     };
-    if !state.dedupe.first_time(&event.event_pk).await {
-        return Ok((accepted("duplicate"), "duplicate"));
+    if let Some(pk) = &event.event_pk {
+        if !state.dedupe.first_time(pk).await {
+            return Ok((accepted("duplicate"), "duplicate"));
+        }
     }
     let engine = state.queue.engine();
     let key = match (event.model_action(), &event.target) {
@@ -114,7 +116,7 @@ async fn handle(
         }
         _ => return Ok((accepted("ignored"), "ignored")),
     };
-    submit(state, key, Some(&event.event_pk)).await?;
+    submit(state, key, event.event_pk.as_deref()).await?;
     Ok((accepted("queued"), "accepted"))
 }
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
@@ -19,10 +19,12 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 
-/// Outline's users by folded email, with when the index was read.
+/// Outline's users by folded email, with the count and the newest user when it was read, so that one
+/// cheap call tells whether anyone has joined since.
 pub struct OutlineUserIndex {
     pub by_email: BTreeMap<String, OutlineUserId>,
-    pub read_at: Instant,
+    pub total: u64,
+    pub newest: Option<OutlineUserId>,
 }
 
 /// A deletion event carries the user's pk and display name but no email (AUTHENTIK.md §4.4, §12), so the

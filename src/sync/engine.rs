@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -20,10 +19,6 @@ use crate::domain::{
     OutlineUserId, PlanInput, UserSnapshot,
 };
 use crate::metrics::Metrics;
-
-/// An Outline user index older than this is read again when a member's email is missing from it, so a
-/// user who just signed in for the first time is found without re-reading the index for every miss.
-const USER_INDEX_REFRESH_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -118,6 +113,28 @@ impl SyncEngine {
         ))
     }
 
+    /// The Outline group index, read again when the cached one cannot be complete: a target with members
+    /// to add has no Outline group in it, or a current membership names a group it does not know. Outline
+    /// sends no group events, so a group created by hand is found this way instead of after the TTL.
+    async fn outline_groups_for(
+        &self,
+        targets: &[GroupTarget],
+        current: &BTreeMap<OutlineGroupId, BTreeSet<OutlineUserId>>,
+    ) -> Result<Arc<Vec<OutlineGroup>>, UpstreamError> {
+        let groups = self.outline_groups().await?;
+        let index = GroupIndex::new(&groups);
+        let known: BTreeSet<&OutlineGroupId> = groups.iter().map(|g| &g.id).collect();
+        let unlinked = targets
+            .iter()
+            .any(|t| !t.desired.is_empty() && index.find(&t.group, &t.name).is_none());
+        let unknown = current.keys().any(|id| !known.contains(id));
+        if !(unlinked || unknown) {
+            return Ok(groups);
+        }
+        self.caches.outline_groups.invalidate(&()).await;
+        self.outline_groups().await
+    }
+
     pub async fn outline_groups(&self) -> Result<Arc<Vec<OutlineGroup>>, UpstreamError> {
         self.caches
             .get_or_load(&self.caches.outline_groups, (), async {
@@ -138,8 +155,10 @@ impl SyncEngine {
             .await
     }
 
-    /// Maps Authentik members to Outline users by email, reading the index again once if some are missing
-    /// and it is older than [`USER_INDEX_REFRESH_AFTER`].
+    /// Maps Authentik members to Outline users by email. When some are missing from the cached index, one
+    /// call asks Outline for its newest user and its count; only when those changed (someone signed up or
+    /// was invited since) is the whole index read again. Members who never used Outline stay unmatched
+    /// without costing a full listing per event.
     async fn resolve_emails(
         &self,
         outline: &OutlineClient,
@@ -151,9 +170,12 @@ impl SyncEngine {
                 .iter()
                 .any(|e| !idx.by_email.contains_key(e.folded()))
         };
-        if missing(&index) && index.read_at.elapsed() > USER_INDEX_REFRESH_AFTER {
-            self.caches.outline_users.invalidate(&()).await;
-            index = self.outline_user_index(outline).await?;
+        if missing(&index) {
+            let (total, newest) = outline.newest_user().await?;
+            if total != index.total || newest != index.newest {
+                self.caches.outline_users.invalidate(&()).await;
+                index = self.outline_user_index(outline).await?;
+            }
         }
         let mut found = BTreeMap::new();
         let mut unmatched = 0;
@@ -301,12 +323,12 @@ impl SyncEngine {
                 },
             })
             .collect();
-        let groups = self.outline_groups().await?;
         let current_groups = outline.groups_of_user(&ou.id).await?;
         let current: BTreeMap<OutlineGroupId, BTreeSet<OutlineUserId>> = current_groups
             .into_iter()
             .map(|g| (g, BTreeSet::from([ou.id.clone()])))
             .collect();
+        let groups = self.outline_groups_for(&targets, &current).await?;
         let plan = plan_membership(&PlanInput {
             targets: &targets,
             outline_groups: &groups,
@@ -437,23 +459,24 @@ impl SyncEngine {
         let all_emails: BTreeSet<Email> =
             groups.iter().flat_map(|(_, e)| e.iter().cloned()).collect();
         let (ids, unmatched) = self.resolve_emails(outline, &all_emails).await?;
-        let outline_groups = self.outline_groups().await?;
+        let targets: Vec<GroupTarget> = groups
+            .into_iter()
+            .map(|(summary, emails)| GroupTarget {
+                group: summary.id,
+                name: summary.name,
+                desired: emails.iter().filter_map(|e| ids.get(e).cloned()).collect(),
+            })
+            .collect();
+        let outline_groups = self.outline_groups_for(&targets, &BTreeMap::new()).await?;
         let index = GroupIndex::new(&outline_groups);
-        let mut targets = Vec::with_capacity(groups.len());
         let mut current = BTreeMap::new();
-        for (summary, emails) in groups {
-            if let Some((og, _)) = index.find(&summary.id, &summary.name) {
+        for t in &targets {
+            if let Some((og, _)) = index.find(&t.group, &t.name) {
                 if !current.contains_key(&og.id) {
                     let members = outline.group_members(&og.id).await?;
                     current.insert(og.id.clone(), members.into_keys().collect::<BTreeSet<_>>());
                 }
             }
-            let desired = emails.iter().filter_map(|e| ids.get(e).cloned()).collect();
-            targets.push(GroupTarget {
-                group: summary.id,
-                name: summary.name,
-                desired,
-            });
         }
         let plan = plan_membership(&PlanInput {
             targets: &targets,
@@ -616,7 +639,8 @@ fn index_users(users: &[OutlineUser]) -> OutlineUserIndex {
     }
     OutlineUserIndex {
         by_email,
-        read_at: Instant::now(),
+        total: users.len() as u64,
+        newest: users.last().map(|u| u.id.clone()),
     }
 }
 

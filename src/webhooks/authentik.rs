@@ -64,7 +64,8 @@ pub enum ModelAction {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthentikEvent {
-    pub event_pk: String,
+    /// `str(event.pk)`: the idempotency key for Authentik's retries and fan-out (AUTHENTIK.md §11).
+    pub event_pk: Option<String>,
     pub action: String,
     pub target: Option<EventTarget>,
     pub created: Option<String>,
@@ -144,10 +145,14 @@ pub fn parse_authentik_notification(body: &[u8]) -> Result<AuthentikNotification
     if action == TEST_ACTION {
         return Ok(AuthentikNotification::Test);
     }
-    let event_pk = raw
-        .event_pk
-        .filter(|p| !p.is_empty() && p.len() <= 64)
-        .ok_or_else(|| PayloadError::Shape("missing or invalid \"event_pk\"".into()))?;
+    // The mapping sends a null pk for a notification without an event, which Authentik never sends in
+    // practice; it is accepted (and not deduplicated) rather than refused into five retries.
+    let event_pk = match raw.event_pk {
+        Some(p) if p.is_empty() || p.len() > 64 => {
+            return Err(PayloadError::Shape("invalid \"event_pk\"".into()))
+        }
+        other => other,
+    };
     let target = raw.model.map(parse_target).transpose()?;
     Ok(AuthentikNotification::Event(AuthentikEvent {
         event_pk,

@@ -1,0 +1,189 @@
+//! Starts the real bridge in-process on port 0, against fresh stateful fakes of both upstreams.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use authentik_bridge::configuration::{Secret, Settings, UpstreamSettings};
+use authentik_bridge::simulated::authentik::{FakeAuthentik, FakeAuthentikOptions};
+use authentik_bridge::simulated::outline::{FakeOutline, FakeOutlineOptions};
+use authentik_bridge::startup::Application;
+use authentik_bridge::sync::JobQueue;
+use authentik_bridge::webhooks::outline::sign_outline_body;
+
+pub const OUTLINE_SECRET: &str = "ol_whs_integration_secret";
+pub const AUTHENTIK_WEBHOOK_TOKEN: &str = "ak-webhook-token-for-tests";
+
+pub struct TestApp {
+    pub url: String,
+    pub queue: JobQueue,
+    pub outline: FakeOutline,
+    pub authentik: FakeAuthentik,
+    pub http: reqwest::Client,
+}
+
+/// Logs go to the test's captured output; `RUST_LOG=debug cargo test` shows them for a failing test.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+pub async fn start_fakes() -> (FakeAuthentik, FakeOutline) {
+    init_logs();
+    let authentik = FakeAuthentik::start(FakeAuthentikOptions::default())
+        .await
+        .expect("fake authentik starts");
+    let outline = FakeOutline::start(FakeOutlineOptions::default())
+        .await
+        .expect("fake outline starts");
+    (authentik, outline)
+}
+
+pub fn settings_for(authentik: &FakeAuthentik, outline: &FakeOutline) -> Settings {
+    let mut s = Settings::for_upstreams(
+        UpstreamSettings {
+            url: authentik.url(),
+            token: Secret::new(authentik.token()),
+        },
+        UpstreamSettings {
+            url: outline.url(),
+            token: Secret::new(outline.token()),
+        },
+    );
+    s.outline_webhook_secret = Some(Secret::new(OUTLINE_SECRET));
+    s.authentik_webhook_token = Some(Secret::new(AUTHENTIK_WEBHOOK_TOKEN));
+    s.reconcile_interval = None;
+    s.upstream_timeout = Duration::from_secs(5);
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    let (authentik, outline) = start_fakes().await;
+    spawn_app_with(authentik, outline, |_| {}).await
+}
+
+/// Starts the bridge; the start-up reconcile has finished when this returns.
+pub async fn spawn_app_with(
+    authentik: FakeAuthentik,
+    outline: FakeOutline,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = settings_for(&authentik, &outline);
+    tweak(&mut settings);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let app = Application::build_with_listener(settings, listener).expect("app builds");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let queue = app.queue();
+    tokio::spawn(app.run_until_stopped());
+    let test_app = TestApp {
+        url,
+        queue,
+        outline,
+        authentik,
+        http: reqwest::Client::new(),
+    };
+    test_app.settle().await;
+    test_app
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+impl TestApp {
+    /// Waits until the queue is empty: every job and trailing run has finished.
+    pub async fn settle(&self) {
+        tokio::time::timeout(Duration::from_secs(30), self.queue.wait_idle())
+            .await
+            .expect("the queue drains within 30 s");
+    }
+
+    pub async fn post_outline(
+        &self,
+        path: &str,
+        body: &str,
+        signature: Option<String>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(sig) = signature {
+            req = req.header("outline-signature", sig);
+        }
+        req.send().await.expect("request reaches the bridge")
+    }
+
+    /// Posts a correctly signed `users.signin` for `user_id`, as Outline would.
+    pub async fn signin(&self, user_id: &str) -> reqwest::Response {
+        let body = self.outline.signin_delivery(user_id);
+        let sig = sign_outline_body(OUTLINE_SECRET, now_ms(), body.as_bytes());
+        self.post_outline("/sync", &body, Some(sig)).await
+    }
+
+    pub async fn post_authentik(&self, doc: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/webhooks/authentik", self.url))
+            .bearer_auth(AUTHENTIK_WEBHOOK_TOKEN)
+            .json(doc)
+            .send()
+            .await
+            .expect("request reaches the bridge")
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
+/// Polls `cond` until it holds or the deadline passes; never sleeps a fixed time to wait for an outcome.
+pub async fn eventually(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The v1 body-mapping document the blueprint sends, for a group or user model event.
+pub fn group_event(
+    event_pk: &str,
+    action: &str,
+    group_uuid: &str,
+    name: &str,
+) -> serde_json::Value {
+    let hex: String = group_uuid.chars().filter(|c| *c != '-').collect();
+    serde_json::json!({
+        "schema": "authentik-bridge/v1",
+        "event_pk": event_pk,
+        "action": action,
+        "app": "authentik.events.middleware",
+        "created": "2026-11-30T12:00:00.000000Z",
+        "model": {"pk": hex, "app": "authentik_core", "name": name, "model_name": "group"},
+    })
+}
+
+pub fn user_event(event_pk: &str, action: &str, pk: i64, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "authentik-bridge/v1",
+        "event_pk": event_pk,
+        "action": action,
+        "app": "authentik.events.middleware",
+        "created": "2026-11-30T12:00:00.000000Z",
+        "model": {"pk": pk, "app": "authentik_core", "name": name, "model_name": "user"},
+    })
+}
