@@ -666,27 +666,25 @@ impl State {
         let mut rows: Vec<&AkUser> = self
             .users
             .values()
-            .filter(|u| q.filter("email").map_or(true, |e| u.email == e))
-            .filter(|u| q.filter("username").map_or(true, |n| u.username == n))
-            .filter(|u| q.filter("name").map_or(true, |n| u.name == n))
+            .filter(|u| q.filter("email").is_none_or(|e| u.email == e))
+            .filter(|u| q.filter("username").is_none_or(|n| u.username == n))
+            .filter(|u| q.filter("name").is_none_or(|n| u.name == n))
             .filter(|u| {
                 q.filter("uuid")
-                    .map_or(true, |id| Some(u.uuid.clone()) == normalize_uuid(id))
+                    .is_none_or(|id| Some(u.uuid.clone()) == normalize_uuid(id))
             })
             .filter(|u| {
                 q.filter("is_active")
                     .and_then(parse_bool)
-                    .map_or(true, |a| u.is_active == a)
+                    .is_none_or(|a| u.is_active == a)
             })
             .filter(|u| {
                 q.filter("is_superuser")
                     .and_then(parse_bool)
-                    .map_or(true, |s| {
-                        self.direct_groups(u.pk).iter().any(|g| g.is_superuser) == s
-                    })
+                    .is_none_or(|s| self.direct_groups(u.pk).iter().any(|g| g.is_superuser) == s)
             })
             .filter(|u| {
-                group_filter.as_ref().map_or(true, |set| {
+                group_filter.as_ref().is_none_or(|set| {
                     set.iter().any(|uuid| {
                         self.groups
                             .get(uuid)
@@ -695,7 +693,7 @@ impl State {
                 })
             })
             .filter(|u| {
-                search.as_ref().map_or(true, |s| {
+                search.as_ref().is_none_or(|s| {
                     [&u.email, &u.name, &u.username, &u.uuid]
                         .iter()
                         .any(|f| f.to_lowercase().contains(s.as_str()))
@@ -790,21 +788,21 @@ impl State {
         let mut rows: Vec<&AkGroup> = self
             .groups
             .values()
-            .filter(|g| q.filter("name").map_or(true, |n| g.name == n))
+            .filter(|g| q.filter("name").is_none_or(|n| g.name == n))
             .filter(|g| {
                 q.filter("is_superuser")
                     .and_then(parse_bool)
-                    .map_or(true, |s| g.is_superuser == s)
+                    .is_none_or(|s| g.is_superuser == s)
             })
             .filter(|g| {
                 member_filter
                     .as_ref()
-                    .map_or(true, |set| set.iter().any(|pk| g.users.contains(pk)))
+                    .is_none_or(|set| set.iter().any(|pk| g.users.contains(pk)))
             })
             .filter(|g| {
                 search
                     .as_ref()
-                    .map_or(true, |s| g.name.to_lowercase().contains(s.as_str()))
+                    .is_none_or(|s| g.name.to_lowercase().contains(s.as_str()))
             })
             .collect();
         let ordering = orderings(q, &["pk", "name", "is_superuser"], "name");

@@ -377,7 +377,7 @@ fn prefers_html(accept: Option<&str>) -> bool {
                 continue;
             }
             let cand = (q, spec, -(pos as i64));
-            if best.map_or(true, |b| cand > b) {
+            if best.is_none_or(|b| cand > b) {
                 best = Some(cand);
             }
         }
@@ -1019,20 +1019,20 @@ impl State {
                 // Suspended users are left out unless asked for (§3.4).
                 _ => u.suspended_at.is_none(),
             })
-            .filter(|u| role.as_ref().map_or(true, |r| &u.role == r))
+            .filter(|u| role.as_ref().is_none_or(|r| &u.role == r))
             .filter(|u| {
-                query.as_ref().map_or(true, |q| {
+                query.as_ref().is_none_or(|q| {
                     let pattern = format!("%{q}%");
                     u.email.as_deref().is_some_and(|e| ilike(&pattern, e))
                         || ilike(&pattern, &u.name)
                 })
             })
-            .filter(|u| ids.as_ref().map_or(true, |ids| ids.contains(&u.id)))
+            .filter(|u| ids.as_ref().is_none_or(|ids| ids.contains(&u.id)))
             // `emails: []` renders as `IN (NULL)` in v1.9.2 and matches nothing (§3.4).
             .filter(|u| {
-                emails.as_ref().map_or(true, |list| {
-                    u.email.as_ref().is_some_and(|e| list.contains(e))
-                })
+                emails
+                    .as_ref()
+                    .is_none_or(|list| u.email.as_ref().is_some_and(|e| list.contains(e)))
             })
             .collect();
         rows.sort_by(|a, b| {
@@ -1084,15 +1084,15 @@ impl State {
             .filter(|g| {
                 external_id
                     .as_ref()
-                    .map_or(true, |e| g.external_id.as_ref() == Some(e))
+                    .is_none_or(|e| g.external_id.as_ref() == Some(e))
             })
             .filter(|g| {
-                user_id.as_ref().map_or(true, |u| {
-                    self.members.contains_key(&(g.id.clone(), u.clone()))
-                })
+                user_id
+                    .as_ref()
+                    .is_none_or(|u| self.members.contains_key(&(g.id.clone(), u.clone())))
             })
             // No group is synced from a provider here, so every group is "manual".
-            .filter(|_| source.as_deref().map_or(true, |s| s == "manual"))
+            .filter(|_| source.as_deref().is_none_or(|s| s == "manual"))
             .collect();
         rows.sort_by(|a, b| {
             let ord = match sort.as_str() {
@@ -1275,9 +1275,9 @@ impl State {
             .filter(|(u, _)| {
                 query
                     .as_ref()
-                    .map_or(true, |q| ilike(&format!("%{q}%"), &u.name))
+                    .is_none_or(|q| ilike(&format!("%{q}%"), &u.name))
             })
-            .filter(|(_, m)| permission.as_ref().map_or(true, |p| &m.permission == p))
+            .filter(|(_, m)| permission.as_ref().is_none_or(|p| &m.permission == p))
             .collect();
         rows.sort_by(|a, b| {
             b.1.created_at

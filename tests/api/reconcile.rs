@@ -119,7 +119,7 @@ async fn a_failed_read_makes_no_removal() {
 async fn inherited_membership_includes_child_groups() {
     let (authentik, outline) = start_fakes().await;
     let parent = authentik.add_group("Staff");
-    let child = authentik.add_group_with("Staff-Berlin", false, &[parent.clone()]);
+    let child = authentik.add_group_with("Staff-Berlin", false, std::slice::from_ref(&parent));
     let pk = authentik.add_user("jane", "Jane", "jane@example.com");
     authentik.add_member(&child, pk);
     let jane = outline.add_user("Jane", "jane@example.com");
