@@ -139,9 +139,9 @@ pub fn parse_authentik_notification(body: &[u8]) -> Result<AuthentikNotification
     if schema != SCHEMA_V1 {
         return Err(PayloadError::UnknownSchema(one_line(&schema)));
     }
-    let action = raw
-        .action
-        .ok_or_else(|| PayloadError::Shape("missing \"action\"".into()))?;
+    // A notification without an event (the mapping then sends nulls) has no action; it is accepted and
+    // ignored, since refusing it would only make Authentik retry it five times.
+    let action = raw.action.unwrap_or_default();
     if action == TEST_ACTION {
         return Ok(AuthentikNotification::Test);
     }

@@ -4,5 +4,6 @@
 mod helpers;
 
 mod authentik_push;
+mod blueprint_mapping;
 mod reconcile;
 mod signin;
