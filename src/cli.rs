@@ -65,6 +65,14 @@ pub fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
 }
 
 pub async fn serve(settings: Settings) -> ExitCode {
+    // The sign-in webhook is the connector's whole job; a bridge that would answer it 503 should not start.
+    if settings.outline_webhook_secret.is_none() {
+        eprintln!("configuration error: OUTLINE_WEBHOOK_SECRET is required but not set");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if settings.authentik_webhook_token.is_none() {
+        tracing::warn!("AUTHENTIK_WEBHOOK_TOKEN is not set: /webhooks/authentik answers 503, so only sign-ins and reconcile sync");
+    }
     let addr = settings.listen_addr;
     let app = match Application::build(settings) {
         Ok(app) => app,

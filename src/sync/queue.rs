@@ -316,3 +316,44 @@ impl JobQueue {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Dedupe drops repeats only: every distinct id is let through exactly once, whatever the order.
+        #[test]
+        fn dedupe_lets_each_distinct_event_through_once(ids in prop::collection::vec(0u8..40, 0..200)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            rt.block_on(async {
+                let dedupe = EventDeduper::new();
+                let mut passed = std::collections::BTreeMap::new();
+                for id in &ids {
+                    if dedupe.first_time(&id.to_string()).await {
+                        *passed.entry(*id).or_insert(0) += 1;
+                    }
+                }
+                let distinct: std::collections::BTreeSet<u8> = ids.iter().copied().collect();
+                prop_assert_eq!(passed.len(), distinct.len());
+                prop_assert!(passed.values().all(|n| *n == 1));
+                Ok(())
+            })?;
+        }
+
+        /// An id whose event could not be queued is forgotten, so the sender's retry gets through.
+        #[test]
+        fn a_forgotten_id_passes_again(id in "[a-f0-9-]{1,36}") {
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            rt.block_on(async {
+                let dedupe = EventDeduper::new();
+                prop_assert!(dedupe.first_time(&id).await);
+                prop_assert!(!dedupe.first_time(&id).await);
+                dedupe.forget(&id).await;
+                prop_assert!(dedupe.first_time(&id).await);
+                Ok(())
+            })?;
+        }
+    }
+}

@@ -5,5 +5,6 @@ mod helpers;
 
 mod authentik_push;
 mod blueprint_mapping;
+mod cli;
 mod reconcile;
 mod signin;
