@@ -35,6 +35,8 @@ pub enum WebhookError {
     BadRequest(String),
     #[error("{0}")]
     QueueFull(String),
+    #[error("the body did not arrive within 10 s")]
+    Timeout,
     #[error("{0}")]
     NotConfigured(&'static str),
 }
@@ -43,7 +45,9 @@ impl WebhookError {
     pub fn outcome(&self) -> &'static str {
         match self {
             WebhookError::Unauthorized(_) => "rejected_auth",
-            WebhookError::TooLarge | WebhookError::BadRequest(_) => "rejected_body",
+            WebhookError::TooLarge | WebhookError::BadRequest(_) | WebhookError::Timeout => {
+                "rejected_body"
+            }
             WebhookError::QueueFull(_) => "queue_full",
             WebhookError::NotConfigured(_) => "not_configured",
         }
@@ -56,6 +60,7 @@ impl ResponseError for WebhookError {
             WebhookError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             WebhookError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             WebhookError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebhookError::Timeout => StatusCode::REQUEST_TIMEOUT,
             WebhookError::QueueFull(_) | WebhookError::NotConfigured(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -70,8 +75,22 @@ impl ResponseError for WebhookError {
     }
 }
 
-/// Reads the raw body, refusing it as soon as it passes [`MAX_BODY_BYTES`] (by `Content-Length` when sent).
+/// A body must arrive within this long. The server's own timeout covers only the headers, so without it a
+/// client trickling a body (a slowloris) would hold a connection and a handler for ever.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the raw body, refusing it as soon as it passes [`MAX_BODY_BYTES`] (by `Content-Length` when sent),
+/// or when it takes longer than [`BODY_TIMEOUT`].
 pub async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<web::Bytes, WebhookError> {
+    tokio::time::timeout(BODY_TIMEOUT, read_body_unbounded(req, payload))
+        .await
+        .map_err(|_| WebhookError::Timeout)?
+}
+
+async fn read_body_unbounded(
     req: &HttpRequest,
     mut payload: web::Payload,
 ) -> Result<web::Bytes, WebhookError> {
