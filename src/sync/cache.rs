@@ -109,6 +109,27 @@ impl SnapshotCaches {
         Ok(v)
     }
 
+    /// Caches a group snapshot, and remembers its members' emails for a later deletion event, which carries
+    /// none.
+    pub async fn store_group(&self, group: GroupSnapshot) -> Arc<GroupSnapshot> {
+        for m in &group.members {
+            if let (Some(email), None) = (&m.email, self.users.get(&m.pk).await) {
+                let remembered = UserSnapshot {
+                    pk: m.pk,
+                    email: Some(email.clone()),
+                    is_active: m.is_active,
+                    groups: Vec::new(),
+                };
+                self.users.insert(m.pk, Arc::new(remembered)).await;
+            }
+        }
+        let group = Arc::new(group);
+        self.groups
+            .insert(group.summary.id.clone(), group.clone())
+            .await;
+        group
+    }
+
     /// The last email seen for an Authentik user, from user snapshots or group member lists.
     pub async fn remembered_email(&self, pk: AuthentikUserId) -> Option<Email> {
         if let Some(u) = self.users.get(&pk).await {

@@ -96,21 +96,25 @@ impl SyncEngine {
 
     /// The managed Authentik groups, without members.
     pub async fn managed_catalog(&self) -> Result<Arc<Vec<GroupSummary>>, UpstreamError> {
-        let all = self
-            .caches
-            .get_or_load(&self.caches.catalog, (), async {
-                let groups = self.authentik.list_groups(false).await?;
-                Ok::<_, UpstreamError>(Arc::new(
-                    groups.into_iter().map(|g| g.summary).collect::<Vec<_>>(),
-                ))
-            })
-            .await?;
+        let all = self.full_catalog().await?;
         Ok(Arc::new(
             all.iter()
                 .filter(|g| self.selector.is_managed(&g.name, g.is_superuser))
                 .cloned()
                 .collect(),
         ))
+    }
+
+    /// All groups, managed or not, for walking parents in inherited mode.
+    async fn full_catalog(&self) -> Result<Arc<Vec<GroupSummary>>, UpstreamError> {
+        self.caches
+            .get_or_load(&self.caches.catalog, (), async {
+                let groups = self.authentik.list_groups(false).await?;
+                Ok::<_, UpstreamError>(Arc::new(
+                    groups.into_iter().map(|g| g.summary).collect::<Vec<_>>(),
+                ))
+            })
+            .await
     }
 
     /// The Outline group index, read again when the cached one cannot be complete: a target with members
@@ -338,18 +342,6 @@ impl SyncEngine {
         self.apply_guarded(outline, plan, guard).await
     }
 
-    /// All groups, managed or not, for walking parents in inherited mode.
-    async fn full_catalog(&self) -> Result<Arc<Vec<GroupSummary>>, UpstreamError> {
-        self.caches
-            .get_or_load(&self.caches.catalog, (), async {
-                let groups = self.authentik.list_groups(false).await?;
-                Ok::<_, UpstreamError>(Arc::new(
-                    groups.into_iter().map(|g| g.summary).collect::<Vec<_>>(),
-                ))
-            })
-            .await
-    }
-
     /// An Authentik group changed: its linked Outline group converges, adds and removes, and follows a rename.
     /// In inherited mode the group's managed ancestors converge too, since their members include its own.
     pub async fn sync_group(&self, id: &AuthentikGroupId) -> Result<SyncReport, SyncError> {
@@ -380,10 +372,7 @@ impl SyncEngine {
                     anc.get(id).cloned().unwrap_or_default();
                 affected.insert(id.clone());
                 for g in directory {
-                    self.caches
-                        .groups
-                        .insert(g.summary.id.clone(), Arc::new(g.clone()))
-                        .await;
+                    self.caches.store_group(g.clone()).await;
                     if affected.contains(&g.summary.id)
                         && self
                             .selector
@@ -417,23 +406,7 @@ impl SyncEngine {
         let Some(g) = self.authentik.group(id).await? else {
             return Ok(None);
         };
-        for m in &g.members {
-            if let Some(email) = &m.email {
-                // Remember who was in the group, for a later deletion event that carries no email.
-                let remembered = UserSnapshot {
-                    pk: m.pk,
-                    email: Some(email.clone()),
-                    is_active: m.is_active,
-                    groups: Vec::new(),
-                };
-                if self.caches.users.get(&m.pk).await.is_none() {
-                    self.caches.users.insert(m.pk, Arc::new(remembered)).await;
-                }
-            }
-        }
-        let g = Arc::new(g);
-        self.caches.groups.insert(id.clone(), g.clone()).await;
-        Ok(Some(g))
+        Ok(Some(self.caches.store_group(g).await))
     }
 
     /// Converges whole groups: desired members by email against the current members of each linked Outline

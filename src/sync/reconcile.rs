@@ -52,11 +52,7 @@ pub async fn run_reconcile(
         };
         let mut groups: Vec<(GroupSummary, BTreeSet<Email>)> = Vec::new();
         for g in &directory {
-            engine
-                .caches
-                .groups
-                .insert(g.summary.id.clone(), std::sync::Arc::new(g.clone()))
-                .await;
+            engine.caches.store_group(g.clone()).await;
             if engine
                 .selector
                 .is_managed(&g.summary.name, g.summary.is_superuser)
