@@ -220,6 +220,10 @@ impl Call<'_> {
                         status,
                         message,
                     };
+                    if status == 404 {
+                        // "No such object" is an answer, not a failure: callers turn it into `None`.
+                        return Err(err);
+                    }
                     if status < 500 {
                         return Err(self.fail(err));
                     }

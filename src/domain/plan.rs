@@ -165,6 +165,11 @@ impl<'a> GroupIndex<'a> {
             .map(|og| (*og, LinkedBy::Name))
     }
 
+    /// Whether some Outline group already has this name (without case).
+    pub fn name_in_use(&self, name: &GroupName) -> bool {
+        self.all_names.contains_key(&name.folded())
+    }
+
     /// Whether renaming `id` to `name` would clash with another group's name.
     pub fn name_taken_by_other(&self, name: &GroupName, id: &OutlineGroupId) -> bool {
         self.all_names
@@ -175,6 +180,7 @@ impl<'a> GroupIndex<'a> {
 
 const SKIP_NO_OUTLINE_GROUP: &str =
     "no Outline group has this name or externalId; set AUTO_CREATE_GROUPS=true to create it";
+const SKIP_NAME_OWNED: &str = "an Outline group has this name but its externalId names something else; clear its externalId to link it";
 const SKIP_NAME_TAKEN: &str =
     "another managed Authentik group links to the Outline group with this name";
 
@@ -194,9 +200,9 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
     for target in input.targets {
         let linked = match index.find(&target.group, &target.name) {
             Some((og, LinkedBy::ExternalId)) => {
-                if og.name.as_str() != target.name.as_str()
-                    && !index.name_taken_by_other(&target.name, &og.id)
-                {
+                // Names that differ only in case are one name to Outline (§6.1): not renamed, so a group
+                // linked by name keeps the case its admins gave it.
+                if og.name != target.name && !index.name_taken_by_other(&target.name, &og.id) {
                     plan.renames.push(GroupRename {
                         outline_group: og.id.clone(),
                         from: og.name.clone(),
@@ -243,6 +249,11 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
                     });
                 }
             }
+            None if index.name_in_use(&target.name) => plan.skipped.push(SkippedGroup {
+                authentik_group: target.group.clone(),
+                name: target.name.clone(),
+                reason: SKIP_NAME_OWNED,
+            }),
             None if input.auto_create && !target.desired.is_empty() => {
                 plan.creates.push(GroupCreate {
                     authentik_group: target.group.clone(),
@@ -363,6 +374,35 @@ mod tests {
             auto_create: false,
         });
         assert!(plan.links.is_empty() && plan.adds.is_empty());
+        assert_eq!(plan.skipped.len(), 1);
+    }
+
+    #[test]
+    fn case_only_differences_are_not_renames() {
+        let targets = [target(1, "docs", &[])];
+        let groups = [og(1, "Docs", Some(gid(1)))];
+        let current = BTreeMap::new();
+        let plan = plan_membership(&PlanInput {
+            targets: &targets,
+            outline_groups: &groups,
+            current: &current,
+            auto_create: false,
+        });
+        assert!(plan.renames.is_empty());
+    }
+
+    #[test]
+    fn no_create_when_the_name_belongs_to_a_group_linked_elsewhere() {
+        let targets = [target(1, "Docs", &[1])];
+        let groups = [og(1, "DOCS", Some(gid(9)))];
+        let current = BTreeMap::new();
+        let plan = plan_membership(&PlanInput {
+            targets: &targets,
+            outline_groups: &groups,
+            current: &current,
+            auto_create: true,
+        });
+        assert!(plan.creates.is_empty() && plan.adds.is_empty());
         assert_eq!(plan.skipped.len(), 1);
     }
 

@@ -116,6 +116,7 @@ async fn handle(
         }
         _ => return Ok((accepted("ignored"), "ignored")),
     };
+    tracing::debug!(action = %event.action, job = key.kind(), event = event.event_pk.as_deref().unwrap_or(""), "Authentik event accepted; sync queued");
     submit(state, key, event.event_pk.as_deref()).await?;
     Ok((accepted("queued"), "accepted"))
 }

@@ -62,6 +62,7 @@ async fn handle(
             "users.signin delivery has no payload.id".into(),
         ));
     };
+    tracing::debug!(user = %user, "users.signin accepted; sync queued");
     state
         .queue
         .submit(JobKey::Signin(user))

@@ -301,6 +301,12 @@ impl SyncEngine {
         ou: &OutlineUser,
         guard: RemovalGuard,
     ) -> Result<SyncReport, SyncError> {
+        // The catalog is kept honest by group events; when one was lost, the user's fresh group list names
+        // a group the cached catalog lacks, and the catalog is read again rather than ignoring that group.
+        let cached = self.full_catalog().await?;
+        if au.groups.iter().any(|g| !cached.iter().any(|c| &c.id == g)) {
+            self.caches.catalog.invalidate(&()).await;
+        }
         let catalog = self.managed_catalog().await?;
         let mut member_of: BTreeSet<AuthentikGroupId> = if au.is_active {
             au.groups.iter().cloned().collect()

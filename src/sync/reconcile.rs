@@ -86,9 +86,17 @@ pub async fn run_reconcile(
         }
     };
     let guarded = !options.force && plan.removes.len() > engine.max_removals;
+    // A dry run reports what it would do; a real run overwrites this with what it did.
     let mut summary = SyncReport {
+        adds: plan.adds.len(),
+        removes: plan.removes.len(),
+        creates: plan.creates.len(),
+        renames: plan.renames.len(),
+        links: plan.links.len(),
         unmatched_members: unmatched,
-        ..SyncReport::default()
+        note: options
+            .dry_run
+            .then(|| "dry run: nothing written".to_string()),
     };
     if !options.dry_run {
         let guard = if options.force {
@@ -109,8 +117,7 @@ pub async fn run_reconcile(
                     .reconcile
                     .with_label_values(&["guarded"])
                     .inc();
-                summary.adds = plan.adds.len();
-                summary.creates = plan.creates.len();
+                summary.removes = 0;
             }
             Err(e) => {
                 engine

@@ -349,3 +349,23 @@ async fn three_hundred_users_in_forty_groups_converge() {
         assert_eq!(members, expected[g], "team-{g:02}");
     }
 }
+
+/// A group webhook that never arrived must not hide a new group from a sign-in: the user's fresh group
+/// list names it, so the cached catalog is read again (found on the real servers).
+#[tokio::test]
+async fn a_lost_group_event_does_not_hide_a_new_group() {
+    let (authentik, outline) = start_fakes().await;
+    let pk = authentik.add_user("jane", "Jane", "jane@example.com");
+    let app = spawn_app_with(authentik, outline, |s| s.auto_create_groups = true).await;
+    let jane = app.outline.add_user("Jane", "jane@example.com");
+    // Created after start-up, with no webhook wired: the bridge's catalog does not know it.
+    let late = app.authentik.add_group("Late team");
+    app.authentik.add_member(&late, pk);
+    app.signin(&jane).await;
+    app.settle().await;
+    let og = app
+        .outline
+        .group_by_name("Late team")
+        .expect("created at sign-in");
+    assert!(app.outline.members(&og.id).contains_key(&jane));
+}
