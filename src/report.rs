@@ -2,8 +2,15 @@
 
 use std::fmt::Write;
 
-use crate::domain::GroupRef;
+use crate::domain::{GroupRef, OutlineUserId};
 use crate::sync::ReconcileReport;
+
+fn who(report: &ReconcileReport, user: &OutlineUserId) -> String {
+    match report.emails.get(user) {
+        Some(email) => format!("{email} ({user})"),
+        None => format!("user {user}"),
+    }
+}
 
 pub fn render_reconcile(report: &ReconcileReport) -> String {
     let mut out = String::new();
@@ -47,8 +54,8 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
         };
         let _ = writeln!(
             out,
-            "  {verb} add    user {} to {:?} ({group})",
-            a.user,
+            "  {verb} add    {} to {:?} ({group})",
+            who(report, &a.user),
             a.group_name.as_str()
         );
     }
@@ -60,8 +67,8 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
         };
         let _ = writeln!(
             out,
-            "  {verb} remove user {} from {:?} ({}){held}",
-            r.user,
+            "  {verb} remove {} from {:?} ({}){held}",
+            who(report, &r.user),
             r.group_name.as_str(),
             r.group
         );

@@ -2,7 +2,7 @@
 //! worker tasks send no events at all), so the bridge also converges everything: at start-up, on a schedule,
 //! and from the CLI.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -12,7 +12,7 @@ use super::engine::{
 };
 use crate::clients::Lane;
 use crate::configuration::MembershipMode;
-use crate::domain::{Email, GroupSummary, MembershipPlan};
+use crate::domain::{Email, GroupSummary, MembershipPlan, OutlineUserId};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReconcileOptions {
@@ -29,11 +29,35 @@ pub struct ReconcileReport {
     pub guarded: bool,
     pub summary: SyncReport,
     pub duration_ms: u128,
+    /// The emails of the users the plan names, so a person can read it.
+    pub emails: BTreeMap<OutlineUserId, String>,
 }
 
 /// Reads every managed Authentik group with its members and every linked Outline group's members, plans with
 /// the same pure planner, and applies it. Every read happens before any write, so a failed read fails the
 /// pass with nothing written, and in particular nothing removed.
+/// Looks up the users of a plan in the cached Outline user index (read by this pass).
+async fn plan_emails(
+    engine: &SyncEngine,
+    plan: &MembershipPlan,
+) -> BTreeMap<OutlineUserId, String> {
+    let Some(index) = engine.caches.outline_users.get(&()).await else {
+        return BTreeMap::new();
+    };
+    let wanted: BTreeSet<&OutlineUserId> = plan
+        .adds
+        .iter()
+        .map(|a| &a.user)
+        .chain(plan.removes.iter().map(|r| &r.user))
+        .collect();
+    index
+        .by_email
+        .iter()
+        .filter(|(_, id)| wanted.contains(id))
+        .map(|(email, id)| (id.clone(), email.clone()))
+        .collect()
+}
+
 pub async fn run_reconcile(
     engine: &SyncEngine,
     options: ReconcileOptions,
@@ -139,7 +163,9 @@ pub async fn run_reconcile(
             engine.metrics.reconcile_last_success.set(now as i64);
         }
     }
+    let emails = plan_emails(engine, &plan).await;
     Ok(ReconcileReport {
+        emails,
         dry_run: options.dry_run,
         managed_groups,
         plan,
