@@ -6,5 +6,7 @@ mod helpers;
 mod authentik_push;
 mod blueprint_mapping;
 mod cli;
+mod faults;
+mod hostile;
 mod reconcile;
 mod signin;
