@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::configuration::{RateLimit, Secret, Settings, UpstreamSettings};
+use crate::configuration::RateLimit;
 use crate::simulated::authentik::{FakeAuthentik, FakeAuthentikOptions};
 use crate::simulated::outline::{FakeOutline, FakeOutlineOptions};
 use crate::startup::Application;
@@ -97,21 +97,9 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     let carol = outline.add_user("Carol Park", "carol@example.com");
     let og_eng = outline.add_group("engineering", None);
 
-    let mut settings = Settings::for_upstreams(
-        UpstreamSettings {
-            url: authentik.url(),
-            token: Secret::new(authentik.token()),
-        },
-        UpstreamSettings {
-            url: outline.url(),
-            token: Secret::new(outline.token()),
-        },
-    );
-    settings.outline_webhook_secret = Some(Secret::new(SECRET));
-    settings.authentik_webhook_token = Some(Secret::new(TOKEN));
+    let mut settings = crate::simulated::bridge_settings(&authentik, &outline, SECRET, TOKEN);
     settings.auto_create_groups = true;
     settings.outline_rate_limit = RATE;
-    settings.reconcile_interval = None;
     settings.max_removals = 500;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let app = Application::build_with_listener(settings, listener)?;

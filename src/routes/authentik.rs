@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{accepted, read_body, AppState, WebhookError};
+use super::{accepted, read_body, record_outcome, AppState, WebhookError};
 use crate::domain::GroupName;
 use crate::sync::JobKey;
 use crate::webhooks::authentik::{
@@ -19,23 +19,7 @@ pub async fn authentik_webhook(
 ) -> Result<HttpResponse, WebhookError> {
     let started = std::time::Instant::now();
     let result = handle(&req, payload, &state).await;
-    let outcome = match &result {
-        Ok((_, outcome)) => *outcome,
-        Err(e) => {
-            tracing::warn!(reason = %e, "Authentik webhook refused");
-            e.outcome()
-        }
-    };
-    state
-        .metrics
-        .webhooks
-        .with_label_values(&["authentik", outcome])
-        .inc();
-    state
-        .metrics
-        .webhook_intake_seconds
-        .observe(started.elapsed().as_secs_f64());
-    result.map(|(resp, _)| resp)
+    record_outcome(&state, "authentik", started, result)
 }
 
 async fn handle(

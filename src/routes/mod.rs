@@ -114,6 +114,32 @@ async fn read_body_unbounded(
     Ok(body.freeze())
 }
 
+/// Counts a webhook by source and outcome, times its intake, and logs a refusal once with its reason.
+pub fn record_outcome(
+    state: &AppState,
+    source: &'static str,
+    started: std::time::Instant,
+    result: Result<(HttpResponse, &'static str), WebhookError>,
+) -> Result<HttpResponse, WebhookError> {
+    let outcome = match &result {
+        Ok((_, outcome)) => *outcome,
+        Err(e) => {
+            tracing::warn!(source, reason = %e, "webhook refused");
+            e.outcome()
+        }
+    };
+    state
+        .metrics
+        .webhooks
+        .with_label_values(&[source, outcome])
+        .inc();
+    state
+        .metrics
+        .webhook_intake_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result.map(|(resp, _)| resp)
+}
+
 pub fn accepted(status: &'static str) -> HttpResponse {
     HttpResponse::Accepted().json(serde_json::json!({ "status": status }))
 }

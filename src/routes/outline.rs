@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{accepted, read_body, AppState, WebhookError};
+use super::{accepted, read_body, record_outcome, AppState, WebhookError};
 use crate::sync::JobKey;
 use crate::webhooks::outline::{parse_outline_delivery, verify_outline_signature, SIGNIN_EVENT};
 
@@ -15,23 +15,7 @@ pub async fn outline_webhook(
 ) -> Result<HttpResponse, WebhookError> {
     let started = std::time::Instant::now();
     let result = handle(&req, payload, &state).await;
-    let outcome = match &result {
-        Ok((_, outcome)) => *outcome,
-        Err(e) => {
-            tracing::warn!(reason = %e, "Outline webhook refused");
-            e.outcome()
-        }
-    };
-    state
-        .metrics
-        .webhooks
-        .with_label_values(&["outline", outcome])
-        .inc();
-    state
-        .metrics
-        .webhook_intake_seconds
-        .observe(started.elapsed().as_secs_f64());
-    result.map(|(resp, _)| resp)
+    record_outcome(&state, "outline", started, result)
 }
 
 async fn handle(

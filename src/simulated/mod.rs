@@ -289,6 +289,31 @@ pub(crate) async fn http_post(
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "webhook POST timed out"))?
 }
 
+/// Bridge settings that point at these fakes, with the given webhook secrets, no scheduled reconcile, and
+/// everything else at its default: what the demo, the tests and the benchmarks start the bridge with.
+pub fn bridge_settings(
+    authentik: &FakeAuthentik,
+    outline: &FakeOutline,
+    outline_webhook_secret: &str,
+    authentik_webhook_token: &str,
+) -> crate::configuration::Settings {
+    use crate::configuration::{Secret, Settings, UpstreamSettings};
+    let mut settings = Settings::for_upstreams(
+        UpstreamSettings {
+            url: authentik.url(),
+            token: Secret::new(authentik.token()),
+        },
+        UpstreamSettings {
+            url: outline.url(),
+            token: Secret::new(outline.token()),
+        },
+    );
+    settings.outline_webhook_secret = Some(Secret::new(outline_webhook_secret));
+    settings.authentik_webhook_token = Some(Secret::new(authentik_webhook_token));
+    settings.reconcile_interval = None;
+    settings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

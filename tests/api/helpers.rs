@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use authentik_bridge::configuration::{Secret, Settings, UpstreamSettings};
+use authentik_bridge::configuration::Settings;
 use authentik_bridge::simulated::authentik::{FakeAuthentik, FakeAuthentikOptions};
 use authentik_bridge::simulated::outline::{FakeOutline, FakeOutlineOptions};
 use authentik_bridge::startup::Application;
@@ -43,19 +43,12 @@ pub async fn start_fakes() -> (FakeAuthentik, FakeOutline) {
 }
 
 pub fn settings_for(authentik: &FakeAuthentik, outline: &FakeOutline) -> Settings {
-    let mut s = Settings::for_upstreams(
-        UpstreamSettings {
-            url: authentik.url(),
-            token: Secret::new(authentik.token()),
-        },
-        UpstreamSettings {
-            url: outline.url(),
-            token: Secret::new(outline.token()),
-        },
+    let mut s = authentik_bridge::simulated::bridge_settings(
+        authentik,
+        outline,
+        OUTLINE_SECRET,
+        AUTHENTIK_WEBHOOK_TOKEN,
     );
-    s.outline_webhook_secret = Some(Secret::new(OUTLINE_SECRET));
-    s.authentik_webhook_token = Some(Secret::new(AUTHENTIK_WEBHOOK_TOKEN));
-    s.reconcile_interval = None;
     s.upstream_timeout = Duration::from_secs(5);
     s
 }
