@@ -61,6 +61,12 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec("CACHE_TTL", Some("300"), false, "seconds an Authentik or Outline snapshot stays cached"),
 ];
 
+/// Jobs at once per lane, and targets in the queue, at most. tokio's semaphore panics above 2^61 - 1
+/// permits, and more than a few hundred concurrent jobs only wait at Outline's rate limiter (OUTLINE.md
+/// §4.1), so a larger value is a mistake worth a clear error.
+pub const MAX_WORKER_CONCURRENCY: usize = 1024;
+pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
+
 /// A value that must never be printed: `Debug` and `Display` show a placeholder.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -306,6 +312,18 @@ impl Settings {
                 "WORKER_CONCURRENCY"
             };
             return Err(ConfigError::invalid(name, "must be at least 1"));
+        }
+        if worker_concurrency > MAX_WORKER_CONCURRENCY {
+            return Err(ConfigError::invalid(
+                "WORKER_CONCURRENCY",
+                format!("must be at most {MAX_WORKER_CONCURRENCY}"),
+            ));
+        }
+        if queue_capacity > MAX_QUEUE_CAPACITY {
+            return Err(ConfigError::invalid(
+                "QUEUE_CAPACITY",
+                format!("must be at most {MAX_QUEUE_CAPACITY}"),
+            ));
         }
         let upstream_timeout = parse_seconds("UPSTREAM_TIMEOUT", get("UPSTREAM_TIMEOUT"), 10.0)?;
         if upstream_timeout.is_zero() {

@@ -176,10 +176,17 @@ async fn a_burst_of_a_hundred_events_costs_a_few_jobs() {
     }
     app.settle().await;
     app.authentik.clear_calls();
-    for (i, pk) in pks.iter().enumerate() {
-        app.authentik.add_member(&g, *pk);
-        let doc = group_event(&format!("burst-{i}"), "model_updated", &g, "Busy");
-        assert_eq!(app.post_authentik(&doc).await.status().as_u16(), 202);
+    // Two halves: each adds 50 members, then their 50 events arrive at once, as a bulk change in the
+    // Authentik UI sends them.
+    for (half, chunk) in pks.chunks(50).enumerate() {
+        for pk in chunk {
+            app.authentik.add_member(&g, *pk);
+        }
+        let docs: Vec<serde_json::Value> = (0..chunk.len())
+            .map(|i| group_event(&format!("burst-{half}-{i}"), "model_updated", &g, "Busy"))
+            .collect();
+        let answers = futures::future::join_all(docs.iter().map(|d| app.post_authentik(d))).await;
+        assert!(answers.iter().all(|r| r.status().as_u16() == 202));
     }
     app.settle().await;
     let reads = app
