@@ -35,8 +35,6 @@ const NUMERIC_SETTINGS: [&str; 8] = [
     "CACHE_TTL",
 ];
 
-/// `tokio::sync::Semaphore::MAX_PERMITS`; `Semaphore::new` panics above it.
-
 // ----- strategies ------------------------------------------------------------------------------------------
 
 /// A directory of files the `*_FILE` settings and `BRIDGE_CONFIG` can point at, made once per process.
