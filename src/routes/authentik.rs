@@ -42,10 +42,11 @@ async fn handle(
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    // The body is read before the token is checked: actix closes a keep-alive connection whose request body
+    // was left unread, so a refusal would otherwise cost the sender a new connection per request.
+    let body = read_body(req, payload).await?;
     verify_webhook_token(token, authorization, query_token)
         .map_err(|e| WebhookError::Unauthorized(e.to_string()))?;
-
-    let body = read_body(req, payload).await?;
     let notification =
         parse_authentik_notification(&body).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
     let event = match notification {

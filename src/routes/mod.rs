@@ -6,6 +6,9 @@ pub mod authentik;
 pub mod health;
 pub mod outline;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures::StreamExt;
@@ -114,6 +117,51 @@ async fn read_body_unbounded(
     Ok(body.freeze())
 }
 
+static OUTLINE_REFUSALS: RefusalLog = RefusalLog::new();
+static AUTHENTIK_REFUSALS: RefusalLog = RefusalLog::new();
+
+/// Logs refused webhooks at most once a second per source, with the number left out since the last line.
+/// Each refusal is still counted in `bridge_webhooks_total`; without the throttle a flood of bad signatures
+/// becomes a flood of log lines, one per request.
+pub struct RefusalLog {
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RefusalLog {
+    pub const fn new() -> RefusalLog {
+        RefusalLog {
+            last_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    pub fn warn(&self, source: &'static str, error: &WebhookError) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(source, reason = %error, suppressed, "webhook refused");
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Counts a webhook by source and outcome, times its intake, and logs a refusal once with its reason.
 pub fn record_outcome(
     state: &AppState,
@@ -124,7 +172,12 @@ pub fn record_outcome(
     let outcome = match &result {
         Ok((_, outcome)) => *outcome,
         Err(e) => {
-            tracing::warn!(source, reason = %e, "webhook refused");
+            let log = if source == "outline" {
+                &OUTLINE_REFUSALS
+            } else {
+                &AUTHENTIK_REFUSALS
+            };
+            log.warn(source, e);
             e.outcome()
         }
     };

@@ -394,21 +394,14 @@ impl SyncEngine {
             .await
     }
 
+    /// Always a fresh read. A group job runs because an event for the group arrived, and a cached snapshot can
+    /// only be one that a job read before that event: its read can be answered before the change and land in
+    /// the cache after the event's invalidation, and a trailing run that planned from it would lose the change
+    /// until the next reconcile. The snapshot is still cached, for `remembered_email`.
     async fn group_snapshot(
         &self,
         id: &AuthentikGroupId,
     ) -> Result<Option<Arc<GroupSnapshot>>, UpstreamError> {
-        if let Some(g) = self.caches.groups.get(id).await {
-            self.metrics
-                .cache_requests
-                .with_label_values(&["authentik_groups", "hit"])
-                .inc();
-            return Ok(Some(g));
-        }
-        self.metrics
-            .cache_requests
-            .with_label_values(&["authentik_groups", "miss"])
-            .inc();
         let Some(g) = self.authentik.group(id).await? else {
             return Ok(None);
         };
