@@ -15,7 +15,6 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use authentik_bridge::configuration::{Secret, Settings, UpstreamSettings};
 use authentik_bridge::simulated::{
     FakeAuthentik, FakeAuthentikOptions, FakeOutline, FakeOutlineOptions,
 };
@@ -133,19 +132,12 @@ async fn no_secret_reaches_the_logs_at_trace() {
     let og_docs = outline.add_group("Docs", None);
     outline.add_member(&og_docs, &jane, "member");
 
-    let mut settings = Settings::for_upstreams(
-        UpstreamSettings {
-            url: authentik.url(),
-            token: Secret::new(authentik.token()),
-        },
-        UpstreamSettings {
-            url: outline.url(),
-            token: Secret::new(outline.token()),
-        },
+    let mut settings = authentik_bridge::simulated::bridge_settings(
+        &authentik,
+        &outline,
+        OUTLINE_SECRET,
+        AUTHENTIK_WEBHOOK_TOKEN,
     );
-    settings.outline_webhook_secret = Some(Secret::new(OUTLINE_SECRET));
-    settings.authentik_webhook_token = Some(Secret::new(AUTHENTIK_WEBHOOK_TOKEN));
-    settings.reconcile_interval = None;
     settings.upstream_timeout = Duration::from_secs(1);
     settings.debug = true;
     let listener = TcpListener::bind("127.0.0.1:0").expect("port 0");
