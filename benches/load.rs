@@ -20,13 +20,13 @@ use serde_json::{json, Value};
 
 use authentik_bridge::configuration::{RateLimit, Secret, Settings, UpstreamSettings};
 use authentik_bridge::metrics::Metrics;
-use authentik_bridge::simulated::{
+use authentik_bridge::startup::{build_engine, Application};
+use authentik_bridge::sync::{run_reconcile, JobQueue, ReconcileOptions};
+use upstream_fakes::outline_signature;
+use upstream_fakes::{
     event_document, python_json, FakeAuthentik, FakeAuthentikOptions, FakeOutline,
     FakeOutlineOptions, OutlineCall,
 };
-use authentik_bridge::startup::{build_engine, Application};
-use authentik_bridge::sync::{run_reconcile, JobQueue, ReconcileOptions};
-use authentik_bridge::webhooks::outline::sign_outline_body;
 
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -40,7 +40,7 @@ fn bridge_bin() -> String {
 }
 /// A limit so high that the bridge's limiter never waits: for figures about the bridge's own cost.
 const UNLIMITED: &str = "1000000/60";
-/// Authentik's and Outline's page size cap (AUTHENTIK.md §7.2, OUTLINE.md §3.3).
+/// Authentik's and Outline's page size cap (docs/upstream/authentik.md §7.2, docs/upstream/outline.md §3.3).
 const PAGE: usize = 100;
 
 const HELP: &str = "\
@@ -379,7 +379,7 @@ impl World {
         ReconcileReads {
             // Authentik's walk stops when the rows reach `count`.
             authentik_group_pages: ak_groups.div_ceil(PAGE).max(1),
-            // Outline's walk stops at a short page (`nextPath` is always sent, OUTLINE.md §9).
+            // Outline's walk stops at a short page (`nextPath` is always sent, docs/upstream/outline.md §9).
             outline_user_pages: ol_users / PAGE + 1,
             outline_group_pages: self.ol_groups.len() / PAGE + 1,
             membership_pages: self.present_in_outline.iter().map(|m| m / PAGE + 1).sum(),
@@ -501,7 +501,7 @@ async fn start_with_settings(settings: Settings) -> BoxResult<InProcess> {
     let url = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
     let metrics = app.metrics();
-    tokio::spawn(app.run_until_stopped());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
     queue.wait_idle().await;
     Ok(InProcess {
         url,
@@ -842,8 +842,8 @@ async fn intake(args: &Args) -> BoxResult<Vec<Figure>> {
 
     // A sign-in body signed now is valid for five minutes (the bridge's window): one fixed body serves the run.
     let signin = world.outline.signin_delivery(&world.ol_users[0]);
-    let good_sig = sign_outline_body(SECRET, now_ms(), signin.as_bytes());
-    let bad_sig = sign_outline_body("ol_whs_not_the_secret", now_ms(), signin.as_bytes());
+    let good_sig = outline_signature(SECRET, now_ms(), signin.as_bytes());
+    let bad_sig = outline_signature("ol_whs_not_the_secret", now_ms(), signin.as_bytes());
     let model = world
         .authentik
         .group_model(&world.ak_groups[0])
@@ -1166,7 +1166,7 @@ async fn signin_latency(args: &Args) -> BoxResult<Vec<Figure>> {
     for i in 0..signins {
         let ou = &world.extra_ol[i];
         let body = world.outline.signin_delivery(ou);
-        let sig = sign_outline_body(SECRET, now_ms(), body.as_bytes());
+        let sig = outline_signature(SECRET, now_ms(), body.as_bytes());
         let t0 = Instant::now();
         let resp = http
             .post(format!("{}/sync", bridge.url))
@@ -1409,7 +1409,7 @@ async fn signin_reads(args: &Args) -> BoxResult<Vec<Figure>> {
     for i in 0..signins {
         let before = done();
         let body = world.outline.signin_delivery(&world.ol_users[i]);
-        let sig = sign_outline_body(SECRET, now_ms(), body.as_bytes());
+        let sig = outline_signature(SECRET, now_ms(), body.as_bytes());
         let resp = http
             .post(format!("{}/sync", bridge.url))
             .header("content-type", "application/json")
@@ -1861,7 +1861,7 @@ async fn fakes(args: &Args) -> BoxResult<()> {
     let body = world.outline.signin_delivery(&world.ol_users[0]);
     println!(
         "# a signed sign-in body for user 0 (valid 5 minutes):\n# body: {body}\n# outline-signature: {}",
-        sign_outline_body(SECRET, now_ms(), body.as_bytes())
+        outline_signature(SECRET, now_ms(), body.as_bytes())
     );
     println!(
         "# serving for at most {} s; Ctrl-C prints the calls and stops",

@@ -16,9 +16,8 @@ use authentik_bridge::domain::{
     OutlineUserId, PlanInput,
 };
 use authentik_bridge::webhooks::authentik::{parse_authentik_notification, verify_webhook_token};
-use authentik_bridge::webhooks::outline::{
-    parse_outline_delivery, sign_outline_body, verify_outline_signature,
-};
+use authentik_bridge::webhooks::outline::{parse_outline_delivery, verify_outline_signature};
+use upstream_fakes::outline_signature;
 
 const USERS: usize = 10_000;
 const GROUPS: usize = 500;
@@ -141,7 +140,7 @@ fn planner(c: &mut Criterion) {
     group.finish();
 }
 
-/// A `users.signin` delivery as Outline v1.9.2 sends it (OUTLINE.md §2.2, §2.3): compact JSON, about 560 bytes.
+/// A `users.signin` delivery as Outline v1.9.2 sends it (docs/upstream/outline.md §2.2, §2.3): compact JSON, about 560 bytes.
 const SIGNIN_BODY: &str = r##"{"id":"0b6f3c1e-4d2a-4f8b-9c3d-5e6f7a8b9c0d","actorId":"5a0e002a-1c2d-4e5f-8a9b-00000000002a","webhookSubscriptionId":"7d8e9fa0-b1c2-4d3e-8f4a-5b6c7d8e9f0a","createdAt":"2026-10-21T12:34:56.789Z","event":"users.signin","payload":{"id":"5a0e002a-1c2d-4e5f-8a9b-00000000002a","model":{"id":"5a0e002a-1c2d-4e5f-8a9b-00000000002a","name":"Jane Doe","avatarUrl":null,"color":"#3633FF","role":"member","isSuspended":false,"createdAt":"2026-01-02T03:04:05.678Z","updatedAt":"2026-10-21T12:34:56.789Z","deletedAt":null,"lastActiveAt":"2026-10-21T12:34:56.789Z","timezone":null}}}"##;
 
 /// The blueprint's v1 body for a group membership change, as Authentik's `json.dumps` writes it.
@@ -153,7 +152,7 @@ fn webhooks(c: &mut Criterion) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let header = sign_outline_body(secret.expose(), t, SIGNIN_BODY.as_bytes());
+    let header = outline_signature(secret.expose(), t, SIGNIN_BODY.as_bytes());
     let now = SystemTime::now();
     assert!(verify_outline_signature(&secret, Some(&header), SIGNIN_BODY.as_bytes(), now).is_ok());
     let token = Secret::new("bench-webhook-token-0123456789abcdef");

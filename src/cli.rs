@@ -1,13 +1,13 @@
 //! The command line: `serve` (default), `check`, `reconcile`, `demo` and `healthcheck`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::clients::UpstreamError;
-use crate::configuration::Settings;
+use crate::configuration::{DotEnv, ProcessEnv, Settings};
 use crate::metrics::Metrics;
 use crate::startup::{build_engine, Application};
 use crate::sync::{run_reconcile, ReconcileOptions};
@@ -45,6 +45,8 @@ pub enum Command {
         force: bool,
     },
     /// Play the whole story against simulated Authentik and Outline servers on loopback; needs nothing else.
+    /// Only in builds with the `demo` feature (the default); production builds leave it out.
+    #[cfg(feature = "demo")]
     Demo,
     /// Exit 0 when the bridge answers GET /healthz (for images without curl).
     Healthcheck {
@@ -57,11 +59,39 @@ pub enum Command {
 pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_GUARDED: u8 = 3;
 
+/// Reads the settings as the Python connector did: the working directory's `.env` when there is one, under
+/// the real environment, which wins.
 pub fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
-    Settings::load(cli.config.as_deref(), &crate::configuration::ProcessEnv).map_err(|e| {
+    let config_error = |e: crate::configuration::ConfigError| {
         eprintln!("configuration error: {e}");
         ExitCode::from(EXIT_CONFIG)
-    })
+    };
+    let dotenv = DotEnv::read(Path::new(".env")).map_err(config_error)?;
+    Settings::load_layers(cli.config.as_deref(), &[&dotenv, &ProcessEnv]).map_err(config_error)
+}
+
+/// Resolves on SIGTERM (Docker, Kubernetes, systemd) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("interrupt received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
 }
 
 pub async fn serve(settings: Settings) -> ExitCode {
@@ -82,7 +112,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
         }
     };
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "authentik-bridge listening");
-    match app.run_until_stopped().await {
+    match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("server error: {e}");

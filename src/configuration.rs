@@ -59,10 +59,21 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec("WORKER_CONCURRENCY", Some("8"), false, "jobs that run at once, per lane (sign-in and bulk)"),
     spec("UPSTREAM_TIMEOUT", Some("10"), false, "timeout of one upstream HTTP call, in seconds"),
     spec("CACHE_TTL", Some("300"), false, "seconds an Authentik or Outline snapshot stays cached"),
+    spec("HEADER_TIMEOUT", Some("5"), false, "seconds a client has to send its request headers (slow clients are dropped)"),
+    spec("BODY_TIMEOUT", Some("10"), false, "seconds a client has to send a webhook body"),
+    spec("SHUTDOWN_GRACE", Some("20"), false, "seconds running jobs get to finish after SIGTERM; keep it under Kubernetes' 30 s"),
 ];
 
+/// The table's default for `name`: the one place a default is written.
+pub fn default_of(name: &str) -> Option<&'static str> {
+    SETTINGS
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.default)
+}
+
 /// Jobs at once per lane, and targets in the queue, at most. tokio's semaphore panics above 2^61 - 1
-/// permits, and more than a few hundred concurrent jobs only wait at Outline's rate limiter (OUTLINE.md
+/// permits, and more than a few hundred concurrent jobs only wait at Outline's rate limiter (docs/upstream/outline.md
 /// §4.1), so a larger value is a mistake worth a clear error.
 pub const MAX_WORKER_CONCURRENCY: usize = 1024;
 pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
@@ -92,7 +103,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Which Authentik members count: only direct ones, or also members of child groups (AUTHENTIK.md §7.5).
+/// Which Authentik members count: only direct ones, or also members of child groups (docs/upstream/authentik.md §7.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MembershipMode {
@@ -107,7 +118,7 @@ pub struct UpstreamSettings {
     pub token: Secret,
 }
 
-/// Outline's own limiter settings, copied across by the admin (OUTLINE.md §4.1).
+/// Outline's own limiter settings, copied across by the admin (docs/upstream/outline.md §4.1).
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
     pub requests: u32,
@@ -133,6 +144,9 @@ pub struct Settings {
     pub worker_concurrency: usize,
     pub upstream_timeout: Duration,
     pub cache_ttl: Duration,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub shutdown_grace: Duration,
 }
 
 /// A setting that is missing or cannot be parsed. The message names the setting and never its value when it
@@ -175,35 +189,89 @@ impl EnvSource for BTreeMap<String, String> {
     }
 }
 
+/// The variables of a `.env` file, as the Python connector's users keep them (`cp .env.example .env`).
+///
+/// The file is read into a map and passed as a layer under the process environment, never copied into the
+/// environment itself: real variables win, and nothing else in the process sees the file. Parsing is
+/// dotenvy's, which follows the usual `KEY=value`, quoting and `#` comment rules.
+pub struct DotEnv(BTreeMap<String, String>);
+
+impl DotEnv {
+    /// Reads `path`; a missing file is an empty layer, a malformed one an error naming the file.
+    pub fn read(path: &Path) -> Result<DotEnv, ConfigError> {
+        let file_error = |reason: String| ConfigError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let entries = match dotenvy::from_path_iter(path) {
+            Ok(entries) => entries,
+            Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(DotEnv(BTreeMap::new()))
+            }
+            Err(e) => return Err(file_error(e.to_string())),
+        };
+        let mut vars = BTreeMap::new();
+        for entry in entries {
+            let (key, value) = entry.map_err(|e| file_error(e.to_string()))?;
+            vars.insert(key, value);
+        }
+        Ok(DotEnv(vars))
+    }
+}
+
+impl EnvSource for DotEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
 impl Settings {
     /// Loads the layers: defaults, then `file` (or `BRIDGE_CONFIG`) when given, then the environment.
     pub fn load(file: Option<&Path>, env: &dyn EnvSource) -> Result<Settings, ConfigError> {
+        Self::load_layers(file, &[env])
+    }
+
+    /// Like [`Settings::load`], with several environment layers, lowest priority first: the CLI passes the
+    /// working directory's `.env`, then the process environment. Each setting comes from the highest layer
+    /// that names it as `NAME` or `NAME_FILE`, so a real `OUTLINE_TOKEN_FILE` beats an `OUTLINE_TOKEN` in
+    /// `.env` instead of clashing with it.
+    pub fn load_layers(
+        file: Option<&Path>,
+        envs: &[&dyn EnvSource],
+    ) -> Result<Settings, ConfigError> {
         let file = file.map(Path::to_path_buf).or_else(|| {
-            env.var("BRIDGE_CONFIG")
-                .filter(|p| !p.is_empty())
+            envs.iter()
+                .rev()
+                .find_map(|env| env.var("BRIDGE_CONFIG").filter(|p| !p.is_empty()))
                 .map(PathBuf::from)
         });
         let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
-        for s in SETTINGS {
-            if let Some(d) = s.default {
-                values.insert(s.name, d.to_string());
-            }
-        }
         if let Some(path) = file {
             for (name, value) in read_toml_layer(&path)? {
                 values.insert(name, value);
             }
         }
-        for s in SETTINGS {
-            if let Some(v) = read_env_value(env, s)? {
-                values.insert(s.name, v);
+        for env in envs {
+            for s in SETTINGS {
+                if let Some(v) = read_env_value(*env, s)? {
+                    values.insert(s.name, v);
+                }
             }
         }
         Self::from_values(&values)
     }
 
     fn from_values(values: &BTreeMap<&'static str, String>) -> Result<Settings, ConfigError> {
-        let get = |name: &'static str| values.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        // An empty value counts as unset, and an unset one takes the table's default.
+        let get = |name: &'static str| {
+            values
+                .get(name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .or_else(|| default_of(name))
+        };
+        // For settings the table gives a default, so only a table without one can make this fail.
+        let with_default = |name: &'static str| get(name).ok_or(ConfigError::Missing { name });
         let secret = |name: &'static str| get(name).map(Secret::new);
         let url = |name: &'static str| get(name).map(|v| parse_url(name, v)).transpose();
 
@@ -244,18 +312,14 @@ impl Settings {
             })
             .transpose()?;
 
-        let listen_addr = get("LISTEN_ADDR").unwrap_or("0.0.0.0:8430");
+        let listen_addr = with_default("LISTEN_ADDR")?;
         let listen_addr = listen_addr.parse().map_err(|_| {
             ConfigError::invalid(
                 "LISTEN_ADDR",
                 format!("not a socket address: {listen_addr}"),
             )
         })?;
-        let log_format = match get("LOG_FORMAT")
-            .unwrap_or("text")
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        let log_format = match with_default("LOG_FORMAT")?.to_ascii_lowercase().as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
@@ -265,11 +329,7 @@ impl Settings {
                 ))
             }
         };
-        let membership = match get("MEMBERSHIP")
-            .unwrap_or("direct")
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        let membership = match with_default("MEMBERSHIP")?.to_ascii_lowercase().as_str() {
             "direct" => MembershipMode::Direct,
             "inherited" => MembershipMode::Inherited,
             other => {
@@ -279,10 +339,19 @@ impl Settings {
                 ))
             }
         };
-        let requests = parse_number::<u32>(
+        let seconds = |name: &'static str| with_default(name).and_then(|v| parse_seconds(name, v));
+        let positive_seconds = |name: &'static str| {
+            seconds(name).and_then(|d| {
+                if d.is_zero() {
+                    Err(ConfigError::invalid(name, "must be more than 0 seconds"))
+                } else {
+                    Ok(d)
+                }
+            })
+        };
+        let requests: u32 = parse_number(
             "OUTLINE_RATE_LIMIT_REQUESTS",
-            get("OUTLINE_RATE_LIMIT_REQUESTS"),
-            1000,
+            with_default("OUTLINE_RATE_LIMIT_REQUESTS")?,
         )?;
         if requests == 0 {
             return Err(ConfigError::invalid(
@@ -290,21 +359,12 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        let window = parse_seconds(
-            "OUTLINE_RATE_LIMIT_WINDOW",
-            get("OUTLINE_RATE_LIMIT_WINDOW"),
-            60.0,
-        )?;
-        if window.is_zero() {
-            return Err(ConfigError::invalid(
-                "OUTLINE_RATE_LIMIT_WINDOW",
-                "must be more than 0 seconds",
-            ));
-        }
-        let reconcile = parse_seconds("RECONCILE_INTERVAL", get("RECONCILE_INTERVAL"), 900.0)?;
-        let queue_capacity = parse_number::<usize>("QUEUE_CAPACITY", get("QUEUE_CAPACITY"), 1024)?;
-        let worker_concurrency =
-            parse_number::<usize>("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), 8)?;
+        let window = positive_seconds("OUTLINE_RATE_LIMIT_WINDOW")?;
+        let reconcile = seconds("RECONCILE_INTERVAL")?;
+        let queue_capacity: usize =
+            parse_number("QUEUE_CAPACITY", with_default("QUEUE_CAPACITY")?)?;
+        let worker_concurrency: usize =
+            parse_number("WORKER_CONCURRENCY", with_default("WORKER_CONCURRENCY")?)?;
         if queue_capacity == 0 || worker_concurrency == 0 {
             let name = if queue_capacity == 0 {
                 "QUEUE_CAPACITY"
@@ -325,13 +385,7 @@ impl Settings {
                 format!("must be at most {MAX_QUEUE_CAPACITY}"),
             ));
         }
-        let upstream_timeout = parse_seconds("UPSTREAM_TIMEOUT", get("UPSTREAM_TIMEOUT"), 10.0)?;
-        if upstream_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "UPSTREAM_TIMEOUT",
-                "must be more than 0 seconds",
-            ));
-        }
+        let upstream_timeout = positive_seconds("UPSTREAM_TIMEOUT")?;
 
         Ok(Settings {
             listen_addr,
@@ -346,11 +400,14 @@ impl Settings {
             outline_rate_limit: RateLimit { requests, window },
             membership,
             reconcile_interval: (!reconcile.is_zero()).then_some(reconcile),
-            max_removals: parse_number::<usize>("MAX_REMOVALS", get("MAX_REMOVALS"), 50)?,
+            max_removals: parse_number("MAX_REMOVALS", with_default("MAX_REMOVALS")?)?,
             queue_capacity,
             worker_concurrency,
             upstream_timeout,
-            cache_ttl: parse_seconds("CACHE_TTL", get("CACHE_TTL"), 300.0)?,
+            cache_ttl: seconds("CACHE_TTL")?,
+            header_timeout: positive_seconds("HEADER_TIMEOUT")?,
+            body_timeout: positive_seconds("BODY_TIMEOUT")?,
+            shutdown_grace: seconds("SHUTDOWN_GRACE")?,
         })
     }
 
@@ -368,14 +425,8 @@ impl Settings {
 
     /// Settings for tests and the demo: everything at its default, with the given upstreams and secrets.
     pub fn for_upstreams(authentik: UpstreamSettings, outline: UpstreamSettings) -> Settings {
-        let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
-        for s in SETTINGS {
-            if let Some(d) = s.default {
-                values.insert(s.name, d.to_string());
-            }
-        }
-        let mut settings =
-            Self::from_values(&values).unwrap_or_else(|_| unreachable!("the defaults parse"));
+        let mut settings = Self::from_values(&BTreeMap::new())
+            .unwrap_or_else(|_| unreachable!("the defaults parse"));
         settings.authentik = Some(authentik);
         settings.outline = Some(outline);
         settings
@@ -468,28 +519,14 @@ pub fn parse_bool(name: &str, value: Option<&str>) -> Result<bool, ConfigError> 
     }
 }
 
-fn parse_number<T: std::str::FromStr>(
-    name: &str,
-    value: Option<&str>,
-    default: T,
-) -> Result<T, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| ConfigError::invalid(name, format!("expected a whole number, got {v}"))),
-    }
+fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| ConfigError::invalid(name, format!("expected a whole number, got {value}")))
 }
 
 /// Seconds, as a number (`60`, `0.5`) or with a unit (`15m`, `1h`, `30s`, `250ms`).
-pub fn parse_seconds(
-    name: &str,
-    value: Option<&str>,
-    default: f64,
-) -> Result<Duration, ConfigError> {
-    let Some(v) = value else {
-        return Ok(Duration::from_secs_f64(default));
-    };
+pub fn parse_seconds(name: &str, v: &str) -> Result<Duration, ConfigError> {
     let bad = || {
         ConfigError::invalid(
             name,
@@ -654,15 +691,81 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_wins_over_dot_env_and_file_twins_still_work() {
+        let dir = std::env::temp_dir().join(format!("bridge-dotenv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "token-from-file\n").expect("write");
+        let dotenv_path = dir.join(".env");
+        std::fs::write(
+            &dotenv_path,
+            "# the connector's file\nAUTHENTIK_URL=https://auth.example.com\nAUTHENTIK_TOKEN=ak-from-dotenv\n\
+             OUTLINE_URL=https://docs.example.com\nOUTLINE_TOKEN=ol-from-dotenv\n\
+             MAX_REMOVALS=\"7\"\nAUTO_CREATE_GROUPS=True\n",
+        )
+        .expect("write");
+        let dotenv = DotEnv::read(&dotenv_path).expect("parses");
+        let p = token_file.to_string_lossy().to_string();
+        let process = env(&[("MAX_REMOVALS", "9"), ("OUTLINE_TOKEN_FILE", &p)]);
+        let s = Settings::load_layers(None, &[&dotenv, &process]).expect("loads");
+        assert_eq!(s.max_removals, 9, "the environment wins");
+        assert!(s.auto_create_groups, ".env alone is read");
+        assert_eq!(s.authentik.expect("set").token.expose(), "ak-from-dotenv");
+        assert_eq!(
+            s.outline.expect("set").token.expose(),
+            "token-from-file",
+            "a real NAME_FILE beats NAME in .env"
+        );
+        let missing = DotEnv::read(&dir.join("absent")).expect("a missing .env is empty");
+        assert!(missing.var("OUTLINE_URL").is_none());
+        std::fs::write(dir.join("bad"), "NOT A LINE\n").expect("write");
+        assert!(DotEnv::read(&dir.join("bad")).is_err());
+    }
+
+    #[test]
+    fn every_default_comes_from_the_table() {
+        let s = Settings::load(None, &env(&base())).expect("loads");
+        let secs =
+            |name| parse_seconds(name, default_of(name).expect("has a default")).expect("parses");
+        assert_eq!(s.cache_ttl, secs("CACHE_TTL"));
+        assert_eq!(s.upstream_timeout, secs("UPSTREAM_TIMEOUT"));
+        assert_eq!(s.body_timeout, secs("BODY_TIMEOUT"));
+        assert_eq!(s.header_timeout, secs("HEADER_TIMEOUT"));
+        assert_eq!(s.shutdown_grace, secs("SHUTDOWN_GRACE"));
+        assert_eq!(
+            s.outline_rate_limit.window,
+            secs("OUTLINE_RATE_LIMIT_WINDOW")
+        );
+        assert_eq!(s.reconcile_interval, Some(secs("RECONCILE_INTERVAL")));
+        let num = |name| {
+            default_of(name)
+                .expect("has a default")
+                .parse::<usize>()
+                .expect("parses")
+        };
+        assert_eq!(s.max_removals, num("MAX_REMOVALS"));
+        assert_eq!(s.queue_capacity, num("QUEUE_CAPACITY"));
+        assert_eq!(s.worker_concurrency, num("WORKER_CONCURRENCY"));
+        assert_eq!(
+            s.outline_rate_limit.requests as usize,
+            num("OUTLINE_RATE_LIMIT_REQUESTS")
+        );
+        assert_eq!(
+            s.listen_addr.to_string(),
+            default_of("LISTEN_ADDR").expect("has a default")
+        );
+    }
+
+    #[test]
     fn durations_take_units() {
         assert_eq!(
-            parse_seconds("X", Some("15m"), 0.0).expect("ok"),
+            parse_seconds("X", "15m").expect("ok"),
             Duration::from_secs(900)
         );
         assert_eq!(
-            parse_seconds("X", Some("0.5"), 0.0).expect("ok"),
+            parse_seconds("X", "0.5").expect("ok"),
             Duration::from_millis(500)
         );
-        assert!(parse_seconds("X", Some("-1"), 0.0).is_err());
+        assert!(parse_seconds("X", "-1").is_err());
     }
 }

@@ -1,19 +1,21 @@
 //! `authentik-bridge demo`: the whole story in a minute, with nothing to set up.
 //!
-//! It starts the simulated Authentik and Outline servers (the same stateful fakes the tests use) on
-//! loopback, starts the real bridge against them, and plays six steps, printing each as it happens. The
-//! simulated servers are test support made reachable from one subcommand; `serve` never uses them.
+//! It starts the simulated Authentik and Outline servers (the `upstream-fakes` crate, the same stateful fakes
+//! the tests use) on loopback, starts the real bridge against them, and plays six steps, printing each as it
+//! happens. The module and the fakes exist only with the `demo` cargo feature (on by default); production
+//! builds (`--no-default-features`: the Docker image and the systemd steps) carry neither.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::configuration::RateLimit;
-use crate::simulated::authentik::{FakeAuthentik, FakeAuthentikOptions};
-use crate::simulated::outline::{FakeOutline, FakeOutlineOptions};
+use upstream_fakes::{
+    outline_signature, FakeAuthentik, FakeAuthentikOptions, FakeOutline, FakeOutlineOptions,
+};
+
+use crate::configuration::{RateLimit, Secret, Settings, UpstreamSettings};
 use crate::startup::Application;
 use crate::sync::{run_reconcile, ReconcileOptions};
-use crate::webhooks::outline::sign_outline_body;
 
 const SECRET: &str = "ol_whs_demo_secret";
 const TOKEN: &str = "demo-webhook-token";
@@ -97,7 +99,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     let carol = outline.add_user("Carol Park", "carol@example.com");
     let og_eng = outline.add_group("engineering", None);
 
-    let mut settings = crate::simulated::bridge_settings(&authentik, &outline, SECRET, TOKEN);
+    let mut settings = settings_for_fakes(&authentik, &outline, SECRET, TOKEN);
     settings.auto_create_groups = true;
     settings.outline_rate_limit = RATE;
     settings.max_removals = 500;
@@ -105,7 +107,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     let app = Application::build_with_listener(settings, listener)?;
     let bridge = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
-    tokio::spawn(app.run_until_stopped());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
     authentik.set_webhook(
         Some(format!("{bridge}/webhooks/authentik")),
         Some(TOKEN.to_string()),
@@ -137,7 +139,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         .post(format!("{bridge}/sync"))
         .header(
             "outline-signature",
-            sign_outline_body(SECRET, t, body.as_bytes()),
+            outline_signature(SECRET, t, body.as_bytes()),
         )
         .body(body)
         .send()
@@ -299,4 +301,28 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         "\nSome steps did not converge."
     });
     Ok(all_ok)
+}
+
+/// Bridge settings that point at the fakes, with the given webhook secrets, no scheduled reconcile, and
+/// everything else at its default: what the demo, the tests and the benchmarks start the bridge with.
+pub fn settings_for_fakes(
+    authentik: &FakeAuthentik,
+    outline: &FakeOutline,
+    outline_webhook_secret: &str,
+    authentik_webhook_token: &str,
+) -> Settings {
+    let mut settings = Settings::for_upstreams(
+        UpstreamSettings {
+            url: authentik.url(),
+            token: Secret::new(authentik.token()),
+        },
+        UpstreamSettings {
+            url: outline.url(),
+            token: Secret::new(outline.token()),
+        },
+    );
+    settings.outline_webhook_secret = Some(Secret::new(outline_webhook_secret));
+    settings.authentik_webhook_token = Some(Secret::new(authentik_webhook_token));
+    settings.reconcile_interval = None;
+    settings
 }

@@ -6,12 +6,13 @@
 pub mod cli;
 pub mod clients;
 pub mod configuration;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod domain;
 pub mod metrics;
+pub mod reason;
 pub mod report;
 pub mod routes;
-pub mod simulated;
 pub mod startup;
 pub mod sync;
 pub mod telemetry;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         if let Command::Healthcheck { url } = command {
             return cli::healthcheck(url).await;
         }
+        #[cfg(feature = "demo")]
         if let Command::Demo = command {
             return authentik_bridge::demo::run().await;
         }
@@ -43,7 +44,9 @@ fn main() -> ExitCode {
                 init_subscriber(settings.debug, settings.log_format, std::io::stderr);
                 cli::reconcile(settings, *dry_run, *json, *force).await
             }
-            Command::Demo | Command::Healthcheck { .. } => ExitCode::SUCCESS,
+            #[cfg(feature = "demo")]
+            Command::Demo => ExitCode::SUCCESS,
+            Command::Healthcheck { .. } => ExitCode::SUCCESS,
         }
     })
 }

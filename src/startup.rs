@@ -1,14 +1,16 @@
 //! Builds the whole app from settings: clients, engine, queue, HTTP server and the reconcile schedule. The
 //! binary, the tests (on port 0) and the demo all start the bridge through here.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use tracing_actix_web::TracingLogger;
 
-use crate::clients::{AuthentikClient, OutlineClient};
+use crate::clients::{AuthentikClient, ClientBuildError, OutlineClient};
 use crate::configuration::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
@@ -19,6 +21,8 @@ use crate::telemetry::RedactedRootSpan;
 pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    HttpClient(#[from] ClientBuildError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -30,15 +34,15 @@ pub enum StartupError {
 pub fn build_engine(
     settings: &Settings,
     metrics: Arc<Metrics>,
-) -> Result<Arc<SyncEngine>, ConfigError> {
+) -> Result<Arc<SyncEngine>, StartupError> {
     let (authentik, outline) = settings.require_upstreams()?;
-    let authentik = AuthentikClient::new(authentik, settings.upstream_timeout, metrics.clone());
+    let authentik = AuthentikClient::new(authentik, settings.upstream_timeout, metrics.clone())?;
     let outline = OutlineClient::new(
         outline,
         settings.outline_rate_limit,
         settings.upstream_timeout,
         metrics.clone(),
-    );
+    )?;
     Ok(Arc::new(SyncEngine::new(
         settings, authentik, outline, metrics,
     )))
@@ -49,6 +53,7 @@ pub struct Application {
     server: Server,
     queue: JobQueue,
     metrics: Arc<Metrics>,
+    shutdown_grace: Duration,
 }
 
 impl Application {
@@ -82,6 +87,7 @@ impl Application {
             queue: queue.clone(),
             dedupe: EventDeduper::new(),
             metrics: metrics.clone(),
+            body_timeout: settings.body_timeout,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -100,10 +106,13 @@ impl Application {
                 .route("/readyz", web::get().to(routes::health::readyz))
                 .route("/metrics", web::get().to(routes::health::metrics))
         })
-        // Slow clients (slowloris) are dropped: the headers must arrive within 5 s, and a request that
-        // stalls mid-body is cut by the client timeout.
-        .client_request_timeout(std::time::Duration::from_secs(5))
-        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        // Slow clients (slowloris) are dropped: the headers must arrive within HEADER_TIMEOUT, and a request
+        // that stalls mid-body is cut by BODY_TIMEOUT in the handlers.
+        .client_request_timeout(settings.header_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        // SIGTERM and Ctrl-C are the caller's to handle (`run_until_stopped`), so that the queue drains too.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_grace.as_secs().max(1))
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             addr: "listener".into(),
@@ -132,6 +141,7 @@ impl Application {
             server,
             queue,
             metrics,
+            shutdown_grace: settings.shutdown_grace,
         })
     }
 
@@ -147,7 +157,38 @@ impl Application {
         self.metrics.clone()
     }
 
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// Serves until the server fails or `shutdown` resolves. Then it stops accepting connections, lets the
+    /// requests in flight answer, and gives the running jobs `SHUTDOWN_GRACE` to finish; jobs not started, or
+    /// cut by the grace period, are left to the start-up reconcile of the next process, which repairs any
+    /// difference. Returns `Ok` after a shutdown, whether or not every job finished.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => return result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = shutdown => {}
+        }
+        tracing::info!(
+            grace_ms = self.shutdown_grace.as_millis() as u64,
+            jobs = self.queue.depth(),
+            "shutting down: no new requests; running jobs may finish"
+        );
+        self.queue.close();
+        let (_, drained) = tokio::join!(
+            handle.stop(true),
+            tokio::time::timeout(self.shutdown_grace, self.queue.wait_idle())
+        );
+        match drained {
+            Ok(()) => tracing::info!("shut down: every running job finished"),
+            Err(_) => tracing::warn!(
+                left = self.queue.depth(),
+                "shut down at the end of the grace period; the start-up reconcile will finish the rest"
+            ),
+        }
+        let _ = server.await;
+        Ok(())
     }
 }

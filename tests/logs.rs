@@ -1,4 +1,4 @@
-//! No secret reaches a log line (issue 6), at TRACE for every crate, in both log formats.
+//! No secret reaches a log line, at TRACE for every crate, in both log formats.
 //!
 //! A global subscriber writes everything, the bridge's events and those of actix, hyper, reqwest and the
 //! rest (through `tracing-log`), into memory; one scenario then walks every path: sign-in, pushes (bearer and
@@ -15,12 +15,10 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use authentik_bridge::simulated::{
-    FakeAuthentik, FakeAuthentikOptions, FakeOutline, FakeOutlineOptions,
-};
 use authentik_bridge::startup::Application;
 use authentik_bridge::sync::{run_reconcile, JobKey, JobQueue, ReconcileOptions};
-use authentik_bridge::webhooks::outline::sign_outline_body;
+use upstream_fakes::outline_signature;
+use upstream_fakes::{FakeAuthentik, FakeAuthentikOptions, FakeOutline, FakeOutlineOptions};
 
 const OUTLINE_SECRET: &str = "ol_whs_LogLeakCanary_webhook_secret_9f2c";
 const AUTHENTIK_WEBHOOK_TOKEN: &str = "akwh_LogLeakCanary_push_token_51d0";
@@ -132,7 +130,7 @@ async fn no_secret_reaches_the_logs_at_trace() {
     let og_docs = outline.add_group("Docs", None);
     outline.add_member(&og_docs, &jane, "member");
 
-    let mut settings = authentik_bridge::simulated::bridge_settings(
+    let mut settings = authentik_bridge::demo::settings_for_fakes(
         &authentik,
         &outline,
         OUTLINE_SECRET,
@@ -144,7 +142,7 @@ async fn no_secret_reaches_the_logs_at_trace() {
     let app = Application::build_with_listener(settings, listener).expect("app builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
-    tokio::spawn(app.run_until_stopped());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
     wait_idle(&queue).await;
     let http = reqwest::Client::new();
     let mut sent_secrets: Vec<String> = vec![
@@ -156,22 +154,22 @@ async fn no_secret_reaches_the_logs_at_trace() {
 
     // A genuine sign-in, and the same body under every kind of bad signature.
     let body = outline.signin_delivery(&jane);
-    let good = sign_outline_body(OUTLINE_SECRET, now_ms(), body.as_bytes());
+    let good = outline_signature(OUTLINE_SECRET, now_ms(), body.as_bytes());
     let signatures = vec![
         Some(good.clone()),
         None,
         Some("t=123,s=nothex".to_string()),
-        Some(sign_outline_body(
+        Some(outline_signature(
             "ol_whs_WrongSecretCanary_77",
             now_ms(),
             body.as_bytes(),
         )),
-        Some(sign_outline_body(
+        Some(outline_signature(
             OUTLINE_SECRET,
             now_ms() - 600_000,
             body.as_bytes(),
         )),
-        Some(sign_outline_body(
+        Some(outline_signature(
             OUTLINE_SECRET,
             now_ms(),
             b"{\"tampered\":true}",
@@ -260,7 +258,7 @@ async fn no_secret_reaches_the_logs_at_trace() {
     // 429s from Outline, then Outline 500s, then an Authentik 500, 403, outage and timeout, each on a job.
     let resign = |user: &str| {
         let b = outline.signin_delivery(user);
-        let s = sign_outline_body(OUTLINE_SECRET, now_ms(), b.as_bytes());
+        let s = outline_signature(OUTLINE_SECRET, now_ms(), b.as_bytes());
         (b, s)
     };
     let outline_status = |status: u16| {

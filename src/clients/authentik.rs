@@ -1,4 +1,4 @@
-//! The Authentik API client (AUTHENTIK.md §7). Reads only: the bridge never writes to Authentik.
+//! The Authentik API client (docs/upstream/authentik.md §7). Reads only: the bridge never writes to Authentik.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use crate::domain::{
 use crate::metrics::Metrics;
 
 const UPSTREAM: &str = "authentik";
-/// The tenant's default cap on `page_size` (§7.2); asking for more is silently clamped.
+/// The tenant's default cap on `page_size` (docs/upstream/authentik.md §7.2); asking for more is silently clamped.
 const PAGE_SIZE: usize = 100;
 
 #[derive(Clone)]
@@ -33,7 +33,7 @@ struct Page<T> {
     results: Vec<T>,
 }
 
-/// `next` is `0`, not null, when there is no next page (§7.2). The schema says `number`; values are integers.
+/// `next` is `0`, not null, when there is no next page (docs/upstream/authentik.md §7.2). The schema says `number`; values are integers.
 #[derive(Deserialize)]
 struct RawPagination {
     next: f64,
@@ -137,20 +137,15 @@ impl AuthentikClient {
         settings: &UpstreamSettings,
         timeout: Duration,
         metrics: Arc<Metrics>,
-    ) -> AuthentikClient {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("authentik-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        AuthentikClient {
+    ) -> Result<AuthentikClient, super::ClientBuildError> {
+        let http = super::http_client("authentik", timeout)?;
+        Ok(AuthentikClient {
             http,
             base: Arc::from(settings.url.as_str()),
             token: settings.token.clone(),
             metrics,
             policy: RetryPolicy::default(),
-        }
+        })
     }
 
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> AuthentikClient {
@@ -195,7 +190,7 @@ impl AuthentikClient {
         })
     }
 
-    /// Follows `next` to its end (`0`, §7.2), then checks the rows against `count`: a page that came back
+    /// Follows `next` to its end (`0`, docs/upstream/authentik.md §7.2), then checks the rows against `count`: a page that came back
     /// short is an incomplete read, and an incomplete read must never look like "these users left".
     async fn list_all<T: DeserializeOwned>(
         &self,
@@ -248,7 +243,7 @@ impl AuthentikClient {
         }
     }
 
-    /// Every group; with `include_users`, with their direct members (`users_obj`, §7.3).
+    /// Every group; with `include_users`, with their direct members (`users_obj`, docs/upstream/authentik.md §7.3).
     pub async fn list_groups(
         &self,
         include_users: bool,
@@ -278,7 +273,7 @@ impl AuthentikClient {
         }
     }
 
-    /// Users whose email is exactly `email`. Authentik's filter is exact and case-sensitive (§7.4), so a
+    /// Users whose email is exactly `email`. Authentik's filter is exact and case-sensitive (docs/upstream/authentik.md §7.4), so a
     /// miss here is not proof of absence; the caller falls back to a case-insensitive scan.
     pub async fn users_with_exact_email(
         &self,
@@ -294,7 +289,7 @@ impl AuthentikClient {
         rows.into_iter().map(|u| to_user("users.list", u)).collect()
     }
 
-    /// Users matching a free-text `search`, whose fields include email (§7.2: tried as AKQL first, then as
+    /// Users matching a free-text `search`, whose fields include email (docs/upstream/authentik.md §7.2: tried as AKQL first, then as
     /// plain search). The caller compares the emails itself.
     pub async fn search_users(&self, text: &str) -> Result<Vec<UserSnapshot>, UpstreamError> {
         let rows: Vec<RawUser> = self
@@ -312,7 +307,7 @@ impl AuthentikClient {
     }
 
     /// One harmless read per permission the bridge needs, for `check`: `view_user` and `view_group`. Without
-    /// them Authentik answers 403 rather than an empty list (§7.7).
+    /// them Authentik answers 403 rather than an empty list (docs/upstream/authentik.md §7.7).
     pub async fn probe(&self, what: &str) -> Result<(), UpstreamError> {
         let path = if what == "users" {
             "core/users/"

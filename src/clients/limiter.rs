@@ -1,9 +1,9 @@
 //! The Outline rate limiter: every Outline call takes a token here first, so a bulk run meets no 429.
 //!
 //! Outline counts requests in fixed windows (`RATE_LIMITER_REQUESTS` per `RATE_LIMITER_DURATION_WINDOW`,
-//! OUTLINE.md §4.1–§4.2). A GCRA with rate r and burst b admits at most b + r·T requests in any span T, so
+//! docs/upstream/outline.md §4.1–§4.2). A GCRA with rate r and burst b admits at most b + r·T requests in any span T, so
 //! r = 95 % of the limit and b = 5 % (at most 50) keep every window under the limit while letting a sign-in's
-//! few calls go out at once. `groups.create` has its own 10-a-minute limit (§4.3), kept the same way.
+//! few calls go out at once. `groups.create` has its own 10-a-minute limit (docs/upstream/outline.md §4.3), kept the same way.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use super::Lane;
 use crate::configuration::RateLimit;
 
-/// Outline's per-minute limit for `groups.create` (OUTLINE.md §4.3).
+/// Outline's per-minute limit for `groups.create` (docs/upstream/outline.md §4.3).
 pub const GROUP_CREATES_PER_MINUTE: u32 = 10;
 
 pub struct OutlineLimiter {

@@ -17,3 +17,27 @@ pub enum Lane {
     Interactive,
     Bulk,
 }
+
+/// A client that could not be built: no TLS backend or system configuration for it. Start-up stops with
+/// this error, since a fallback client would have no timeout and could hang a job for ever.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the {upstream} HTTP client: {source}")]
+pub struct ClientBuildError {
+    pub upstream: &'static str,
+    pub source: reqwest::Error,
+}
+
+/// The HTTP client both upstream clients use: a timeout per call, a shorter one to connect, and idle
+/// connections kept so that a job's calls reuse them.
+fn http_client(
+    upstream: &'static str,
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, ClientBuildError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
+        .pool_max_idle_per_host(32)
+        .user_agent(concat!("authentik-bridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|source| ClientBuildError { upstream, source })
+}

@@ -1,4 +1,4 @@
-//! The Outline API client (OUTLINE.md §3). Every call goes through the shared rate limiter, then the retry
+//! The Outline API client (docs/upstream/outline.md §3). Every call goes through the shared rate limiter, then the retry
 //! loop; every answer is read into the domain's types here, so nothing else sees Outline's JSON.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +17,7 @@ use crate::domain::{Email, GroupName, OutlineGroup, OutlineGroupId, OutlineUserI
 use crate::metrics::Metrics;
 
 const UPSTREAM: &str = "outline";
-/// Outline rejects `limit` above 100 with a 400 rather than clamping it (§3.3).
+/// Outline rejects `limit` above 100 with a 400 rather than clamping it (docs/upstream/outline.md §3.3).
 const PAGE_LIMIT: usize = 100;
 
 #[derive(Clone)]
@@ -116,7 +116,7 @@ struct RawMembership {
     permission: Option<String>,
 }
 
-/// What `groups.create` can answer besides success: the name is taken (case-insensitively, §6.1).
+/// What `groups.create` can answer besides success: the name is taken (case-insensitively, docs/upstream/outline.md §6.1).
 pub enum CreateOutcome {
     Created(OutlineGroup),
     NameTaken,
@@ -128,15 +128,9 @@ impl OutlineClient {
         rate: RateLimit,
         timeout: Duration,
         metrics: Arc<Metrics>,
-    ) -> OutlineClient {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(32)
-            .user_agent(concat!("authentik-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        OutlineClient {
+    ) -> Result<OutlineClient, super::ClientBuildError> {
+        let http = super::http_client("outline", timeout)?;
+        Ok(OutlineClient {
             http,
             base: Arc::from(settings.url.as_str()),
             token: settings.token.clone(),
@@ -144,7 +138,7 @@ impl OutlineClient {
             metrics,
             lane: Lane::Interactive,
             policy: RetryPolicy::default(),
-        }
+        })
     }
 
     /// The same client, queued in another lane of the rate limiter.
@@ -189,7 +183,7 @@ impl OutlineClient {
                     self.http
                         .post(&url)
                         .bearer_auth(self.token.expose())
-                        // An Accept that prefers HTML gets an HTML error page (§3.6).
+                        // An Accept that prefers HTML gets an HTML error page (docs/upstream/outline.md §3.6).
                         .header(reqwest::header::ACCEPT, "application/json")
                         .json(&body)
                         .send()
@@ -208,7 +202,7 @@ impl OutlineClient {
         })
     }
 
-    /// Reads every page of a listing. Outline sends `nextPath` even on the last page (§9), so a short page
+    /// Reads every page of a listing. Outline sends `nextPath` even on the last page (docs/upstream/outline.md §9), so a short page
     /// ends the walk; the rows are then checked against `total`, so a listing that shifted while it was read
     /// (rows added or removed between pages) is an error, not a silently wrong snapshot.
     async fn list_all<T, R>(
@@ -247,8 +241,8 @@ impl OutlineClient {
         Ok(rows)
     }
 
-    /// `users.info` by id. The webhook carries no email (§2.3); the admin key reads it here. An unknown or
-    /// deleted user answers 403, not 404 (§3.6), and comes back as `None`.
+    /// `users.info` by id. The webhook carries no email (docs/upstream/outline.md §2.3); the admin key reads it here. An unknown or
+    /// deleted user answers 403, not 404 (docs/upstream/outline.md §3.6), and comes back as `None`.
     pub async fn user(&self, id: &OutlineUserId) -> Result<Option<OutlineUser>, UpstreamError> {
         match self
             .rpc::<RawUser>("users.info", json!({ "id": id.as_str() }))
@@ -260,7 +254,7 @@ impl OutlineClient {
         }
     }
 
-    /// `users.info` without an id returns the key's owner (§3.4): used by `check`.
+    /// `users.info` without an id returns the key's owner (docs/upstream/outline.md §3.4): used by `check`.
     pub async fn key_owner(&self) -> Result<OutlineUser, UpstreamError> {
         Ok(self
             .rpc::<RawUser>("users.info", json!({}))
@@ -270,7 +264,7 @@ impl OutlineClient {
     }
 
     /// Finds a user by email without case. `users.list {emails}` lowercases its input and matches exactly, so
-    /// it misses mixed-case stored emails (§6.7); `query` is a case-insensitive substring match, and the
+    /// it misses mixed-case stored emails (docs/upstream/outline.md §6.7); `query` is a case-insensitive substring match, and the
     /// exact comparison is made here.
     pub async fn find_user_by_email(
         &self,
@@ -284,7 +278,7 @@ impl OutlineClient {
         Ok(users.into_iter().find(|u| u.email.as_ref() == Some(email)))
     }
 
-    /// Every user, suspended ones included (`filter: "all"`, admins only, §3.4).
+    /// Every user, suspended ones included (`filter: "all"`, admins only, docs/upstream/outline.md §3.4).
     pub async fn list_users(&self) -> Result<Vec<OutlineUser>, UpstreamError> {
         self.list_all(
             "users.list",
@@ -339,7 +333,7 @@ impl OutlineClient {
         Ok(groups.into_iter().collect())
     }
 
-    /// A group's full member list with permissions (`groups.list` only previews six, §3.4).
+    /// A group's full member list with permissions (`groups.list` only previews six, docs/upstream/outline.md §3.4).
     pub async fn group_members(
         &self,
         group: &OutlineGroupId,
@@ -364,7 +358,7 @@ impl OutlineClient {
             .collect())
     }
 
-    /// Creates a group with its `externalId`. Names are unique without case and the check is racy (§6.1), so
+    /// Creates a group with its `externalId`. Names are unique without case and the check is racy (docs/upstream/outline.md §6.1), so
     /// a 400 `validation_error` is reported as `NameTaken` for the caller to link to the existing group.
     pub async fn create_group(
         &self,
@@ -406,7 +400,7 @@ impl OutlineClient {
     }
 
     /// Adds a user who is not yet a member. `permission` is explicit; callers never add an existing member,
-    /// because for one the call would overwrite their permission and demote a group admin (§6.3).
+    /// because for one the call would overwrite their permission and demote a group admin (docs/upstream/outline.md §6.3).
     pub async fn add_user(
         &self,
         group: &OutlineGroupId,
@@ -420,7 +414,7 @@ impl OutlineClient {
         .map(|_| ())
     }
 
-    /// Removing a non-member is a harmless no-op (§6.4).
+    /// Removing a non-member is a harmless no-op (docs/upstream/outline.md §6.4).
     pub async fn remove_user(
         &self,
         group: &OutlineGroupId,
@@ -435,7 +429,7 @@ impl OutlineClient {
     }
 
     /// Whether the key holds `groups:write`, without writing: `groups.memberships` needs that scope in v1.9.2
-    /// (§3.5), and a scope denial says "API key does not have access to this resource" while an unknown id
+    /// (docs/upstream/outline.md §3.5), and a scope denial says "API key does not have access to this resource" while an unknown id
     /// gives a plain "Authorization error".
     pub async fn has_group_write_scope(&self) -> Result<bool, UpstreamError> {
         let probe = json!({ "id": "00000000-0000-4000-8000-000000000000", "limit": 1 });

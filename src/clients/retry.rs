@@ -88,7 +88,7 @@ pub fn backoff_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
 }
 
-/// `Retry-After` as delta seconds, fractional in Outline v1.9.2 (OUTLINE.md §4.4), or as an HTTP date.
+/// `Retry-After` as delta seconds, fractional in Outline v1.9.2 (docs/upstream/outline.md §4.4), or as an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
@@ -109,13 +109,7 @@ pub fn error_message(body: &str) -> String {
                 .find_map(|k| v.get(*k).and_then(|m| m.as_str()).map(str::to_string))
         });
     let text = from_json.unwrap_or_else(|| body.to_string());
-    let line: String = text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect();
+    let line = crate::reason::one_line(&text);
     if line.is_empty() {
         "(empty body)".to_string()
     } else {

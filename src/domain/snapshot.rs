@@ -16,7 +16,7 @@ pub struct GroupSummary {
     pub parents: Vec<AuthentikGroupId>,
 }
 
-/// One member of an Authentik group, as `users_obj` lists it (AUTHENTIK.md §7.3).
+/// One member of an Authentik group, as `users_obj` lists it (docs/upstream/authentik.md §7.3).
 #[derive(Debug, Clone)]
 pub struct MemberSnapshot {
     pub pk: AuthentikUserId,
@@ -31,7 +31,7 @@ pub struct GroupSnapshot {
     pub members: Vec<MemberSnapshot>,
 }
 
-/// An Authentik user with their direct groups (AUTHENTIK.md §7.4: `groups_obj` lists direct groups only).
+/// An Authentik user with their direct groups (docs/upstream/authentik.md §7.4: `groups_obj` lists direct groups only).
 #[derive(Debug, Clone)]
 pub struct UserSnapshot {
     pub pk: AuthentikUserId,
@@ -40,7 +40,7 @@ pub struct UserSnapshot {
     pub groups: Vec<AuthentikGroupId>,
 }
 
-/// An Outline group as `groups.list` presents it (OUTLINE.md §3.4).
+/// An Outline group as `groups.list` presents it (docs/upstream/outline.md §3.4).
 #[derive(Debug, Clone)]
 pub struct OutlineGroup {
     pub id: OutlineGroupId,
@@ -58,7 +58,7 @@ impl OutlineGroup {
 }
 
 /// A member's role in an Outline group. Kept so that plans never re-add an admin: `groups.add_user` without
-/// a permission demotes them (OUTLINE.md §6.3).
+/// a permission demotes them (docs/upstream/outline.md §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
@@ -87,7 +87,7 @@ impl GroupSelector {
     }
 }
 
-/// For `MEMBERSHIP=inherited`: each group's ancestors, walked through `parents` (AUTHENTIK.md §7.5: the API
+/// For `MEMBERSHIP=inherited`: each group's ancestors, walked through `parents` (docs/upstream/authentik.md §7.5: the API
 /// reports direct membership only, so the closure is computed here). Cycles are tolerated.
 pub fn ancestors(
     catalog: &[GroupSummary],

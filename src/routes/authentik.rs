@@ -44,7 +44,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok());
     // The body is read before the token is checked: actix closes a keep-alive connection whose request body
     // was left unread, so a refusal would otherwise cost the sender a new connection per request.
-    let body = read_body(req, payload).await?;
+    let body = read_body(req, payload, state.body_timeout).await?;
     verify_webhook_token(token, authorization, query_token)
         .map_err(|e| WebhookError::Unauthorized(e.to_string()))?;
     let notification =

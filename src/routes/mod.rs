@@ -1,6 +1,6 @@
 //! Thin HTTP handlers: verify, parse, enqueue, answer. Each webhook answers within milliseconds; the work
 //! runs behind the queue, because Outline waits only 5 s and disables a webhook that fails often
-//! (OUTLINE.md §2.6, §2.7).
+//! (docs/upstream/outline.md §2.6, §2.7).
 
 pub mod authentik;
 pub mod health;
@@ -25,6 +25,9 @@ pub struct AppState {
     pub queue: JobQueue,
     pub dedupe: EventDeduper,
     pub metrics: std::sync::Arc<Metrics>,
+    /// `BODY_TIMEOUT`: the server's own timeout covers only the headers, so without this a client trickling
+    /// a body (a slowloris) would hold a connection and a handler for ever.
+    pub body_timeout: std::time::Duration,
 }
 
 /// Every way a webhook is refused, each with its status and a one-line reason.
@@ -78,17 +81,14 @@ impl ResponseError for WebhookError {
     }
 }
 
-/// A body must arrive within this long. The server's own timeout covers only the headers, so without it a
-/// client trickling a body (a slowloris) would hold a connection and a handler for ever.
-pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Reads the raw body, refusing it as soon as it passes [`MAX_BODY_BYTES`] (by `Content-Length` when sent),
-/// or when it takes longer than [`BODY_TIMEOUT`].
+/// or when it takes longer than `timeout`.
 pub async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
+    timeout: std::time::Duration,
 ) -> Result<web::Bytes, WebhookError> {
-    tokio::time::timeout(BODY_TIMEOUT, read_body_unbounded(req, payload))
+    tokio::time::timeout(timeout, read_body_unbounded(req, payload))
         .await
         .map_err(|_| WebhookError::Timeout)?
 }

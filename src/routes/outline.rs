@@ -29,7 +29,7 @@ async fn handle(
         .ok_or(WebhookError::NotConfigured(
             "OUTLINE_WEBHOOK_SECRET is not set",
         ))?;
-    let body = read_body(req, payload).await?;
+    let body = read_body(req, payload, state.body_timeout).await?;
     let header = req
         .headers()
         .get("outline-signature")

@@ -3,7 +3,7 @@
 //!
 //! Outline memberships are deliberately not cached: Outline sends the bridge no membership events, and a stale
 //! "not a member" would make the bridge call `groups.add_user` for an existing member, which demotes a group
-//! admin (OUTLINE.md §6.3). Memberships are read fresh right before any write.
+//! admin (docs/upstream/outline.md §6.3). Memberships are read fresh right before any write.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,7 +27,7 @@ pub struct OutlineUserIndex {
     pub newest: Option<OutlineUserId>,
 }
 
-/// A deletion event carries the user's pk and display name but no email (AUTHENTIK.md §4.4, §12), so the
+/// A deletion event carries the user's pk and display name but no email (docs/upstream/authentik.md §4.4, §12), so the
 /// pk-to-email memory is kept longer than the snapshots it comes from.
 const USER_MEMORY_TTL: Duration = Duration::from_secs(24 * 3600);
 

@@ -59,7 +59,7 @@ pub struct SyncEngine {
     pub auto_create: bool,
     pub max_removals: usize,
     pub metrics: Arc<Metrics>,
-    /// Creates go one at a time: Outline's name check is racy without a unique constraint (§6.1).
+    /// Creates go one at a time: Outline's name check is racy without a unique constraint (docs/upstream/outline.md §6.1).
     create_lock: tokio::sync::Mutex<()>,
 }
 
@@ -194,7 +194,7 @@ impl SyncEngine {
         Ok((found, unmatched))
     }
 
-    /// Finds the Authentik user for an email. Authentik's `email` filter is exact and case-sensitive (§7.4):
+    /// Finds the Authentik user for an email. Authentik's `email` filter is exact and case-sensitive (docs/upstream/authentik.md §7.4):
     /// the exact filter is tried first (one call, and what SSO-provisioned Outline accounts match), then
     /// `search=`, whose fields include email, compared here without case.
     async fn authentik_user_by_email(
@@ -261,7 +261,7 @@ impl SyncEngine {
             .await
     }
 
-    /// A deleted Authentik user leaves every managed group. The event has no email (§4.4), so it comes from
+    /// A deleted Authentik user leaves every managed group. The event has no email (docs/upstream/authentik.md §4.4), so it comes from
     /// earlier reads; when none is remembered, every managed group is converged instead.
     async fn remove_deleted_user(&self, pk: AuthentikUserId) -> Result<SyncReport, SyncError> {
         let Some(email) = self.caches.remembered_email(pk).await else {
@@ -554,7 +554,7 @@ impl SyncEngine {
     }
 
     /// Creates the Outline group for an Authentik group. A 400 means the name is taken (perhaps by a create
-    /// that raced this one, §6.1): the existing group is linked instead, unless another group owns it.
+    /// that raced this one, docs/upstream/outline.md §6.1): the existing group is linked instead, unless another group owns it.
     async fn create_or_link(
         &self,
         outline: &OutlineClient,

@@ -8,5 +8,5 @@ pub mod queue;
 pub mod reconcile;
 
 pub use engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
-pub use queue::{EventDeduper, JobKey, JobQueue, QueueFull};
+pub use queue::{EventDeduper, JobKey, JobQueue, SubmitError};
 pub use reconcile::{run_reconcile, ReconcileOptions, ReconcileReport};

@@ -4,7 +4,7 @@
 //! A "target" is what a job converges: an Outline user who signed in, an Authentik user, an Authentik group,
 //! or everything (reconcile). The queue holds at most `capacity` targets; an event for a target already held
 //! folds into it and costs nothing, so only distinct targets fill the queue. When it is full the webhook
-//! answers 503 and the sender retries (Authentik does, AUTHENTIK.md §2.5).
+//! answers 503 and the sender retries (Authentik does, docs/upstream/authentik.md §2.5).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,9 +24,9 @@ use crate::metrics::Metrics;
 /// Events for one target within this window of a run's start fold into one trailing run.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(250);
 /// A failed job is retried with backoff for this long: Outline never re-sends a webhook, so dropping the job
-/// would lose the change (OUTLINE.md §2.6). Reconcile catches anything still missed after that.
+/// would lose the change (docs/upstream/outline.md §2.6). Reconcile catches anything still missed after that.
 pub const RETRY_BUDGET: Duration = Duration::from_secs(600);
-/// Authentik retries a delivery for 4–8 minutes (AUTHENTIK.md §2.5); ids are kept a little longer.
+/// Authentik retries a delivery for 4–8 minutes (docs/upstream/authentik.md §2.5); ids are kept a little longer.
 pub const DEDUPE_TTL: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,12 +51,18 @@ impl JobKey {
     }
 }
 
+/// Why a job was not queued. Both answer 503, so the sender retries later: Authentik retries its deliveries,
+/// and what a stopping bridge refuses is caught by the next start-up reconcile.
 #[derive(Debug, thiserror::Error)]
-#[error("the job queue is full ({0} targets waiting); retry later")]
-pub struct QueueFull(pub usize);
+pub enum SubmitError {
+    #[error("the job queue is full ({0} targets waiting); retry later")]
+    Full(usize),
+    #[error("the bridge is shutting down; retry later")]
+    Closed,
+}
 
 /// Remembers event ids for at least [`DEDUPE_TTL`]; Authentik's retries and per-recipient fan-out repeat them
-/// (AUTHENTIK.md §2.5, §11). Two generations of 128-bit keys: an id is looked up in both and inserted in the
+/// (docs/upstream/authentik.md §2.5, §11). Two generations of 128-bit keys: an id is looked up in both and inserted in the
 /// current one, and the current one becomes the previous one every `DEDUPE_TTL`, or early when it holds
 /// [`DEDUPE_GENERATION_CAP`] ids. Memory stays under ~5 MB whatever arrives (a cache of 200,000 strings held
 /// ~85 MB), and an id forgotten early under a flood costs one more run of an idempotent job.
@@ -139,6 +145,11 @@ struct Inner {
     idle: Notify,
     metrics: Arc<Metrics>,
     retry_budget: Duration,
+    /// Set once at shutdown: no new target is taken, and no run starts after the one in progress.
+    closed: tokio::sync::watch::Sender<bool>,
+    /// The runtime the queue was built on. Jobs are spawned here, not on the caller's runtime: handlers run
+    /// on actix's per-worker runtimes, which stop at shutdown and would take their jobs with them.
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Clone)]
@@ -147,6 +158,7 @@ pub struct JobQueue {
 }
 
 impl JobQueue {
+    /// Must be called inside a tokio runtime, which then runs every job.
     pub fn new(
         engine: Arc<SyncEngine>,
         capacity: usize,
@@ -164,6 +176,8 @@ impl JobQueue {
                 idle: Notify::new(),
                 metrics,
                 retry_budget: RETRY_BUDGET,
+                closed: tokio::sync::watch::Sender::new(false),
+                runtime: tokio::runtime::Handle::current(),
             }),
         }
     }
@@ -194,15 +208,38 @@ impl JobQueue {
         self.lock().len()
     }
 
+    /// Stops taking work, for a graceful shutdown: new submissions are refused, and each target ends after
+    /// the run in progress, without waiting out its coalescing window or a retry backoff. What is left undone
+    /// is the start-up reconcile's to repair. [`JobQueue::wait_idle`] then resolves when the last run ends.
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.inner.closed.borrow()
+    }
+
+    /// Sleeps until `at`, or less if the queue closes meanwhile; true when the queue is still open.
+    async fn sleep_unless_closed(&self, at: Instant) -> bool {
+        let mut closed = self.inner.closed.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => !self.is_closed(),
+            _ = closed.wait_for(|c| *c) => false,
+        }
+    }
+
     /// Queues a job for `key`. The first event for an idle target starts its job at once; later ones fold in.
-    pub fn submit(&self, key: JobKey) -> Result<(), QueueFull> {
+    pub fn submit(&self, key: JobKey) -> Result<(), SubmitError> {
+        if self.is_closed() {
+            return Err(SubmitError::Closed);
+        }
         let mut targets = self.lock();
         if let Some(schedule) = targets.get_mut(&key) {
             schedule.on_event();
             return Ok(());
         }
         if targets.len() >= self.inner.capacity {
-            return Err(QueueFull(targets.len()));
+            return Err(SubmitError::Full(targets.len()));
         }
         targets.insert(
             key.clone(),
@@ -211,7 +248,9 @@ impl JobQueue {
         self.inner.metrics.queue_depth.set(targets.len() as i64);
         drop(targets);
         let queue = self.clone();
-        tokio::spawn(async move { queue.drive(key).await });
+        self.inner
+            .runtime
+            .spawn(async move { queue.drive(key).await });
         Ok(())
     }
 
@@ -236,7 +275,9 @@ impl JobQueue {
                     let Some(schedule) = targets.get(&key) else {
                         break 'runs;
                     };
-                    let wake = schedule.next_wake(Instant::now());
+                    let wake = schedule
+                        .next_wake(Instant::now())
+                        .filter(|_| !self.is_closed());
                     if wake.is_none() {
                         targets.remove(&key);
                         self.inner.metrics.queue_depth.set(targets.len() as i64);
@@ -244,7 +285,10 @@ impl JobQueue {
                     wake
                 };
                 let Some(at) = wake else { break 'runs };
-                tokio::time::sleep_until(at).await;
+                if !self.sleep_unless_closed(at).await {
+                    // Closed while waiting: the loop above removes the target without another run.
+                    continue;
+                }
                 if self.lock().get(&key).is_some_and(TargetSchedule::is_due) {
                     continue 'runs;
                 }
@@ -282,7 +326,9 @@ impl JobQueue {
                         .with_label_values(&[key.kind(), "retry"])
                         .inc();
                     tracing::warn!(job = key.kind(), error = %e, retry_in_ms = delay.as_millis() as u64, "job failed before any removal; retrying");
-                    tokio::time::sleep(delay).await;
+                    if !self.sleep_unless_closed(Instant::now() + delay).await {
+                        return;
+                    }
                 }
             }
         }

@@ -1,16 +1,16 @@
-//! Authentik's notification-transport webhooks (AUTHENTIK.md §2–§4).
+//! Authentik's notification-transport webhooks (docs/upstream/authentik.md §2–§4).
 //!
-//! Authentik signs nothing (§2.6), so the request is authenticated by a shared bearer token that the
+//! Authentik signs nothing (docs/upstream/authentik.md §2.6), so the request is authenticated by a shared bearer token that the
 //! blueprint's header mapping sends, or by `?token=` for versions before 2025.4, which have no header
-//! mappings (§2.1, §2.7). The body is the small versioned document the blueprint's body mapping returns.
+//! mappings (docs/upstream/authentik.md §2.1, §2.7). The body is the small versioned document the blueprint's body mapping returns.
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::outline::one_line;
 use crate::configuration::Secret;
 use crate::domain::{AuthentikGroupId, AuthentikUserId};
+use crate::reason::one_line;
 
 pub const SCHEMA_V1: &str = "authentik-bridge/v1";
 const TEST_ACTION: &str = "custom_notification_test";
@@ -47,7 +47,7 @@ pub fn verify_webhook_token(
     }
 }
 
-/// The object an event is about, from `context.model` (AUTHENTIK.md §4.2).
+/// The object an event is about, from `context.model` (docs/upstream/authentik.md §4.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventTarget {
     Group { id: AuthentikGroupId, name: String },
@@ -64,7 +64,7 @@ pub enum ModelAction {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthentikEvent {
-    /// `str(event.pk)`: the idempotency key for Authentik's retries and fan-out (AUTHENTIK.md §11).
+    /// `str(event.pk)`: the idempotency key for Authentik's retries and fan-out (docs/upstream/authentik.md §11).
     pub event_pk: Option<String>,
     pub action: String,
     pub target: Option<EventTarget>,
@@ -86,9 +86,9 @@ impl AuthentikEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthentikNotification {
     Event(AuthentikEvent),
-    /// The transport's Test button (§3.5): acknowledged, nothing else.
+    /// The transport's Test button (docs/upstream/authentik.md §3.5): acknowledged, nothing else.
     Test,
-    /// Authentik's default body, sent when the transport has no body mapping (§2.2). It names no usable
+    /// Authentik's default body, sent when the transport has no body mapping (docs/upstream/authentik.md §2.2). It names no usable
     /// target, so the bridge answers it with a debounced full reconcile.
     DefaultBody,
 }
@@ -112,7 +112,7 @@ struct RawDocument {
     app: Option<String>,
     created: Option<String>,
     model: Option<RawModel>,
-    // Default-body keys (§2.2).
+    // Default-body keys (docs/upstream/authentik.md §2.2).
     body: Option<serde_json::Value>,
     severity: Option<serde_json::Value>,
 }
@@ -174,7 +174,7 @@ fn parse_target(model: RawModel) -> Result<EventTarget, PayloadError> {
         return Ok(EventTarget::Other { app, model_name });
     }
     match model_name.as_str() {
-        // Groups carry a 32-hex pk (§4.2).
+        // Groups carry a 32-hex pk (docs/upstream/authentik.md §4.2).
         "group" => {
             let pk = model
                 .pk
@@ -185,7 +185,7 @@ fn parse_target(model: RawModel) -> Result<EventTarget, PayloadError> {
                 pk.ok_or_else(|| PayloadError::Shape("group model without a uuid pk".into()))?;
             Ok(EventTarget::Group { id, name })
         }
-        // Users carry an integer pk (§4.2).
+        // Users carry an integer pk (docs/upstream/authentik.md §4.2).
         "user" => {
             let pk = match model.pk {
                 Some(serde_json::Value::Number(n)) => n.as_i64(),

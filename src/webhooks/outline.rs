@@ -1,4 +1,4 @@
-//! Outline's signed webhooks (OUTLINE.md §2.1–§2.3).
+//! Outline's signed webhooks (docs/upstream/outline.md §2.1–§2.3).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,8 +8,9 @@ use sha2::Sha256;
 
 use crate::configuration::Secret;
 use crate::domain::OutlineUserId;
+use crate::reason::one_line;
 
-/// Outline defines no freshness window (§2.1), so the bridge picks one: a captured delivery replayed more
+/// Outline defines no freshness window (docs/upstream/outline.md §2.1), so the bridge picks one: a captured delivery replayed more
 /// than five minutes later is refused.
 pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
@@ -68,7 +69,7 @@ pub fn parse_signature_header(value: &str) -> Result<SignatureHeader, SignatureE
 }
 
 /// Verifies the HMAC over `"<t>.<raw body>"` in constant time (the `hmac` crate's `verify_slice`), then
-/// the freshness of `t`, which is in milliseconds (§2.1). The bytes are the ones received, never
+/// the freshness of `t`, which is in milliseconds (docs/upstream/outline.md §2.1). The bytes are the ones received, never
 /// re-serialized JSON.
 pub fn verify_outline_signature(
     secret: &Secret,
@@ -96,20 +97,7 @@ pub fn verify_outline_signature(
     Ok(())
 }
 
-/// Signs a body the way Outline does; used by the demo, the benchmarks and the tests.
-pub fn sign_outline_body(secret: &str, timestamp_ms: u64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(timestamp_ms.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!(
-        "t={timestamp_ms},s={}",
-        hex::encode(mac.finalize().into_bytes())
-    )
-}
-
-/// A delivery as far as the bridge reads it. The payload has no email (§2.3), only the user's id.
+/// A delivery as far as the bridge reads it. The payload has no email (docs/upstream/outline.md §2.3), only the user's id.
 #[derive(Debug, PartialEq, Eq)]
 pub struct OutlineDelivery {
     pub event: String,
@@ -158,15 +146,6 @@ pub fn parse_outline_delivery(body: &[u8]) -> Result<OutlineDelivery, PayloadErr
     })
 }
 
-pub(crate) fn one_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +163,7 @@ mod tests {
     fn verifies_the_contract_test_vector() {
         let secret = Secret::new("ol_whs_testsecret");
         assert_eq!(
-            sign_outline_body("ol_whs_testsecret", 1724340000000, VECTOR_BODY),
+            upstream_fakes::outline_signature("ol_whs_testsecret", 1724340000000, VECTOR_BODY),
             VECTOR_HEADER
         );
         assert_eq!(
@@ -264,7 +243,7 @@ mod tests {
 
         #[test]
         fn signed_bodies_verify(body in prop::collection::vec(any::<u8>(), 0..300), t in 1_000_000_000_000u64..2_000_000_000_000u64) {
-            let header = sign_outline_body("secret", t, &body);
+            let header = upstream_fakes::outline_signature("secret", t, &body);
             prop_assert_eq!(verify_outline_signature(&Secret::new("secret"), Some(&header), &body, at(t)), Ok(()));
         }
     }

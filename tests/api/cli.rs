@@ -97,3 +97,66 @@ async fn check_passes_and_explains_each_failure() {
         "every failure says its fix: {stdout}"
     );
 }
+
+/// `.env` in the working directory is read, as the Python connector read it, and the real environment wins
+/// over it, `*_FILE` included: a wrong Outline key in `.env` fails `check`, and the right key given as
+/// `OUTLINE_TOKEN_FILE` in the environment makes it pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_env_is_read_and_the_environment_wins() {
+    let app = spawn_app().await;
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dotenv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    std::fs::write(
+        dir.join(".env"),
+        format!(
+            "AUTHENTIK_URL={}\nAUTHENTIK_TOKEN={}\nOUTLINE_URL={}\nOUTLINE_TOKEN=ol_api_wrong_key_from_dotenv\n\
+             OUTLINE_WEBHOOK_SECRET=\"{OUTLINE_SECRET}\"\nAUTHENTIK_WEBHOOK_TOKEN={AUTHENTIK_WEBHOOK_TOKEN}\n",
+            app.authentik.url(),
+            app.authentik.token(),
+            app.outline.url(),
+        ),
+    )
+    .expect("write .env");
+    let token_file = dir.join("outline-token");
+    std::fs::write(&token_file, format!("{}\n", app.outline.token())).expect("write token");
+
+    let only_dotenv = tokio::task::block_in_place(|| {
+        bridge()
+            .arg("check")
+            .current_dir(&dir)
+            .output()
+            .expect("runs")
+    });
+    let stdout = String::from_utf8_lossy(&only_dotenv.stdout).to_string();
+    assert!(
+        !only_dotenv.status.success(),
+        "the wrong key from .env is used: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("authentik")),
+        "the rest of .env is read: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("outline")),
+        "{stdout}"
+    );
+
+    let overridden = tokio::task::block_in_place(|| {
+        bridge()
+            .arg("check")
+            .current_dir(&dir)
+            .env("OUTLINE_TOKEN_FILE", &token_file)
+            .output()
+            .expect("runs")
+    });
+    let stdout = String::from_utf8_lossy(&overridden.stdout).to_string();
+    assert!(
+        overridden.status.success(),
+        "the environment's OUTLINE_TOKEN_FILE wins: {stdout}"
+    );
+}

@@ -1,4 +1,4 @@
-//! Faults (issue 6): a crash in the middle of a bulk change, each upstream down, slow, failing or answering
+//! Faults: a crash in the middle of a bulk change, each upstream down, slow, failing or answering
 //! partial pages, 429 storms, a full queue, and duplicate, out-of-order and replayed deliveries.
 //!
 //! The promise under test is the README's "Safety" paragraph: a failed or partial read means no removal, the
@@ -14,9 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use authentik_bridge::configuration::{compile_group_filter, MembershipMode};
-use authentik_bridge::simulated::{FakeAuthentik, FakeOutline, OutlineCall};
 use authentik_bridge::sync::JobKey;
-use authentik_bridge::webhooks::outline::sign_outline_body;
+use upstream_fakes::outline_signature;
+use upstream_fakes::{FakeAuthentik, FakeOutline, OutlineCall};
 
 use crate::helpers::*;
 
@@ -75,7 +75,7 @@ pub(crate) async fn until_metric(
 }
 
 /// Successful `groups.add_user` calls per (group, user): more than one for a pair means an existing member
-/// was added again, which resets a group admin to member (OUTLINE.md §6.3).
+/// was added again, which resets a group admin to member (docs/upstream/outline.md §6.3).
 fn successful_adds(calls: &[OutlineCall]) -> BTreeMap<(String, String), usize> {
     let mut out = BTreeMap::new();
     for c in calls
@@ -195,11 +195,91 @@ impl BridgeProcess {
     }
 }
 
+impl BridgeProcess {
+    /// SIGTERM, as Docker, Kubernetes and systemd stop a service; returns the exit status and how long the
+    /// process took to exit after the signal.
+    fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let sent = Instant::now();
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(kill.success(), "SIGTERM sent");
+        let status = self.child.wait().expect("reaped");
+        (status, sent.elapsed())
+    }
+}
+
 impl Drop for BridgeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// SIGTERM in the middle of a bulk change: the process stops taking requests, gives the running job
+/// `SHUTDOWN_GRACE`, and exits 0 within it; it does not wait for the whole bulk change, which the next
+/// start-up reconcile finishes (as the kill -9 test below shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_bulk_change_exits_0_within_the_grace_period() {
+    const GRACE: Duration = Duration::from_secs(2);
+    let (authentik, outline) = start_fakes().await;
+    let g = authentik.add_group("Bulk");
+    outline.add_group("Bulk", None);
+    let mut new = Vec::new();
+    for i in 0..300 {
+        let email = format!("term{i:03}@example.com");
+        new.push(authentik.add_user(&format!("term{i:03}"), "New", &email));
+        outline.add_user("New", &email);
+    }
+    outline.set_rate_limit(100_000, Duration::from_secs(60));
+    let http = reqwest::Client::new();
+    let mut bridge = BridgeProcess::start(
+        &authentik,
+        &outline,
+        "sigterm",
+        &[
+            ("OUTLINE_RATE_LIMIT_REQUESTS", "40"),
+            ("OUTLINE_RATE_LIMIT_WINDOW", "1"),
+            ("SHUTDOWN_GRACE", "2"),
+        ],
+    );
+    bridge.wait_reconciled(&http).await;
+    outline.clear_calls();
+    authentik.set_webhook(
+        Some(format!("{}/webhooks/authentik", bridge.url)),
+        Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
+    );
+    for pk in &new {
+        authentik.add_member(&g, *pk);
+    }
+    eventually(
+        "the bulk change is part-way through",
+        Duration::from_secs(30),
+        || outline.count_calls("groups.add_user") >= 20,
+    )
+    .await;
+    authentik.set_webhook(None, None);
+    let at_signal = outline.count_calls("groups.add_user");
+    let (status, took) = bridge.terminate();
+    let added = outline.count_calls("groups.add_user");
+    println!("SIGTERM: exit {status} after {took:?}, with {added} of 300 adds made");
+    assert_eq!(status.code(), Some(0), "{}", bridge.log_tail());
+    assert!(
+        took < GRACE + Duration::from_millis(1500),
+        "exited {took:?} after SIGTERM, grace {GRACE:?}\n{}",
+        bridge.log_tail()
+    );
+    assert!(added < 300, "the bulk change was still running at SIGTERM");
+    assert!(
+        added > at_signal,
+        "the running job went on writing during the grace period ({at_signal} adds at the signal, {added} at exit)"
+    );
+    assert!(
+        bridge.log_tail().contains("grace period"),
+        "the log says the rest is left to the next start-up reconcile:\n{}",
+        bridge.log_tail()
+    );
 }
 
 /// 300 people are added to one Authentik group (one pushed event each) and 3 removed, while Outline is slow
@@ -596,7 +676,7 @@ async fn a_rate_limit_far_below_the_setting_is_followed_by_retry_after() {
         }
         throttled += 1;
         let closes = closes_at[i].expect("a window");
-        // Retry-After is whole milliseconds, rounded down by the server (OUTLINE.md §4.4).
+        // Retry-After is whole milliseconds, rounded down by the server (docs/upstream/outline.md §4.4).
         assert!(
             calls[i + 1].at + Duration::from_millis(1) >= closes,
             "request {} came {:?} before the window closed",
@@ -703,7 +783,7 @@ async fn outline_slower_than_the_timeout_then_recovers() {
 
 /// Forty sign-ins at once against a queue of 8 while Outline is slow (100 ms an answer): the queue never
 /// holds more than 8 targets, the rest get 503 with `Retry-After`, and every accepted sign-in is applied.
-/// Outline never re-sends a refused delivery (OUTLINE.md §2.6), so the next reconcile repairs the rest.
+/// Outline never re-sends a refused delivery (docs/upstream/outline.md §2.6), so the next reconcile repairs the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_stays_bounded_and_answers_503_when_full() {
     let (authentik, outline) = start_fakes().await;
@@ -850,7 +930,7 @@ async fn duplicate_out_of_order_and_replayed_deliveries_apply_each_change_once()
     app.authentik.add_member(&signin_group, people[3].0);
     let d = &people[3].1;
     let body = app.outline.signin_delivery(d);
-    let sig = sign_outline_body(OUTLINE_SECRET, now_ms(), body.as_bytes());
+    let sig = outline_signature(OUTLINE_SECRET, now_ms(), body.as_bytes());
     app.outline.clear_calls();
     for _ in 0..5 {
         let resp = app.post_outline("/sync", &body, Some(sig.clone())).await;
@@ -869,14 +949,14 @@ async fn duplicate_out_of_order_and_replayed_deliveries_apply_each_change_once()
     app.authentik.clear_calls();
     for skew in [-6 * 60 * 1000i64, 6 * 60 * 1000] {
         let t = (now_ms() as i64 + skew) as u64;
-        let stale = sign_outline_body(OUTLINE_SECRET, t, body.as_bytes());
+        let stale = outline_signature(OUTLINE_SECRET, t, body.as_bytes());
         let resp = app.post_outline("/sync", &body, Some(stale)).await;
         assert_eq!(resp.status().as_u16(), 401, "skew {skew} ms");
         let text = resp.text().await.unwrap_or_default();
         assert!(text.contains("5 minute window"), "{text}");
     }
     // A delivery four minutes old (a slow queue at Outline's end) is still inside the window.
-    let late = sign_outline_body(OUTLINE_SECRET, now_ms() - 4 * 60 * 1000, body.as_bytes());
+    let late = outline_signature(OUTLINE_SECRET, now_ms() - 4 * 60 * 1000, body.as_bytes());
     assert_eq!(
         app.post_outline("/sync", &body, Some(late))
             .await

@@ -4,11 +4,11 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authentik_bridge::configuration::Settings;
-use authentik_bridge::simulated::authentik::{FakeAuthentik, FakeAuthentikOptions};
-use authentik_bridge::simulated::outline::{FakeOutline, FakeOutlineOptions};
 use authentik_bridge::startup::Application;
 use authentik_bridge::sync::JobQueue;
-use authentik_bridge::webhooks::outline::sign_outline_body;
+use upstream_fakes::outline_signature;
+use upstream_fakes::{FakeAuthentik, FakeAuthentikOptions};
+use upstream_fakes::{FakeOutline, FakeOutlineOptions};
 
 pub const OUTLINE_SECRET: &str = "ol_whs_integration_secret";
 pub const AUTHENTIK_WEBHOOK_TOKEN: &str = "ak-webhook-token-for-tests";
@@ -43,7 +43,7 @@ pub async fn start_fakes() -> (FakeAuthentik, FakeOutline) {
 }
 
 pub fn settings_for(authentik: &FakeAuthentik, outline: &FakeOutline) -> Settings {
-    let mut s = authentik_bridge::simulated::bridge_settings(
+    let mut s = authentik_bridge::demo::settings_for_fakes(
         authentik,
         outline,
         OUTLINE_SECRET,
@@ -70,7 +70,7 @@ pub async fn spawn_app_with(
     let app = Application::build_with_listener(settings, listener).expect("app builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
-    tokio::spawn(app.run_until_stopped());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
     let test_app = TestApp {
         url,
         queue,
@@ -117,7 +117,7 @@ impl TestApp {
     /// Posts a correctly signed `users.signin` for `user_id`, as Outline would.
     pub async fn signin(&self, user_id: &str) -> reqwest::Response {
         let body = self.outline.signin_delivery(user_id);
-        let sig = sign_outline_body(OUTLINE_SECRET, now_ms(), body.as_bytes());
+        let sig = outline_signature(OUTLINE_SECRET, now_ms(), body.as_bytes());
         self.post_outline("/sync", &body, Some(sig)).await
     }
 

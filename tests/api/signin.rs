@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::helpers::*;
-use authentik_bridge::webhooks::outline::sign_outline_body;
+use upstream_fakes::outline_signature;
 
 /// Every reject path answers its 4xx with a one-line reason and calls no upstream.
 #[tokio::test]
@@ -26,19 +26,19 @@ async fn bad_requests_are_refused_without_upstream_calls() {
         ),
         (
             "wrong secret",
-            Some(sign_outline_body("ol_whs_other", now_ms(), body.as_bytes())),
+            Some(outline_signature("ol_whs_other", now_ms(), body.as_bytes())),
             body.clone(),
             401,
         ),
         (
             "signature over other bytes",
-            Some(sign_outline_body(OUTLINE_SECRET, now_ms(), b"{}")),
+            Some(outline_signature(OUTLINE_SECRET, now_ms(), b"{}")),
             body.clone(),
             401,
         ),
         (
             "stale signature",
-            Some(sign_outline_body(
+            Some(outline_signature(
                 OUTLINE_SECRET,
                 now_ms() - 6 * 60 * 1000,
                 body.as_bytes(),
@@ -48,7 +48,7 @@ async fn bad_requests_are_refused_without_upstream_calls() {
         ),
         (
             "future signature",
-            Some(sign_outline_body(
+            Some(outline_signature(
                 OUTLINE_SECRET,
                 now_ms() + 6 * 60 * 1000,
                 body.as_bytes(),
@@ -58,7 +58,7 @@ async fn bad_requests_are_refused_without_upstream_calls() {
         ),
         (
             "malformed JSON",
-            Some(sign_outline_body(OUTLINE_SECRET, now_ms(), b"{not json")),
+            Some(outline_signature(OUTLINE_SECRET, now_ms(), b"{not json")),
             "{not json".into(),
             400,
         ),
@@ -77,7 +77,7 @@ async fn bad_requests_are_refused_without_upstream_calls() {
         .post_outline(
             "/sync",
             &big,
-            Some(sign_outline_body(OUTLINE_SECRET, now_ms(), big.as_bytes())),
+            Some(outline_signature(OUTLINE_SECRET, now_ms(), big.as_bytes())),
         )
         .await;
     assert_eq!(resp.status().as_u16(), 413);
@@ -87,7 +87,7 @@ async fn bad_requests_are_refused_without_upstream_calls() {
         .post_outline(
             "/webhooks/outline",
             other,
-            Some(sign_outline_body(
+            Some(outline_signature(
                 OUTLINE_SECRET,
                 now_ms(),
                 other.as_bytes(),

@@ -1,5 +1,5 @@
-//! A stateful fake of the Authentik 2026.8 core API (`contracts/AUTHENTIK.md` §7) that also plays
-//! the notification pipeline of §12: every change records the event Authentik would create and,
+//! A stateful fake of the Authentik 2026.8 core API (docs/upstream/authentik.md §7) that also plays
+//! the notification pipeline of docs/upstream/authentik.md §12: every change records the event Authentik would create and,
 //! when a webhook is set, posts the project's v1 body-mapping document for it.
 //!
 //! HTTP surface: `GET /api/v3/core/users/`, `/core/users/{pk}/`, `/core/users/me/`,
@@ -7,11 +7,11 @@
 //! /core/groups/{uuid}/add_user/` and `remove_user/` (body `{"pk": n}`, 204). DRF's answers are
 //! copied: 403 with `{"detail": …}` for a missing or bad token (authentik's `TokenAuthentication`
 //! sets no `WWW-Authenticate`, so DRF answers 403, not 401), 404 `{"detail": "Invalid page."}` past
-//! the last page, `next`/`previous` 0 when there is no such page (§7.2), and the page-size cap.
+//! the last page, `next`/`previous` 0 when there is no such page (docs/upstream/authentik.md §7.2), and the page-size cap.
 //!
 //! Simplifications: no roles (always empty), `search` is a plain case-insensitive substring match
 //! (no AKQL), `autocomplete` is `{}`, and the webhook retries back off from 50 ms (doubling) instead
-//! of Dramatiq's 15 s, so tests of the retry path finish in under two seconds (§2.5 has the real
+//! of Dramatiq's 15 s, so tests of the retry path finish in under two seconds (docs/upstream/authentik.md §2.5 has the real
 //! schedule).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,11 +33,11 @@ use super::{http_post, iso_micros, new_uuid, parse_query};
 const FIRST_USER_PK: i64 = 1000;
 /// The built-in admin's pk.
 const AKADMIN_PK: i64 = 4;
-/// Dramatiq's `worker.task_max_retries` (§2.5).
+/// Dramatiq's `worker.task_max_retries` (docs/upstream/authentik.md §2.5).
 const MAX_RETRIES: u32 = 5;
-/// First retry delay in the fake; doubles each time (the real base is 15 s, §2.5).
+/// First retry delay in the fake; doubles each time (the real base is 15 s, docs/upstream/authentik.md §2.5).
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-/// `http_timeout` (§2.4).
+/// `http_timeout` (docs/upstream/authentik.md §2.4).
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
 const USER_AGENT: &str = "authentik@2026.8.0";
 
@@ -46,9 +46,9 @@ const USER_AGENT: &str = "authentik@2026.8.0";
 pub struct FakeAuthentikOptions {
     /// The only API token the fake accepts; it belongs to `akadmin`.
     pub api_token: String,
-    /// `pagination_max_page_size` (§7.2).
+    /// `pagination_max_page_size` (docs/upstream/authentik.md §7.2).
     pub max_page_size: usize,
-    /// `pagination_default_page_size` (§7.2).
+    /// `pagination_default_page_size` (docs/upstream/authentik.md §7.2).
     pub default_page_size: usize,
     /// Delay added before every answer.
     pub latency: Duration,
@@ -172,7 +172,7 @@ fn detail(status: u16, text: &str) -> Answer {
 }
 
 /// `"3b9f…"` or `"3b9f1d6e-…"` (any case, optional braces or `urn:uuid:`) to the dashed form;
-/// Django's `UUIDField` accepts all of these, so `model.pk` from an event works as-is (§7.3).
+/// Django's `UUIDField` accepts all of these, so `model.pk` from an event works as-is (docs/upstream/authentik.md §7.3).
 fn normalize_uuid(s: &str) -> Option<String> {
     let s = s.trim();
     let s = s.strip_prefix("urn:uuid:").unwrap_or(s);
@@ -261,7 +261,7 @@ fn py_int(s: &str) -> Option<i64> {
     t.parse::<i64>().ok()
 }
 
-/// `json.dumps` with Python's defaults, as Authentik's `requests` encodes the webhook body (§12):
+/// `json.dumps` with Python's defaults, as Authentik's `requests` encodes the webhook body (docs/upstream/authentik.md §12):
 /// `", "` and `": "` separators, non-ASCII escaped as `\uXXXX`.
 pub fn python_json(v: &Value) -> String {
     let mut out = String::new();
@@ -343,7 +343,7 @@ pub fn event_document(action: &str, model: Option<Value>, diff: Option<Value>) -
 }
 
 /// What the transport's Test button sends through the body mapping: action
-/// `custom_notification_test`, no model (AUTHENTIK.md §3.5, §12).
+/// `custom_notification_test`, no model (docs/upstream/authentik.md §3.5, §12).
 pub fn test_button_document() -> Value {
     json!({
         "schema": "authentik-bridge/v1",
@@ -356,12 +356,12 @@ pub fn test_button_document() -> Value {
 }
 
 fn group_model(g: &AkGroup) -> Value {
-    // `Event.new` sanitizes the UUID pk to `.hex` (§4.2).
+    // `Event.new` sanitizes the UUID pk to `.hex` (docs/upstream/authentik.md §4.2).
     json!({ "pk": hex_pk(&g.uuid), "app": "authentik_core", "name": g.name, "model_name": "group" })
 }
 
 fn user_model(u: &AkUser) -> Value {
-    // The display name, not the username (§4.2).
+    // The display name, not the username (docs/upstream/authentik.md §4.2).
     json!({ "pk": u.pk, "app": "authentik_core", "name": u.name, "model_name": "user" })
 }
 
@@ -401,7 +401,7 @@ impl State {
         groups
     }
 
-    /// Direct groups plus all their ancestors: `User.all_groups()` (§7.5).
+    /// Direct groups plus all their ancestors: `User.all_groups()` (docs/upstream/authentik.md §7.5).
     fn all_groups(&self, pk: i64) -> Vec<&AkGroup> {
         let mut seen: BTreeSet<String> = BTreeSet::new();
         let mut stack: Vec<String> = self
@@ -464,7 +464,7 @@ impl State {
         })
     }
 
-    /// `UserSerializer` (§7.4): direct groups only.
+    /// `UserSerializer` (docs/upstream/authentik.md §7.4): direct groups only.
     fn present_user(&self, u: &AkUser, q: &Query) -> Value {
         let groups = self.direct_groups(u.pk);
         let stamp = iso_micros(u.last_updated);
@@ -506,7 +506,7 @@ impl State {
         children
     }
 
-    /// `GroupSerializer` (§7.3): `users_obj` null with `include_users=false`; `parents_obj` and
+    /// `GroupSerializer` (docs/upstream/authentik.md §7.3): `users_obj` null with `include_users=false`; `parents_obj` and
     /// `children_obj` only when asked for.
     fn present_group(&self, g: &AkGroup, q: &Query) -> Value {
         let members: Vec<&AkUser> = g.users.iter().filter_map(|pk| self.users.get(pk)).collect();
@@ -571,11 +571,11 @@ impl State {
         json!({ "user": me, "users": [me] })
     }
 
-    /// DRF `PageNumberPagination` with authentik's page-size rules (§7.2).
+    /// DRF `PageNumberPagination` with authentik's page-size rules (docs/upstream/authentik.md §7.2).
     fn paginate<T: Clone>(&self, rows: Vec<T>, q: &Query) -> Result<(Vec<T>, Value), Answer> {
         let page_size = match q.get("page_size").and_then(py_int) {
             Some(n) if n > 0 => (n as usize).min(self.max_page_size),
-            // Missing, zero, negative or not a number: the default (PR #18879).
+            // Missing, zero, negative or not a number: the default (goauthentik/authentik#18879).
             _ => self.default_page_size,
         }
         .max(1);
@@ -829,7 +829,7 @@ impl State {
 
     // ---- events ----------------------------------------------------------------------------
 
-    /// Records the document the bridge's notification rule would send for this event (§12).
+    /// Records the document the bridge's notification rule would send for this event (docs/upstream/authentik.md §12).
     fn record(&mut self, action: &str, model: Value, diff: Option<Value>) {
         let diff = if self.licensed { diff } else { None };
         let doc = event_document(action, Some(model), diff);
@@ -840,7 +840,7 @@ impl State {
     }
 
     /// `group.users.add(user)`: one group `model_updated`, even when already a member (Django
-    /// still sends `pre_add`, with an empty set; §4.5).
+    /// still sends `pre_add`, with an empty set; docs/upstream/authentik.md §4.5).
     fn add_member(&mut self, uuid: &str, pk: i64) {
         let Some(g) = self.groups.get_mut(uuid) else {
             return;
@@ -895,7 +895,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 /// Hands recorded documents to delivery tasks, one per event: like Authentik's worker, events are
-/// delivered independently and may arrive out of order (§4.5).
+/// delivered independently and may arrive out of order (docs/upstream/authentik.md §4.5).
 fn flush(state: &Arc<Mutex<State>>) {
     let (docs, url, bearer, home) = {
         let mut st = lock(state);
@@ -912,7 +912,7 @@ fn flush(state: &Arc<Mutex<State>>) {
 }
 
 /// One notification task: POST, and on a non-2xx answer or a transport error retry up to five
-/// times (§2.5), here with a 50 ms doubling backoff.
+/// times (docs/upstream/authentik.md §2.5), here with a 50 ms doubling backoff.
 async fn deliver(state: Arc<Mutex<State>>, url: String, bearer: Option<String>, doc: Value) {
     let body = python_json(&doc);
     let event_pk = doc
@@ -920,7 +920,7 @@ async fn deliver(state: Arc<Mutex<State>>, url: String, bearer: Option<String>, 
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    // The order observed on the wire (§12): requests' defaults, then the mapped headers.
+    // The order observed on the wire (docs/upstream/authentik.md §12): requests' defaults, then the mapped headers.
     let mut headers = vec![
         ("User-Agent".to_string(), USER_AGENT.to_string()),
         ("Accept-Encoding".to_string(), "gzip, deflate".to_string()),
@@ -1030,7 +1030,7 @@ fn route(
     let q = Query(parse_query(req.query_string()));
     let me = segments.get(2) == Some(&"me") && segments.len() == 3 && segments[1] == "users";
     if st.forbidden && !me {
-        // ObjectFilter: no view permission at all is a 403, not an empty list (§7.7).
+        // ObjectFilter: no view permission at all is a 403, not an empty list (docs/upstream/authentik.md §7.7).
         return (
             detail(403, "You do not have permission to perform this action."),
             vec![],
@@ -1258,7 +1258,7 @@ impl FakeAuthentik {
     // ---- seeding and inspection (groups are named by dashed UUID, hex UUID or exact name) -----
 
     /// Creates an active internal user; pks count up from 1000. Records the user `model_updated`
-    /// the rule sends for an API-created user (§12: the API saves a new user twice).
+    /// the rule sends for an API-created user (docs/upstream/authentik.md §12: the API saves a new user twice).
     pub fn add_user(&self, username: &str, name: &str, email: &str) -> i64 {
         self.mutate(|st| {
             let pk = st.new_pk();
@@ -1283,7 +1283,7 @@ impl FakeAuthentik {
     }
 
     /// Creates a group (not superuser, no parents). Group creation is a `model_created`, which the
-    /// bridge's rule does not match, so nothing is sent (§12).
+    /// bridge's rule does not match, so nothing is sent (docs/upstream/authentik.md §12).
     pub fn add_group(&self, name: &str) -> String {
         self.add_group_with(name, false, &[])
     }
@@ -1306,7 +1306,7 @@ impl FakeAuthentik {
         uuid
     }
 
-    /// `group.users.add(user)`: one group `model_updated` with the hex pk (§12).
+    /// `group.users.add(user)`: one group `model_updated` with the hex pk (docs/upstream/authentik.md §12).
     ///
     /// # Panics
     /// If the group or the user does not exist.
@@ -1321,13 +1321,13 @@ impl FakeAuthentik {
         });
     }
 
-    /// `group.users.remove(user)`: one group `model_updated` (§12).
+    /// `group.users.remove(user)`: one group `model_updated` (docs/upstream/authentik.md §12).
     pub fn remove_member(&self, group: &str, user_pk: i64) {
         let uuid = self.group_uuid(group);
         self.mutate(|st| st.remove_member(&uuid, user_pk));
     }
 
-    /// `PATCH is_active`: one user `model_updated`, pk an integer (§12).
+    /// `PATCH is_active`: one user `model_updated`, pk an integer (docs/upstream/authentik.md §12).
     pub fn set_active(&self, user_pk: i64, active: bool) {
         self.mutate(|st| {
             let Some(u) = st.users.get_mut(&user_pk) else {
@@ -1356,7 +1356,7 @@ impl FakeAuthentik {
         });
     }
 
-    /// `PATCH name`: one group `model_updated` carrying the new name (§12).
+    /// `PATCH name`: one group `model_updated` carrying the new name (docs/upstream/authentik.md §12).
     pub fn rename_group(&self, group: &str, name: &str) {
         let uuid = self.group_uuid(group);
         self.mutate(|st| {
@@ -1371,7 +1371,7 @@ impl FakeAuthentik {
     }
 
     /// `DELETE` a user: `model_deleted` with the int pk and the display name; the user's groups
-    /// get no event (§4.4, §12).
+    /// get no event (docs/upstream/authentik.md §4.4, §12).
     pub fn delete_user(&self, user_pk: i64) {
         self.mutate(|st| {
             let Some(u) = st.users.remove(&user_pk) else {
@@ -1384,7 +1384,7 @@ impl FakeAuthentik {
         });
     }
 
-    /// `DELETE` a group: `model_deleted`, no events for its members (§4.4, §12).
+    /// `DELETE` a group: `model_deleted`, no events for its members (docs/upstream/authentik.md §4.4, §12).
     pub fn delete_group(&self, group: &str) {
         let Some(uuid) = self.lock().resolve_group(group) else {
             return;
@@ -1490,12 +1490,12 @@ impl FakeAuthentik {
     }
 
     /// The token stays valid but lacks `view_user`/`view_group`: lists and details answer 403
-    /// (§7.7); `/users/me/` still works.
+    /// (docs/upstream/authentik.md §7.7); `/users/me/` still works.
     pub fn set_forbidden(&self, forbidden: bool) {
         self.lock().forbidden = forbidden;
     }
 
-    /// With an enterprise licence, events carry a `diff` (§4.3); off by default.
+    /// With an enterprise licence, events carry a `diff` (docs/upstream/authentik.md §4.3); off by default.
     pub fn set_licensed(&self, licensed: bool) {
         self.lock().licensed = licensed;
     }
@@ -1526,7 +1526,7 @@ impl FakeAuthentik {
         self.lock().deliveries.clone()
     }
 
-    /// `model` as stored in `event.context` for this group: hex pk (§4.2).
+    /// `model` as stored in `event.context` for this group: hex pk (docs/upstream/authentik.md §4.2).
     pub fn group_model(&self, group: &str) -> Option<Value> {
         let st = self.lock();
         st.resolve_group(group)
@@ -1534,7 +1534,7 @@ impl FakeAuthentik {
             .map(group_model)
     }
 
-    /// `model` as stored in `event.context` for this user: integer pk, display name (§4.2).
+    /// `model` as stored in `event.context` for this user: integer pk, display name (docs/upstream/authentik.md §4.2).
     pub fn user_model(&self, user_pk: i64) -> Option<Value> {
         self.lock().users.get(&user_pk).map(user_model)
     }

@@ -38,22 +38,9 @@ pub struct Spec {
 static OUTLINE: OnceLock<Spec> = OnceLock::new();
 static AUTHENTIK: OnceLock<Spec> = OnceLock::new();
 
-/// `shared/contracts` sits beside the clone (CI) or beside the crate's parent; `CONTRACTS_DIR`
-/// overrides both.
+/// The vendored specs (`tests/fixtures/upstream/`, with their sources and licences in its README).
 fn contracts_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("CONTRACTS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for candidate in [
-        manifest.join("../shared/contracts"),
-        manifest.join("shared/contracts"),
-    ] {
-        if candidate.is_dir() {
-            return candidate;
-        }
-    }
-    manifest.join("../shared/contracts")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream")
 }
 
 fn load(name: &'static str, file: &str) -> Spec {
@@ -101,12 +88,12 @@ fn yaml_to_json(v: serde_yaml::Value) -> Value {
     }
 }
 
-/// `contracts/outline-openapi.yml`.
+/// `tests/fixtures/upstream/outline-openapi.yml`.
 pub fn outline() -> &'static Spec {
     OUTLINE.get_or_init(|| load("outline", "outline-openapi.yml"))
 }
 
-/// `contracts/authentik-openapi-2026.8.yml`.
+/// `tests/fixtures/upstream/authentik-openapi-2026.8.yml`.
 pub fn authentik() -> &'static Spec {
     AUTHENTIK.get_or_init(|| load("authentik", "authentik-openapi-2026.8.yml"))
 }

@@ -1,16 +1,16 @@
-//! A stateful fake of the Outline v1.9.2 API (`contracts/OUTLINE.md`).
+//! A stateful fake of the Outline v1.9.2 API (`docs/upstream/outline.md`).
 //!
 //! It answers `POST /api/<method>` the way the real server does for the methods the bridge uses:
-//! the success envelope `{..., "status": 200, "ok": true}` and the error envelope of §3.6, 403 (not
+//! the success envelope `{..., "status": 200, "ok": true}` and the error envelope of docs/upstream/outline.md §3.6, 403 (not
 //! 404) for unknown ids, `limit > 100` rejected with 400, `pagination.nextPath` on every page, the
-//! admin demotion of `groups.add_user` (§6.3), case-insensitive group names (§6.1), the
-//! fixed-window rate limiter with a fractional `Retry-After` (§4.4) and the details of §9.1.
+//! admin demotion of `groups.add_user` (docs/upstream/outline.md §6.3), case-insensitive group names (docs/upstream/outline.md §6.1), the
+//! fixed-window rate limiter with a fractional `Retry-After` (docs/upstream/outline.md §4.4) and the details of docs/upstream/outline.md §9.1.
 //!
 //! Deliberate simplifications, none of which the bridge can observe through the methods it uses:
 //! one team, one API key (owned by a team admin, so every admin-only call is allowed and emails are
 //! always presented), no API-key scopes, `unaccent` is not applied to `users.list {query}`, and no
 //! webhook is sent by the fake itself: `signin_delivery` builds the body and `deliver_signin` posts
-//! it, signed as §2.1 describes.
+//! it, signed as docs/upstream/outline.md §2.1 describes.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -28,16 +28,16 @@ use sha2::{Digest, Sha256};
 
 use super::{http_post, iso_millis, js_date_string, new_uuid, parse_query, percent_encode};
 
-/// Default and maximum page sizes (OUTLINE.md §3.3).
+/// Default and maximum page sizes (docs/upstream/outline.md §3.3).
 const DEFAULT_LIMIT: u64 = 25;
 const MAX_LIMIT: u64 = 100;
-/// `MAX_AVATAR_DISPLAY`: the preview of members `groups.list` attaches per group (§3.4).
+/// `MAX_AVATAR_DISPLAY`: the preview of members `groups.list` attaches per group (docs/upstream/outline.md §3.4).
 const MEMBERSHIP_PREVIEW: usize = 6;
-/// `GroupValidation.maxNameLength` / `maxDescriptionLength` (§6.1).
+/// `GroupValidation.maxNameLength` / `maxDescriptionLength` (docs/upstream/outline.md §6.1).
 const MAX_GROUP_NAME: usize = 255;
 const MAX_GROUP_DESCRIPTION: usize = 2000;
 
-/// Attributes of the `Group` model; `groups.list {sort}` accepts these and `"source"` (§3.4).
+/// Attributes of the `Group` model; `groups.list {sort}` accepts these and `"source"` (docs/upstream/outline.md §3.4).
 const GROUP_SORT_KEYS: &[&str] = &[
     "id",
     "name",
@@ -102,18 +102,18 @@ const PALETTE: &[&str] = &[
 pub struct FakeOutlineOptions {
     /// The only API key the fake accepts. Its owner is a team admin.
     pub api_token: String,
-    /// Requests allowed per window by the default limiter (`RATE_LIMITER_REQUESTS`, §4.1).
+    /// Requests allowed per window by the default limiter (`RATE_LIMITER_REQUESTS`, docs/upstream/outline.md §4.1).
     pub rate_limit_requests: u32,
-    /// The default limiter's fixed window (`RATE_LIMITER_DURATION_WINDOW`, §4.1).
+    /// The default limiter's fixed window (`RATE_LIMITER_DURATION_WINDOW`, docs/upstream/outline.md §4.1).
     pub rate_limit_window: Duration,
-    /// `groups.create`'s own limit per 60 s (`TenPerMinute`, §4.3).
+    /// `groups.create`'s own limit per 60 s (`TenPerMinute`, docs/upstream/outline.md §4.3).
     pub create_limit_per_minute: u32,
     /// Delay added before every answer.
     pub latency: Duration,
 }
 
 impl Default for FakeOutlineOptions {
-    /// A fresh `ol_api_` key of 38 word characters (§3.2), Outline's default limits, no latency.
+    /// A fresh `ol_api_` key of 38 word characters (docs/upstream/outline.md §3.2), Outline's default limits, no latency.
     fn default() -> Self {
         const WORD: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         let mut rng = rand::rng();
@@ -137,7 +137,7 @@ pub struct FakeGroup {
     pub id: String,
     /// The group's name.
     pub name: String,
-    /// `externalId`, where the bridge keeps the Authentik group id (§5.3).
+    /// `externalId`, where the bridge keeps the Authentik group id (docs/upstream/outline.md §5.3).
     pub external_id: Option<String>,
 }
 
@@ -190,7 +190,7 @@ struct MemberRec {
 }
 
 /// A fixed window: it opens at the first request and admits `limit` requests until it closes, as
-/// `rate-limiter-flexible` does (§4).
+/// `rate-limiter-flexible` does (docs/upstream/outline.md §4).
 #[derive(Debug)]
 struct Window {
     limit: u32,
@@ -233,7 +233,7 @@ struct State {
     subscription_id: String,
     users: BTreeMap<String, UserRec>,
     groups: BTreeMap<String, GroupRec>,
-    /// Keyed by (group id, user id), the primary key of `group_users` (§6.2).
+    /// Keyed by (group id, user id), the primary key of `group_users` (docs/upstream/outline.md §6.2).
     members: BTreeMap<(String, String), MemberRec>,
     seq: u64,
     calls: Vec<OutlineCall>,
@@ -246,7 +246,7 @@ struct State {
     create: Window,
 }
 
-/// An error answer, rendered as the envelope of §3.6.
+/// An error answer, rendered as the envelope of docs/upstream/outline.md §3.6.
 #[derive(Debug)]
 struct ApiError {
     status: u16,
@@ -268,7 +268,7 @@ impl ApiError {
     fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request", message)
     }
-    /// What `authorize(actor, …, null)` throws for a missing or unknown id (§3.6).
+    /// What `authorize(actor, …, null)` throws for a missing or unknown id (docs/upstream/outline.md §3.6).
     fn authorization() -> Self {
         Self::new(403, "authorization_error", "Authorization error")
     }
@@ -347,7 +347,7 @@ fn html_escape(s: &str) -> String {
 }
 
 /// Koa's `ctx.accepts("json", "html")`: the better match by q, then specificity, then position in
-/// `Accept`; ties and no header go to JSON (§3.6).
+/// `Accept`; ties and no header go to JSON (docs/upstream/outline.md §3.6).
 fn prefers_html(accept: Option<&str>) -> bool {
     let Some(accept) = accept else {
         return false;
@@ -394,7 +394,7 @@ fn prefers_html(accept: Option<&str>) -> bool {
 }
 
 /// The token the request carries: the `Authorization` header, else a body `token`, else `?token=`
-/// (§3.2).
+/// (docs/upstream/outline.md §3.2).
 fn extract_token(
     req: &HttpRequest,
     body: &Map<String, Value>,
@@ -515,7 +515,7 @@ fn opt_enum(
     }
 }
 
-/// `direction`: anything but `"ASC"` means descending (the Zod transform of §3.4).
+/// `direction`: anything but `"ASC"` means descending (the Zod transform of docs/upstream/outline.md §3.4).
 fn direction(body: &Map<String, Value>) -> Result<bool, ApiError> {
     Ok(opt_string(body, "direction")?.as_deref() == Some("ASC"))
 }
@@ -561,7 +561,7 @@ fn is_email(s: &str) -> bool {
 }
 
 /// PostgreSQL `ILIKE`: `%` matches any run, `_` one character, `\` escapes. Outline v1.9.2 passes
-/// user input unescaped, so wildcards in names and queries are live (§3.4, §6.1).
+/// user input unescaped, so wildcards in names and queries are live (docs/upstream/outline.md §3.4, §6.1).
 fn ilike(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.to_lowercase().chars().collect();
     let t: Vec<char> = text.to_lowercase().chars().collect();
@@ -620,7 +620,7 @@ fn ilike(pattern: &str, text: &str) -> bool {
     dp[t.len()]
 }
 
-/// Sequelize's `NotContainsUrl`: `/(www\.|file:|http:|https:)[^\s]+[\w]/` (§6.1).
+/// Sequelize's `NotContainsUrl`: `/(www\.|file:|http:|https:)[^\s]+[\w]/` (docs/upstream/outline.md §6.1).
 fn contains_url(s: &str) -> bool {
     let lower = s.to_string();
     for prefix in ["www.", "file:", "http:", "https:"] {
@@ -640,7 +640,7 @@ fn contains_url(s: &str) -> bool {
     false
 }
 
-/// The pagination of §3.3, from the query string first, then the body.
+/// The pagination of docs/upstream/outline.md §3.3, from the query string first, then the body.
 struct Page {
     limit: u64,
     offset: u64,
@@ -666,7 +666,7 @@ impl Page {
     }
 }
 
-/// One pagination parameter with JavaScript's truthiness, `isNaN` and `parseInt` (§3.3): a numeric
+/// One pagination parameter with JavaScript's truthiness, `isNaN` and `parseInt` (docs/upstream/outline.md §3.3): a numeric
 /// `0` is falsy and means "default", while the string `"0"` is truthy and rejected later.
 fn page_param(
     query: Option<&str>,
@@ -736,7 +736,7 @@ fn pagination(
             "Pagination offset must be greater than or equal to 0",
         ));
     }
-    // `nextPath` keeps the request's own query parameters and sets limit and offset (§3.3).
+    // `nextPath` keeps the request's own query parameters and sets limit and offset (docs/upstream/outline.md §3.3).
     let mut pairs: Vec<(String, String)> = query.to_vec();
     for (key, value) in [("limit", limit), ("offset", limit + offset)] {
         match pairs.iter_mut().find(|(k, _)| k == key) {
@@ -803,7 +803,7 @@ impl State {
         self.users.get(&self.admin_id)
     }
 
-    /// `memberCount` leaves suspended users out (§3.4, §6.6).
+    /// `memberCount` leaves suspended users out (docs/upstream/outline.md §3.4, §6.6).
     fn member_count(&self, group_id: &str) -> usize {
         self.group_members(group_id)
             .filter(|(uid, _)| {
@@ -823,7 +823,7 @@ impl State {
             .map(|((_, u), m)| (u, m))
     }
 
-    /// `presentUser` (§2.3, §9.1). `details` adds what an admin caller sees: `email`, `language`,
+    /// `presentUser` (docs/upstream/outline.md §2.3, §9.1). `details` adds what an admin caller sees: `email`, `language`,
     /// `preferences` (null) and `notificationSettings`.
     fn present_user(&self, u: &UserRec, details: bool) -> Value {
         let mut v = json!({
@@ -851,8 +851,8 @@ impl State {
         v
     }
 
-    /// `presentGroup` (§3.4); `member_count` is passed in because `groups.add_user` and
-    /// `groups.remove_user` report the count from before their change (§9.1).
+    /// `presentGroup` (docs/upstream/outline.md §3.4); `member_count` is passed in because `groups.add_user` and
+    /// `groups.remove_user` report the count from before their change (docs/upstream/outline.md §9.1).
     fn present_group(&self, g: &GroupRec, member_count: usize) -> Value {
         json!({
             "id": g.id,
@@ -870,7 +870,7 @@ impl State {
         self.present_group(g, self.member_count(&g.id))
     }
 
-    /// `presentGroupUser(…, {includeUser: true})`: the item shape of §3.7, user without email.
+    /// `presentGroupUser(…, {includeUser: true})`: the item shape of docs/upstream/outline.md §3.7, user without email.
     fn present_membership(&self, group_id: &str, user: &UserRec, m: &MemberRec) -> Value {
         json!({
             "id": format!("{}-{}", user.id, group_id),
@@ -913,7 +913,7 @@ impl State {
         })
     }
 
-    /// A name is taken when an existing group's name matches it as an `ILIKE` pattern (§6.1).
+    /// A name is taken when an existing group's name matches it as an `ILIKE` pattern (docs/upstream/outline.md §6.1).
     fn name_taken(&self, name: &str, except: Option<&str>) -> bool {
         self.groups
             .values()
@@ -982,7 +982,7 @@ impl State {
             }
             other => return Err(expected("ids", "array", other)),
         };
-        // Lowercased, then matched exactly: mixed-case stored emails never match (§6.7).
+        // Lowercased, then matched exactly: mixed-case stored emails never match (docs/upstream/outline.md §6.7).
         let emails = match body.get("emails") {
             None => None,
             Some(Value::Array(items)) => {
@@ -1016,7 +1016,7 @@ impl State {
                 Some("suspended") => u.suspended_at.is_some(),
                 Some("active") => u.last_active_at.is_some() && u.suspended_at.is_none(),
                 Some("all") => true,
-                // Suspended users are left out unless asked for (§3.4).
+                // Suspended users are left out unless asked for (docs/upstream/outline.md §3.4).
                 _ => u.suspended_at.is_none(),
             })
             .filter(|u| role.as_ref().is_none_or(|r| &u.role == r))
@@ -1028,7 +1028,7 @@ impl State {
                 })
             })
             .filter(|u| ids.as_ref().is_none_or(|ids| ids.contains(&u.id)))
-            // `emails: []` renders as `IN (NULL)` in v1.9.2 and matches nothing (§3.4).
+            // `emails: []` renders as `IN (NULL)` in v1.9.2 and matches nothing (docs/upstream/outline.md §3.4).
             .filter(|u| {
                 emails
                     .as_ref()
@@ -1076,7 +1076,7 @@ impl State {
             .groups
             .values()
             .filter(|g| match (&name, &query) {
-                // `name` is an exact, case-sensitive `=`; `query` an unescaped ILIKE (§3.4).
+                // `name` is an exact, case-sensitive `=`; `query` an unescaped ILIKE (docs/upstream/outline.md §3.4).
                 (Some(n), _) => &g.name == n,
                 (None, Some(q)) => ilike(&format!("%{q}%"), &g.name),
                 (None, None) => true,
@@ -1118,7 +1118,7 @@ impl State {
         });
         let total = rows.len();
         let rows = page.slice(&rows);
-        // The deprecated preview: admins first, at most six per group (§3.4).
+        // The deprecated preview: admins first, at most six per group (docs/upstream/outline.md §3.4).
         let mut previews = Vec::new();
         for g in &rows {
             let mut members: Vec<(&UserRec, &MemberRec)> = self
@@ -1144,7 +1144,7 @@ impl State {
         }))
     }
 
-    /// `groups.info {id | externalId}`; neither, or no match, is 403 (§3.4, §9.1).
+    /// `groups.info {id | externalId}`; neither, or no match, is 403 (docs/upstream/outline.md §3.4, §9.1).
     fn groups_info(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
         let id = opt_uuid(body, "id")?;
         let external_id = opt_string(body, "externalId")?.filter(|s| !s.is_empty());
@@ -1164,7 +1164,7 @@ impl State {
         }))
     }
 
-    /// `groups.create`: `description` is accepted and dropped, as v1.9.2's handler does (§9).
+    /// `groups.create`: `description` is accepted and dropped, as v1.9.2's handler does (docs/upstream/outline.md §9).
     fn groups_create(&mut self, body: &Map<String, Value>) -> Result<Value, ApiError> {
         let name = match body.get("name") {
             Some(Value::String(s)) => s.clone(),
@@ -1259,7 +1259,7 @@ impl State {
     }
 
     /// `groups.memberships`: newest membership first, suspended members included, users without
-    /// email (§3.4).
+    /// email (docs/upstream/outline.md §3.4).
     fn groups_memberships(
         &self,
         page: &Page,
@@ -1306,8 +1306,8 @@ impl State {
     }
 
     /// `groups.add_user`. `permission` defaults to `"member"`, which demotes an existing group
-    /// admin (§6.3); the answer's `memberCount` is the one from before the change and there is no
-    /// `policies` key (§9.1). The user is checked before the group, as in the source.
+    /// admin (docs/upstream/outline.md §6.3); the answer's `memberCount` is the one from before the change and there is no
+    /// `policies` key (docs/upstream/outline.md §9.1). The user is checked before the group, as in the source.
     fn groups_add_user(&mut self, body: &Map<String, Value>) -> Result<Value, ApiError> {
         let id = req_uuid(body, "id")?;
         let user_id = req_uuid(body, "userId")?;
@@ -1335,7 +1335,7 @@ impl State {
         }))
     }
 
-    /// `groups.remove_user`: a non-member is a 200 no-op (§6.4); group checked before user.
+    /// `groups.remove_user`: a non-member is a 200 no-op (docs/upstream/outline.md §6.4); group checked before user.
     fn groups_remove_user(&mut self, body: &Map<String, Value>) -> Result<Value, ApiError> {
         let id = req_uuid(body, "id")?;
         let user_id = req_uuid(body, "userId")?;
@@ -1398,7 +1398,7 @@ impl State {
     // ---- request pipeline ----------------------------------------------------------------
 
     /// Rate limiter → route → authentication → pagination → validation → handler, the order of
-    /// the real middleware stack (§4, §3.1).
+    /// the real middleware stack (docs/upstream/outline.md §4, §3.1).
     fn dispatch(
         &mut self,
         req: &HttpRequest,
@@ -1492,7 +1492,7 @@ impl State {
             }
             reply
         } else {
-            // `groups.create` has its own limiter and does not draw on the default one (§4.2, §4.3).
+            // `groups.create` has its own limiter and does not draw on the default one (docs/upstream/outline.md §4.2, §4.3).
             let limiter = if method == "groups.create" {
                 &mut self.create
             } else {
@@ -1550,7 +1550,7 @@ impl State {
 }
 
 /// `msBeforeNext / 1000` as JavaScript prints it: up to three decimals, no trailing zeros
-/// (§4.4: `"37.512"`, `"0.5"`, `"60"`).
+/// (docs/upstream/outline.md §4.4: `"37.512"`, `"0.5"`, `"60"`).
 fn retry_after(ms: u64) -> String {
     let whole = ms / 1000;
     let frac = ms % 1000;
@@ -1696,7 +1696,7 @@ impl FakeOutline {
 
     // ---- seeding and inspection ----------------------------------------------------------
 
-    /// A signed-in member. The email is stored as given: SSO sign-ups keep the IdP's case (§6.7).
+    /// A signed-in member. The email is stored as given: SSO sign-ups keep the IdP's case (docs/upstream/outline.md §6.7).
     pub fn add_user(&self, name: &str, email: &str) -> String {
         self.add_user_with(name, email, "member", false)
     }
@@ -1727,7 +1727,7 @@ impl FakeOutline {
     }
 
     /// An invited user who never signed in: `lastActiveAt` null, email lowercased as invites are
-    /// (§6.7, §9.1).
+    /// (docs/upstream/outline.md §6.7, §9.1).
     pub fn invite_user(&self, name: &str, email: &str) -> String {
         let id = self.add_user(name, &email.to_lowercase());
         if let Some(u) = self.lock().users.get_mut(&id) {
@@ -1736,7 +1736,7 @@ impl FakeOutline {
         id
     }
 
-    /// Suspends or reactivates a user. Memberships are kept (§6.6).
+    /// Suspends or reactivates a user. Memberships are kept (docs/upstream/outline.md §6.6).
     pub fn set_suspended(&self, user_id: &str, suspended: bool) {
         let mut st = self.lock();
         if let Some(u) = st.users.get_mut(&user_id.to_ascii_lowercase()) {
@@ -1749,7 +1749,7 @@ impl FakeOutline {
         }
     }
 
-    /// Changes a user's stored email (as a sign-in with a verified, changed email does, §6.7).
+    /// Changes a user's stored email (as a sign-in with a verified, changed email does, docs/upstream/outline.md §6.7).
     pub fn set_email(&self, user_id: &str, email: &str) {
         let mut st = self.lock();
         if let Some(u) = st.users.get_mut(&user_id.to_ascii_lowercase()) {
@@ -1758,7 +1758,7 @@ impl FakeOutline {
         }
     }
 
-    /// Soft delete (§6.6): email null, name "Unknown", every membership destroyed without events.
+    /// Soft delete (docs/upstream/outline.md §6.6): email null, name "Unknown", every membership destroyed without events.
     pub fn delete_user(&self, id: &str) {
         let mut st = self.lock();
         let id = id.to_ascii_lowercase();
@@ -1773,7 +1773,7 @@ impl FakeOutline {
     }
 
     /// Adds a group directly, skipping the name check: the real table has no unique constraint,
-    /// so racing creates can leave duplicates (§6.1), and tests may need that state.
+    /// so racing creates can leave duplicates (docs/upstream/outline.md §6.1), and tests may need that state.
     pub fn add_group(&self, name: &str, external_id: Option<&str>) -> String {
         let mut st = self.lock();
         let now = SystemTime::now();
@@ -1850,7 +1850,7 @@ impl FakeOutline {
     }
 
     /// The first group whose name equals `name` case-insensitively (names are unique that way,
-    /// §6.1).
+    /// docs/upstream/outline.md §6.1).
     pub fn group_by_name(&self, name: &str) -> Option<FakeGroup> {
         let wanted = name.to_lowercase();
         self.groups()
@@ -1921,7 +1921,7 @@ impl FakeOutline {
 
     // ---- webhook support -----------------------------------------------------------------
 
-    /// The exact body Outline posts for a `users.signin` of this user (§2.2, §2.3, §9.1): compact
+    /// The exact body Outline posts for a `users.signin` of this user (docs/upstream/outline.md §2.2, §2.3, §9.1): compact
     /// JSON, a new delivery id, `actorId` = the user, the keys of `payload.model` in the
     /// presenter's order, no email, `timezone` null. Also records the sign-in as activity
     /// (`lastActiveAt`).
@@ -1960,8 +1960,8 @@ impl FakeOutline {
         )
     }
 
-    /// Posts a `users.signin` delivery to `url` as Outline's webhook task does (§2.6): lowercase
-    /// header names, `user-agent: Outline-`, and `outline-signature` when `secret` is set (§2.1).
+    /// Posts a `users.signin` delivery to `url` as Outline's webhook task does (docs/upstream/outline.md §2.6): lowercase
+    /// header names, `user-agent: Outline-`, and `outline-signature` when `secret` is set (docs/upstream/outline.md §2.1).
     /// Returns the receiver's status.
     pub async fn deliver_signin(
         &self,
@@ -1981,7 +1981,7 @@ impl FakeOutline {
                 .as_millis() as u64;
             headers.push((
                 "outline-signature".to_string(),
-                outline_signature(secret, t, &body),
+                outline_signature(secret, t, body.as_bytes()),
             ));
         }
         let (status, _) = http_post(url, &headers, body.as_bytes(), Duration::from_secs(5)).await?;
@@ -1989,14 +1989,18 @@ impl FakeOutline {
     }
 }
 
-/// `Outline-Signature` for a body: `t=<ms>,s=<hex HMAC-SHA256(secret, "<t>.<body>")>` (§2.1).
-pub fn outline_signature(secret: &str, t_ms: u64, body: &str) -> String {
+/// `Outline-Signature` for a body: `t=<ms>,s=<hex HMAC-SHA256(secret, "<t>.<body>")>`
+/// (docs/upstream/outline.md §2.1). The one signer in the workspace: the fake's own deliveries, the
+/// tests, the benchmarks and the demo all sign with it; the bridge only verifies.
+pub fn outline_signature(secret: &str, t_ms: u64, body: &[u8]) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
         Ok(mac) => mac,
         // HMAC takes keys of any length; this branch cannot happen.
         Err(_) => return format!("t={t_ms},s="),
     };
-    mac.update(format!("{t_ms}.{body}").as_bytes());
+    mac.update(t_ms.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
     format!("t={t_ms},s={}", hex::encode(mac.finalize().into_bytes()))
 }
 
@@ -2015,12 +2019,12 @@ mod tests {
 
     #[test]
     fn signature_matches_the_contract_test_vector() {
-        // OUTLINE.md §2.1.
+        // docs/upstream/outline.md §2.1.
         assert_eq!(
             outline_signature(
                 "ol_whs_testsecret",
                 1_724_340_000_000,
-                r#"{"id":"d1","event":"users.signin"}"#
+                br#"{"id":"d1","event":"users.signin"}"#
             ),
             "t=1724340000000,s=c8b8b84d55906fd23ba7453b835377b98095ed9d2ac270144a2d6108d89514c4"
         );

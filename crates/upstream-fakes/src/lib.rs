@@ -4,7 +4,7 @@
 //! Each fake is a real HTTP server (actix-web, bound to `127.0.0.1:0`) spawned on the current tokio
 //! runtime, so the bridge talks to it exactly as it talks to the real server. The fakes copy the
 //! details the contracts say a client must survive: status codes, envelopes, field names and the
-//! pagination quirks (`contracts/OUTLINE.md` §3, §4, §6, §9.1; `contracts/AUTHENTIK.md` §7, §12).
+//! pagination quirks (docs/upstream/outline.md §3, §4, §6, §9.1; docs/upstream/authentik.md §7, §12).
 //! `tests/contract.rs` validates their answers against the vendors' OpenAPI specs.
 //!
 //! State sits behind a `std::sync::Mutex` that is never held across an `.await`, so the seeding
@@ -88,7 +88,7 @@ fn parts(t: SystemTime) -> Parts {
     }
 }
 
-/// JavaScript's `Date.toJSON()`: millisecond precision, `Z`. Outline's timestamps (OUTLINE.md §2.2).
+/// JavaScript's `Date.toJSON()`: millisecond precision, `Z`. Outline's timestamps (docs/upstream/outline.md §2.2).
 pub(crate) fn iso_millis(t: SystemTime) -> String {
     let p = parts(t);
     format!(
@@ -104,7 +104,7 @@ pub(crate) fn iso_millis(t: SystemTime) -> String {
 }
 
 /// Python's `isoformat()` as Authentik renders it: microseconds, left out when zero, and `Z`
-/// (AUTHENTIK.md §12 "Datetimes").
+/// (docs/upstream/authentik.md §12 "Datetimes").
 pub(crate) fn iso_micros(t: SystemTime) -> String {
     let p = parts(t);
     let micros = p.nanos / 1000;
@@ -120,7 +120,7 @@ pub(crate) fn iso_micros(t: SystemTime) -> String {
 }
 
 /// JavaScript's `Date.prototype.toString()` in UTC, which Outline v1.9.2 sends as
-/// `RateLimit-Reset` (OUTLINE.md §4.4).
+/// `RateLimit-Reset` (docs/upstream/outline.md §4.4).
 pub(crate) fn js_date_string(t: SystemTime) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [
@@ -287,31 +287,6 @@ pub(crate) async fn http_post(
     tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "webhook POST timed out"))?
-}
-
-/// Bridge settings that point at these fakes, with the given webhook secrets, no scheduled reconcile, and
-/// everything else at its default: what the demo, the tests and the benchmarks start the bridge with.
-pub fn bridge_settings(
-    authentik: &FakeAuthentik,
-    outline: &FakeOutline,
-    outline_webhook_secret: &str,
-    authentik_webhook_token: &str,
-) -> crate::configuration::Settings {
-    use crate::configuration::{Secret, Settings, UpstreamSettings};
-    let mut settings = Settings::for_upstreams(
-        UpstreamSettings {
-            url: authentik.url(),
-            token: Secret::new(authentik.token()),
-        },
-        UpstreamSettings {
-            url: outline.url(),
-            token: Secret::new(outline.token()),
-        },
-    );
-    settings.outline_webhook_secret = Some(Secret::new(outline_webhook_secret));
-    settings.authentik_webhook_token = Some(Secret::new(authentik_webhook_token));
-    settings.reconcile_interval = None;
-    settings
 }
 
 #[cfg(test)]

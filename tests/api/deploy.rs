@@ -592,6 +592,26 @@ fn dockerfile_dependency_layer_matches_the_manifest() {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     assert_eq!(rules.first(), Some(&"*"), "the context starts from nothing");
+    // Every workspace member's manifest is in the context and copied before the placeholder build.
+    for member in ["crates/upstream-fakes"] {
+        let manifest = format!("{member}/Cargo.toml");
+        assert!(
+            manifest_lists_member(member),
+            "{member} is a workspace member"
+        );
+        assert!(
+            rules.contains(&format!("!{manifest}").as_str()),
+            "the context needs {manifest}"
+        );
+        assert!(
+            dockerfile.contains(&format!("COPY {manifest}")),
+            "the Dockerfile copies {manifest}"
+        );
+        assert!(
+            dockerfile.contains(&format!("{member}/src/lib.rs")),
+            "a placeholder for {member}"
+        );
+    }
     for needed in ["Cargo.toml", "Cargo.lock", "src/", "benches/"] {
         assert!(
             rules.contains(&format!("!{needed}").as_str()),
@@ -602,6 +622,112 @@ fn dockerfile_dependency_layer_matches_the_manifest() {
             "{needed} exists at the repository root"
         );
     }
+}
+
+fn manifest_lists_member(member: &str) -> bool {
+    read("Cargo.toml")
+        .lines()
+        .any(|l| l.trim_start().starts_with("members") && l.contains(&format!("\"{member}\"")))
+}
+
+/// The shipped binary carries only the product: the Docker image and the README's systemd steps build
+/// with `--no-default-features`, and that build's dependency tree has no simulated upstream in it.
+#[test]
+fn production_builds_leave_the_fakes_out() {
+    let dockerfile = read("deploy/Dockerfile");
+    let builds: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.contains("cargo build"))
+        .collect();
+    assert!(!builds.is_empty());
+    for line in builds {
+        assert!(line.contains("--no-default-features"), "Dockerfile: {line}");
+    }
+    let readme = read("README.md");
+    let systemd = readme
+        .split("### systemd")
+        .nth(1)
+        .expect("README has a systemd section");
+    let build = systemd
+        .lines()
+        .find(|l| l.contains("cargo build"))
+        .expect("the systemd steps build the binary");
+    assert!(build.contains("--no-default-features"), "README: {build}");
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = |features: &[&str]| {
+        let out = run(Command::new(&cargo)
+            .current_dir(repo())
+            .args([
+                "tree",
+                "--offline",
+                "--locked",
+                "-p",
+                "authentik-bridge",
+                "-e",
+                "normal,build",
+            ])
+            .args(["--prefix", "none"])
+            .args(features));
+        assert_success("cargo tree", &out);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let has_fakes = |t: &str| t.lines().any(|l| l.starts_with("upstream-fakes "));
+    assert!(
+        !has_fakes(&tree(&["--no-default-features"])),
+        "the production build depends on the fakes"
+    );
+    assert!(
+        has_fakes(&tree(&[])),
+        "the default build (the demo) does use them, so the check above can fail"
+    );
+}
+
+/// A clone stands alone: nothing tracked points outside the repository (the steering folders beside our
+/// own checkouts are not in a user's clone), and nothing names one of our issue numbers.
+#[test]
+fn nothing_tracked_points_outside_the_repository() {
+    let out = run(Command::new("git").current_dir(repo()).args([
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+    ]));
+    if !out.status.success() {
+        // Not a git checkout (a source tarball): nothing to check against.
+        return;
+    }
+    let outside = ["../shared", "shared/contracts", "/work/"];
+    let issue = regex::Regex::new(r"(?i)\bissues? #?\d+\b").expect("regex");
+    let mut found = Vec::new();
+    for path in String::from_utf8_lossy(&out.stdout)
+        .split('\0')
+        .filter(|p| !p.is_empty())
+    {
+        if path.starts_with("tests/fixtures/upstream/") || path.ends_with(".lock") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(repo().join(path)) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            // This test's own patterns.
+            if path.ends_with("tests/api/deploy.rs")
+                && (line.contains("let outside") || line.contains("Regex::new"))
+            {
+                continue;
+            }
+            if outside.iter().any(|o| line.contains(o)) || issue.is_match(line) {
+                found.push(format!("{path}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "references outside the repository:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]

@@ -39,6 +39,21 @@ fn env_example_documents_every_setting() {
     env_reads_in(&root.join("src"), &mut read);
     let missing: Vec<&String> = read.iter().filter(|n| !documented.contains(*n)).collect();
     assert!(missing.is_empty(), ".env.example lacks: {missing:?}");
+    // The example repeats the defaults for the reader; the table stays their one source, so they must agree.
+    for line in example.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        if let Some(spec) = SETTINGS.iter().find(|s| s.name == name.trim()) {
+            if let Some(default) = spec.default {
+                assert_eq!(
+                    value.trim(),
+                    default,
+                    ".env.example's {name} differs from its default"
+                );
+            }
+        }
+    }
     for s in SETTINGS {
         if let Some(default) = s.default {
             assert!(
