@@ -15,7 +15,7 @@ use authentik_bridge::domain::{
     plan_membership, AuthentikGroupId, GroupName, GroupTarget, OutlineGroup, OutlineGroupId,
     OutlineUserId, PlanInput,
 };
-use authentik_bridge::webhooks::authentik::{parse_authentik_notification, verify_webhook_token};
+use authentik_bridge::webhooks::authentik::{parse_authentik_change, verify_webhook_token};
 use authentik_bridge::webhooks::outline::{parse_outline_delivery, verify_outline_signature};
 use upstream_fakes::outline_signature;
 
@@ -95,6 +95,7 @@ fn planner(c: &mut Criterion) {
         outline_groups: &case.outline_groups,
         current: &case.current,
         auto_create: false,
+        existing_groups: None,
     };
     let plan = plan_membership(&input);
     assert_eq!((plan.adds.len(), plan.removes.len()), (300, 50));
@@ -132,6 +133,7 @@ fn planner(c: &mut Criterion) {
         outline_groups: &case.outline_groups,
         current: &signin_current,
         auto_create: false,
+        existing_groups: None,
     };
     group.throughput(Throughput::Elements(1));
     group.bench_function("sign-in plan, 1 user x 500 groups", |b| {
@@ -175,7 +177,7 @@ fn webhooks(c: &mut Criterion) {
     });
     group.throughput(Throughput::Bytes(AUTHENTIK_BODY.len() as u64));
     group.bench_function("parse Authentik v1 body", |b| {
-        b.iter(|| parse_authentik_notification(black_box(AUTHENTIK_BODY.as_bytes())))
+        b.iter(|| parse_authentik_change(black_box(AUTHENTIK_BODY.as_bytes())))
     });
     group.throughput(Throughput::Elements(1));
     group.bench_function("verify Authentik bearer token", |b| {

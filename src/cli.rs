@@ -189,7 +189,7 @@ pub async fn check(settings: Settings) -> ExitCode {
     );
     let ak_fix = "give the token's user a role with authentik_core.view_user and authentik_core.view_group (Authentik answers 403 without them)";
     for what in ["users", "groups"] {
-        all_ok &= match engine.authentik.probe(what).await {
+        all_ok &= match engine.reader.authentik.probe(what).await {
             Ok(()) => line(true, "authentik", &format!("token can read {what}")),
             Err(e) => line(
                 false,

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub outline_throttled: IntCounter,
     pub membership_changes: IntCounterVec,
+    pub group_refusals: IntCounterVec,
+    pub groups_skipped: IntCounterVec,
     pub removal_guard_tripped: IntCounter,
     pub removal_guard_active: IntGauge,
     pub reconcile: IntCounterVec,
@@ -132,6 +134,18 @@ impl Metrics {
                 "bridge_membership_changes_total",
                 "Writes made to Outline, by kind.",
                 &["change"],
+            ),
+            group_refusals: counter_vec(
+                &r,
+                "bridge_group_refusals_total",
+                "Writes Outline refused for good (a 4xx no retry fixes), by call; the group's other writes were skipped.",
+                &["call"],
+            ),
+            groups_skipped: counter_vec(
+                &r,
+                "bridge_groups_skipped_total",
+                "Managed groups left alone by a plan because they cannot be linked to an Outline group, by reason.",
+                &["reason"],
             ),
             removal_guard_tripped: counter(
                 &r,

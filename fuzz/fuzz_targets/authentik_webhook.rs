@@ -3,7 +3,7 @@
 #![no_main]
 
 use authentik_bridge::configuration::Secret;
-use authentik_bridge::webhooks::authentik::{parse_authentik_notification, verify_webhook_token};
+use authentik_bridge::webhooks::authentik::{parse_authentik_change, verify_webhook_token};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +19,6 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .any(|p| p.contains("akwh_fuzz_expected_token")));
     }
-    let _ = parse_authentik_notification(body);
-    let _ = parse_authentik_notification(data);
+    let _ = parse_authentik_change(body);
+    let _ = parse_authentik_change(data);
 });

@@ -17,6 +17,8 @@ use crate::metrics::Metrics;
 const UPSTREAM: &str = "authentik";
 /// The tenant's default cap on `page_size` (docs/upstream/authentik.md §7.2); asking for more is silently clamped.
 const PAGE_SIZE: usize = 100;
+/// Reads of a listing that changed while it was walked, before the call fails as incomplete.
+const LISTING_ATTEMPTS: u32 = 3;
 
 #[derive(Clone)]
 pub struct AuthentikClient {
@@ -91,7 +93,16 @@ fn group_id(call: &str, pk: &str) -> Result<AuthentikGroupId, UpstreamError> {
     })
 }
 
-fn to_group(call: &str, g: RawGroup) -> Result<GroupSnapshot, UpstreamError> {
+/// `with_members`: the read asked for `include_users`, so a group without `users_obj` is a broken answer,
+/// never an empty group, whose planning would remove everyone.
+fn to_group(call: &str, g: RawGroup, with_members: bool) -> Result<GroupSnapshot, UpstreamError> {
+    if with_members && g.users_obj.is_none() {
+        return Err(UpstreamError::Decode {
+            upstream: UPSTREAM,
+            call: call.to_string(),
+            message: format!("group {} came without its member list (users_obj)", g.pk),
+        });
+    }
     let summary = GroupSummary {
         id: group_id(call, &g.pk)?,
         name: GroupName::new(g.name),
@@ -192,7 +203,25 @@ impl AuthentikClient {
 
     /// Follows `next` to its end (`0`, docs/upstream/authentik.md §7.2), then checks the rows against `count`: a page that came back
     /// short is an incomplete read, and an incomplete read must never look like "these users left".
+    ///
+    /// A group or user deleted mid-walk shifts the later pages, and the row after it is skipped; the count
+    /// check catches that, and the listing is read again at once, a few times, before the call fails.
     async fn list_all<T: DeserializeOwned>(
+        &self,
+        call: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, UpstreamError> {
+        let mut attempt = 1;
+        loop {
+            match self.list_once(call, path, query).await {
+                Err(UpstreamError::Incomplete { .. }) if attempt < LISTING_ATTEMPTS => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_once<T: DeserializeOwned>(
         &self,
         call: &str,
         path: &str,
@@ -237,7 +266,7 @@ impl AuthentikClient {
             )
             .await
         {
-            Ok(g) => to_group("groups.retrieve", g).map(Some),
+            Ok(g) => to_group("groups.retrieve", g, true).map(Some),
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
@@ -259,7 +288,7 @@ impl AuthentikClient {
             )
             .await?;
         rows.into_iter()
-            .map(|g| to_group("groups.list", g))
+            .map(|g| to_group("groups.list", g, include_users))
             .collect()
     }
 

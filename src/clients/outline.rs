@@ -19,6 +19,8 @@ use crate::metrics::Metrics;
 const UPSTREAM: &str = "outline";
 /// Outline rejects `limit` above 100 with a 400 rather than clamping it (docs/upstream/outline.md §3.3).
 const PAGE_LIMIT: usize = 100;
+/// Reads of a listing that changed while it was walked, before the call fails as incomplete.
+const LISTING_ATTEMPTS: u32 = 3;
 
 #[derive(Clone)]
 pub struct OutlineClient {
@@ -214,6 +216,25 @@ impl OutlineClient {
     where
         R: DeserializeOwned,
     {
+        // A listing that moved while it was read is read again at once, a few times, before the job fails.
+        let mut attempt = 1;
+        loop {
+            match self.list_once(method, body.clone(), &extract).await {
+                Err(UpstreamError::Incomplete { .. }) if attempt < LISTING_ATTEMPTS => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_once<T, R>(
+        &self,
+        method: &str,
+        body: Value,
+        extract: &impl Fn(R) -> Vec<T>,
+    ) -> Result<Vec<T>, UpstreamError>
+    where
+        R: DeserializeOwned,
+    {
         let mut rows = Vec::new();
         let mut total = None;
         loop {
@@ -241,15 +262,32 @@ impl OutlineClient {
         Ok(rows)
     }
 
-    /// `users.info` by id. The webhook carries no email (docs/upstream/outline.md §2.3); the admin key reads it here. An unknown or
-    /// deleted user answers 403, not 404 (docs/upstream/outline.md §3.6), and comes back as `None`.
+    /// `users.info` by id. The webhook carries no email (docs/upstream/outline.md §2.3); the admin key reads it
+    /// here. An unknown or deleted user answers 403, not 404 (docs/upstream/outline.md §3.6), and so does a
+    /// key that cannot read users (scope) or whose owner is suspended. The two are told apart by asking for the
+    /// key's owner: when that works, the user is gone (`None`); when it fails, the key is the problem, which is
+    /// an error the job retries and `/readyz` reports, never a sign-in silently dropped.
     pub async fn user(&self, id: &OutlineUserId) -> Result<Option<OutlineUser>, UpstreamError> {
         match self
             .rpc::<RawUser>("users.info", json!({ "id": id.as_str() }))
             .await
         {
             Ok(env) => Ok(Some(env.data.into())),
-            Err(e) if e.status() == Some(403) => Ok(None),
+            Err(e) if e.status() == Some(403) => match self.key_owner().await {
+                Ok(_) => Ok(None),
+                Err(key) => {
+                    self.metrics
+                        .upstream_up
+                        .with_label_values(&[UPSTREAM])
+                        .set(0);
+                    Err(UpstreamError::Status {
+                        upstream: UPSTREAM,
+                        call: "users.info".into(),
+                        status: 401,
+                        message: format!("the API key cannot read users: {key}"),
+                    })
+                }
+            },
             Err(e) => Err(e),
         }
     }
@@ -334,17 +372,54 @@ impl OutlineClient {
     }
 
     /// A group's full member list with permissions (`groups.list` only previews six, docs/upstream/outline.md §3.4).
+    ///
+    /// Memberships come newest first and are paged by offset, so a walk over several pages can miss a row when
+    /// one member leaves and another joins between two page reads: the count still matches, but the newcomer
+    /// is on a page already read. A missed member would be "added" again, which demotes a group admin
+    /// (docs/upstream/outline.md §6.3). After a walk of more than one page the first page is read again; if it
+    /// changed, so did the listing, and the walk starts over.
     pub async fn group_members(
         &self,
         group: &OutlineGroupId,
     ) -> Result<BTreeMap<OutlineUserId, Permission>, UpstreamError> {
-        let rows = self
-            .list_all(
-                "groups.memberships",
-                json!({ "id": group.as_str() }),
-                |d: MembershipsPage| d.group_memberships,
-            )
-            .await?;
+        let body = json!({ "id": group.as_str() });
+        let mut attempt = 1;
+        let rows = loop {
+            let rows = self
+                .list_all("groups.memberships", body.clone(), |d: MembershipsPage| {
+                    d.group_memberships
+                })
+                .await?;
+            if rows.len() < PAGE_LIMIT {
+                break rows;
+            }
+            let mut first_page = body.clone();
+            first_page["limit"] = json!(PAGE_LIMIT);
+            first_page["offset"] = json!(0);
+            let again: Envelope<MembershipsPage> =
+                self.rpc("groups.memberships", first_page).await?;
+            let before: Vec<&str> = rows[..PAGE_LIMIT]
+                .iter()
+                .map(|m| m.user_id.as_str())
+                .collect();
+            let now: Vec<&str> = again
+                .data
+                .group_memberships
+                .iter()
+                .map(|m| m.user_id.as_str())
+                .collect();
+            if before == now {
+                break rows;
+            }
+            if attempt >= LISTING_ATTEMPTS {
+                return Err(UpstreamError::Incomplete {
+                    upstream: UPSTREAM,
+                    call: "groups.memberships".into(),
+                    message: "the member list kept changing while it was read".into(),
+                });
+            }
+            attempt += 1;
+        };
         Ok(rows
             .into_iter()
             .map(|m| {
@@ -359,7 +434,7 @@ impl OutlineClient {
     }
 
     /// Creates a group with its `externalId`. Names are unique without case and the check is racy (docs/upstream/outline.md §6.1), so
-    /// a 400 `validation_error` is reported as `NameTaken` for the caller to link to the existing group.
+    /// the 400 "already in use" is reported as `NameTaken` for the caller to link to the existing group.
     pub async fn create_group(
         &self,
         name: &GroupName,
@@ -368,7 +443,12 @@ impl OutlineClient {
         let body = json!({ "name": name.as_str(), "externalId": external_id });
         match self.rpc::<RawGroup>("groups.create", body).await {
             Ok(env) => Ok(CreateOutcome::Created(env.data.into())),
-            Err(e) if e.status() == Some(400) => Ok(CreateOutcome::NameTaken),
+            // Other 400s (a URL in the name, a name too long) are refusals for the caller to keep to the group.
+            Err(UpstreamError::Status {
+                status: 400,
+                ref message,
+                ..
+            }) if message.contains("already in use") => Ok(CreateOutcome::NameTaken),
             Err(e) => Err(e),
         }
     }

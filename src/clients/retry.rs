@@ -44,6 +44,13 @@ impl UpstreamError {
             _ => None,
         }
     }
+    /// A refusal that no retry can fix: a 4xx other than 401 (the key itself, which an admin can fix while
+    /// the job retries), 408 and 429. Outline answers 400 to a name it will not take and to a membership
+    /// change on a provider-managed group, and 403 to an id it does not know (docs/upstream/outline.md §3.6).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self.status(), Some(s) if (400..500).contains(&s) && !matches!(s, 401 | 408 | 429))
+    }
+
     pub fn upstream(&self) -> &'static str {
         match self {
             UpstreamError::Status { upstream, .. }
@@ -206,7 +213,8 @@ impl Call<'_> {
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    self.record(resp.status().as_str(), status < 500);
+                    // A 401 is the key failing: the upstream is not usable, so /readyz says so.
+                    self.record(resp.status().as_str(), status < 500 && status != 401);
                     let message = error_message(&resp.text().await.unwrap_or_default());
                     let err = UpstreamError::Status {
                         upstream: self.upstream,

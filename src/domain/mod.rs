@@ -12,6 +12,6 @@ pub use plan::{
     plan_membership, GroupIndex, GroupRef, GroupTarget, LinkedBy, MembershipPlan, PlanInput,
 };
 pub use snapshot::{
-    GroupSelector, GroupSnapshot, GroupSummary, MemberSnapshot, OutlineGroup, Permission,
-    UserSnapshot,
+    DesiredMember, GroupSelector, GroupSnapshot, GroupSummary, MemberSnapshot, OutlineGroup,
+    Permission, UserSnapshot,
 };

@@ -28,6 +28,11 @@ pub struct PlanInput<'a> {
     /// in scope; the caller must have read every group it leaves out.
     pub current: &'a BTreeMap<OutlineGroupId, BTreeSet<OutlineUserId>>,
     pub auto_create: bool,
+    /// Every group that exists in Authentik, managed or not, when the caller has read them all. An Outline
+    /// group whose `externalId` names a group missing from this set was linked to a group since deleted (a
+    /// Terraform replace, a re-imported blueprint): the Authentik group of the same name takes it over. With
+    /// `None` nothing is taken over.
+    pub existing_groups: Option<&'a BTreeSet<AuthentikGroupId>>,
 }
 
 /// An Outline group that a later step of the same plan refers to, before or after it exists.
@@ -51,11 +56,15 @@ pub struct GroupLink {
     pub outline_group: OutlineGroupId,
     pub authentik_group: AuthentikGroupId,
     pub name: GroupName,
+    /// The deleted Authentik group the Outline group was linked to, when this link takes it over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<AuthentikGroupId>,
 }
 
 /// An Outline group linked by `externalId` whose Authentik group was renamed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupRename {
+    pub authentik_group: AuthentikGroupId,
     pub outline_group: OutlineGroupId,
     pub from: GroupName,
     pub to: GroupName,
@@ -63,6 +72,7 @@ pub struct GroupRename {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MembershipChange<G> {
+    pub authentik_group: AuthentikGroupId,
     pub group: G,
     pub group_name: GroupName,
     pub user: OutlineUserId,
@@ -73,6 +83,8 @@ pub struct MembershipChange<G> {
 pub struct SkippedGroup {
     pub authentik_group: AuthentikGroupId,
     pub name: GroupName,
+    /// A short label for metrics.
+    pub code: &'static str,
     pub reason: &'static str,
 }
 
@@ -106,6 +118,55 @@ impl MembershipPlan {
         self.removes.clear();
         self
     }
+
+    /// The plan cut into one plan per Authentik group, so that a pass can write each group on its own: under
+    /// the group's lock, and only if no change to the group arrived since the pass read it.
+    pub fn split_by_group(self) -> BTreeMap<AuthentikGroupId, MembershipPlan> {
+        let mut parts: BTreeMap<AuthentikGroupId, MembershipPlan> = BTreeMap::new();
+        for c in self.creates {
+            parts
+                .entry(c.authentik_group.clone())
+                .or_default()
+                .creates
+                .push(c);
+        }
+        for l in self.links {
+            parts
+                .entry(l.authentik_group.clone())
+                .or_default()
+                .links
+                .push(l);
+        }
+        for r in self.renames {
+            parts
+                .entry(r.authentik_group.clone())
+                .or_default()
+                .renames
+                .push(r);
+        }
+        for a in self.adds {
+            parts
+                .entry(a.authentik_group.clone())
+                .or_default()
+                .adds
+                .push(a);
+        }
+        for r in self.removes {
+            parts
+                .entry(r.authentik_group.clone())
+                .or_default()
+                .removes
+                .push(r);
+        }
+        for s in self.skipped {
+            parts
+                .entry(s.authentik_group.clone())
+                .or_default()
+                .skipped
+                .push(s);
+        }
+        parts
+    }
 }
 
 /// How an Authentik group found its Outline group.
@@ -126,11 +187,19 @@ pub struct GroupIndex<'a> {
 }
 
 impl<'a> GroupIndex<'a> {
-    pub fn new(groups: &'a [OutlineGroup]) -> GroupIndex<'a> {
+    /// `existing`: see [`PlanInput::existing_groups`].
+    pub fn new(
+        groups: &'a [OutlineGroup],
+        existing: Option<&BTreeSet<AuthentikGroupId>>,
+    ) -> GroupIndex<'a> {
         let mut by_external: BTreeMap<AuthentikGroupId, &OutlineGroup> = BTreeMap::new();
         let mut by_name = BTreeMap::new();
         for og in groups {
             match og.linked_authentik_group() {
+                Some(id) if existing.is_some_and(|e| !e.contains(&id)) => {
+                    // Linked to a deleted group: free for the group that now has its name.
+                    by_name.entry(og.name.folded()).or_insert(og);
+                }
                 Some(id) => {
                     // `externalId` is not unique in Outline (docs/upstream/outline.md §5.3); the lowest id wins, so the choice is stable.
                     let slot = by_external.entry(id).or_insert(og);
@@ -192,7 +261,7 @@ const SKIP_NAME_TAKEN: &str =
 /// - an existing member is never added again: `groups.add_user` would demote a group admin (docs/upstream/outline.md §6.3);
 /// - Outline groups that link to no target are never touched.
 pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
-    let index = GroupIndex::new(input.outline_groups);
+    let index = GroupIndex::new(input.outline_groups, input.existing_groups);
     let mut plan = MembershipPlan::default();
     let mut claimed: BTreeSet<&OutlineGroupId> = BTreeSet::new();
     let empty = BTreeSet::new();
@@ -204,6 +273,7 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
                 // linked by name keeps the case its admins gave it.
                 if og.name != target.name && !index.name_taken_by_other(&target.name, &og.id) {
                     plan.renames.push(GroupRename {
+                        authentik_group: target.group.clone(),
                         outline_group: og.id.clone(),
                         from: og.name.clone(),
                         to: target.name.clone(),
@@ -216,6 +286,7 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
                     plan.skipped.push(SkippedGroup {
                         authentik_group: target.group.clone(),
                         name: target.name.clone(),
+                        code: "name_taken",
                         reason: SKIP_NAME_TAKEN,
                     });
                     continue;
@@ -224,6 +295,7 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
                     outline_group: og.id.clone(),
                     authentik_group: target.group.clone(),
                     name: target.name.clone(),
+                    replaces: og.linked_authentik_group(),
                 });
                 Some(og)
             }
@@ -236,6 +308,7 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
                 let current = input.current.get(&og.id).unwrap_or(&empty);
                 for user in target.desired.iter().filter(|u| !current.contains(*u)) {
                     plan.adds.push(MembershipChange {
+                        authentik_group: target.group.clone(),
                         group: GroupRef::Existing(og.id.clone()),
                         group_name: target.name.clone(),
                         user: user.clone(),
@@ -243,6 +316,7 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
                 }
                 for user in current.iter().filter(|u| !target.desired.contains(*u)) {
                     plan.removes.push(MembershipChange {
+                        authentik_group: target.group.clone(),
                         group: og.id.clone(),
                         group_name: target.name.clone(),
                         user: user.clone(),
@@ -252,6 +326,7 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
             None if index.name_in_use(&target.name) => plan.skipped.push(SkippedGroup {
                 authentik_group: target.group.clone(),
                 name: target.name.clone(),
+                code: "name_owned",
                 reason: SKIP_NAME_OWNED,
             }),
             None if input.auto_create && !target.desired.is_empty() => {
@@ -261,6 +336,7 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
                 });
                 for user in &target.desired {
                     plan.adds.push(MembershipChange {
+                        authentik_group: target.group.clone(),
                         group: GroupRef::ToCreate(target.group.clone()),
                         group_name: target.name.clone(),
                         user: user.clone(),
@@ -270,6 +346,7 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
             None => plan.skipped.push(SkippedGroup {
                 authentik_group: target.group.clone(),
                 name: target.name.clone(),
+                code: "no_outline_group",
                 reason: SKIP_NO_OUTLINE_GROUP,
             }),
         }
@@ -316,6 +393,7 @@ mod tests {
             outline_groups: &groups,
             current: &current,
             auto_create: false,
+            existing_groups: None,
         });
         assert_eq!(plan.links.len(), 1);
         assert_eq!(plan.links[0].outline_group, ogid(1));
@@ -336,11 +414,13 @@ mod tests {
             outline_groups: &groups,
             current: &current,
             auto_create: false,
+            existing_groups: None,
         });
         assert!(plan.links.is_empty());
         assert_eq!(
             plan.renames,
             vec![GroupRename {
+                authentik_group: gid(1),
                 outline_group: ogid(1),
                 from: GroupName::new("Eng (old)"),
                 to: GroupName::new("Engineering")
@@ -358,6 +438,7 @@ mod tests {
             outline_groups: &groups,
             current: &current,
             auto_create: false,
+            existing_groups: None,
         });
         assert!(plan.renames.is_empty());
     }
@@ -372,6 +453,7 @@ mod tests {
             outline_groups: &groups,
             current: &current,
             auto_create: false,
+            existing_groups: None,
         });
         assert!(plan.links.is_empty() && plan.adds.is_empty());
         assert_eq!(plan.skipped.len(), 1);
@@ -387,6 +469,7 @@ mod tests {
             outline_groups: &groups,
             current: &current,
             auto_create: false,
+            existing_groups: None,
         });
         assert!(plan.renames.is_empty());
     }
@@ -401,6 +484,7 @@ mod tests {
             outline_groups: &groups,
             current: &current,
             auto_create: true,
+            existing_groups: None,
         });
         assert!(plan.creates.is_empty() && plan.adds.is_empty());
         assert_eq!(plan.skipped.len(), 1);
@@ -415,6 +499,7 @@ mod tests {
             outline_groups: &[],
             current: &current,
             auto_create: true,
+            existing_groups: None,
         });
         assert_eq!(plan.creates.len(), 1);
         assert_eq!(plan.adds.len(), 2);
@@ -427,6 +512,7 @@ mod tests {
             outline_groups: &[],
             current: &current,
             auto_create: false,
+            existing_groups: None,
         });
         assert!(plan.creates.is_empty() && plan.adds.is_empty());
         assert_eq!(plan.skipped.len(), 2);
@@ -442,6 +528,7 @@ mod tests {
             outline_groups: &groups,
             current: &current,
             auto_create: false,
+            existing_groups: None,
         });
         assert!(plan.is_empty());
     }
@@ -456,10 +543,46 @@ mod tests {
             outline_groups: &groups,
             current: &current,
             auto_create: true,
+            existing_groups: None,
         });
         assert_eq!(plan.links.len(), 1);
         assert_eq!(plan.skipped.len(), 1);
         assert!(plan.creates.is_empty());
+    }
+
+    #[test]
+    fn a_re_created_group_takes_over_the_outline_group_of_its_deleted_namesake() {
+        // Outline's "Docs" is linked to gid(9), which was deleted; gid(1) is the new "Docs".
+        let targets = [target(1, "Docs", &[1])];
+        let groups = [og(1, "Docs", Some(gid(9)))];
+        let current = BTreeMap::from([(ogid(1), BTreeSet::from([uid(2)]))]);
+        let existing = BTreeSet::from([gid(1), gid(2)]);
+        let plan = plan_membership(&PlanInput {
+            targets: &targets,
+            outline_groups: &groups,
+            current: &current,
+            auto_create: true,
+            existing_groups: Some(&existing),
+        });
+        assert_eq!(plan.links.len(), 1, "{plan:?}");
+        assert_eq!(plan.links[0].replaces, Some(gid(9)));
+        assert!(plan.creates.is_empty());
+        assert_eq!(plan.adds.len(), 1);
+        assert_eq!(plan.removes.len(), 1, "the old members converge too");
+
+        // The old group still exists (or the catalog is unknown): nothing is taken over.
+        let existing = BTreeSet::from([gid(1), gid(9)]);
+        for known in [Some(&existing), None] {
+            let plan = plan_membership(&PlanInput {
+                targets: &targets,
+                outline_groups: &groups,
+                current: &current,
+                auto_create: true,
+                existing_groups: known,
+            });
+            assert!(plan.links.is_empty() && plan.adds.is_empty() && plan.removes.is_empty());
+            assert_eq!(plan.skipped.len(), 1);
+        }
     }
 
     /// A small world: up to 6 Authentik groups, 8 Outline groups (some linked by id, some by name, some
@@ -541,7 +664,7 @@ mod tests {
     proptest! {
         #[test]
         fn applying_the_plan_reaches_the_target((targets, groups, current, auto) in world()) {
-            let plan = plan_membership(&PlanInput { targets: &targets, outline_groups: &groups, current: &current, auto_create: auto });
+            let plan = plan_membership(&PlanInput { targets: &targets, outline_groups: &groups, current: &current, auto_create: auto, existing_groups: None });
             let mut after = current.clone();
             apply(&plan, &mut after);
             let linked: BTreeMap<AuthentikGroupId, OutlineGroupId> = plan.links.iter().map(|l| (l.authentik_group.clone(), l.outline_group.clone()))
@@ -558,14 +681,14 @@ mod tests {
                 }
             }
             // A second plan over the result has no membership work left.
-            let again = plan_membership(&PlanInput { targets: &targets, outline_groups: &groups, current: &after, auto_create: false });
+            let again = plan_membership(&PlanInput { targets: &targets, outline_groups: &groups, current: &after, auto_create: false, existing_groups: None });
             prop_assert!(again.removes.is_empty());
             prop_assert!(again.adds.iter().all(|a| !matches!(&a.group, GroupRef::Existing(id) if linked.values().any(|l| l == id))));
         }
 
         #[test]
         fn unlinked_groups_are_untouched_and_members_never_re_added((targets, groups, current, auto) in world()) {
-            let plan = plan_membership(&PlanInput { targets: &targets, outline_groups: &groups, current: &current, auto_create: auto });
+            let plan = plan_membership(&PlanInput { targets: &targets, outline_groups: &groups, current: &current, auto_create: auto, existing_groups: None });
             let target_ids: BTreeSet<&AuthentikGroupId> = targets.iter().map(|t| &t.group).collect();
             let touchable: BTreeSet<OutlineGroupId> = groups.iter().filter(|g| {
                 g.linked_authentik_group().is_some_and(|a| target_ids.contains(&a))

@@ -24,11 +24,36 @@ pub struct MemberSnapshot {
     pub is_active: bool,
 }
 
+/// A person a plan wants in a group: an active Authentik member with an email. The pk goes along because
+/// Outline keeps a changed email's old address until the person signs in again (docs/upstream/outline.md
+/// §6.7), and the bridge then finds them by the address it last saw for that pk.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DesiredMember {
+    pub email: Email,
+    pub pk: AuthentikUserId,
+}
+
 /// An Authentik group with its direct members.
 #[derive(Debug, Clone)]
 pub struct GroupSnapshot {
     pub summary: GroupSummary,
     pub members: Vec<MemberSnapshot>,
+}
+
+impl GroupSnapshot {
+    /// The members a plan wants: active ones with an email. An inactive user is removed from every managed
+    /// group.
+    pub fn desired_members(&self) -> std::collections::BTreeSet<DesiredMember> {
+        self.members
+            .iter()
+            .filter(|m| m.is_active)
+            .filter_map(|m| {
+                m.email
+                    .clone()
+                    .map(|email| DesiredMember { email, pk: m.pk })
+            })
+            .collect()
+    }
 }
 
 /// An Authentik user with their direct groups (docs/upstream/authentik.md §7.4: `groups_obj` lists direct groups only).

@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{accepted, read_body, record_outcome, AppState, WebhookError};
-use crate::domain::GroupName;
+use crate::sync::intake::{accept_change, Intake};
 use crate::sync::JobKey;
-use crate::webhooks::authentik::{
-    parse_authentik_notification, verify_webhook_token, AuthentikNotification, EventTarget,
-    ModelAction,
-};
+use crate::webhooks::authentik::{parse_authentik_change, verify_webhook_token, AuthentikChange};
+use crate::webhooks::MAX_AUTHENTIK_BODY_BYTES;
 
 pub async fn authentik_webhook(
     req: HttpRequest,
@@ -44,66 +42,45 @@ async fn handle(
         .and_then(|v| v.to_str().ok());
     // The body is read before the token is checked: actix closes a keep-alive connection whose request body
     // was left unread, so a refusal would otherwise cost the sender a new connection per request.
-    let body = read_body(req, payload, state.body_timeout).await?;
+    let body = read_body(req, payload, MAX_AUTHENTIK_BODY_BYTES, state.body_timeout).await?;
     verify_webhook_token(token, authorization, query_token)
         .map_err(|e| WebhookError::Unauthorized(e.to_string()))?;
-    let notification =
-        parse_authentik_notification(&body).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
-    let event = match notification {
-        AuthentikNotification::Test => {
+    let change =
+        parse_authentik_change(&body).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
+    match &change {
+        AuthentikChange::Test => {
             tracing::info!("Authentik transport test received");
             return Ok((
                 HttpResponse::Ok().json(serde_json::json!({ "status": "test received" })),
                 "test",
             ));
         }
-        AuthentikNotification::DefaultBody => {
-            // No target to re-read: a full reconcile, debounced by the queue's coalescing.
-            tracing::info!(
-                "Authentik default body (no body mapping on the transport); scheduling a reconcile"
-            );
-            submit(state, JobKey::Reconcile, None).await?;
-            return Ok((accepted("reconcile scheduled"), "accepted"));
-        }
-        AuthentikNotification::Event(e) => e,
-    };
-    if let Some(pk) = &event.event_pk {
+        AuthentikChange::DefaultBody => tracing::info!(
+            "Authentik default body (no body mapping on the transport); scheduling a reconcile"
+        ),
+        _ => {}
+    }
+    if let Some(pk) = change.event_pk() {
         if !state.dedupe.first_time(pk).await {
             return Ok((accepted("duplicate"), "duplicate"));
         }
     }
-    let engine = state.queue.engine();
-    let key = match (event.model_action(), &event.target) {
-        (
-            Some(ModelAction::Created | ModelAction::Updated),
-            Some(EventTarget::Group { id, name }),
-        ) => {
-            engine.caches.groups.invalidate(id).await;
-            engine.caches.catalog.invalidate(&()).await;
-            if !engine
-                .selector
-                .is_managed(&GroupName::new(name.as_str()), false)
-            {
-                return Ok((accepted("ignored"), "ignored"));
-            }
-            JobKey::AuthentikGroup(id.clone())
-        }
-        (Some(ModelAction::Deleted), Some(EventTarget::Group { id, name })) => {
-            engine.caches.groups.invalidate(id).await;
-            engine.caches.catalog.invalidate(&()).await;
-            tracing::warn!(group = %name, authentik_group = %id, "Authentik group deleted; its Outline group and members are kept. Delete the Outline group by hand if it should go");
-            return Ok((accepted("kept"), "ignored"));
-        }
-        (Some(_), Some(EventTarget::User { pk, .. })) => {
-            // A user-side change (groups, deactivation) alters group member lists without a group event.
-            engine.caches.groups.invalidate_all();
-            JobKey::AuthentikUser(*pk)
-        }
-        _ => return Ok((accepted("ignored"), "ignored")),
+    let key = match accept_change(state.queue.engine(), &change).await {
+        Intake::Queue(key) => key,
+        Intake::Ignore(why) => return Ok((accepted(why), "ignored")),
     };
-    tracing::debug!(action = %event.action, job = key.kind(), event = event.event_pk.as_deref().unwrap_or(""), "Authentik event accepted; sync queued");
-    submit(state, key, event.event_pk.as_deref()).await?;
-    Ok((accepted("queued"), "accepted"))
+    tracing::debug!(
+        job = key.kind(),
+        event = change.event_pk().unwrap_or(""),
+        "Authentik change accepted; sync queued"
+    );
+    let status = if key == JobKey::Reconcile {
+        "reconcile scheduled"
+    } else {
+        "queued"
+    };
+    submit(state, key, change.event_pk()).await?;
+    Ok((accepted(status), "accepted"))
 }
 
 async fn submit(state: &AppState, key: JobKey, event_pk: Option<&str>) -> Result<(), WebhookError> {

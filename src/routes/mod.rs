@@ -16,7 +16,6 @@ use futures::StreamExt;
 use crate::configuration::Secret;
 use crate::metrics::Metrics;
 use crate::sync::{EventDeduper, JobQueue};
-use crate::webhooks::MAX_BODY_BYTES;
 
 /// What the handlers share.
 pub struct AppState {
@@ -35,8 +34,8 @@ pub struct AppState {
 pub enum WebhookError {
     #[error("{0}")]
     Unauthorized(String),
-    #[error("body larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge,
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -51,7 +50,7 @@ impl WebhookError {
     pub fn outcome(&self) -> &'static str {
         match self {
             WebhookError::Unauthorized(_) => "rejected_auth",
-            WebhookError::TooLarge | WebhookError::BadRequest(_) | WebhookError::Timeout => {
+            WebhookError::TooLarge(_) | WebhookError::BadRequest(_) | WebhookError::Timeout => {
                 "rejected_body"
             }
             WebhookError::QueueFull(_) => "queue_full",
@@ -64,7 +63,7 @@ impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self {
             WebhookError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            WebhookError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebhookError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebhookError::Timeout => StatusCode::REQUEST_TIMEOUT,
             WebhookError::QueueFull(_) | WebhookError::NotConfigured(_) => {
@@ -81,36 +80,38 @@ impl ResponseError for WebhookError {
     }
 }
 
-/// Reads the raw body, refusing it as soon as it passes [`MAX_BODY_BYTES`] (by `Content-Length` when sent),
-/// or when it takes longer than `timeout`.
+/// Reads the raw body, refusing it as soon as it passes `limit` bytes (by `Content-Length` when sent), or
+/// when it takes longer than `timeout`.
 pub async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
+    limit: usize,
     timeout: std::time::Duration,
 ) -> Result<web::Bytes, WebhookError> {
-    tokio::time::timeout(timeout, read_body_unbounded(req, payload))
+    tokio::time::timeout(timeout, read_body_within(req, payload, limit))
         .await
         .map_err(|_| WebhookError::Timeout)?
 }
 
-async fn read_body_unbounded(
+async fn read_body_within(
     req: &HttpRequest,
     mut payload: web::Payload,
+    limit: usize,
 ) -> Result<web::Bytes, WebhookError> {
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(WebhookError::TooLarge);
+    if declared.is_some_and(|n| n > limit) {
+        return Err(WebhookError::TooLarge(limit));
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| WebhookError::BadRequest(format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(WebhookError::TooLarge);
+        if body.len() + chunk.len() > limit {
+            return Err(WebhookError::TooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::{accepted, read_body, record_outcome, AppState, WebhookError};
 use crate::sync::JobKey;
 use crate::webhooks::outline::{parse_outline_delivery, verify_outline_signature, SIGNIN_EVENT};
+use crate::webhooks::MAX_BODY_BYTES;
 
 pub async fn outline_webhook(
     req: HttpRequest,
@@ -29,7 +30,7 @@ async fn handle(
         .ok_or(WebhookError::NotConfigured(
             "OUTLINE_WEBHOOK_SECRET is not set",
         ))?;
-    let body = read_body(req, payload, state.body_timeout).await?;
+    let body = read_body(req, payload, MAX_BODY_BYTES, state.body_timeout).await?;
     let header = req
         .headers()
         .get("outline-signature")

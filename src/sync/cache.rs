@@ -15,7 +15,7 @@ use moka::notification::RemovalCause;
 
 use crate::domain::{
     AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, GroupSummary, OutlineGroup,
-    OutlineUserId, UserSnapshot,
+    OutlineUserId,
 };
 use crate::metrics::Metrics;
 
@@ -28,13 +28,21 @@ pub struct OutlineUserIndex {
 }
 
 /// A deletion event carries the user's pk and display name but no email (docs/upstream/authentik.md §4.4, §12), so the
-/// pk-to-email memory is kept longer than the snapshots it comes from.
+/// pk-to-email memory is kept longer than the snapshots it comes from. It lives in memory only: after a
+/// restart, a deletion whose email was not seen again is handled by a reconcile, and a changed email's old
+/// address is forgotten (see [`SnapshotCaches::previous_emails`]).
 const USER_MEMORY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 pub struct SnapshotCaches {
     pub groups: Cache<AuthentikGroupId, Arc<GroupSnapshot>>,
     pub catalog: Cache<(), Arc<Vec<GroupSummary>>>,
-    pub users: Cache<AuthentikUserId, Arc<UserSnapshot>>,
+    /// The last email seen for each Authentik user.
+    pub emails: Cache<AuthentikUserId, Email>,
+    /// The email a user had before the last one seen. Outline keeps the old address until the person signs
+    /// in again (docs/upstream/outline.md §6.7), and it is matched by this one meanwhile, so a changed email
+    /// costs nobody their groups or their group admin role. After a restart the old address is unknown: the
+    /// person leaves their groups at the next event or pass and is back in them at their next sign-in.
+    pub previous_emails: Cache<AuthentikUserId, Email>,
     pub outline_groups: Cache<(), Arc<Vec<OutlineGroup>>>,
     pub outline_users: Cache<(), Arc<OutlineUserIndex>>,
     metrics: Arc<Metrics>,
@@ -68,8 +76,14 @@ impl SnapshotCaches {
         SnapshotCaches {
             groups: build("authentik_groups", 10_000, ttl, &metrics),
             catalog: build("authentik_catalog", 1, ttl, &metrics),
-            users: build(
-                "authentik_users",
+            emails: build(
+                "authentik_user_emails",
+                200_000,
+                USER_MEMORY_TTL.max(ttl),
+                &metrics,
+            ),
+            previous_emails: build(
+                "authentik_previous_emails",
                 200_000,
                 USER_MEMORY_TTL.max(ttl),
                 &metrics,
@@ -113,14 +127,8 @@ impl SnapshotCaches {
     /// none.
     pub async fn store_group(&self, group: GroupSnapshot) -> Arc<GroupSnapshot> {
         for m in &group.members {
-            if let (Some(email), None) = (&m.email, self.users.get(&m.pk).await) {
-                let remembered = UserSnapshot {
-                    pk: m.pk,
-                    email: Some(email.clone()),
-                    is_active: m.is_active,
-                    groups: Vec::new(),
-                };
-                self.users.insert(m.pk, Arc::new(remembered)).await;
+            if let Some(email) = &m.email {
+                self.remember_email(m.pk, email).await;
             }
         }
         let group = Arc::new(group);
@@ -130,19 +138,21 @@ impl SnapshotCaches {
         group
     }
 
-    /// The last email seen for an Authentik user, from user snapshots or group member lists.
-    pub async fn remembered_email(&self, pk: AuthentikUserId) -> Option<Email> {
-        if let Some(u) = self.users.get(&pk).await {
-            if let Some(e) = &u.email {
-                return Some(e.clone());
+    /// Notes the email seen for a user; a different one than before becomes the previous email.
+    pub async fn remember_email(&self, pk: AuthentikUserId, email: &Email) {
+        match self.emails.get(&pk).await {
+            Some(known) if &known == email => {}
+            Some(known) => {
+                self.previous_emails.insert(pk, known).await;
+                self.emails.insert(pk, email.clone()).await;
             }
+            None => self.emails.insert(pk, email.clone()).await,
         }
-        self.groups.iter().find_map(|(_, g)| {
-            g.members
-                .iter()
-                .find(|m| m.pk == pk)
-                .and_then(|m| m.email.clone())
-        })
+    }
+
+    /// The last email seen for an Authentik user.
+    pub async fn remembered_email(&self, pk: AuthentikUserId) -> Option<Email> {
+        self.emails.get(&pk).await
     }
 
     /// Every cache, emptied: a reconcile reads everything fresh.

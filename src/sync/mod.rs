@@ -1,12 +1,23 @@
-//! From an accepted webhook to Outline calls: the queue (dedupe, coalescing, per-target serialization,
-//! retries), the caches, the job bodies and the full reconcile pass.
+//! From an accepted webhook to Outline calls, in the order of the data flow:
+//!
+//! - `intake`: an accepted change becomes a job key, with its cache invalidations and clock tick;
+//! - `queue` (with `coalesce`): dedupe, coalescing, one job at a time per target, retries;
+//! - `jobs` and `reconcile`: one function per kind of job, reading through `snapshots` (the caches in
+//!   `cache`, the order of changes in `changes`) and planning in `engine`;
+//! - `apply`: the plan written to Outline, each group on its own.
 
+pub mod apply;
 pub mod cache;
+pub mod changes;
 pub mod coalesce;
 pub mod engine;
+pub mod intake;
+pub mod jobs;
 pub mod queue;
 pub mod reconcile;
+pub mod snapshots;
 
 pub use engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
-pub use queue::{EventDeduper, JobKey, JobQueue, SubmitError};
+pub use jobs::{JobKey, JobOutcome};
+pub use queue::{EventDeduper, JobQueue, SubmitError};
 pub use reconcile::{run_reconcile, ReconcileOptions, ReconcileReport};

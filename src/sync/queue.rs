@@ -15,10 +15,11 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::coalesce::TargetSchedule;
-use super::engine::{SyncEngine, SyncError, SyncReport};
-use super::reconcile::{run_reconcile, ReconcileOptions};
+use super::engine::{SyncEngine, SyncError};
+use super::jobs::{group_job, signin_job, user_job, JobKey, JobOutcome};
+use super::reconcile::reconcile_job;
 use crate::clients::retry::backoff_delay;
-use crate::domain::{AuthentikGroupId, AuthentikUserId, OutlineUserId};
+
 use crate::metrics::Metrics;
 
 /// Events for one target within this window of a run's start fold into one trailing run.
@@ -28,28 +29,6 @@ pub const COALESCE_WINDOW: Duration = Duration::from_millis(250);
 pub const RETRY_BUDGET: Duration = Duration::from_secs(600);
 /// Authentik retries a delivery for 4–8 minutes (docs/upstream/authentik.md §2.5); ids are kept a little longer.
 pub const DEDUPE_TTL: Duration = Duration::from_secs(15 * 60);
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum JobKey {
-    Signin(OutlineUserId),
-    AuthentikUser(AuthentikUserId),
-    AuthentikGroup(AuthentikGroupId),
-    Reconcile,
-}
-
-impl JobKey {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            JobKey::Signin(_) => "signin",
-            JobKey::AuthentikUser(_) => "user",
-            JobKey::AuthentikGroup(_) => "group",
-            JobKey::Reconcile => "reconcile",
-        }
-    }
-    fn interactive(&self) -> bool {
-        matches!(self, JobKey::Signin(_) | JobKey::AuthentikUser(_))
-    }
-}
 
 /// Why a job was not queued. Both answer 503, so the sender retries later: Authentik retries its deliveries,
 /// and what a stopping bridge refuses is caught by the next start-up reconcile.
@@ -306,7 +285,26 @@ impl JobQueue {
             }
             let result = self.run_once(key).await;
             match result {
-                Ok(_) | Err(SyncError::Guarded { .. }) => return,
+                Ok(outcome) => {
+                    for next in outcome.follow_ups {
+                        if let Err(e) = self.submit(next) {
+                            tracing::warn!(job = key.kind(), error = %e, "follow-up job not queued; the next reconcile covers it");
+                        }
+                    }
+                    return;
+                }
+                Err(SyncError::Guarded { .. }) => return,
+                Err(SyncError::Upstream(e)) if e.is_refusal() => {
+                    // A refusal no retry can fix (writes are kept to their group before they get here; this
+                    // is a read): retrying for ten minutes would only hold the target.
+                    self.inner
+                        .metrics
+                        .jobs
+                        .with_label_values(&[key.kind(), "failed"])
+                        .inc();
+                    tracing::error!(job = key.kind(), error = %e, "upstream refused the job; not retried");
+                    return;
+                }
                 Err(SyncError::Upstream(e)) => {
                     attempt += 1;
                     let delay =
@@ -334,7 +332,7 @@ impl JobQueue {
         }
     }
 
-    async fn run_once(&self, key: &JobKey) -> Result<SyncReport, SyncError> {
+    async fn run_once(&self, key: &JobKey) -> Result<JobOutcome, SyncError> {
         let semaphore = if key.interactive() {
             &self.inner.interactive
         } else {
@@ -348,19 +346,17 @@ impl JobQueue {
             match key {
                 JobKey::Signin(id) => {
                     tracing::Span::current().record("target", tracing::field::display(id));
-                    engine.sync_signin(id).await
+                    signin_job(engine, id).await
                 }
                 JobKey::AuthentikUser(pk) => {
                     tracing::Span::current().record("target", tracing::field::display(pk));
-                    engine.sync_authentik_user(*pk).await
+                    user_job(engine, *pk).await
                 }
                 JobKey::AuthentikGroup(id) => {
                     tracing::Span::current().record("target", tracing::field::display(id));
-                    engine.sync_group(id).await
+                    group_job(engine, id).await
                 }
-                JobKey::Reconcile => run_reconcile(engine, ReconcileOptions::default())
-                    .await
-                    .map(|r| r.summary),
+                JobKey::Reconcile => reconcile_job(engine).await,
             }
         };
         let result = tracing::Instrument::instrument(result, span.clone()).await;
@@ -372,7 +368,7 @@ impl JobQueue {
             .observe(elapsed.as_secs_f64());
         let _enter = span.enter();
         match &result {
-            Ok(r) => {
+            Ok(JobOutcome { report: r, .. }) => {
                 self.inner
                     .metrics
                     .jobs
@@ -384,6 +380,7 @@ impl JobQueue {
                     creates = r.creates,
                     renames = r.renames,
                     unmatched = r.unmatched_members,
+                    refused_groups = r.refused_groups,
                     note = r.note.as_deref().unwrap_or(""),
                     duration_ms = elapsed.as_millis() as u64,
                     "sync done"

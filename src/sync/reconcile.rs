@@ -1,18 +1,23 @@
-//! The full pass. Webhooks are lossy on both sides (docs/upstream/outline.md §2.6, docs/upstream/authentik.md §2.5, §4.4: LDAP syncs and
-//! worker tasks send no events at all), so the bridge also converges everything: at start-up, on a schedule,
-//! and from the CLI.
+//! The full pass. Webhooks are lossy on both sides (docs/upstream/outline.md §2.6, docs/upstream/authentik.md
+//! §2.5, §4.4: LDAP syncs and worker tasks send no events at all), so the bridge also converges everything:
+//! at start-up, on a schedule, and from the CLI.
+//!
+//! Every read happens before any write, so a failed read fails the pass with nothing written, and in
+//! particular nothing removed. The writes then go group by group, each under the group's lock, and a group
+//! that changed in Authentik after the pass read it is not written from the pass's older plan: it is handed
+//! to a fresh group job instead. So a pass, however long, never undoes a change pushed while it ran.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::engine::{
-    active_emails, inherited_members, RemovalGuard, SyncEngine, SyncError, SyncReport,
-};
-use crate::clients::Lane;
+use super::engine::{SyncEngine, SyncError, SyncReport};
+use super::jobs::{JobKey, JobOutcome};
+use super::snapshots::inherited_members;
+use crate::clients::{Lane, OutlineClient};
 use crate::configuration::MembershipMode;
-use crate::domain::{Email, GroupSummary, MembershipPlan, OutlineUserId};
+use crate::domain::{AuthentikGroupId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReconcileOptions {
@@ -31,31 +36,23 @@ pub struct ReconcileReport {
     pub duration_ms: u128,
     /// The emails of the users the plan names, so a person can read it.
     pub emails: BTreeMap<OutlineUserId, String>,
+    /// Groups that changed in Authentik while the pass ran: left to fresh group jobs, not written from the
+    /// pass's plan.
+    pub handed_to_group_jobs: Vec<AuthentikGroupId>,
 }
 
-/// Reads every managed Authentik group with its members and every linked Outline group's members, plans with
-/// the same pure planner, and applies it. Every read happens before any write, so a failed read fails the
-/// pass with nothing written, and in particular nothing removed.
-/// Looks up the users of a plan in the cached Outline user index (read by this pass).
-async fn plan_emails(
-    engine: &SyncEngine,
-    plan: &MembershipPlan,
-) -> BTreeMap<OutlineUserId, String> {
-    let Some(index) = engine.caches.outline_users.get(&()).await else {
-        return BTreeMap::new();
-    };
-    let wanted: BTreeSet<&OutlineUserId> = plan
-        .adds
-        .iter()
-        .map(|a| &a.user)
-        .chain(plan.removes.iter().map(|r| &r.user))
-        .collect();
-    index
-        .by_email
-        .iter()
-        .filter(|(_, id)| wanted.contains(id))
-        .map(|(email, id)| (id.clone(), email.clone()))
-        .collect()
+/// The pass as a queued job: its report, and the group jobs it hands over.
+pub async fn reconcile_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> {
+    let report = run_reconcile(engine, ReconcileOptions::default()).await?;
+    Ok(JobOutcome {
+        follow_ups: report
+            .handed_to_group_jobs
+            .iter()
+            .cloned()
+            .map(JobKey::AuthentikGroup)
+            .collect(),
+        report: report.summary,
+    })
 }
 
 pub async fn run_reconcile(
@@ -64,51 +61,18 @@ pub async fn run_reconcile(
 ) -> Result<ReconcileReport, SyncError> {
     let started = Instant::now();
     let outline = engine.outline.in_lane(Lane::Bulk);
-    engine.caches.invalidate_all();
-    let result = async {
-        let directory = engine.authentik.list_groups(true).await?;
-        let desired = match engine.membership {
-            MembershipMode::Direct => directory
-                .iter()
-                .map(|g| (g.summary.id.clone(), active_emails(g)))
-                .collect(),
-            MembershipMode::Inherited => inherited_members(&directory),
-        };
-        let mut groups: Vec<(GroupSummary, BTreeSet<Email>)> = Vec::new();
-        for g in &directory {
-            engine.caches.store_group(g.clone()).await;
-            if engine
-                .selector
-                .is_managed(&g.summary.name, g.summary.is_superuser)
-            {
-                groups.push((
-                    g.summary.clone(),
-                    desired.get(&g.summary.id).cloned().unwrap_or_default(),
-                ));
-            }
-        }
-        let catalog: Vec<GroupSummary> = directory.into_iter().map(|g| g.summary).collect();
-        engine
-            .caches
-            .catalog
-            .insert((), std::sync::Arc::new(catalog))
-            .await;
-        let managed = groups.len();
-        let (plan, unmatched) = engine.plan_groups(&outline, groups).await?;
-        Ok::<_, SyncError>((managed, plan, unmatched))
-    }
-    .await;
-    let (managed_groups, plan, unmatched) = match result {
-        Ok(r) => r,
+    let planned = match plan_everything(engine, &outline).await {
+        Ok(p) => p,
         Err(e) => {
             engine
                 .metrics
                 .reconcile
                 .with_label_values(&["failed"])
                 .inc();
-            return Err(e);
+            return Err(e.into());
         }
     };
+    let plan = planned.plan;
     let guarded = !options.force && plan.removes.len() > engine.max_removals;
     // A dry run reports what it would do; a real run overwrites this with what it did.
     let mut summary = SyncReport {
@@ -117,31 +81,28 @@ pub async fn run_reconcile(
         creates: plan.creates.len(),
         renames: plan.renames.len(),
         links: plan.links.len(),
-        unmatched_members: unmatched,
+        unmatched_members: planned.unmatched,
+        refused_groups: 0,
         note: options
             .dry_run
             .then(|| "dry run: nothing written".to_string()),
     };
+    let mut handed_over = Vec::new();
     if !options.dry_run {
-        let guard = if options.force {
-            RemovalGuard::Force
+        if guarded {
+            engine.metrics.removal_guard_tripped.inc();
+            engine.metrics.removal_guard_active.set(1);
+            tracing::error!(removals = plan.removes.len(), max = engine.max_removals, "mass-removal guard: no removal made; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
         } else {
-            RemovalGuard::Enforce
-        };
-        match engine.apply_guarded(&outline, plan.clone(), guard).await {
-            Ok(applied) => {
+            engine.metrics.removal_guard_active.set(0);
+        }
+        match write_group_by_group(engine, &outline, plan.clone(), planned.read_at, guarded).await {
+            Ok((applied, handed)) => {
                 summary = SyncReport {
-                    unmatched_members: unmatched,
+                    unmatched_members: planned.unmatched,
                     ..applied
-                }
-            }
-            Err(SyncError::Guarded { .. }) => {
-                engine
-                    .metrics
-                    .reconcile
-                    .with_label_values(&["guarded"])
-                    .inc();
-                summary.removes = 0;
+                };
+                handed_over = handed;
             }
             Err(e) => {
                 engine
@@ -153,7 +114,13 @@ pub async fn run_reconcile(
             }
         }
     }
-    if !guarded {
+    if guarded {
+        engine
+            .metrics
+            .reconcile
+            .with_label_values(&["guarded"])
+            .inc();
+    } else {
         engine.metrics.reconcile.with_label_values(&["ok"]).inc();
         if !options.dry_run {
             let now = SystemTime::now()
@@ -163,14 +130,125 @@ pub async fn run_reconcile(
             engine.metrics.reconcile_last_success.set(now as i64);
         }
     }
-    let emails = plan_emails(engine, &plan).await;
+    if !handed_over.is_empty() {
+        tracing::info!(
+            groups = handed_over.len(),
+            "groups changed in Authentik during the pass; fresh group jobs converge them"
+        );
+    }
+    let named: BTreeSet<&OutlineUserId> = plan
+        .adds
+        .iter()
+        .map(|a| &a.user)
+        .chain(plan.removes.iter().map(|r| &r.user))
+        .collect();
+    let emails = engine.reader.emails_of(&named).await;
     Ok(ReconcileReport {
         emails,
         dry_run: options.dry_run,
-        managed_groups,
+        managed_groups: planned.managed_groups,
         plan,
         guarded,
         summary,
         duration_ms: started.elapsed().as_millis(),
+        handed_to_group_jobs: handed_over,
     })
+}
+
+struct PassPlan {
+    plan: MembershipPlan,
+    unmatched: usize,
+    managed_groups: usize,
+    /// The clock when the pass began reading Authentik.
+    read_at: super::changes::Tick,
+}
+
+/// Every read of the pass: every Authentik group with its members, then every linked Outline group's
+/// members, planned with the same pure planner as the push jobs.
+async fn plan_everything(
+    engine: &SyncEngine,
+    outline: &OutlineClient,
+) -> Result<PassPlan, crate::clients::UpstreamError> {
+    let reader = &engine.reader;
+    let read_at = engine.clock.now();
+    reader.caches.invalidate_all();
+    let directory = reader.authentik.list_groups(true).await?;
+    let desired: BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> = match reader.membership {
+        MembershipMode::Direct => directory
+            .iter()
+            .map(|g| (g.summary.id.clone(), g.desired_members()))
+            .collect(),
+        MembershipMode::Inherited => inherited_members(&directory),
+    };
+    let existing: BTreeSet<AuthentikGroupId> =
+        directory.iter().map(|g| g.summary.id.clone()).collect();
+    let mut groups: Vec<(GroupSummary, BTreeSet<DesiredMember>)> = Vec::new();
+    let mut catalog = Vec::with_capacity(directory.len());
+    for g in directory {
+        let summary = g.summary.clone();
+        // A snapshot read before an event for its group must not go into the cache after that event's
+        // invalidation: sign-ins would then plan from it (and rename a group back).
+        if !engine.clock.changed_since(&summary.id, read_at) {
+            reader.caches.store_group(g).await;
+        }
+        if reader.is_managed(&summary) {
+            let members = desired.get(&summary.id).cloned().unwrap_or_default();
+            groups.push((summary.clone(), members));
+        }
+        catalog.push(summary);
+    }
+    if engine.clock.now() == read_at {
+        reader
+            .caches
+            .catalog
+            .insert((), std::sync::Arc::new(catalog))
+            .await;
+    }
+    let managed_groups = groups.len();
+    let planned = engine.plan_groups(outline, groups, Some(&existing)).await?;
+    Ok(PassPlan {
+        plan: planned.plan,
+        unmatched: planned.unmatched,
+        managed_groups,
+        read_at,
+    })
+}
+
+/// Writes the pass's plan one Authentik group at a time, under the group's lock. A group that changed after
+/// the pass read it is skipped and handed to a group job; so is one that changed while it was being
+/// written (a user job can write the same group without its lock), so the last word is always a fresh read.
+async fn write_group_by_group(
+    engine: &SyncEngine,
+    outline: &OutlineClient,
+    plan: MembershipPlan,
+    read_at: super::changes::Tick,
+    guarded: bool,
+) -> Result<(SyncReport, Vec<AuthentikGroupId>), SyncError> {
+    let mut reports = Vec::new();
+    let mut handed_over = Vec::new();
+    for (group, part) in plan.split_by_group() {
+        if part.is_empty() {
+            // Nothing to write; its skips are still noted.
+            reports.push(engine.apply(outline, &part).await?);
+            continue;
+        }
+        let turn = engine.clock.lock_group(&group).await;
+        let checked_at = engine.clock.now();
+        if engine.clock.changed_since(&group, read_at) {
+            drop(turn);
+            handed_over.push(group);
+            continue;
+        }
+        let part = if guarded {
+            part.without_removals()
+        } else {
+            part
+        };
+        reports.push(engine.apply(outline, &part).await?);
+        drop(turn);
+        if engine.clock.changed_since(&group, checked_at) {
+            handed_over.push(group);
+        }
+    }
+    Ok((SyncReport::total(&reports), handed_over))
 }

@@ -47,14 +47,6 @@ pub fn verify_webhook_token(
     }
 }
 
-/// The object an event is about, from `context.model` (docs/upstream/authentik.md §4.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventTarget {
-    Group { id: AuthentikGroupId, name: String },
-    User { pk: AuthentikUserId, name: String },
-    Other { app: String, model_name: String },
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelAction {
     Created,
@@ -62,18 +54,9 @@ pub enum ModelAction {
     Deleted,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthentikEvent {
-    /// `str(event.pk)`: the idempotency key for Authentik's retries and fan-out (docs/upstream/authentik.md §11).
-    pub event_pk: Option<String>,
-    pub action: String,
-    pub target: Option<EventTarget>,
-    pub created: Option<String>,
-}
-
-impl AuthentikEvent {
-    pub fn model_action(&self) -> Option<ModelAction> {
-        match self.action.as_str() {
+impl ModelAction {
+    fn parse(action: &str) -> Option<ModelAction> {
+        match action {
             "model_created" => Some(ModelAction::Created),
             "model_updated" => Some(ModelAction::Updated),
             "model_deleted" => Some(ModelAction::Deleted),
@@ -82,15 +65,44 @@ impl AuthentikEvent {
     }
 }
 
-/// What arrived on `/webhooks/authentik`.
+/// What arrived on `/webhooks/authentik`, parsed once at the edge. `event_pk` is `str(event.pk)`: the
+/// idempotency key of Authentik's retries and fan-out (docs/upstream/authentik.md §11); a notification without
+/// an event has none, and is not deduplicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthentikNotification {
-    Event(AuthentikEvent),
+pub enum AuthentikChange {
+    /// A group was created, edited (renamed, members changed on the group side) or deleted.
+    Group {
+        event_pk: Option<String>,
+        action: ModelAction,
+        id: AuthentikGroupId,
+        name: String,
+    },
+    /// A user was created, edited (groups, activation, email) or deleted.
+    User {
+        event_pk: Option<String>,
+        action: ModelAction,
+        pk: AuthentikUserId,
+        name: String,
+    },
     /// The transport's Test button (docs/upstream/authentik.md §3.5): acknowledged, nothing else.
     Test,
-    /// Authentik's default body, sent when the transport has no body mapping (docs/upstream/authentik.md §2.2). It names no usable
-    /// target, so the bridge answers it with a debounced full reconcile.
+    /// Authentik's default body, sent when the transport has no body mapping (docs/upstream/authentik.md §2.2).
+    /// It names no usable target, so the bridge answers it with a debounced full reconcile.
     DefaultBody,
+    /// Any other event (another model, another action, no event at all): accepted and ignored, since
+    /// refusing it would only make Authentik retry it five times.
+    Ignored { event_pk: Option<String> },
+}
+
+impl AuthentikChange {
+    pub fn event_pk(&self) -> Option<&str> {
+        match self {
+            AuthentikChange::Group { event_pk, .. }
+            | AuthentikChange::User { event_pk, .. }
+            | AuthentikChange::Ignored { event_pk } => event_pk.as_deref(),
+            AuthentikChange::Test | AuthentikChange::DefaultBody => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,9 +120,6 @@ struct RawDocument {
     schema: Option<String>,
     event_pk: Option<String>,
     action: Option<String>,
-    #[allow(dead_code)]
-    app: Option<String>,
-    created: Option<String>,
     model: Option<RawModel>,
     // Default-body keys (docs/upstream/authentik.md §2.2).
     body: Option<serde_json::Value>,
@@ -125,12 +134,12 @@ struct RawModel {
     name: Option<serde_json::Value>,
 }
 
-pub fn parse_authentik_notification(body: &[u8]) -> Result<AuthentikNotification, PayloadError> {
+pub fn parse_authentik_change(body: &[u8]) -> Result<AuthentikChange, PayloadError> {
     let raw: RawDocument =
         serde_json::from_slice(body).map_err(|e| PayloadError::Json(one_line(&e.to_string())))?;
     let Some(schema) = raw.schema else {
         if raw.body.is_some() && raw.severity.is_some() {
-            return Ok(AuthentikNotification::DefaultBody);
+            return Ok(AuthentikChange::DefaultBody);
         }
         return Err(PayloadError::Shape(
             "no \"schema\" field: not an authentik-bridge document".into(),
@@ -139,30 +148,43 @@ pub fn parse_authentik_notification(body: &[u8]) -> Result<AuthentikNotification
     if schema != SCHEMA_V1 {
         return Err(PayloadError::UnknownSchema(one_line(&schema)));
     }
-    // A notification without an event (the mapping then sends nulls) has no action; it is accepted and
-    // ignored, since refusing it would only make Authentik retry it five times.
+    // A notification without an event (the mapping then sends nulls) has no action.
     let action = raw.action.unwrap_or_default();
     if action == TEST_ACTION {
-        return Ok(AuthentikNotification::Test);
+        return Ok(AuthentikChange::Test);
     }
-    // The mapping sends a null pk for a notification without an event, which Authentik never sends in
-    // practice; it is accepted (and not deduplicated) rather than refused into five retries.
     let event_pk = match raw.event_pk {
         Some(p) if p.is_empty() || p.len() > 64 => {
             return Err(PayloadError::Shape("invalid \"event_pk\"".into()))
         }
         other => other,
     };
-    let target = raw.model.map(parse_target).transpose()?;
-    Ok(AuthentikNotification::Event(AuthentikEvent {
-        event_pk,
-        action,
-        target,
-        created: raw.created,
-    }))
+    let target = raw.model.map(parse_target).transpose()?.flatten();
+    Ok(match (ModelAction::parse(&action), target) {
+        (Some(action), Some(Target::Group { id, name })) => AuthentikChange::Group {
+            event_pk,
+            action,
+            id,
+            name,
+        },
+        (Some(action), Some(Target::User { pk, name })) => AuthentikChange::User {
+            event_pk,
+            action,
+            pk,
+            name,
+        },
+        _ => AuthentikChange::Ignored { event_pk },
+    })
 }
 
-fn parse_target(model: RawModel) -> Result<EventTarget, PayloadError> {
+enum Target {
+    Group { id: AuthentikGroupId, name: String },
+    User { pk: AuthentikUserId, name: String },
+}
+
+/// The group or user an event is about, from `context.model` (docs/upstream/authentik.md §4.2); `None` for
+/// any other model.
+fn parse_target(model: RawModel) -> Result<Option<Target>, PayloadError> {
     let app = model.app.unwrap_or_default();
     let model_name = model.model_name.unwrap_or_default();
     let name = match model.name {
@@ -171,7 +193,7 @@ fn parse_target(model: RawModel) -> Result<EventTarget, PayloadError> {
         None => String::new(),
     };
     if app != "authentik_core" {
-        return Ok(EventTarget::Other { app, model_name });
+        return Ok(None);
     }
     match model_name.as_str() {
         // Groups carry a 32-hex pk (docs/upstream/authentik.md §4.2).
@@ -183,7 +205,7 @@ fn parse_target(model: RawModel) -> Result<EventTarget, PayloadError> {
                 .and_then(AuthentikGroupId::parse);
             let id =
                 pk.ok_or_else(|| PayloadError::Shape("group model without a uuid pk".into()))?;
-            Ok(EventTarget::Group { id, name })
+            Ok(Some(Target::Group { id, name }))
         }
         // Users carry an integer pk (docs/upstream/authentik.md §4.2).
         "user" => {
@@ -194,12 +216,12 @@ fn parse_target(model: RawModel) -> Result<EventTarget, PayloadError> {
             };
             let pk =
                 pk.ok_or_else(|| PayloadError::Shape("user model without an integer pk".into()))?;
-            Ok(EventTarget::User {
+            Ok(Some(Target::User {
                 pk: AuthentikUserId(pk),
                 name,
-            })
+            }))
         }
-        _ => Ok(EventTarget::Other { app, model_name }),
+        _ => Ok(None),
     }
 }
 
@@ -237,25 +259,27 @@ mod tests {
     #[test]
     fn parses_the_v1_document_for_groups_and_users() {
         let group = br#"{"schema": "authentik-bridge/v1", "event_pk": "0e9e0c2b-5a1f-4c3e-9a77-2f0d9c1e4b21", "action": "model_updated", "app": "authentik.events.middleware", "created": "2026-10-21T12:34:56.789012Z", "model": {"pk": "3b9f1d6e0c8e4a0f9d7b5c3a1e2f4d6c", "app": "authentik_core", "name": "wiki-editors", "model_name": "group"}}"#;
-        let AuthentikNotification::Event(e) = parse_authentik_notification(group).expect("parses")
-        else {
-            panic!("not an event")
-        };
-        assert_eq!(e.model_action(), Some(ModelAction::Updated));
+        let change = parse_authentik_change(group).expect("parses");
         assert!(
-            matches!(e.target, Some(EventTarget::Group { ref name, .. }) if name == "wiki-editors")
+            matches!(change, AuthentikChange::Group { action: ModelAction::Updated, ref name, ref event_pk, .. }
+                if name == "wiki-editors" && event_pk.as_deref() == Some("0e9e0c2b-5a1f-4c3e-9a77-2f0d9c1e4b21"))
         );
 
         let user = br#"{"schema": "authentik-bridge/v1", "event_pk": "x", "action": "model_deleted", "model": {"app": "authentik_core", "model_name": "user", "pk": 42, "name": "Jane"}}"#;
-        let AuthentikNotification::Event(e) = parse_authentik_notification(user).expect("parses")
-        else {
-            panic!("not an event")
-        };
         assert_eq!(
-            e.target,
-            Some(EventTarget::User {
+            parse_authentik_change(user),
+            Ok(AuthentikChange::User {
+                event_pk: Some("x".into()),
+                action: ModelAction::Deleted,
                 pk: AuthentikUserId(42),
                 name: "Jane".into()
+            })
+        );
+        let other = br#"{"schema": "authentik-bridge/v1", "event_pk": "y", "action": "login", "model": null}"#;
+        assert_eq!(
+            parse_authentik_change(other),
+            Ok(AuthentikChange::Ignored {
+                event_pk: Some("y".into())
             })
         );
     }
@@ -263,34 +287,31 @@ mod tests {
     #[test]
     fn recognises_the_test_button_and_the_default_body() {
         let test = br#"{"schema": "authentik-bridge/v1", "event_pk": "x", "action": "custom_notification_test", "model": null}"#;
-        assert_eq!(
-            parse_authentik_notification(test),
-            Ok(AuthentikNotification::Test)
-        );
+        assert_eq!(parse_authentik_change(test), Ok(AuthentikChange::Test));
         let default = br#"{"body": "model_updated: {...}", "severity": "notice", "user_email": "a@b", "user_username": "a"}"#;
         assert_eq!(
-            parse_authentik_notification(default),
-            Ok(AuthentikNotification::DefaultBody)
+            parse_authentik_change(default),
+            Ok(AuthentikChange::DefaultBody)
         );
     }
 
     #[test]
     fn rejects_unknown_schemas_and_garbage() {
         assert!(matches!(
-            parse_authentik_notification(br#"{"schema": "authentik-bridge/v9", "action": "x"}"#),
+            parse_authentik_change(br#"{"schema": "authentik-bridge/v9", "action": "x"}"#),
             Err(PayloadError::UnknownSchema(_))
         ));
         assert!(matches!(
-            parse_authentik_notification(b"not json"),
+            parse_authentik_change(b"not json"),
             Err(PayloadError::Json(_))
         ));
         assert!(matches!(
-            parse_authentik_notification(br#"{"hello": 1}"#),
+            parse_authentik_change(br#"{"hello": 1}"#),
             Err(PayloadError::Shape(_))
         ));
         let bad_pk = br#"{"schema": "authentik-bridge/v1", "event_pk": "x", "action": "model_updated", "model": {"app": "authentik_core", "model_name": "group", "pk": 7}}"#;
         assert!(matches!(
-            parse_authentik_notification(bad_pk),
+            parse_authentik_change(bad_pk),
             Err(PayloadError::Shape(_))
         ));
     }
@@ -298,7 +319,7 @@ mod tests {
     proptest! {
         #[test]
         fn parser_never_panics(body in prop::collection::vec(any::<u8>(), 0..400)) {
-            let _ = parse_authentik_notification(&body);
+            let _ = parse_authentik_change(&body);
         }
 
         #[test]
@@ -308,7 +329,7 @@ mod tests {
             pk in prop_oneof![any::<i64>().prop_map(serde_json::Value::from), ".{0,40}".prop_map(serde_json::Value::from), Just(serde_json::Value::Null)],
         ) {
             let doc = serde_json::json!({"schema": schema, "event_pk": "e", "action": action, "model": {"app": app, "model_name": model_name, "pk": pk, "name": 3}});
-            let _ = parse_authentik_notification(doc.to_string().as_bytes());
+            let _ = parse_authentik_change(doc.to_string().as_bytes());
         }
 
         #[test]

@@ -593,7 +593,8 @@ fn dockerfile_dependency_layer_matches_the_manifest() {
         .collect();
     assert_eq!(rules.first(), Some(&"*"), "the context starts from nothing");
     // Every workspace member's manifest is in the context and copied before the placeholder build.
-    for member in ["crates/upstream-fakes"] {
+    let members: &[&str] = &["crates/upstream-fakes"];
+    for member in members {
         let manifest = format!("{member}/Cargo.toml");
         assert!(
             manifest_lists_member(member),

@@ -3,7 +3,7 @@
 //! webhook verifiers and both body parsers with structured, hostile and deeply nested input.
 //!
 //! The promise is "never panics; errors are values". CI runs proptest's default 256 cases per property;
-//! docs/RELIABILITY.md records a long run (`PROPTEST_CASES=… cargo test --test fuzz_props`).
+//! docs/RELIABILITY.md records a long run (`PROPTEST_CASES=… cargo test --test api fuzz_props::`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use authentik_bridge::configuration::{parse_bool, parse_seconds, Secret, Setting
 use authentik_bridge::metrics::Metrics;
 use authentik_bridge::startup::build_engine;
 use authentik_bridge::sync::JobQueue;
-use authentik_bridge::webhooks::authentik::{parse_authentik_notification, verify_webhook_token};
+use authentik_bridge::webhooks::authentik::{parse_authentik_change, verify_webhook_token};
 use authentik_bridge::webhooks::outline::{
     parse_outline_delivery, parse_signature_header, verify_outline_signature,
 };
@@ -409,12 +409,12 @@ proptest! {
     fn webhook_bodies_of_any_shape_never_panic(doc in json_value()) {
         let bytes = doc.to_string().into_bytes();
         let _ = parse_outline_delivery(&bytes);
-        let _ = parse_authentik_notification(&bytes);
+        let _ = parse_authentik_change(&bytes);
         if let serde_json::Value::Object(mut m) = doc {
             m.insert("schema".into(), "authentik-bridge/v1".into());
             m.insert("action".into(), "model_updated".into());
             let bytes = serde_json::Value::Object(m).to_string().into_bytes();
-            let _ = parse_authentik_notification(&bytes);
+            let _ = parse_authentik_change(&bytes);
         }
     }
 
@@ -447,7 +447,7 @@ fn deeply_nested_bodies_are_refused_not_overflowed() {
         let object = format!("{}1{}", "{\"model\":".repeat(depth), "}".repeat(depth));
         for body in [array, object] {
             assert!(parse_outline_delivery(body.as_bytes()).is_err());
-            assert!(parse_authentik_notification(body.as_bytes()).is_err());
+            assert!(parse_authentik_change(body.as_bytes()).is_err());
         }
     }
 }

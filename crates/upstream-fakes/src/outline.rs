@@ -244,6 +244,33 @@ struct State {
     down: bool,
     global: Window,
     create: Window,
+    /// The key's scopes; `None` is full access (docs/upstream/outline.md §3.5).
+    scopes: Option<Vec<String>>,
+    /// Per group id, the message a membership change answers 400 with: the group is managed by an external
+    /// provider (docs/upstream/outline.md §3.6).
+    provider_managed: BTreeMap<String, String>,
+}
+
+/// Whether a key with `scopes` may call `method` (docs/upstream/outline.md §3.5): `list`, `info`, `config`,
+/// `search`, … need Read, `create` needs Create, everything else needs Write, and `groups.memberships` is
+/// Write in v1.9.2. `<ns>:write` covers the namespace, and a route scope names one method.
+fn scope_allows(scopes: &[String], method: &str) -> bool {
+    let (namespace, verb) = method.split_once('.').unwrap_or((method, ""));
+    let needed = match verb {
+        "list" | "info" | "config" | "search" | "documents" | "drafts" | "viewed" | "export" => {
+            "read"
+        }
+        "create" => "create",
+        _ => "write",
+    };
+    scopes.iter().any(|scope| {
+        if scope == "*" || scope == &format!("/api/{method}") {
+            return true;
+        }
+        let (ns, level) = scope.split_once(':').unwrap_or(("", scope.as_str()));
+        (ns.is_empty() || ns == namespace)
+            && (level == needed || level == "write" || (level == "create" && needed == "create"))
+    })
 }
 
 /// An error answer, rendered as the envelope of docs/upstream/outline.md §3.6.
@@ -1318,6 +1345,7 @@ impl State {
             .ok_or_else(ApiError::authorization)?
             .clone();
         let group = self.group(&id).ok_or_else(ApiError::authorization)?.clone();
+        self.refuse_if_provider_managed(&group.id)?;
         let count_before = self.member_count(&group.id);
         self.upsert_member(&group.id, &user.id, &permission);
         let key = (group.id.clone(), user.id.clone());
@@ -1344,11 +1372,19 @@ impl State {
             .live_user(&user_id)
             .ok_or_else(ApiError::authorization)?
             .clone();
+        self.refuse_if_provider_managed(&group.id)?;
         let count_before = self.member_count(&group.id);
         self.members.remove(&(group.id.clone(), user.id.clone()));
         Ok(json!({
             "data": { "groups": [self.present_group(&group, count_before)] }
         }))
+    }
+
+    fn refuse_if_provider_managed(&self, group_id: &str) -> Result<(), ApiError> {
+        match self.provider_managed.get(group_id) {
+            Some(message) => Err(ApiError::validation(message.clone())),
+            None => Ok(()),
+        }
     }
 
     /// `groups.update_user {id, userId, permission}`; a non-member is a `rejectOnEmpty` 404.
@@ -1431,6 +1467,22 @@ impl State {
                 return Err(ApiError::authentication("Invalid API key"))
             }
             Some(_) => return Err(ApiError::authentication("Invalid token")),
+        }
+        if self.actor().is_some_and(|a| a.suspended_at.is_some()) {
+            return Err(ApiError::new(
+                403,
+                "user_suspended",
+                "Your access has been suspended by a workspace admin",
+            ));
+        }
+        if let Some(scopes) = &self.scopes {
+            if !scope_allows(scopes, method) {
+                return Err(ApiError::new(
+                    403,
+                    "authorization_error",
+                    "API key does not have access to this resource",
+                ));
+            }
         }
         match method {
             "users.info" => self.users_info(&body),
@@ -1641,6 +1693,8 @@ impl FakeOutline {
             fail_remaining: 0,
             fail_status: 500,
             down: false,
+            scopes: None,
+            provider_managed: BTreeMap::new(),
             global: Window::new(opts.rate_limit_requests, opts.rate_limit_window),
             create: Window::new(opts.create_limit_per_minute, Duration::from_secs(60)),
         }));
@@ -1912,6 +1966,24 @@ impl FakeOutline {
     /// While down, every request answers 503.
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
+    }
+
+    /// Limits the API key to `scopes` (`None`: full access), as `apiKeys.create` does (docs/upstream/outline.md §3.5).
+    pub fn set_key_scopes(&self, scopes: Option<Vec<String>>) {
+        self.lock().scopes = scopes;
+    }
+
+    /// Makes a group refuse membership changes as a provider-managed group does (Outline 1.6 and later).
+    pub fn set_provider_managed(&self, group_id: &str, managed: bool) {
+        let mut st = self.lock();
+        if managed {
+            st.provider_managed.insert(
+                group_id.to_ascii_lowercase(),
+                "This group is managed by an external provider".to_string(),
+            );
+        } else {
+            st.provider_managed.remove(&group_id.to_ascii_lowercase());
+        }
     }
 
     /// Replaces the default limiter and starts a fresh window.

@@ -1,0 +1,250 @@
+//! Applying a plan to Outline.
+//!
+//! A write Outline refuses for good (a 4xx that no retry fixes: a name with a URL in it, a name clash through
+//! its unescaped `ILIKE`, a group managed by an external provider, docs/upstream/outline.md §3.6) is kept to
+//! its group: the group's remaining writes are skipped, a warning is logged once per group and reason, a
+//! metric counts it, and every other group goes on. Membership changes go before renames, so a refused rename
+//! costs no one their access. Anything else (an outage, a 5xx, a 401) fails the whole apply, and the job
+//! retries from fresh reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+
+use crate::clients::outline::CreateOutcome;
+use crate::clients::{OutlineClient, UpstreamError};
+use crate::domain::{AuthentikGroupId, GroupName, GroupRef, MembershipPlan, OutlineGroupId};
+use crate::metrics::Metrics;
+
+/// What one apply did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub adds: usize,
+    pub removes: usize,
+    pub creates: usize,
+    pub renames: usize,
+    pub links: usize,
+    /// Groups whose writes Outline refused; their other writes were skipped.
+    pub refused_groups: usize,
+    /// Whether a group was created, linked or renamed, so the cached Outline group index is stale.
+    pub groups_changed: bool,
+}
+
+/// Logs a warning the first time a key is seen; the set is emptied when it grows large, so a warning comes
+/// back at most once per that many distinct keys.
+#[derive(Default)]
+pub struct WarnOnce {
+    seen: Mutex<HashSet<String>>,
+}
+
+const WARN_ONCE_CAPACITY: usize = 10_000;
+
+impl WarnOnce {
+    pub fn first(&self, key: String) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= WARN_ONCE_CAPACITY {
+            seen.clear();
+        }
+        seen.insert(key)
+    }
+}
+
+pub struct OutlineSink {
+    metrics: Arc<Metrics>,
+    /// Creates go one at a time: Outline's name check is racy without a unique constraint
+    /// (docs/upstream/outline.md §6.1).
+    create_lock: tokio::sync::Mutex<()>,
+    warned: WarnOnce,
+}
+
+/// Which group a write belongs to, for keeping a refusal to its group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    Outline(OutlineGroupId),
+    New(AuthentikGroupId),
+}
+
+impl OutlineSink {
+    pub fn new(metrics: Arc<Metrics>) -> OutlineSink {
+        OutlineSink {
+            metrics,
+            create_lock: tokio::sync::Mutex::new(()),
+            warned: WarnOnce::default(),
+        }
+    }
+
+    /// Creates and links first, so the adds that follow know every group's id; then adds, then removes, then
+    /// renames. A failure part-way leaves a state the next run's fresh reads plan from again.
+    pub async fn apply(
+        &self,
+        outline: &OutlineClient,
+        plan: &MembershipPlan,
+    ) -> Result<Applied, UpstreamError> {
+        let mut done = Applied::default();
+        let mut refused: BTreeSet<Target> = BTreeSet::new();
+        let mut created: BTreeMap<&AuthentikGroupId, OutlineGroupId> = BTreeMap::new();
+
+        for c in &plan.creates {
+            let result = self
+                .create_or_link(outline, &c.authentik_group, &c.name)
+                .await;
+            match self.isolate(result, &c.name, "groups.create")? {
+                Some(Some(id)) => {
+                    created.insert(&c.authentik_group, id);
+                    done.creates += 1;
+                    done.groups_changed = true;
+                }
+                Some(None) => {}
+                None => {
+                    refused.insert(Target::New(c.authentik_group.clone()));
+                }
+            }
+        }
+        for l in &plan.links {
+            let result = outline
+                .set_external_id(&l.outline_group, l.authentik_group.as_str())
+                .await;
+            if self.isolate(result, &l.name, "groups.update")?.is_none() {
+                refused.insert(Target::Outline(l.outline_group.clone()));
+                continue;
+            }
+            self.count("link_group");
+            match &l.replaces {
+                Some(old) => {
+                    tracing::warn!(group = %l.name, outline_group = %l.outline_group, replaced = %old, "the Authentik group this Outline group was linked to no longer exists; the group of the same name took it over")
+                }
+                None => {
+                    tracing::info!(group = %l.name, outline_group = %l.outline_group, "linked Outline group by name; externalId written")
+                }
+            }
+            done.links += 1;
+            done.groups_changed = true;
+        }
+        for a in &plan.adds {
+            let (target, group) = match &a.group {
+                GroupRef::Existing(id) => (Target::Outline(id.clone()), id),
+                GroupRef::ToCreate(g) => match created.get(g) {
+                    Some(id) => (Target::New(g.clone()), id),
+                    None => continue,
+                },
+            };
+            if refused.contains(&target) {
+                continue;
+            }
+            let result = outline.add_user(group, &a.user).await;
+            match self.isolate(result, &a.group_name, "groups.add_user")? {
+                Some(()) => {
+                    self.count("add");
+                    done.adds += 1;
+                }
+                None => {
+                    refused.insert(target);
+                }
+            }
+        }
+        for r in &plan.removes {
+            let target = Target::Outline(r.group.clone());
+            if refused.contains(&target) {
+                continue;
+            }
+            let result = outline.remove_user(&r.group, &r.user).await;
+            match self.isolate(result, &r.group_name, "groups.remove_user")? {
+                Some(()) => {
+                    self.count("remove");
+                    done.removes += 1;
+                }
+                None => {
+                    refused.insert(target);
+                }
+            }
+        }
+        for r in &plan.renames {
+            let target = Target::Outline(r.outline_group.clone());
+            if refused.contains(&target) {
+                continue;
+            }
+            let result = outline.rename_group(&r.outline_group, &r.to).await;
+            match self.isolate(result, &r.to, "groups.update")? {
+                Some(()) => {
+                    self.count("rename_group");
+                    tracing::info!(from = %r.from, to = %r.to, "renamed Outline group to follow Authentik");
+                    done.renames += 1;
+                    done.groups_changed = true;
+                }
+                None => {
+                    refused.insert(target);
+                }
+            }
+        }
+        done.refused_groups = refused.len();
+        Ok(done)
+    }
+
+    /// `Ok(Some(v))` on success, `Ok(None)` for a refusal kept to its group, `Err` for anything a retry may fix.
+    fn isolate<T>(
+        &self,
+        result: Result<T, UpstreamError>,
+        group: &GroupName,
+        call: &'static str,
+    ) -> Result<Option<T>, UpstreamError> {
+        match result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_refusal() => {
+                self.metrics.group_refusals.with_label_values(&[call]).inc();
+                if self.warned.first(format!("{group}\u{0}{e}")) {
+                    tracing::warn!(group = %group, error = %e, "Outline refused a write to this group; its other writes are skipped and every other group goes on. Fix the cause (often the group's name) in Authentik or Outline");
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn count(&self, change: &str) {
+        self.metrics
+            .membership_changes
+            .with_label_values(&[change])
+            .inc();
+    }
+
+    /// Creates the Outline group for an Authentik group. A 400 means the name is taken (perhaps by a create
+    /// that raced this one, docs/upstream/outline.md §6.1): the existing group is linked instead, unless
+    /// another group owns it.
+    async fn create_or_link(
+        &self,
+        outline: &OutlineClient,
+        group: &AuthentikGroupId,
+        name: &GroupName,
+    ) -> Result<Option<OutlineGroupId>, UpstreamError> {
+        let _one_at_a_time = self.create_lock.lock().await;
+        match outline.create_group(name, group.as_str()).await? {
+            CreateOutcome::Created(og) => {
+                self.count("create_group");
+                tracing::info!(group = %name, outline_group = %og.id, "created Outline group");
+                Ok(Some(og.id))
+            }
+            CreateOutcome::NameTaken => {
+                let groups = outline.list_groups().await?;
+                let existing = groups.iter().find(|g| g.name == *name);
+                match existing {
+                    Some(og)
+                        if og.external_id.is_none()
+                            || og.linked_authentik_group().as_ref() == Some(group) =>
+                    {
+                        if og.external_id.is_none() {
+                            outline.set_external_id(&og.id, group.as_str()).await?;
+                            self.count("link_group");
+                        }
+                        tracing::info!(group = %name, outline_group = %og.id, "name already taken in Outline; linked the existing group");
+                        Ok(Some(og.id.clone()))
+                    }
+                    _ => {
+                        if self.warned.first(format!("{name}\u{0}create")) {
+                            tracing::warn!(group = %name, "cannot create the Outline group: the name is taken by a group linked elsewhere; rename one of them");
+                        }
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+}

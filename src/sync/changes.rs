@@ -1,0 +1,119 @@
+//! The order in which Authentik changes reached the bridge, and one lock per Authentik group.
+//!
+//! A full pass reads everything first and writes afterwards, minutes later for a large directory, while push
+//! jobs keep running. Writing its early plan would undo what they pushed meanwhile. So every accepted group
+//! or user event ticks this clock before its job is queued, and the pass notes the tick at which it started
+//! reading. Before it writes a group, under that group's lock (which group jobs hold too), it asks whether
+//! the group changed since; if so it leaves the group to a fresh group job. The webhook arrives only after
+//! Authentik committed the change (docs/upstream/authentik.md §4.5), so a read that starts after a tick
+//! sees that tick's change.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OwnedMutexGuard;
+
+use crate::domain::AuthentikGroupId;
+
+/// A point in the order of accepted changes.
+pub type Tick = u64;
+
+/// Lock entries no longer held are dropped once the table grows past this.
+const LOCK_TABLE_PRUNE_AT: usize = 1024;
+
+#[derive(Default)]
+pub struct ChangeClock {
+    now: AtomicU64,
+    /// The last tick of each group's own events: renames, and member changes made on the group side.
+    groups: Mutex<HashMap<AuthentikGroupId, Tick>>,
+    /// The last tick of any user-side event, which can change any group's member list without a group event
+    /// (docs/upstream/authentik.md §4.4).
+    users: AtomicU64,
+    locks: Mutex<HashMap<AuthentikGroupId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ChangeClock {
+    pub fn new() -> ChangeClock {
+        ChangeClock::default()
+    }
+
+    pub fn now(&self) -> Tick {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    pub fn group_changed(&self, id: &AuthentikGroupId) {
+        let tick = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.insert(id.clone(), tick);
+    }
+
+    pub fn user_changed(&self) {
+        let tick = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.users.fetch_max(tick, Ordering::SeqCst);
+    }
+
+    /// Whether an event that may change this group's members or name arrived after `since`.
+    pub fn changed_since(&self, id: &AuthentikGroupId, since: Tick) -> bool {
+        let group = self
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or(0);
+        group.max(self.users.load(Ordering::SeqCst)) > since
+    }
+
+    /// Holds the group's lock until the guard drops: group jobs and a pass's writes to one group take turns.
+    pub async fn lock_group(&self, id: &AuthentikGroupId) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            if locks.len() > LOCK_TABLE_PRUNE_AT {
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            locks.entry(id.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gid(n: u8) -> AuthentikGroupId {
+        AuthentikGroupId::parse(&format!("{:032x}", u128::from(n) + 1)).expect("uuid")
+    }
+
+    #[test]
+    fn group_and_user_changes_are_seen_after_the_tick_they_follow() {
+        let clock = ChangeClock::new();
+        let start = clock.now();
+        assert!(!clock.changed_since(&gid(1), start));
+        clock.group_changed(&gid(1));
+        assert!(clock.changed_since(&gid(1), start));
+        assert!(!clock.changed_since(&gid(2), start), "another group");
+        let later = clock.now();
+        assert!(!clock.changed_since(&gid(1), later));
+        clock.user_changed();
+        assert!(
+            clock.changed_since(&gid(2), later),
+            "a user change may touch any group"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_group_lock_at_a_time() {
+        let clock = Arc::new(ChangeClock::new());
+        let held = clock.lock_group(&gid(1)).await;
+        let other = clock.lock_group(&gid(2)).await;
+        let c = clock.clone();
+        let waiter = tokio::spawn(async move { c.lock_group(&gid(1)).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        waiter.await.expect("the lock is handed over");
+        drop(other);
+    }
+}

@@ -1,0 +1,61 @@
+//! The one place an accepted Authentik change becomes a job: the caches it makes stale are invalidated and
+//! the change clock ticks before the job is queued, so the job, and any pass running meanwhile, see it.
+
+use super::engine::SyncEngine;
+use super::jobs::JobKey;
+use crate::domain::GroupName;
+use crate::webhooks::authentik::{AuthentikChange, ModelAction};
+
+/// What to do with an accepted change.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Intake {
+    Queue(JobKey),
+    /// Accepted, and nothing to sync; the reason is the webhook's answer.
+    Ignore(&'static str),
+}
+
+pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Intake {
+    let caches = &engine.reader.caches;
+    match change {
+        AuthentikChange::Group {
+            action, id, name, ..
+        } => {
+            engine.clock.group_changed(id);
+            caches.groups.invalidate(id).await;
+            caches.catalog.invalidate(&()).await;
+            if *action == ModelAction::Deleted {
+                tracing::warn!(group = %name, authentik_group = %id, "Authentik group deleted; its Outline group and members are kept. Delete the Outline group by hand if it should go, or create a group of the same name to take it over");
+                return Intake::Ignore("kept");
+            }
+            // A group outside the filter is ignored, unless an Outline group is linked to it: then it was
+            // renamed out of the filter, and its job warns about that. Without a cached Outline index the
+            // job decides.
+            if !engine
+                .reader
+                .selector
+                .is_managed(&GroupName::new(name.as_str()), false)
+            {
+                let linked = match caches.outline_groups.get(&()).await {
+                    Some(groups) => groups
+                        .iter()
+                        .any(|og| og.linked_authentik_group().as_ref() == Some(id)),
+                    None => true,
+                };
+                if !linked {
+                    return Intake::Ignore("ignored");
+                }
+            }
+            Intake::Queue(JobKey::AuthentikGroup(id.clone()))
+        }
+        AuthentikChange::User { pk, .. } => {
+            // A user-side change (groups, deactivation) alters group member lists without a group event.
+            engine.clock.user_changed();
+            caches.groups.invalidate_all();
+            Intake::Queue(JobKey::AuthentikUser(*pk))
+        }
+        // No target to re-read: a full pass, debounced by the queue's coalescing.
+        AuthentikChange::DefaultBody => Intake::Queue(JobKey::Reconcile),
+        AuthentikChange::Test => Intake::Ignore("test received"),
+        AuthentikChange::Ignored { .. } => Intake::Ignore("ignored"),
+    }
+}

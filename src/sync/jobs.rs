@@ -1,0 +1,265 @@
+//! The jobs, one function per kind of target: an Outline user who signed in, an Authentik user, an Authentik
+//! group. (The full pass is `reconcile.rs`.) Every job re-reads current state, so the order and duplicates of
+//! the webhooks that caused it do not matter.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
+use super::snapshots::inherited_members;
+use crate::clients::outline::OutlineUser;
+use crate::clients::{Lane, OutlineClient};
+use crate::configuration::MembershipMode;
+use crate::domain::snapshot::ancestors;
+use crate::domain::{
+    plan_membership, AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, GroupTarget,
+    OutlineGroupId, OutlineUserId, PlanInput, UserSnapshot,
+};
+
+/// What a job converges. The queue runs one job at a time per key and folds events for a key into it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JobKey {
+    Signin(OutlineUserId),
+    AuthentikUser(AuthentikUserId),
+    AuthentikGroup(AuthentikGroupId),
+    Reconcile,
+}
+
+impl JobKey {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobKey::Signin(_) => "signin",
+            JobKey::AuthentikUser(_) => "user",
+            JobKey::AuthentikGroup(_) => "group",
+            JobKey::Reconcile => "reconcile",
+        }
+    }
+
+    /// Sign-ins and single users run in their own lane, so bulk work (groups, passes) never delays them.
+    pub fn interactive(&self) -> bool {
+        matches!(self, JobKey::Signin(_) | JobKey::AuthentikUser(_))
+    }
+}
+
+/// A job's report, and the jobs it leaves for the queue: a deletion that needs a pass asks for one instead
+/// of running it inline, and a pass hands groups that changed under it to fresh group jobs.
+#[derive(Debug, Default)]
+pub struct JobOutcome {
+    pub report: SyncReport,
+    pub follow_ups: Vec<JobKey>,
+}
+
+impl From<SyncReport> for JobOutcome {
+    fn from(report: SyncReport) -> JobOutcome {
+        JobOutcome {
+            report,
+            follow_ups: Vec::new(),
+        }
+    }
+}
+
+/// A `users.signin` from Outline: the user's groups follow Authentik.
+pub async fn signin_job(engine: &SyncEngine, id: &OutlineUserId) -> Result<JobOutcome, SyncError> {
+    let outline = engine.outline.in_lane(Lane::Interactive);
+    let Some(user) = outline.user(id).await? else {
+        return Ok(SyncReport::noted("Outline does not know this user (deleted?)").into());
+    };
+    let Some(email) = user.email.clone() else {
+        return Ok(SyncReport::noted(
+            "Outline shows no email for this user; is OUTLINE_TOKEN an admin's key?",
+        )
+        .into());
+    };
+    let Some(au) = engine.reader.authentik_user_by_email(&email).await? else {
+        // Not an Authentik user: nothing is changed, and their groups are not removed.
+        tracing::info!(user = %id, "no Authentik user with this email; memberships left as they are");
+        return Ok(SyncReport::noted("no Authentik user with this email").into());
+    };
+    Ok(sync_user_memberships(engine, &outline, &au, &user)
+        .await?
+        .into())
+}
+
+/// An Authentik user changed (groups, deactivation, email) or was deleted.
+pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOutcome, SyncError> {
+    let outline = engine.outline.in_lane(Lane::Interactive);
+    let Some(au) = engine.reader.fresh_user(pk).await? else {
+        return deleted_user(engine, &outline, pk).await;
+    };
+    let Some(email) = au.email.clone() else {
+        return Ok(SyncReport::noted("the Authentik user has no email").into());
+    };
+    let found = match outline.find_user_by_email(&email).await? {
+        Some(u) => Some(u),
+        // An email changed in Authentik: Outline keeps the old one until the next sign-in.
+        None => match engine.reader.caches.previous_emails.get(&pk).await {
+            Some(old) => outline.find_user_by_email(&old).await?,
+            None => None,
+        },
+    };
+    let Some(user) = found else {
+        return Ok(SyncReport::noted("no Outline user with this email yet").into());
+    };
+    Ok(sync_user_memberships(engine, &outline, &au, &user)
+        .await?
+        .into())
+}
+
+/// A deleted Authentik user leaves every managed group. The event carries no email
+/// (docs/upstream/authentik.md §4.4), so it comes from what the bridge saw earlier. When none was seen, a
+/// pass is queued: it is coalesced with other deletions' passes, and never runs inside this job.
+async fn deleted_user(
+    engine: &SyncEngine,
+    outline: &OutlineClient,
+    pk: AuthentikUserId,
+) -> Result<JobOutcome, SyncError> {
+    let Some(email) = engine.reader.caches.remembered_email(pk).await else {
+        tracing::info!(user = %pk, "deleted Authentik user's email is not remembered; a reconcile is queued");
+        return Ok(JobOutcome {
+            report: SyncReport::noted("email not remembered; a reconcile is queued"),
+            follow_ups: vec![JobKey::Reconcile],
+        });
+    };
+    // A late or retried deletion must not remove someone who holds the email now: a user deleted and
+    // re-created, or the address handed to someone else.
+    if let Some(live) = engine.reader.authentik_user_by_email(&email).await? {
+        tracing::info!(user = %pk, now = %live.pk, "the deleted user's email belongs to a live Authentik user; syncing that user instead");
+        return Ok(JobOutcome {
+            report: SyncReport::noted("the email belongs to a live Authentik user"),
+            follow_ups: vec![JobKey::AuthentikUser(live.pk)],
+        });
+    }
+    let Some(user) = outline.find_user_by_email(&email).await? else {
+        return Ok(SyncReport::noted("deleted Authentik user has no Outline account").into());
+    };
+    let gone = UserSnapshot {
+        pk,
+        email: Some(email),
+        is_active: false,
+        groups: Vec::new(),
+    };
+    Ok(sync_user_memberships(engine, outline, &gone, &user)
+        .await?
+        .into())
+}
+
+/// One user against every managed group: desired from the Authentik user, current from `groups.list
+/// {userId}` (one call per 100 groups rather than one per group).
+async fn sync_user_memberships(
+    engine: &SyncEngine,
+    outline: &OutlineClient,
+    au: &UserSnapshot,
+    ou: &OutlineUser,
+) -> Result<SyncReport, SyncError> {
+    let reader = &engine.reader;
+    // The catalog is kept honest by group events; when one was lost, the user's fresh group list names a
+    // group the cached catalog lacks, and the catalog is read again rather than ignoring that group.
+    let cached = reader.full_catalog().await?;
+    if au.groups.iter().any(|g| !cached.iter().any(|c| &c.id == g)) {
+        reader.caches.catalog.invalidate(&()).await;
+    }
+    let all = reader.full_catalog().await?;
+    let existing: BTreeSet<AuthentikGroupId> = all.iter().map(|g| g.id.clone()).collect();
+    let mut member_of: BTreeSet<AuthentikGroupId> = if au.is_active {
+        au.groups.iter().cloned().collect()
+    } else {
+        BTreeSet::new()
+    };
+    if reader.membership == MembershipMode::Inherited && !member_of.is_empty() {
+        let anc = ancestors(&all);
+        let direct: Vec<AuthentikGroupId> = member_of.iter().cloned().collect();
+        for g in direct {
+            member_of.extend(anc.get(&g).into_iter().flatten().cloned());
+        }
+    }
+    let targets: Vec<GroupTarget> = all
+        .iter()
+        .filter(|g| reader.is_managed(g))
+        .map(|g| GroupTarget {
+            group: g.id.clone(),
+            name: g.name.clone(),
+            desired: if member_of.contains(&g.id) {
+                BTreeSet::from([ou.id.clone()])
+            } else {
+                BTreeSet::new()
+            },
+        })
+        .collect();
+    let current_groups = outline.groups_of_user(&ou.id).await?;
+    let current: BTreeMap<OutlineGroupId, BTreeSet<OutlineUserId>> = current_groups
+        .into_iter()
+        .map(|g| (g, BTreeSet::from([ou.id.clone()])))
+        .collect();
+    let groups = reader
+        .outline_groups_for(outline, &targets, &current, Some(&existing))
+        .await?;
+    let plan = plan_membership(&PlanInput {
+        targets: &targets,
+        outline_groups: &groups,
+        current: &current,
+        auto_create: engine.auto_create,
+        existing_groups: Some(&existing),
+    });
+    engine
+        .apply_guarded(outline, plan, RemovalGuard::Enforce)
+        .await
+}
+
+/// An Authentik group changed: its linked Outline group converges (adds, removes, a rename, or a takeover of
+/// the Outline group of a deleted namesake). In inherited mode the group's managed ancestors converge too,
+/// since their members include its own. Runs under the group's lock, so a pass never writes the group at the
+/// same time.
+pub async fn group_job(
+    engine: &SyncEngine,
+    id: &AuthentikGroupId,
+) -> Result<JobOutcome, SyncError> {
+    let outline = engine.outline.in_lane(Lane::Bulk);
+    let reader = &engine.reader;
+    let _turn = engine.clock.lock_group(id).await;
+    let mut targets: Vec<(GroupSummary, BTreeSet<DesiredMember>)> = Vec::new();
+    match reader.membership {
+        MembershipMode::Direct => {
+            let Some(group) = reader.fresh_group(id).await? else {
+                return Ok(SyncReport::noted("the Authentik group no longer exists").into());
+            };
+            if !reader.is_managed(&group.summary) {
+                let linked = reader.outline_groups(&outline).await?;
+                if linked
+                    .iter()
+                    .any(|og| og.linked_authentik_group().as_ref() == Some(id))
+                {
+                    engine.warn_unmanaged_rename(&group.summary);
+                }
+                return Ok(
+                    SyncReport::noted("the group is not managed (AUTHENTIK_GROUP_REGEXP)").into(),
+                );
+            }
+            targets.push((group.summary.clone(), group.desired_members()));
+        }
+        MembershipMode::Inherited => {
+            let directory = reader.authentik.list_groups(true).await?;
+            let desired = inherited_members(&directory);
+            let summaries: Vec<GroupSummary> =
+                directory.iter().map(|g| g.summary.clone()).collect();
+            let anc = ancestors(&summaries);
+            let mut affected: BTreeSet<AuthentikGroupId> = anc.get(id).cloned().unwrap_or_default();
+            affected.insert(id.clone());
+            for g in directory {
+                let summary = g.summary.clone();
+                reader.caches.store_group(g).await;
+                if affected.contains(&summary.id) && reader.is_managed(&summary) {
+                    let members = desired.get(&summary.id).cloned().unwrap_or_default();
+                    targets.push((summary, members));
+                }
+            }
+        }
+    }
+    let existing = engine.existing_groups().await?;
+    let planned = engine
+        .plan_groups(&outline, targets, Some(&existing))
+        .await?;
+    let mut report = engine
+        .apply_guarded(&outline, planned.plan, RemovalGuard::Enforce)
+        .await?;
+    report.unmatched_members = planned.unmatched;
+    Ok(report.into())
+}
