@@ -218,20 +218,22 @@ pub async fn check(settings: Settings) -> ExitCode {
             )
         }
     }
-    match engine.outline.has_group_write_scope().await {
-        Ok(true) => all_ok &= line(true, "outline", "key has groups:write"),
-        Ok(false) => {
+    match engine.outline.missing_group_scopes().await {
+        Ok(missing) if missing.is_empty() => {
+            all_ok &= line(true, "outline", "key may read and write groups")
+        }
+        Ok(missing) => {
             all_ok &= line(
                 false,
                 "outline",
-                &format!("key lacks groups:write — fix: {ol_fix}"),
+                &format!("key may not call {} — fix: {ol_fix}", missing.join(", ")),
             )
         }
         Err(e) => {
             all_ok &= line(
                 false,
                 "outline",
-                &format!("groups.memberships failed: {}", explain(&e, ol_fix)),
+                &format!("probing the group calls failed: {}", explain(&e, ol_fix)),
             )
         }
     }

@@ -508,19 +508,38 @@ impl OutlineClient {
         .map(|_| ())
     }
 
-    /// Whether the key holds `groups:write`, without writing: `groups.memberships` needs that scope in v1.9.2
-    /// (docs/upstream/outline.md §3.5), and a scope denial says "API key does not have access to this resource" while an unknown id
-    /// gives a plain "Authorization error".
-    pub async fn has_group_write_scope(&self) -> Result<bool, UpstreamError> {
-        let probe = json!({ "id": "00000000-0000-4000-8000-000000000000", "limit": 1 });
-        match self.rpc::<Value>("groups.memberships", probe).await {
-            Ok(_) => Ok(true),
-            Err(UpstreamError::Status {
-                status: 403,
-                message,
-                ..
-            }) => Ok(!message.contains("does not have access")),
-            Err(e) => Err(e),
+    /// The group calls this key may not make, found without writing anything: each call the bridge writes
+    /// with is sent with an id that does not exist (or, for `groups.create`, no name). A key allowed the call
+    /// gets past the scope check to "Authorization error" (unknown id) or a 400 (no name); a key without the
+    /// scope gets "API key does not have access to this resource" (docs/upstream/outline.md §3.5, §3.6).
+    /// Route scopes can allow one call and not another, so every call is probed.
+    pub async fn missing_group_scopes(&self) -> Result<Vec<&'static str>, UpstreamError> {
+        const NIL: &str = "00000000-0000-4000-8000-000000000000";
+        let probes: [(&'static str, Value); 5] = [
+            ("groups.memberships", json!({ "id": NIL, "limit": 1 })),
+            (
+                "groups.add_user",
+                json!({ "id": NIL, "userId": NIL, "permission": "member" }),
+            ),
+            ("groups.remove_user", json!({ "id": NIL, "userId": NIL })),
+            ("groups.update", json!({ "id": NIL })),
+            ("groups.create", json!({})),
+        ];
+        let mut missing = Vec::new();
+        for (method, body) in probes {
+            match self.rpc::<Value>(method, body).await {
+                Ok(_) => {}
+                Err(UpstreamError::Status {
+                    status: 403,
+                    message,
+                    ..
+                }) if message.contains("does not have access") => missing.push(method),
+                Err(UpstreamError::Status {
+                    status: 400 | 403, ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(missing)
     }
 }

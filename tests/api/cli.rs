@@ -160,3 +160,31 @@ async fn dot_env_is_read_and_the_environment_wins() {
         "the environment's OUTLINE_TOKEN_FILE wins: {stdout}"
     );
 }
+
+/// `check` fails for an Outline key that cannot write groups, including one whose route scopes allow reading
+/// memberships but not changing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_for_a_key_that_cannot_write_groups() {
+    let app = spawn_app().await;
+    for scopes in [
+        vec!["users:read", "groups:read"],
+        vec!["users:read", "groups:read", "/api/groups.memberships"],
+    ] {
+        app.outline
+            .set_key_scopes(Some(scopes.iter().map(|s| s.to_string()).collect()));
+        let out = tokio::task::block_in_place(|| check(&app, true));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(!out.status.success(), "{scopes:?}: {stdout}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("FAIL") && l.contains("groups.add_user")),
+            "{scopes:?}: {stdout}"
+        );
+    }
+    app.outline
+        .set_key_scopes(Some(vec!["users:read".into(), "groups:write".into()]));
+    let out = tokio::task::block_in_place(|| check(&app, true));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "the documented scopes pass: {stdout}");
+}

@@ -19,5 +19,6 @@ mod env_example;
 mod faults;
 mod fuzz_props;
 mod hostile;
+mod races;
 mod reconcile;
 mod signin;

@@ -150,10 +150,15 @@ struct State {
     default_page_size: usize,
     calls: Vec<AuthentikCall>,
     latency: Duration,
+    /// Delay between reading the state and answering: a read that is stale by the time it arrives.
+    answer_delay: Duration,
     fail_remaining: usize,
     fail_status: u16,
     down: bool,
     partial_pages: bool,
+    /// Group answers carry `users_obj: null` even when members were asked for: a broken proxy or
+    /// serializer, which the client must treat as an error, never as an empty group.
+    omit_member_lists: bool,
     forbidden: bool,
     licensed: bool,
     webhook: Option<Webhook>,
@@ -528,7 +533,7 @@ impl State {
                 Value::Null
             },
             "users": members.iter().map(|u| u.pk).collect::<Vec<_>>(),
-            "users_obj": if include(q, "include_users", true) {
+            "users_obj": if include(q, "include_users", true) && !self.omit_member_lists {
                 Value::Array(members.iter().map(|u| self.partial_user(u)).collect())
             } else {
                 Value::Null
@@ -1105,6 +1110,10 @@ async fn handle(
         });
     }
     flush(&state);
+    let answer_delay = lock(&state).answer_delay;
+    if !answer_delay.is_zero() {
+        tokio::time::sleep(answer_delay).await;
+    }
     let mut builder = HttpResponse::build(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
     );
@@ -1186,10 +1195,12 @@ impl FakeAuthentik {
             default_page_size: opts.default_page_size.max(1),
             calls: Vec::new(),
             latency: opts.latency,
+            answer_delay: Duration::ZERO,
             fail_remaining: 0,
             fail_status: 500,
             down: false,
             partial_pages: false,
+            omit_member_lists: false,
             forbidden: false,
             licensed: false,
             webhook: None,
@@ -1487,6 +1498,17 @@ impl FakeAuthentik {
     /// trusts `count` or page arithmetic notices, and one that follows `next` still ends.
     pub fn set_partial_pages(&self, partial: bool) {
         self.lock().partial_pages = partial;
+    }
+
+    /// Each answer is computed at once and sent `d` later, so what it says may be stale on arrival (unlike
+    /// `set_latency`, which delays before reading the state).
+    pub fn set_answer_delay(&self, d: Duration) {
+        self.lock().answer_delay = d;
+    }
+
+    /// Group answers leave out the member list (`users_obj: null`) even when it was asked for.
+    pub fn set_omit_member_lists(&self, omit: bool) {
+        self.lock().omit_member_lists = omit;
     }
 
     /// The token stays valid but lacks `view_user`/`view_group`: lists and details answer 403

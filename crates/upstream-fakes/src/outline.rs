@@ -246,9 +246,22 @@ struct State {
     create: Window,
     /// The key's scopes; `None` is full access (docs/upstream/outline.md §3.5).
     scopes: Option<Vec<String>>,
+    /// Membership changes made by someone else between two page reads of `groups.memberships`.
+    swaps: Vec<MemberSwap>,
     /// Per group id, the message a membership change answers 400 with: the group is managed by an external
     /// provider (docs/upstream/outline.md §3.6).
     provider_managed: BTreeMap<String, String>,
+}
+
+/// One member leaves and another joins a group right after the `after`-th read of its memberships: the
+/// race that hides a member from an offset-paged walk while the row count still matches.
+struct MemberSwap {
+    group: String,
+    after: usize,
+    reads: usize,
+    leaves: String,
+    joins: String,
+    permission: String,
 }
 
 /// Whether a key with `scopes` may call `method` (docs/upstream/outline.md §3.5): `list`, `info`, `config`,
@@ -1380,6 +1393,30 @@ impl State {
         }))
     }
 
+    fn run_swaps(&mut self, body: &Value) {
+        let group = body
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let mut due = Vec::new();
+        for swap in self.swaps.iter_mut().filter(|s| s.group == group) {
+            swap.reads += 1;
+            if swap.reads == swap.after {
+                due.push((
+                    swap.leaves.clone(),
+                    swap.joins.clone(),
+                    swap.permission.clone(),
+                ));
+            }
+        }
+        self.swaps.retain(|s| s.reads < s.after);
+        for (leaves, joins, permission) in due {
+            self.members.remove(&(group.clone(), leaves));
+            self.upsert_member(&group, &joins, &permission);
+        }
+    }
+
     fn refuse_if_provider_managed(&self, group_id: &str) -> Result<(), ApiError> {
         match self.provider_managed.get(group_id) {
             Some(message) => Err(ApiError::validation(message.clone())),
@@ -1591,6 +1628,9 @@ impl State {
         if reply.status == 429 {
             self.throttled += 1;
         }
+        if method == "groups.memberships" && reply.status == 200 {
+            self.run_swaps(&logged_body);
+        }
         self.calls.push(OutlineCall {
             method,
             body: logged_body,
@@ -1694,6 +1734,7 @@ impl FakeOutline {
             fail_status: 500,
             down: false,
             scopes: None,
+            swaps: Vec::new(),
             provider_managed: BTreeMap::new(),
             global: Window::new(opts.rate_limit_requests, opts.rate_limit_window),
             create: Window::new(opts.create_limit_per_minute, Duration::from_secs(60)),
@@ -1971,6 +2012,26 @@ impl FakeOutline {
     /// Limits the API key to `scopes` (`None`: full access), as `apiKeys.create` does (docs/upstream/outline.md §3.5).
     pub fn set_key_scopes(&self, scopes: Option<Vec<String>>) {
         self.lock().scopes = scopes;
+    }
+
+    /// Right after the `after`-th page read of the group's memberships, `leaves` leaves the group and `joins`
+    /// joins it with `permission`, as another admin's edits racing a paged read would.
+    pub fn swap_member_after_reads(
+        &self,
+        group_id: &str,
+        after: usize,
+        leaves: &str,
+        joins: &str,
+        permission: &str,
+    ) {
+        self.lock().swaps.push(MemberSwap {
+            group: group_id.to_ascii_lowercase(),
+            after,
+            reads: 0,
+            leaves: leaves.to_ascii_lowercase(),
+            joins: joins.to_ascii_lowercase(),
+            permission: permission.to_string(),
+        });
     }
 
     /// Makes a group refuse membership changes as a provider-managed group does (Outline 1.6 and later).
