@@ -176,6 +176,7 @@ impl AuthentikClient {
             name: call,
             metrics: &self.metrics,
             policy: self.policy,
+            on_throttled: None,
         };
         let resp = c
             .execute(

@@ -1,12 +1,15 @@
 //! The Outline rate limiter: every Outline call takes a token here first, so a bulk run meets no 429.
 //!
 //! Outline counts requests in fixed windows (`RATE_LIMITER_REQUESTS` per `RATE_LIMITER_DURATION_WINDOW`,
-//! docs/upstream/outline.md §4.1–§4.2). A GCRA with rate r and burst b admits at most b + r·T requests in any span T, so
-//! r = 95 % of the limit and b = 5 % (at most 50) keep every window under the limit while letting a sign-in's
-//! few calls go out at once. `groups.create` has its own 10-a-minute limit (docs/upstream/outline.md §4.3), kept the same way.
+//! docs/upstream/outline.md §4.1–§4.2), each starting at the first request after the last one ended. A GCRA
+//! with rate r and burst b admits at most b + r·W requests in any span W, wherever it starts, so
+//! b + r·W = R is the most that never meets a 429. The burst is 1 % of the limit (1 to 10): enough for a
+//! sign-in's three calls to go out at once on a busy Outline, while the steady rate stays at 99 % of the
+//! limit (98 % for a limit of 50), so bulk work runs at the limit itself. `groups.create` has its own
+//! 10-a-minute limit (docs/upstream/outline.md §4.3), kept the same way.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -23,6 +26,10 @@ pub struct OutlineLimiter {
     general: DefaultDirectRateLimiter,
     creates: DefaultDirectRateLimiter,
     clock: DefaultClock,
+    /// When Outline last answered 429, the end of the wait it asked for (ms after `started`): no call goes
+    /// out before it, from any job, since a 429 means the window is spent whatever this limiter believed.
+    paused_until_ms: AtomicU64,
+    started: std::time::Instant,
     /// Interactive callers waiting for a token; bulk callers step aside while any are.
     interactive_waiting: AtomicUsize,
     interactive_done: Notify,
@@ -42,25 +49,55 @@ fn quota(requests: u32, window: Duration, burst: u32) -> Quota {
 
 impl OutlineLimiter {
     pub fn new(limit: RateLimit) -> OutlineLimiter {
-        let burst = (limit.requests / 20).clamp(1, 50);
-        // 95 % of the limit in total, burst included.
-        let budget = ((f64::from(limit.requests) * 0.95).floor() as u32).max(1);
-        let steady = budget.saturating_sub(burst).max(1);
+        let burst = (limit.requests / 100).clamp(1, 10);
+        let steady = limit.requests.saturating_sub(burst).max(1);
         OutlineLimiter {
-            general: RateLimiter::direct(quota(budget, limit.window, burst)),
+            general: RateLimiter::direct(quota(limit.requests, limit.window, burst)),
             creates: RateLimiter::direct(quota(
                 GROUP_CREATES_PER_MINUTE,
                 Duration::from_secs(60),
                 1,
             )),
             clock: DefaultClock::default(),
+            paused_until_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             interactive_waiting: AtomicUsize::new(0),
             interactive_done: Notify::new(),
             allowed_per_second: f64::from(steady) / limit.window.as_secs_f64(),
         }
     }
 
+    /// Holds every call back for `wait`, after a 429 that asked for it.
+    pub fn pause_for(&self, wait: Duration) {
+        let until = (self.started.elapsed() + wait).as_millis() as u64;
+        self.paused_until_ms.fetch_max(until, Ordering::SeqCst);
+    }
+
+    async fn wait_out_pause(&self) {
+        loop {
+            let until = self.paused_until_ms.load(Ordering::SeqCst);
+            let now = self.started.elapsed().as_millis() as u64;
+            if now >= until {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(until - now)).await;
+        }
+    }
+
+    /// Waits for a token in `lane`. A pause that began while waiting is waited out too, so no call goes out
+    /// inside a window a 429 closed.
     pub async fn acquire(&self, lane: Lane) {
+        loop {
+            self.wait_out_pause().await;
+            self.acquire_token(lane).await;
+            let until = self.paused_until_ms.load(Ordering::SeqCst);
+            if self.started.elapsed().as_millis() as u64 >= until {
+                return;
+            }
+        }
+    }
+
+    async fn acquire_token(&self, lane: Lane) {
         match lane {
             Lane::Interactive => {
                 self.interactive_waiting.fetch_add(1, Ordering::SeqCst);

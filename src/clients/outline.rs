@@ -166,11 +166,13 @@ impl OutlineClient {
         body: Value,
     ) -> Result<Envelope<T>, UpstreamError> {
         let url = format!("{}/api/{method}", self.base);
+        let pause = |wait: Duration| self.limiter.pause_for(wait);
         let call = Call {
             upstream: UPSTREAM,
             name: method,
             metrics: &self.metrics,
             policy: self.policy,
+            on_throttled: Some(&pause),
         };
         let create = method == "groups.create";
         let resp = call

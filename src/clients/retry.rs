@@ -51,6 +51,13 @@ impl UpstreamError {
         matches!(self.status(), Some(s) if (400..500).contains(&s) && !matches!(s, 401 | 408 | 429))
     }
 
+    /// A failure no retry of the job can fix: a refusal other than 403. A 403 on a read may be the key's
+    /// permissions (Authentik's view rights, Outline's scopes, a suspended key owner), which an admin fixes
+    /// while the job retries.
+    pub fn is_permanent(&self) -> bool {
+        self.is_refusal() && self.status() != Some(403)
+    }
+
     pub fn upstream(&self) -> &'static str {
         match self {
             UpstreamError::Status { upstream, .. }
@@ -129,6 +136,8 @@ pub struct Call<'a> {
     pub name: &'a str,
     pub metrics: &'a Metrics,
     pub policy: RetryPolicy,
+    /// Told how long a 429 asked to wait, so that every caller of the upstream waits, not only this one.
+    pub on_throttled: Option<&'a (dyn Fn(Duration) + Sync)>,
 }
 
 impl Call<'_> {
@@ -208,6 +217,9 @@ impl Call<'_> {
                         wait_ms = wait.as_millis() as u64,
                         "throttled; waiting Retry-After"
                     );
+                    if let Some(pause) = self.on_throttled {
+                        pause(wait);
+                    }
                     tokio::time::sleep(wait).await;
                     continue;
                 }

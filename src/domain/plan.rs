@@ -234,6 +234,11 @@ impl<'a> GroupIndex<'a> {
             .map(|og| (*og, LinkedBy::Name))
     }
 
+    /// The Outline group linked to this Authentik group by `externalId`, if any.
+    pub fn linked(&self, group: &AuthentikGroupId) -> Option<&'a OutlineGroup> {
+        self.by_external.get(group).copied()
+    }
+
     /// Whether some Outline group already has this name (without case).
     pub fn name_in_use(&self, name: &GroupName) -> bool {
         self.all_names.contains_key(&name.folded())

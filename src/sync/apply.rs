@@ -10,10 +10,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
+use futures::stream::{FuturesUnordered, StreamExt};
+
 use crate::clients::outline::CreateOutcome;
 use crate::clients::{OutlineClient, UpstreamError};
-use crate::domain::{AuthentikGroupId, GroupName, GroupRef, MembershipPlan, OutlineGroupId};
+use crate::domain::{
+    AuthentikGroupId, GroupName, GroupRef, MembershipPlan, OutlineGroupId, OutlineUserId,
+};
 use crate::metrics::Metrics;
+
+/// Membership writes in flight at once. The limiter paces them; this only keeps the pace when Outline is
+/// slower to answer than the limit's interval between calls.
+const WRITE_CONCURRENCY: usize = 8;
 
 /// What one apply did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +62,15 @@ pub struct OutlineSink {
     /// (docs/upstream/outline.md §6.1).
     create_lock: tokio::sync::Mutex<()>,
     warned: WarnOnce,
+}
+
+/// One membership write of a plan.
+struct Write<'a> {
+    target: Target,
+    group: &'a OutlineGroupId,
+    user: &'a OutlineUserId,
+    name: &'a GroupName,
+    add: bool,
 }
 
 /// Which group a write belongs to, for keeping a refusal to its group.
@@ -119,41 +136,62 @@ impl OutlineSink {
             done.links += 1;
             done.groups_changed = true;
         }
-        for a in &plan.adds {
-            let (target, group) = match &a.group {
-                GroupRef::Existing(id) => (Target::Outline(id.clone()), id),
-                GroupRef::ToCreate(g) => match created.get(g) {
-                    Some(id) => (Target::New(g.clone()), id),
-                    None => continue,
-                },
-            };
-            if refused.contains(&target) {
-                continue;
-            }
-            let result = outline.add_user(group, &a.user).await;
-            match self.isolate(result, &a.group_name, "groups.add_user")? {
-                Some(()) => {
-                    self.count("add");
-                    done.adds += 1;
+        // Adds, then removes, a few at a time: with Outline tens of milliseconds away, one call at a time
+        // would leave the rate limit unused.
+        let adds: Vec<Write<'_>> = plan
+            .adds
+            .iter()
+            .filter_map(|a| {
+                let (target, group) = match &a.group {
+                    GroupRef::Existing(id) => (Target::Outline(id.clone()), id),
+                    GroupRef::ToCreate(g) => (Target::New(g.clone()), created.get(g)?),
+                };
+                Some(Write {
+                    target,
+                    group,
+                    user: &a.user,
+                    name: &a.group_name,
+                    add: true,
+                })
+            })
+            .collect();
+        let removes: Vec<Write<'_>> = plan
+            .removes
+            .iter()
+            .map(|r| Write {
+                target: Target::Outline(r.group.clone()),
+                group: &r.group,
+                user: &r.user,
+                name: &r.group_name,
+                add: false,
+            })
+            .collect();
+        for batch in [adds, removes] {
+            let mut queued = batch.into_iter();
+            let mut running = FuturesUnordered::new();
+            loop {
+                while running.len() < WRITE_CONCURRENCY {
+                    let Some(w) = queued.next() else { break };
+                    if refused.contains(&w.target) {
+                        continue;
+                    }
+                    running.push(self.write(outline, w));
                 }
-                None => {
-                    refused.insert(target);
-                }
-            }
-        }
-        for r in &plan.removes {
-            let target = Target::Outline(r.group.clone());
-            if refused.contains(&target) {
-                continue;
-            }
-            let result = outline.remove_user(&r.group, &r.user).await;
-            match self.isolate(result, &r.group_name, "groups.remove_user")? {
-                Some(()) => {
-                    self.count("remove");
-                    done.removes += 1;
-                }
-                None => {
-                    refused.insert(target);
+                let Some(result) = running.next().await else {
+                    break;
+                };
+                match result? {
+                    (_, true, true) => {
+                        self.count("add");
+                        done.adds += 1;
+                    }
+                    (_, false, true) => {
+                        self.count("remove");
+                        done.removes += 1;
+                    }
+                    (target, _, false) => {
+                        refused.insert(target);
+                    }
                 }
             }
         }
@@ -177,6 +215,24 @@ impl OutlineSink {
         }
         done.refused_groups = refused.len();
         Ok(done)
+    }
+
+    /// One membership write: `(target, was an add, done)`, where not done is a refusal kept to its group.
+    async fn write(
+        &self,
+        outline: &OutlineClient,
+        w: Write<'_>,
+    ) -> Result<(Target, bool, bool), UpstreamError> {
+        let (result, call) = if w.add {
+            (outline.add_user(w.group, w.user).await, "groups.add_user")
+        } else {
+            (
+                outline.remove_user(w.group, w.user).await,
+                "groups.remove_user",
+            )
+        };
+        let done = self.isolate(result, w.name, call)?.is_some();
+        Ok((w.target, w.add, done))
     }
 
     /// `Ok(Some(v))` on success, `Ok(None)` for a refusal kept to its group, `Err` for anything a retry may fix.

@@ -16,7 +16,7 @@ use crate::configuration::Settings;
 use crate::domain::plan::GroupIndex;
 use crate::domain::{
     plan_membership, AuthentikGroupId, DesiredMember, GroupSelector, GroupSummary, GroupTarget,
-    MembershipPlan, PlanInput,
+    MembershipPlan, OutlineGroupId, OutlineUserId, PlanInput,
 };
 use crate::metrics::Metrics;
 
@@ -125,11 +125,15 @@ impl SyncEngine {
 
     /// Reads what a group plan needs and plans it; no writes. Desired members are matched to Outline users,
     /// then each linked Outline group's members are read fresh, right before planning.
+    ///
+    /// `known_members`: Outline groups whose members the caller already read (fresh), so they are not read
+    /// again.
     pub async fn plan_groups(
         &self,
         outline: &OutlineClient,
         groups: Vec<(GroupSummary, BTreeSet<DesiredMember>)>,
         existing: Option<&BTreeSet<AuthentikGroupId>>,
+        known_members: BTreeMap<OutlineGroupId, BTreeSet<OutlineUserId>>,
     ) -> Result<GroupPlan, UpstreamError> {
         let all: BTreeSet<DesiredMember> =
             groups.iter().flat_map(|(_, m)| m.iter().cloned()).collect();
@@ -150,7 +154,7 @@ impl SyncEngine {
             .outline_groups_for(outline, &targets, &BTreeMap::new(), existing)
             .await?;
         let index = GroupIndex::new(&outline_groups, existing);
-        let mut current = BTreeMap::new();
+        let mut current = known_members;
         for t in &targets {
             if let Some((og, _)) = index.find(&t.group, &t.name) {
                 if !current.contains_key(&og.id) {

@@ -9,6 +9,7 @@ use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient};
 use crate::configuration::MembershipMode;
+use crate::domain::plan::GroupIndex;
 use crate::domain::snapshot::ancestors;
 use crate::domain::{
     plan_membership, AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, GroupTarget,
@@ -216,22 +217,48 @@ pub async fn group_job(
     let reader = &engine.reader;
     let _turn = engine.clock.lock_group(id).await;
     let mut targets: Vec<(GroupSummary, BTreeSet<DesiredMember>)> = Vec::new();
+    let mut known_members = BTreeMap::new();
+    let mut linked_by_id = false;
     match reader.membership {
         MembershipMode::Direct => {
-            let Some(group) = reader.fresh_group(id).await? else {
+            // The Outline group linked by `externalId` is known from the cached index, so its members are
+            // read at the same time as the Authentik group: the job costs two round trips before its writes.
+            let outline_groups = reader.outline_groups(&outline).await?;
+            let linked = GroupIndex::new(&outline_groups, None)
+                .linked(id)
+                .map(|og| og.id.clone());
+            let (group, members) = match &linked {
+                Some(og) => {
+                    let (group, members) =
+                        tokio::join!(reader.fresh_group(id), outline.group_members(og));
+                    let members = match members {
+                        Ok(m) => Some(m),
+                        // The cached index named a group Outline no longer has (deleted by hand): read
+                        // the index again while planning.
+                        Err(e) if e.is_refusal() => {
+                            reader.caches.outline_groups.invalidate(&()).await;
+                            None
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    (group?, members)
+                }
+                None => (reader.fresh_group(id).await?, None),
+            };
+            let Some(group) = group else {
                 return Ok(SyncReport::noted("the Authentik group no longer exists").into());
             };
             if !reader.is_managed(&group.summary) {
-                let linked = reader.outline_groups(&outline).await?;
-                if linked
-                    .iter()
-                    .any(|og| og.linked_authentik_group().as_ref() == Some(id))
-                {
+                if linked.is_some() {
                     engine.warn_unmanaged_rename(&group.summary);
                 }
                 return Ok(
                     SyncReport::noted("the group is not managed (AUTHENTIK_GROUP_REGEXP)").into(),
                 );
+            }
+            if let (Some(og), Some(members)) = (linked, members) {
+                known_members.insert(og, members.into_keys().collect::<BTreeSet<_>>());
+                linked_by_id = true;
             }
             targets.push((group.summary.clone(), group.desired_members()));
         }
@@ -253,9 +280,15 @@ pub async fn group_job(
             }
         }
     }
-    let existing = engine.existing_groups().await?;
+    // Taking over the Outline group of a deleted namesake needs the list of groups that exist; a group
+    // already linked by its own id needs none.
+    let existing = if linked_by_id {
+        None
+    } else {
+        Some(engine.existing_groups().await?)
+    };
     let planned = engine
-        .plan_groups(&outline, targets, Some(&existing))
+        .plan_groups(&outline, targets, existing.as_ref(), known_members)
         .await?;
     let mut report = engine
         .apply_guarded(&outline, planned.plan, RemovalGuard::Enforce)

@@ -294,7 +294,7 @@ impl JobQueue {
                     return;
                 }
                 Err(SyncError::Guarded { .. }) => return,
-                Err(SyncError::Upstream(e)) if e.is_refusal() => {
+                Err(SyncError::Upstream(e)) if e.is_permanent() => {
                     // A refusal no retry can fix (writes are kept to their group before they get here; this
                     // is a read): retrying for ten minutes would only hold the target.
                     self.inner

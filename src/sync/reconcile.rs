@@ -205,7 +205,9 @@ async fn plan_everything(
             .await;
     }
     let managed_groups = groups.len();
-    let planned = engine.plan_groups(outline, groups, Some(&existing)).await?;
+    let planned = engine
+        .plan_groups(outline, groups, Some(&existing), BTreeMap::new())
+        .await?;
     Ok(PassPlan {
         plan: planned.plan,
         unmatched: planned.unmatched,

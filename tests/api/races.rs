@@ -296,7 +296,8 @@ async fn a_member_list_that_changes_between_pages_is_read_again() {
     let (joiner_pk, joiner) = ids[150].clone();
     let (_, leaver) = ids[0].clone();
     app.authentik.add_member(&g, joiner_pk);
-    app.outline.swap_member_after_reads(&og, 1, &leaver, &joiner, "admin");
+    app.outline
+        .swap_member_after_reads(&og, 1, &leaver, &joiner, "admin");
     app.outline.clear_calls();
     app.post_authentik(&group_event("page-race", "model_updated", &g, "Big"))
         .await;
@@ -305,7 +306,10 @@ async fn a_member_list_that_changes_between_pages_is_read_again() {
         c.method == "groups.add_user"
             && c.body.get("userId").and_then(|v| v.as_str()) == Some(joiner.as_str())
     });
-    assert!(!re_added, "groups.add_user was called for an existing member");
+    assert!(
+        !re_added,
+        "groups.add_user was called for an existing member"
+    );
     assert_eq!(
         app.outline.members(&og).get(&joiner).map(String::as_str),
         Some("admin"),
