@@ -52,6 +52,7 @@ modes (figure numbers as in docs/BENCHMARKS.md):
   event-latency    2  Authentik event POST -> last Outline write   --events 200 --latency-ms 5
   signin-latency   3  Outline sign-in POST -> last Outline write   --signins 200 --latency-ms 5
   bulk             4  1,000 members added to one group at once     --members 1000 --rate 6000/60 --latency-ms 5
+                      --events per-member|one
   signin-reads     5  upstream reads per sign-in, warm caches      --users 300 --groups 40 --signins 100
   reconcile-calls  6  upstream calls of one reconcile, no drift    --users 1000 --groups 100
   rss              7  idle RSS of `authentik-bridge serve`         --users 1000 --groups 100 --idle-seconds 5
@@ -1250,25 +1251,47 @@ async fn bulk(args: &Args) -> BoxResult<Vec<Figure>> {
         latency: args.latency()?,
         rate,
     };
+    let one_event = args.str("events", "per-member") == "one";
     println!(
-        "## 4. {members} people added to one Authentik group at once, events through the fake's webhook; Outline and the bridge at {}/{} s, fakes at {} ms",
+        "## 4. {members} people added to one Authentik group at once, {}; Outline and the bridge at {}/{} s, fakes at {} ms",
+        if one_event { "as ONE pushed group event" } else { "one pushed event per member, through the fake's webhook" },
         rate.requests,
         rate.window.as_secs(),
         spec.latency.as_millis()
     );
     let world = World::seed(&spec).await?;
     let bridge = start_in_process(&world, rate).await?;
-    let allowed = bridge.queue.engine().outline.limiter().allowed_per_second;
     world.outline.clear_calls();
     world.authentik.clear_calls();
-    world.authentik.set_webhook(
-        Some(format!("{}/webhooks/authentik", bridge.url)),
-        Some(TOKEN.to_string()),
-    );
-    let bound = members as f64 / allowed;
-    let started = Instant::now();
-    for pk in &world.extra_ak {
-        world.authentik.add_member(&world.ak_groups[0], *pk);
+    // The bound is the configured limit itself: N writes at Outline's own rate.
+    let limit_per_second = f64::from(rate.requests) / rate.window.as_secs_f64();
+    let bound = members as f64 / limit_per_second;
+    let started;
+    if one_event {
+        for pk in &world.extra_ak {
+            world.authentik.add_member(&world.ak_groups[0], *pk);
+        }
+        let doc = world.authentik.events().pop().ok_or("no event recorded")?;
+        started = Instant::now();
+        let resp = reqwest::Client::new()
+            .post(format!("{}/webhooks/authentik", bridge.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(python_json(&doc))
+            .send()
+            .await?;
+        if resp.status().as_u16() != 202 {
+            return Err(format!("the bridge answered {}", resp.status()).into());
+        }
+    } else {
+        world.authentik.set_webhook(
+            Some(format!("{}/webhooks/authentik", bridge.url)),
+            Some(TOKEN.to_string()),
+        );
+        started = Instant::now();
+        for pk in &world.extra_ak {
+            world.authentik.add_member(&world.ak_groups[0], *pk);
+        }
     }
     let queued = started.elapsed();
     let og = &world.ol_groups[0];
@@ -1341,30 +1364,28 @@ async fn bulk(args: &Args) -> BoxResult<Vec<Figure>> {
         ms(queued)
     );
     println!("group jobs run: {group_jobs}");
+    let total = last.duration_since(started).as_secs_f64();
+    let ratio = total / bound;
+    println!("first change -> last write: {total:.2} s; first write -> last write: {span:.2} s");
     println!(
-        "first change -> last write: {:.2} s; first write -> last write: {span:.2} s",
-        last.duration_since(started).as_secs_f64()
-    );
-    println!(
-        "bound: {members} writes / {allowed:.2} allowed per s (limiter: 95 % of {} per {} s, less a burst) = {bound:.2} s; ratio {:.3}; 429s: {}",
+        "bound: {members} writes / {limit_per_second:.2} per s (the configured limit, {}/{} s) = {bound:.2} s; ratio {ratio:.3}; 429s: {}",
         rate.requests,
         rate.window.as_secs(),
-        span / bound,
         counts.throttled
     );
     println!("calls during the bulk change:\n{}", counts.render());
-    let ratio = span / bound;
     Ok(vec![
         Figure {
             id: "4",
             what: format!(
-                "{members} adds to one group, first -> last write vs bound ({}/{} s)",
+                "{members} adds to one group ({}), first change -> last write vs N / limit ({}/{} s)",
+                if one_event { "one event" } else { "an event each" },
                 rate.requests,
                 rate.window.as_secs()
             ),
-            value: format!("{span:.2} s vs {bound:.2} s: ratio {ratio:.3}"),
-            target: "≤ 1.10",
-            met: Some(ratio <= 1.10),
+            value: format!("{total:.2} s vs {bound:.2} s: ratio {ratio:.3}"),
+            target: "≤ 1.05",
+            met: Some(ratio <= 1.05),
         },
         Figure {
             id: "4",
