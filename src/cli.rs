@@ -55,9 +55,11 @@ pub enum Command {
     },
 }
 
-/// Exit codes: 0 success, 1 failure, 2 configuration error, 3 mass-removal guard tripped.
+/// Exit codes: 0 success, 1 failure, 2 configuration error, 3 mass-removal guard tripped, 4 done but
+/// Outline refused the writes to some groups (the warnings name them).
 pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_GUARDED: u8 = 3;
+pub const EXIT_REFUSED: u8 = 4;
 
 /// Reads the settings as the Python connector did: the working directory's `.env` when there is one, under
 /// the real environment, which wins.
@@ -146,12 +148,18 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
                     settings.max_removals
                 );
                 ExitCode::from(EXIT_GUARDED)
+            } else if report.summary.refused_groups > 0 {
+                eprintln!(
+                    "Outline refused the writes to {} group(s); the other groups are done. The warnings above name them and the reason.",
+                    report.summary.refused_groups
+                );
+                ExitCode::from(EXIT_REFUSED)
             } else {
                 ExitCode::SUCCESS
             }
         }
         Err(e) => {
-            eprintln!("reconcile failed, nothing removed: {e}");
+            eprintln!("reconcile failed: {e}. A failed read writes nothing; a failure while writing leaves the groups not yet written to the next pass");
             ExitCode::FAILURE
         }
     }

@@ -238,6 +238,11 @@ impl Call<'_> {
                         // "No such object" is an answer, not a failure: callers turn it into `None`.
                         return Err(err);
                     }
+                    if err.is_permanent() {
+                        // A refusal of this one request (a name Outline will not take, an unknown id): the
+                        // upstream itself is fine, so `bridge_upstream_errors_total` does not count it.
+                        return Err(err);
+                    }
                     if status < 500 {
                         return Err(self.fail(err));
                     }

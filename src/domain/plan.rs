@@ -348,6 +348,8 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
                     });
                 }
             }
+            // An empty group is created with its first member.
+            None if input.auto_create => {}
             None => plan.skipped.push(SkippedGroup {
                 authentik_group: target.group.clone(),
                 name: target.name.clone(),
@@ -587,6 +589,23 @@ mod tests {
             });
             assert!(plan.links.is_empty() && plan.adds.is_empty() && plan.removes.is_empty());
             assert_eq!(plan.skipped.len(), 1);
+        }
+    }
+
+    #[test]
+    fn an_empty_group_waits_for_its_first_member_when_groups_are_created() {
+        let targets = [target(1, "Fresh", &[])];
+        let current = BTreeMap::new();
+        for (auto, skipped) in [(true, 0), (false, 1)] {
+            let plan = plan_membership(&PlanInput {
+                targets: &targets,
+                outline_groups: &[],
+                current: &current,
+                auto_create: auto,
+                existing_groups: None,
+            });
+            assert!(plan.creates.is_empty());
+            assert_eq!(plan.skipped.len(), skipped, "auto_create {auto}");
         }
     }
 

@@ -7,8 +7,9 @@
 //! costs no one their access. Anything else (an outage, a 5xx, a 401) fails the whole apply, and the job
 //! retries from fresh reads.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -22,6 +23,9 @@ use crate::metrics::Metrics;
 /// Membership writes in flight at once. The limiter paces them; this only keeps the pace when Outline is
 /// slower to answer than the limit's interval between calls.
 const WRITE_CONCURRENCY: usize = 8;
+
+/// How long a rename Outline refused is not sent again.
+const RENAME_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What one apply did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,10 @@ impl WarnOnce {
 
 pub struct OutlineSink {
     metrics: Arc<Metrics>,
+    /// Renames Outline refused, by group and wanted name, and when. Every job plans the rename again until
+    /// the name changes on one side, so it is not sent again for an hour: a bad name costs one refused
+    /// call an hour, not one per job.
+    refused_renames: Mutex<HashMap<(OutlineGroupId, String), Instant>>,
     /// Creates go one at a time: Outline's name check is racy without a unique constraint
     /// (docs/upstream/outline.md §6.1).
     create_lock: tokio::sync::Mutex<()>,
@@ -84,6 +92,7 @@ impl OutlineSink {
     pub fn new(metrics: Arc<Metrics>) -> OutlineSink {
         OutlineSink {
             metrics,
+            refused_renames: Mutex::new(HashMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
             warned: WarnOnce::default(),
         }
@@ -200,6 +209,11 @@ impl OutlineSink {
             if refused.contains(&target) {
                 continue;
             }
+            let key = (r.outline_group.clone(), r.to.as_str().to_string());
+            if self.rename_refused_recently(&key) {
+                refused.insert(target);
+                continue;
+            }
             let result = outline.rename_group(&r.outline_group, &r.to).await;
             match self.isolate(result, &r.to, "groups.update")? {
                 Some(()) => {
@@ -209,12 +223,25 @@ impl OutlineSink {
                     done.groups_changed = true;
                 }
                 None => {
+                    self.refused_renames
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, Instant::now());
                     refused.insert(target);
                 }
             }
         }
         done.refused_groups = refused.len();
         Ok(done)
+    }
+
+    fn rename_refused_recently(&self, key: &(OutlineGroupId, String)) -> bool {
+        let mut refused = self
+            .refused_renames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        refused.retain(|_, at| at.elapsed() < RENAME_RETRY_AFTER);
+        refused.contains_key(key)
     }
 
     /// One membership write: `(target, was an add, done)`, where not done is a refusal kept to its group.

@@ -155,6 +155,28 @@ async fn one_refused_group_stalls_nothing_else() {
         "the refused name was not forced through"
     );
     assert!(app.outline.members(&oc).is_empty());
+    let rename_attempts = app
+        .outline
+        .calls()
+        .iter()
+        .filter(|c| {
+            c.method == "groups.update"
+                && c.body.get("name").and_then(|v| v.as_str()) == Some("Partners www.acme.io")
+        })
+        .count();
+    assert_eq!(
+        rename_attempts, 1,
+        "a refused rename is not sent again by every job"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "bridge_upstream_errors_total",
+            &[("upstream", "outline")]
+        ),
+        0.0,
+        "a refusal is not an upstream error: {text}"
+    );
 }
 
 /// A group deleted and re-created under the same name (a Terraform replace) takes over its Outline group on
