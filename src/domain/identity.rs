@@ -6,14 +6,16 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-/// An email address as written, compared and hashed case-insensitively.
+/// An email address as written, compared and hashed case-insensitively. Shared, not copied: a pass over
+/// 100k users holds each address in several sets at once, and a clone is two reference counts.
 #[derive(Clone)]
 pub struct Email {
-    written: String,
-    folded: String,
+    written: Arc<str>,
+    folded: Arc<str>,
 }
 
 impl Email {
@@ -25,10 +27,14 @@ impl Email {
         if local.is_empty() || domain.is_empty() || value.chars().any(char::is_whitespace) {
             return None;
         }
-        Some(Email {
-            written: value.to_string(),
-            folded: value.to_lowercase(),
-        })
+        let written: Arc<str> = Arc::from(value);
+        let lower = value.to_lowercase();
+        let folded = if lower == value {
+            written.clone()
+        } else {
+            Arc::from(lower)
+        };
+        Some(Email { written, folded })
     }
     pub fn as_str(&self) -> &str {
         &self.written
@@ -175,14 +181,15 @@ impl fmt::Display for AuthentikUserId {
 
 macro_rules! outline_id {
     ($name:ident, $what:literal) => {
-        #[doc = concat!("An Outline ", $what, " id (a UUID string, kept as Outline wrote it).")]
+        #[doc = concat!("An Outline ", $what, " id (a UUID string, kept as Outline wrote it). Shared, not")]
+        #[doc = "copied, as the plans of a large pass hold each id many times."]
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
+                Self(Arc::from(id.into()))
             }
             pub fn as_str(&self) -> &str {
                 &self.0

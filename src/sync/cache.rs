@@ -5,17 +5,16 @@
 //! "not a member" would make the bridge call `groups.add_user` for an existing member, which demotes a group
 //! admin (docs/upstream/outline.md §6.3). Memberships are read fresh right before any write.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 
 use crate::domain::{
-    AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, GroupSummary, OutlineGroup,
-    OutlineUserId,
+    AuthentikUserId, Email, GroupSnapshot, GroupSummary, OutlineGroup, OutlineUserId,
 };
 use crate::metrics::Metrics;
 
@@ -27,22 +26,75 @@ pub struct OutlineUserIndex {
     pub newest: Option<OutlineUserId>,
 }
 
-/// A deletion event carries the user's pk and display name but no email (docs/upstream/authentik.md §4.4, §12), so the
-/// pk-to-email memory is kept longer than the snapshots it comes from. It lives in memory only: after a
-/// restart, a deletion whose email was not seen again is handled by a reconcile, and a changed email's old
-/// address is forgotten (see [`SnapshotCaches::previous_emails`]).
-const USER_MEMORY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// What each Authentik user's email is, and what it was before it last changed.
+///
+/// A deletion event carries the user's pk and display name but no email (docs/upstream/authentik.md §4.4,
+/// §12), so the email is remembered from every read that shows it. And Outline keeps a changed email's old
+/// address until the person signs in again (docs/upstream/outline.md §6.7): they are matched by the previous
+/// address meanwhile, so a changed email costs nobody their groups or their group admin role.
+///
+/// It lives in memory only. After a restart a deletion whose email was not seen again asks for a pass, and a
+/// person whose email changed leaves their groups at the next event or pass, and is back in them at their
+/// next sign-in. A plain map: 100k users cost about 10 MB here, where a TTL cache cost several times that.
+/// Past [`EMAIL_MEMORY_CAP`] users it is emptied and fills again from the next reads.
+#[derive(Default)]
+pub struct EmailMemory {
+    by_user: Mutex<HashMap<AuthentikUserId, RememberedEmail>>,
+}
 
+struct RememberedEmail {
+    now: Email,
+    before: Option<Email>,
+}
+
+pub const EMAIL_MEMORY_CAP: usize = 1_000_000;
+
+impl EmailMemory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AuthentikUserId, RememberedEmail>> {
+        self.by_user.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes the email seen for a user; a different one than before becomes the previous email.
+    pub fn remember(&self, pk: AuthentikUserId, email: &Email) {
+        let mut by_user = self.lock();
+        if by_user.len() >= EMAIL_MEMORY_CAP && !by_user.contains_key(&pk) {
+            by_user.clear();
+        }
+        match by_user.get_mut(&pk) {
+            Some(known) if &known.now == email => {}
+            Some(known) => {
+                known.before = Some(std::mem::replace(&mut known.now, email.clone()));
+            }
+            None => {
+                by_user.insert(
+                    pk,
+                    RememberedEmail {
+                        now: email.clone(),
+                        before: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The last email seen for an Authentik user.
+    pub fn current(&self, pk: AuthentikUserId) -> Option<Email> {
+        self.lock().get(&pk).map(|e| e.now.clone())
+    }
+
+    /// The email the user had before the last one seen.
+    pub fn previous(&self, pk: AuthentikUserId) -> Option<Email> {
+        self.lock().get(&pk).and_then(|e| e.before.clone())
+    }
+}
+
+/// Authentik group snapshots themselves are not cached: a group job reads its group fresh (see
+/// `SnapshotReader::fresh_group`), so only the catalog of group summaries and what members' emails were are
+/// kept.
 pub struct SnapshotCaches {
-    pub groups: Cache<AuthentikGroupId, Arc<GroupSnapshot>>,
     pub catalog: Cache<(), Arc<Vec<GroupSummary>>>,
-    /// The last email seen for each Authentik user.
-    pub emails: Cache<AuthentikUserId, Email>,
-    /// The email a user had before the last one seen. Outline keeps the old address until the person signs
-    /// in again (docs/upstream/outline.md §6.7), and it is matched by this one meanwhile, so a changed email
-    /// costs nobody their groups or their group admin role. After a restart the old address is unknown: the
-    /// person leaves their groups at the next event or pass and is back in them at their next sign-in.
-    pub previous_emails: Cache<AuthentikUserId, Email>,
+    /// What each Authentik user's email is, and was.
+    pub emails: EmailMemory,
     pub outline_groups: Cache<(), Arc<Vec<OutlineGroup>>>,
     pub outline_users: Cache<(), Arc<OutlineUserIndex>>,
     metrics: Arc<Metrics>,
@@ -74,20 +126,8 @@ where
 impl SnapshotCaches {
     pub fn new(ttl: Duration, metrics: Arc<Metrics>) -> SnapshotCaches {
         SnapshotCaches {
-            groups: build("authentik_groups", 10_000, ttl, &metrics),
             catalog: build("authentik_catalog", 1, ttl, &metrics),
-            emails: build(
-                "authentik_user_emails",
-                200_000,
-                USER_MEMORY_TTL.max(ttl),
-                &metrics,
-            ),
-            previous_emails: build(
-                "authentik_previous_emails",
-                200_000,
-                USER_MEMORY_TTL.max(ttl),
-                &metrics,
-            ),
+            emails: EmailMemory::default(),
             outline_groups: build("outline_groups", 1, ttl, &metrics),
             outline_users: build("outline_users", 1, ttl, &metrics),
             metrics,
@@ -123,41 +163,17 @@ impl SnapshotCaches {
         Ok(v)
     }
 
-    /// Caches a group snapshot, and remembers its members' emails for a later deletion event, which carries
-    /// none.
-    pub async fn store_group(&self, group: GroupSnapshot) -> Arc<GroupSnapshot> {
+    /// Remembers the emails of a group's members, for a later deletion event, which carries none.
+    pub fn remember_members(&self, group: &GroupSnapshot) {
         for m in &group.members {
             if let Some(email) = &m.email {
-                self.remember_email(m.pk, email).await;
+                self.emails.remember(m.pk, email);
             }
         }
-        let group = Arc::new(group);
-        self.groups
-            .insert(group.summary.id.clone(), group.clone())
-            .await;
-        group
-    }
-
-    /// Notes the email seen for a user; a different one than before becomes the previous email.
-    pub async fn remember_email(&self, pk: AuthentikUserId, email: &Email) {
-        match self.emails.get(&pk).await {
-            Some(known) if &known == email => {}
-            Some(known) => {
-                self.previous_emails.insert(pk, known).await;
-                self.emails.insert(pk, email.clone()).await;
-            }
-            None => self.emails.insert(pk, email.clone()).await,
-        }
-    }
-
-    /// The last email seen for an Authentik user.
-    pub async fn remembered_email(&self, pk: AuthentikUserId) -> Option<Email> {
-        self.emails.get(&pk).await
     }
 
     /// Every cache, emptied: a reconcile reads everything fresh.
     pub fn invalidate_all(&self) {
-        self.groups.invalidate_all();
         self.catalog.invalidate_all();
         self.outline_groups.invalidate_all();
         self.outline_users.invalidate_all();

@@ -21,7 +21,6 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
             action, id, name, ..
         } => {
             engine.clock.group_changed(id);
-            caches.groups.invalidate(id).await;
             caches.catalog.invalidate(&()).await;
             if *action == ModelAction::Deleted {
                 tracing::warn!(group = %name, authentik_group = %id, "Authentik group deleted; its Outline group and members are kept. Delete the Outline group by hand if it should go, or create a group of the same name to take it over");
@@ -50,7 +49,6 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
         AuthentikChange::User { pk, .. } => {
             // A user-side change (groups, deactivation) alters group member lists without a group event.
             engine.clock.user_changed();
-            caches.groups.invalidate_all();
             Intake::Queue(JobKey::AuthentikUser(*pk))
         }
         // No target to re-read: a full pass, debounced by the queue's coalescing.

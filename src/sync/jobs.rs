@@ -92,7 +92,7 @@ pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOut
     let found = match outline.find_user_by_email(&email).await? {
         Some(u) => Some(u),
         // An email changed in Authentik: Outline keeps the old one until the next sign-in.
-        None => match engine.reader.caches.previous_emails.get(&pk).await {
+        None => match engine.reader.caches.emails.previous(pk) {
             Some(old) => outline.find_user_by_email(&old).await?,
             None => None,
         },
@@ -113,7 +113,7 @@ async fn deleted_user(
     outline: &OutlineClient,
     pk: AuthentikUserId,
 ) -> Result<JobOutcome, SyncError> {
-    let Some(email) = engine.reader.caches.remembered_email(pk).await else {
+    let Some(email) = engine.reader.caches.emails.current(pk) else {
         tracing::info!(user = %pk, "deleted Authentik user's email is not remembered; a reconcile is queued");
         return Ok(JobOutcome {
             report: SyncReport::noted("email not remembered; a reconcile is queued"),
@@ -272,7 +272,7 @@ pub async fn group_job(
             affected.insert(id.clone());
             for g in directory {
                 let summary = g.summary.clone();
-                reader.caches.store_group(g).await;
+                reader.caches.remember_members(&g);
                 if affected.contains(&summary.id) && reader.is_managed(&summary) {
                     let members = desired.get(&summary.id).cloned().unwrap_or_default();
                     targets.push((summary, members));

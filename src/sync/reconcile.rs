@@ -173,7 +173,7 @@ async fn plan_everything(
     let read_at = engine.clock.now();
     reader.caches.invalidate_all();
     let directory = reader.authentik.list_groups(true).await?;
-    let desired: BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> = match reader.membership {
+    let mut desired: BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> = match reader.membership {
         MembershipMode::Direct => directory
             .iter()
             .map(|g| (g.summary.id.clone(), g.desired_members()))
@@ -186,17 +186,18 @@ async fn plan_everything(
     let mut catalog = Vec::with_capacity(directory.len());
     for g in directory {
         let summary = g.summary.clone();
-        // A snapshot read before an event for its group must not go into the cache after that event's
-        // invalidation: sign-ins would then plan from it (and rename a group back).
+        // A group read before an event for it must not overwrite what the event's job remembered since.
         if !engine.clock.changed_since(&summary.id, read_at) {
-            reader.caches.store_group(g).await;
+            reader.caches.remember_members(&g);
         }
         if reader.is_managed(&summary) {
-            let members = desired.get(&summary.id).cloned().unwrap_or_default();
+            let members = desired.remove(&summary.id).unwrap_or_default();
             groups.push((summary.clone(), members));
         }
         catalog.push(summary);
     }
+    // The early group list goes into the cache only if no event made it stale meanwhile: sign-ins would
+    // plan from it, and rename a group back.
     if engine.clock.now() == read_at {
         reader
             .caches

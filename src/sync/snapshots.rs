@@ -56,7 +56,7 @@ impl SnapshotReader {
     /// One group with its members, always read fresh. A group job runs because an event for the group
     /// arrived, and a cached snapshot can only be one read before that event: a read answered before the
     /// change can land in the cache after the event's invalidation, and planning from it would lose the
-    /// change until the next pass. The snapshot is still cached, for the email memory.
+    /// change until the next pass. Its members' emails are remembered.
     pub async fn fresh_group(
         &self,
         id: &AuthentikGroupId,
@@ -64,7 +64,8 @@ impl SnapshotReader {
         let Some(g) = self.authentik.group(id).await? else {
             return Ok(None);
         };
-        Ok(Some(self.caches.store_group(g).await))
+        self.caches.remember_members(&g);
+        Ok(Some(Arc::new(g)))
     }
 
     /// One user with their groups, fresh; their email is remembered for a later deletion event.
@@ -74,7 +75,7 @@ impl SnapshotReader {
     ) -> Result<Option<UserSnapshot>, UpstreamError> {
         let user = self.authentik.user(pk).await?;
         if let Some(email) = user.as_ref().and_then(|u| u.email.as_ref()) {
-            self.caches.remember_email(pk, email).await;
+            self.caches.emails.remember(pk, email);
         }
         Ok(user)
     }
@@ -96,7 +97,7 @@ impl SnapshotReader {
             1 => {
                 let user = found.pop();
                 if let Some(u) = &user {
-                    self.caches.remember_email(u.pk, email).await;
+                    self.caches.emails.remember(u.pk, email);
                 }
                 Ok(user)
             }
@@ -169,7 +170,7 @@ impl SnapshotReader {
     ) -> Result<ResolvedMembers, UpstreamError> {
         let mut previous: BTreeMap<AuthentikUserId, Email> = BTreeMap::new();
         for m in members {
-            if let Some(old) = self.caches.previous_emails.get(&m.pk).await {
+            if let Some(old) = self.caches.emails.previous(m.pk) {
                 if old != m.email {
                     previous.insert(m.pk, old);
                 }
