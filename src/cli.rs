@@ -5,12 +5,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use crate::clients::UpstreamError;
 use crate::configuration::{DotEnv, ProcessEnv, Settings};
 use crate::metrics::Metrics;
 use crate::startup::{build_engine, Application};
-use crate::sync::{run_reconcile, ReconcileOptions};
+use crate::sync::progress::{PassPhase, PassProgress};
+use crate::sync::{run_reconcile, ReconcileOptions, SyncEngine};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -131,7 +135,12 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match run_reconcile(&engine, ReconcileOptions { dry_run, force }).await {
+    let bar = ProgressView::start(&engine);
+    let result = run_reconcile(&engine, ReconcileOptions { dry_run, force }).await;
+    if let Some(bar) = bar {
+        bar.finish().await;
+    }
+    match result {
         Ok(report) => {
             if json {
                 println!(
@@ -163,6 +172,72 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
             ExitCode::FAILURE
         }
     }
+}
+
+/// What a pass is doing, drawn on stderr while it runs, and only when stderr is a terminal: pages read on
+/// each side, groups planned, writes done out of planned, and the time left at Outline's rate limit. Logs
+/// are written around it, and stdout (the report, `--json`) never sees it.
+struct ProgressView {
+    bar: ProgressBar,
+    drawing: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressView {
+    fn start(engine: &Arc<SyncEngine>) -> Option<ProgressView> {
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        crate::telemetry::set_active_bar(Some(bar.clone()));
+        let (shown, engine) = (bar.clone(), engine.clone());
+        let drawing = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                shown.set_message(progress_line(&engine));
+                shown.tick();
+            }
+        });
+        Some(ProgressView { bar, drawing })
+    }
+
+    async fn finish(self) {
+        self.drawing.abort();
+        let _ = self.drawing.await;
+        self.bar.finish_and_clear();
+        crate::telemetry::set_active_bar(None);
+    }
+}
+
+fn progress_line(engine: &SyncEngine) -> String {
+    let p = &engine.progress;
+    let lists = PassProgress::get(&p.member_lists_read);
+    let lists_total = PassProgress::get(&p.member_lists_total);
+    let writes = PassProgress::get(&p.writes_done);
+    let writes_total = PassProgress::get(&p.writes_planned);
+    let per_second = engine
+        .outline
+        .limiter()
+        .allowed_per_second
+        .max(f64::MIN_POSITIVE);
+    let calls_left = lists_total.saturating_sub(lists) + writes_total.saturating_sub(writes);
+    let phase = match p.phase() {
+        PassPhase::ReadingAuthentik => "reading Authentik",
+        PassPhase::ReadingOutline => "reading Outline",
+        PassPhase::Writing => "writing",
+        PassPhase::Idle => "done",
+    };
+    format!(
+        "{phase} · Authentik {} pages · Outline {} pages · member lists {lists}/{lists_total} · groups planned {} · writes {writes}/{writes_total} · ~{:.0} s left at the rate limit",
+        engine.metrics.requests_to("authentik"),
+        engine.metrics.requests_to("outline"),
+        PassProgress::get(&p.groups_planned),
+        calls_left as f64 / per_second,
+    )
 }
 
 fn line(ok: bool, what: &str, detail: &str) -> bool {

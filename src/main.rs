@@ -41,7 +41,11 @@ fn main() -> ExitCode {
                 json,
                 force,
             } => {
-                init_subscriber(settings.debug, settings.log_format, std::io::stderr);
+                init_subscriber(
+                    settings.debug,
+                    settings.log_format,
+                    authentik_bridge::telemetry::StderrAroundProgress,
+                );
                 cli::reconcile(settings, *dry_run, *json, *force).await
             }
             #[cfg(feature = "demo")]

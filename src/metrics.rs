@@ -186,6 +186,22 @@ impl Metrics {
         }
     }
 
+    /// Calls made to one upstream so far, whatever their outcome: for progress shown to a person.
+    pub fn requests_to(&self, upstream: &str) -> u64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == "bridge_upstream_requests_total")
+            .flat_map(|family| family.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "upstream" && l.value() == upstream)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -67,3 +67,51 @@ impl RootSpanBuilder for RedactedRootSpan {
         span.record("status", status);
     }
 }
+
+/// The progress bar `reconcile` draws on a terminal, if any. Log lines go to stderr around it
+/// ([`StderrAroundProgress`]), so neither garbles the other.
+static ACTIVE_BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Sets or clears the bar log lines must be written around.
+pub fn set_active_bar(bar: Option<indicatif::ProgressBar>) {
+    *ACTIVE_BAR.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// A log writer for stderr that hides the active progress bar while a line is written.
+#[derive(Clone, Copy, Default)]
+pub struct StderrAroundProgress;
+
+/// One log line, written out when the subscriber drops it.
+pub struct BufferedLine(Vec<u8>);
+
+impl std::io::Write for BufferedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BufferedLine {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let line = std::mem::take(&mut self.0);
+        let write = || {
+            let _ = std::io::stderr().write_all(&line);
+        };
+        let bar = ACTIVE_BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for StderrAroundProgress {
+    type Writer = BufferedLine;
+    fn make_writer(&'a self) -> Self::Writer {
+        BufferedLine(Vec::new())
+    }
+}

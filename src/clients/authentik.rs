@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{self, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -19,6 +20,9 @@ const UPSTREAM: &str = "authentik";
 const PAGE_SIZE: usize = 100;
 /// Reads of a listing that changed while it was walked, before the call fails as incomplete.
 const LISTING_ATTEMPTS: u32 = 3;
+/// Pages of one listing read at once. Authentik has no rate limit the bridge must keep; this only keeps a
+/// pass from flooding its workers.
+const PAGES_AT_ONCE: usize = 4;
 
 #[derive(Clone)]
 pub struct AuthentikClient {
@@ -222,27 +226,36 @@ impl AuthentikClient {
         }
     }
 
+    /// One walk. When the first page comes back full, the count gives the number of pages, and the rest are
+    /// read a few at a time (a pass over 5,000 groups is 50 pages); otherwise `next` is followed.
     async fn list_once<T: DeserializeOwned>(
         &self,
         call: &str,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Vec<T>, UpstreamError> {
-        let mut rows = Vec::new();
-        let mut page = 1u64;
-        let count = loop {
-            let mut q: Vec<(&str, String)> = query.to_vec();
-            q.push(("page", page.to_string()));
-            q.push(("page_size", PAGE_SIZE.to_string()));
-            let p: Page<T> = self.get(call, path, &q).await?;
-            let count = p.pagination.count as u64;
-            rows.extend(p.results);
-            let next = p.pagination.next as u64;
-            if next == 0 || next <= page || rows.len() as u64 >= count {
-                break count;
+        let first: Page<T> = self.page(call, path, query, 1).await?;
+        let count = first.pagination.count as u64;
+        let mut next = first.pagination.next as u64;
+        let full = first.results.len() == PAGE_SIZE;
+        let mut rows = first.results;
+        if full && next == 2 {
+            let pages = count.div_ceil(PAGE_SIZE as u64);
+            let mut rest = stream::iter(2..=pages)
+                .map(|n| self.page::<T>(call, path, query, n))
+                .buffered(PAGES_AT_ONCE);
+            while let Some(page) = rest.next().await {
+                rows.extend(page?.results);
             }
-            page = next;
-        };
+        } else {
+            let mut page = 1u64;
+            while next != 0 && next > page && (rows.len() as u64) < count {
+                page = next;
+                let p: Page<T> = self.page(call, path, query, page).await?;
+                next = p.pagination.next as u64;
+                rows.extend(p.results);
+            }
+        }
         if rows.len() as u64 != count {
             return Err(UpstreamError::Incomplete {
                 upstream: UPSTREAM,
@@ -251,6 +264,19 @@ impl AuthentikClient {
             });
         }
         Ok(rows)
+    }
+
+    async fn page<T: DeserializeOwned>(
+        &self,
+        call: &str,
+        path: &str,
+        query: &[(&str, String)],
+        page: u64,
+    ) -> Result<Page<T>, UpstreamError> {
+        let mut q: Vec<(&str, String)> = query.to_vec();
+        q.push(("page", page.to_string()));
+        q.push(("page_size", PAGE_SIZE.to_string()));
+        self.get(call, path, &q).await
     }
 
     /// One group with its direct members; `None` when it no longer exists.

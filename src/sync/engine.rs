@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
 use super::apply::{OutlineSink, WarnOnce};
 use super::cache::SnapshotCaches;
 use super::changes::ChangeClock;
+use super::progress::PassProgress;
 use super::snapshots::SnapshotReader;
 use crate::clients::{AuthentikClient, OutlineClient, UpstreamError};
 use crate::configuration::Settings;
@@ -19,6 +21,9 @@ use crate::domain::{
     MembershipPlan, OutlineGroupId, OutlineUserId, PlanInput,
 };
 use crate::metrics::Metrics;
+
+/// Outline member lists read at once while planning; the rate limiter paces them.
+const MEMBER_LISTS_AT_ONCE: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -73,6 +78,7 @@ pub struct SyncEngine {
     pub outline: OutlineClient,
     pub sink: OutlineSink,
     pub clock: ChangeClock,
+    pub progress: PassProgress,
     pub auto_create: bool,
     pub max_removals: usize,
     pub metrics: Arc<Metrics>,
@@ -104,6 +110,7 @@ impl SyncEngine {
             sink: OutlineSink::new(metrics.clone()),
             outline,
             clock: ChangeClock::new(),
+            progress: PassProgress::default(),
             auto_create: settings.auto_create_groups,
             max_removals: settings.max_removals,
             metrics,
@@ -155,13 +162,26 @@ impl SyncEngine {
             .await?;
         let index = GroupIndex::new(&outline_groups, existing);
         let mut current = known_members;
-        for t in &targets {
-            if let Some((og, _)) = index.find(&t.group, &t.name) {
-                if !current.contains_key(&og.id) {
-                    let members = outline.group_members(&og.id).await?;
-                    current.insert(og.id.clone(), members.into_keys().collect::<BTreeSet<_>>());
-                }
+        // Member lists are read a few at a time: a pass over thousands of groups is bound by the rate
+        // limit, not by one round trip after another.
+        let to_read: BTreeSet<OutlineGroupId> = targets
+            .iter()
+            .filter_map(|t| index.find(&t.group, &t.name).map(|(og, _)| og.id.clone()))
+            .filter(|id| !current.contains_key(id))
+            .collect();
+        PassProgress::add(&self.progress.member_lists_total, to_read.len());
+        let mut queued = to_read.into_iter();
+        let mut reading = FuturesUnordered::new();
+        loop {
+            while reading.len() < MEMBER_LISTS_AT_ONCE {
+                let Some(id) = queued.next() else { break };
+                reading.push(read_members(outline, id));
             }
+            let Some((id, members)) = reading.next().await else {
+                break;
+            };
+            current.insert(id, members?);
+            PassProgress::add(&self.progress.member_lists_read, 1);
         }
         let plan = plan_membership(&PlanInput {
             targets: &targets,
@@ -245,6 +265,17 @@ impl SyncEngine {
             tracing::warn!(group = %group.name, authentik_group = %group.id, "this Authentik group is linked to an Outline group, but its name no longer matches AUTHENTIK_GROUP_REGEXP: it is not synced any more, and its Outline group keeps its members");
         }
     }
+}
+
+async fn read_members(
+    outline: &OutlineClient,
+    id: OutlineGroupId,
+) -> (
+    OutlineGroupId,
+    Result<BTreeSet<OutlineUserId>, UpstreamError>,
+) {
+    let members = outline.group_members(&id).await;
+    (id, members.map(|m| m.into_keys().collect()))
 }
 
 impl SyncReport {

@@ -4,7 +4,8 @@
 //! - `queue` (with `coalesce`): dedupe, coalescing, one job at a time per target, retries;
 //! - `jobs` and `reconcile`: one function per kind of job, reading through `snapshots` (the caches in
 //!   `cache`, the order of changes in `changes`) and planning in `engine`;
-//! - `apply`: the plan written to Outline, each group on its own.
+//! - `apply`: the plan written to Outline, each group on its own;
+//! - `progress`: how far a pass has got, for the CLI.
 
 pub mod apply;
 pub mod cache;
@@ -13,6 +14,7 @@ pub mod coalesce;
 pub mod engine;
 pub mod intake;
 pub mod jobs;
+pub mod progress;
 pub mod queue;
 pub mod reconcile;
 pub mod snapshots;

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::engine::{SyncEngine, SyncError, SyncReport};
 use super::jobs::{JobKey, JobOutcome};
+use super::progress::{PassPhase, PassProgress};
 use super::snapshots::inherited_members;
 use crate::clients::{Lane, OutlineClient};
 use crate::configuration::MembershipMode;
@@ -171,6 +172,7 @@ async fn plan_everything(
 ) -> Result<PassPlan, crate::clients::UpstreamError> {
     let reader = &engine.reader;
     let read_at = engine.clock.now();
+    engine.progress.start();
     reader.caches.invalidate_all();
     let directory = reader.authentik.list_groups(true).await?;
     let mut desired: BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> = match reader.membership {
@@ -206,9 +208,11 @@ async fn plan_everything(
             .await;
     }
     let managed_groups = groups.len();
+    engine.progress.set_phase(PassPhase::ReadingOutline);
     let planned = engine
         .plan_groups(outline, groups, Some(&existing), BTreeMap::new())
         .await?;
+    PassProgress::add(&engine.progress.groups_planned, managed_groups);
     Ok(PassPlan {
         plan: planned.plan,
         unmatched: planned.unmatched,
@@ -229,7 +233,10 @@ async fn write_group_by_group(
 ) -> Result<(SyncReport, Vec<AuthentikGroupId>), SyncError> {
     let mut reports = Vec::new();
     let mut handed_over = Vec::new();
+    engine.progress.set_phase(PassPhase::Writing);
+    PassProgress::add(&engine.progress.writes_planned, plan.write_count());
     for (group, part) in plan.split_by_group() {
+        let writes = part.write_count();
         if part.is_empty() {
             // Nothing to write; its skips are still noted.
             reports.push(engine.apply(outline, &part).await?);
@@ -239,6 +246,7 @@ async fn write_group_by_group(
         let checked_at = engine.clock.now();
         if engine.clock.changed_since(&group, read_at) {
             drop(turn);
+            PassProgress::add(&engine.progress.writes_done, writes);
             handed_over.push(group);
             continue;
         }
@@ -248,10 +256,12 @@ async fn write_group_by_group(
             part
         };
         reports.push(engine.apply(outline, &part).await?);
+        PassProgress::add(&engine.progress.writes_done, writes);
         drop(turn);
         if engine.clock.changed_since(&group, checked_at) {
             handed_over.push(group);
         }
     }
+    engine.progress.set_phase(PassPhase::Idle);
     Ok((SyncReport::total(&reports), handed_over))
 }
