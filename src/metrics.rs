@@ -188,10 +188,17 @@ impl Metrics {
 
     /// Calls made to one upstream so far, whatever their outcome: for progress shown to a person.
     pub fn requests_to(&self, upstream: &str) -> u64 {
+        use prometheus::core::Collector;
+        let name = self
+            .upstream_requests
+            .desc()
+            .first()
+            .map(|d| d.fq_name.clone())
+            .unwrap_or_default();
         self.registry
             .gather()
             .iter()
-            .filter(|family| family.name() == "bridge_upstream_requests_total")
+            .filter(|family| family.name() == name)
             .flat_map(|family| family.get_metric())
             .filter(|m| {
                 m.get_label()

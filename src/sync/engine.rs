@@ -170,6 +170,8 @@ impl SyncEngine {
             .filter(|id| !current.contains_key(id))
             .collect();
         PassProgress::add(&self.progress.member_lists_total, to_read.len());
+        let known_ids: std::collections::HashSet<OutlineUserId> =
+            resolved.ids.values().cloned().collect();
         let mut queued = to_read.into_iter();
         let mut reading = FuturesUnordered::new();
         loop {
@@ -180,7 +182,12 @@ impl SyncEngine {
             let Some((id, members)) = reading.next().await else {
                 break;
             };
-            current.insert(id, members?);
+            // Each member id is kept as the one already held for that user, not a copy per group.
+            let members = members?
+                .into_iter()
+                .map(|u| known_ids.get(&u).cloned().unwrap_or(u))
+                .collect();
+            current.insert(id, members);
             PassProgress::add(&self.progress.member_lists_read, 1);
         }
         let plan = plan_membership(&PlanInput {
