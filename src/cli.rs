@@ -232,7 +232,7 @@ fn progress_line(engine: &SyncEngine) -> String {
         PassPhase::Idle => "done",
     };
     format!(
-        "{phase} · Authentik {} pages · Outline {} pages · member lists {lists}/{lists_total} · groups planned {} · writes {writes}/{writes_total} · ~{:.0} s left at the rate limit",
+        "{phase} · Authentik {} pages · Outline {} pages · member lists {lists}/{lists_total} · managed groups {} · writes {writes}/{writes_total} · ~{:.0} s left at the rate limit",
         engine.metrics.requests_to("authentik"),
         engine.metrics.requests_to("outline"),
         PassProgress::get(&p.groups_planned),

@@ -209,10 +209,10 @@ async fn plan_everything(
     }
     let managed_groups = groups.len();
     engine.progress.set_phase(PassPhase::ReadingOutline);
+    PassProgress::add(&engine.progress.groups_planned, managed_groups);
     let planned = engine
         .plan_groups(outline, groups, Some(&existing), BTreeMap::new())
         .await?;
-    PassProgress::add(&engine.progress.groups_planned, managed_groups);
     Ok(PassPlan {
         plan: planned.plan,
         unmatched: planned.unmatched,
