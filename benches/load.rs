@@ -1,7 +1,7 @@
 //! The load and scenario tool behind `docs/BENCHMARKS.md`: every figure there is printed by one of its modes.
 //!
 //! `cargo bench --bench load -- <mode> [--flag value]...`; `cargo bench --bench load -- help` lists the modes.
-//! Everything runs on 127.0.0.1 against the simulated upstreams of `authentik_bridge::simulated`, with a set
+//! Everything runs on 127.0.0.1 against the simulated upstreams of `upstream_fakes` (crates/upstream-fakes), with a set
 //! latency; each mode is bounded in count and time and stops by itself. Modes that measure the bridge as a
 //! process (`intake`, `rss`, `reconcile`, `growth`) host the fakes here and run the release binary
 //! (`CARGO_BIN_EXE_authentik-bridge`) as a child process, so the fakes never share its address space.

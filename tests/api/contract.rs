@@ -1,4 +1,4 @@
-//! Contract tests for the fakes in `authentik_bridge::simulated`.
+//! Contract tests for the fakes in `upstream_fakes` (crates/upstream-fakes).
 //!
 //! Every endpoint the fakes serve is driven over HTTP and its answers are validated against the
 //! vendors' OpenAPI specs (`tests/fixtures/upstream/outline-openapi.yml`,

@@ -1,4 +1,4 @@
-//! The vendors' OpenAPI 3.0 specs as JSON Schema validators, for `tests/contract.rs`.
+//! The vendors' OpenAPI 3.0 specs as JSON Schema validators, for `tests/api/contract.rs`.
 //!
 //! Each spec is parsed once per test binary (`OnceLock`; the Authentik one is 1.7 MB). A check
 //! takes a response schema from the spec, converts it to JSON Schema 2020-12 (`nullable: true`

@@ -5,7 +5,7 @@
 //! runtime, so the bridge talks to it exactly as it talks to the real server. The fakes copy the
 //! details the contracts say a client must survive: status codes, envelopes, field names and the
 //! pagination quirks (docs/upstream/outline.md §3, §4, §6, §9.1; docs/upstream/authentik.md §7, §12).
-//! `tests/contract.rs` validates their answers against the vendors' OpenAPI specs.
+//! `tests/api/contract.rs` validates their answers against the vendors' OpenAPI specs.
 //!
 //! State sits behind a `std::sync::Mutex` that is never held across an `.await`, so the seeding
 //! and inspection methods are plain synchronous calls.
