@@ -56,6 +56,15 @@ impl SyncReport {
         }
     }
 
+    /// The sum of several reports, as one pass writes group by group.
+    pub fn total<'a>(reports: impl IntoIterator<Item = &'a SyncReport>) -> SyncReport {
+        let mut sum = SyncReport::default();
+        for r in reports {
+            sum.add(r);
+        }
+        sum
+    }
+
     fn add(&mut self, other: &SyncReport) {
         self.adds += other.adds;
         self.removes += other.removes;
@@ -283,15 +292,4 @@ async fn read_members(
 ) {
     let members = outline.group_members(&id).await;
     (id, members.map(|m| m.into_keys().collect()))
-}
-
-impl SyncReport {
-    /// The sum of several reports, as one pass writes group by group.
-    pub fn total<'a>(reports: impl IntoIterator<Item = &'a SyncReport>) -> SyncReport {
-        let mut sum = SyncReport::default();
-        for r in reports {
-            sum.add(r);
-        }
-        sum
-    }
 }

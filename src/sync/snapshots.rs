@@ -60,12 +60,12 @@ impl SnapshotReader {
     pub async fn fresh_group(
         &self,
         id: &AuthentikGroupId,
-    ) -> Result<Option<Arc<GroupSnapshot>>, UpstreamError> {
+    ) -> Result<Option<GroupSnapshot>, UpstreamError> {
         let Some(g) = self.authentik.group(id).await? else {
             return Ok(None);
         };
         self.caches.remember_members(&g);
-        Ok(Some(Arc::new(g)))
+        Ok(Some(g))
     }
 
     /// One user with their groups, fresh; their email is remembered for a later deletion event.

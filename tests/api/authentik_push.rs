@@ -7,10 +7,7 @@ use crate::helpers::*;
 /// A bridge and fake Authentik wired like the blueprint: every change posts the v1 document with the token.
 async fn wired() -> TestApp {
     let app = spawn_app().await;
-    app.authentik.set_webhook(
-        Some(format!("{}/webhooks/authentik", app.url)),
-        Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
-    );
+    app.wire_authentik_webhook();
     app
 }
 
@@ -53,10 +50,7 @@ async fn a_deleted_user_leaves_every_managed_group() {
         app.outline.members(&oa).contains_key(&jane),
         "start-up reconcile added her"
     );
-    app.authentik.set_webhook(
-        Some(format!("{}/webhooks/authentik", app.url)),
-        Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
-    );
+    app.wire_authentik_webhook();
 
     app.authentik.delete_user(pk);
     eventually("removed from A and B", Duration::from_secs(5), || {
@@ -81,10 +75,7 @@ async fn a_deactivated_user_is_removed() {
     let oa = outline.add_group("A", None);
     let app = spawn_app_with(authentik, outline, |_| {}).await;
     assert!(app.outline.members(&oa).contains_key(&jane));
-    app.authentik.set_webhook(
-        Some(format!("{}/webhooks/authentik", app.url)),
-        Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
-    );
+    app.wire_authentik_webhook();
     app.authentik.set_active(pk, false);
     eventually("removed", Duration::from_secs(5), || {
         !app.outline.members(&oa).contains_key(&jane)
@@ -101,10 +92,7 @@ async fn a_renamed_group_is_followed_and_a_deleted_one_kept() {
     let jane = outline.add_user("Jane", "jane@example.com");
     let og = outline.add_group("Old name", None);
     let app = spawn_app_with(authentik, outline, |_| {}).await;
-    app.authentik.set_webhook(
-        Some(format!("{}/webhooks/authentik", app.url)),
-        Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
-    );
+    app.wire_authentik_webhook();
 
     app.authentik.rename_group(&g, "New name");
     eventually("renamed in Outline", Duration::from_secs(5), || {

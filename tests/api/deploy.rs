@@ -699,7 +699,12 @@ fn nothing_tracked_points_outside_the_repository() {
         // Not a git checkout (a source tarball): nothing to check against.
         return;
     }
-    let outside = ["../shared", "shared/contracts", "/work/"];
+    // Built, so this file does not match its own patterns.
+    let outside = [
+        ["..", "/shared"].concat(),
+        ["shared", "/contracts"].concat(),
+        ["/work", "/"].concat(),
+    ];
     let issue = regex::Regex::new(r"(?i)\bissues? #?\d+\b").expect("regex");
     let mut found = Vec::new();
     for path in String::from_utf8_lossy(&out.stdout)
@@ -713,13 +718,7 @@ fn nothing_tracked_points_outside_the_repository() {
             continue;
         };
         for (n, line) in text.lines().enumerate() {
-            // This test's own patterns.
-            if path.ends_with("tests/api/deploy.rs")
-                && (line.contains("let outside") || line.contains("Regex::new"))
-            {
-                continue;
-            }
-            if outside.iter().any(|o| line.contains(o)) || issue.is_match(line) {
+            if outside.iter().any(|o| line.contains(o.as_str())) || issue.is_match(line) {
                 found.push(format!("{path}:{}: {}", n + 1, line.trim()));
             }
         }

@@ -90,6 +90,14 @@ pub fn now_ms() -> u64 {
 }
 
 impl TestApp {
+    /// Points the fake Authentik's transport at this bridge, with the token, as the blueprint does.
+    pub fn wire_authentik_webhook(&self) {
+        self.authentik.set_webhook(
+            Some(format!("{}/webhooks/authentik", self.url)),
+            Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
+        );
+    }
+
     /// Waits until the queue is empty: every job and trailing run has finished.
     pub async fn settle(&self) {
         tokio::time::timeout(Duration::from_secs(30), self.queue.wait_idle())

@@ -9,11 +9,25 @@ use authentik_bridge::sync::JobKey;
 use crate::faults::metric;
 use crate::helpers::*;
 
-async fn wire(app: &TestApp) {
-    app.authentik.set_webhook(
-        Some(format!("{}/webhooks/authentik", app.url)),
-        Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
-    );
+/// Polls the metrics until a job of `kind` has been retried at least once.
+async fn wait_for_job_retry(app: &TestApp, kind: &str) {
+    let start = Instant::now();
+    loop {
+        let text = app.metrics_text().await;
+        if metric(
+            &text,
+            "bridge_jobs_total",
+            &[("kind", kind), ("result", "retry")],
+        ) >= 1.0
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no {kind} job was retried: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// 120 managed groups and an Outline that answers in 60 ms, so a pass spends seconds reading Outline. While it
@@ -53,7 +67,7 @@ async fn a_pass_never_undoes_changes_pushed_while_it_runs() {
             "start-up pass added leaver {i}"
         );
     }
-    wire(&app).await;
+    app.wire_authentik_webhook();
     app.outline.set_latency(Duration::from_millis(60));
     app.outline.clear_calls();
     app.queue.submit(JobKey::Reconcile).expect("queued");
@@ -106,7 +120,7 @@ async fn one_refused_group_stalls_nothing_else() {
     let app = spawn_app_with(authentik, outline, |_| {}).await;
     assert!(app.outline.members(&ob).contains_key(&ox));
     app.outline.set_provider_managed(&oc, true);
-    wire(&app).await;
+    app.wire_authentik_webhook();
 
     app.authentik.rename_group(&a, "Partners www.acme.io");
     app.authentik.add_member(&c, y);
@@ -217,7 +231,7 @@ async fn a_re_created_group_takes_over_its_outline_group_on_push() {
         ) >= 1.0,
         "a managed group with no Outline group is counted while serving: {text}"
     );
-    wire(&app).await;
+    app.wire_authentik_webhook();
 
     app.authentik.delete_group(&old);
     let new = app.authentik.add_group("Docs");
@@ -357,7 +371,7 @@ async fn a_changed_email_keeps_groups_and_admin_role_until_the_next_sign_in() {
     let lee = authentik.add_user("lee", "Lee", "lee@example.com");
     let _olee = outline.add_user("Lee", "lee@example.com");
     let app = spawn_app_with(authentik, outline, |_| {}).await;
-    wire(&app).await;
+    app.wire_authentik_webhook();
     app.authentik.set_email(kim, "kim@new.example");
     app.settle().await;
     app.authentik.add_member(&g, lee);
@@ -388,23 +402,7 @@ async fn a_failing_outline_key_is_an_error_not_a_deleted_user() {
             .map(|r| r.status().as_u16())
             .unwrap_or(0)
     };
-    let start = Instant::now();
-    loop {
-        let text = app.metrics_text().await;
-        if metric(
-            &text,
-            "bridge_jobs_total",
-            &[("kind", "signin"), ("result", "retry")],
-        ) >= 1.0
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the sign-in was not retried: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_job_retry(&app, "signin").await;
     assert_eq!(ready().await, 503, "readyz reports the failing key");
     let text = app.metrics_text().await;
     assert_eq!(
@@ -432,20 +430,7 @@ async fn a_group_answer_without_its_member_list_removes_nobody() {
     app.outline.clear_calls();
     app.post_authentik(&group_event("no-users-obj", "model_updated", &g, "G"))
         .await;
-    let start = Instant::now();
-    loop {
-        let text = app.metrics_text().await;
-        if metric(
-            &text,
-            "bridge_jobs_total",
-            &[("kind", "group"), ("result", "retry")],
-        ) >= 1.0
-        {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_job_retry(&app, "group").await;
     assert!(app.outline.members(&og).contains_key(&oa));
     assert_eq!(app.outline.count_calls("groups.remove_user"), 0);
 }
@@ -473,7 +458,7 @@ async fn a_rename_pushed_during_a_pass_is_not_undone_by_a_sign_in() {
     let og = outline.add_group("Old Name", None);
     let or = outline.add_user("R", "r@example.com");
     let app = spawn_app_with(authentik, outline, |_| {}).await;
-    wire(&app).await;
+    app.wire_authentik_webhook();
     app.authentik.set_answer_delay(Duration::from_millis(400));
     app.authentik.clear_calls();
     app.queue.submit(JobKey::Reconcile).expect("queued");
