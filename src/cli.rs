@@ -9,10 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::clients::UpstreamError;
+use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::{DotEnv, ProcessEnv, Settings};
 use crate::metrics::Metrics;
 use crate::startup::{build_engine, Application};
+use crate::sync::openfga::OpenFgaSink;
 use crate::sync::progress::{PassPhase, PassProgress};
 use crate::sync::{run_reconcile, ReconcileOptions, SyncEngine};
 
@@ -101,8 +102,9 @@ pub async fn shutdown_signal() {
 }
 
 pub async fn serve(settings: Settings) -> ExitCode {
-    // The sign-in webhook is the connector's whole job; a bridge that would answer it 503 should not start.
-    if settings.outline_webhook_secret.is_none() {
+    // With Outline, the sign-in webhook is the connector's whole job; a bridge that would answer it 503 should
+    // not start.
+    if settings.outline.is_some() && settings.outline_webhook_secret.is_none() {
         eprintln!("configuration error: OUTLINE_WEBHOOK_SECRET is required but not set");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -150,17 +152,18 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
             } else {
                 print!("{}", crate::report::render_reconcile(&report));
             }
-            if report.guarded {
+            if report.any_guarded() {
+                let removals = report.plan.removes.len()
+                    + report.openfga.as_ref().map_or(0, |f| f.deletes.len());
                 eprintln!(
-                    "mass-removal guard: the plan removes {} memberships, more than MAX_REMOVALS={}; no removal was made. Check the plan, then run with --force.",
-                    report.plan.removes.len(),
+                    "mass-removal guard: the plan removes {removals} memberships, more than MAX_REMOVALS={}; no removal was made. Check the plan, then run with --force.",
                     settings.max_removals
                 );
                 ExitCode::from(EXIT_GUARDED)
-            } else if report.summary.refused_groups > 0 {
+            } else if report.refused_groups() > 0 {
                 eprintln!(
-                    "Outline refused the writes to {} group(s); the other groups are done. The warnings above name them and the reason.",
-                    report.summary.refused_groups
+                    "the sinks refused the writes to {} group(s); the other groups are done. The warnings above name them and the reason.",
+                    report.refused_groups()
                 );
                 ExitCode::from(EXIT_REFUSED)
             } else {
@@ -219,12 +222,14 @@ fn progress_line(engine: &SyncEngine) -> String {
     let lists_total = PassProgress::get(&p.member_lists_total);
     let writes = PassProgress::get(&p.writes_done);
     let writes_total = PassProgress::get(&p.writes_planned);
-    let per_second = engine
-        .outline
-        .limiter()
-        .allowed_per_second
-        .max(f64::MIN_POSITIVE);
     let calls_left = lists_total.saturating_sub(lists) + writes_total.saturating_sub(writes);
+    let left = match &engine.outline {
+        Some(outline) => format!(
+            " · ~{:.0} s left at the rate limit",
+            calls_left as f64 / outline.limiter().allowed_per_second.max(f64::MIN_POSITIVE)
+        ),
+        None => String::new(),
+    };
     let phase = match p.phase() {
         PassPhase::ReadingAuthentik => "reading Authentik",
         PassPhase::ReadingOutline => "reading Outline",
@@ -232,11 +237,11 @@ fn progress_line(engine: &SyncEngine) -> String {
         PassPhase::Idle => "done",
     };
     format!(
-        "{phase} · Authentik {} pages · Outline {} pages · member lists {lists}/{lists_total} · managed groups {} · writes {writes}/{writes_total} · ~{:.0} s left at the rate limit",
+        "{phase} · Authentik {} pages · Outline {} pages · OpenFGA {} calls · member lists {lists}/{lists_total} · managed groups {} · writes {writes}/{writes_total}{left}",
         engine.metrics.requests_to("authentik"),
         engine.metrics.requests_to("outline"),
+        engine.metrics.requests_to("openfga"),
         PassProgress::get(&p.groups_planned),
-        calls_left as f64 / per_second,
     )
 }
 
@@ -281,8 +286,28 @@ pub async fn check(settings: Settings) -> ExitCode {
             ),
         };
     }
+    if let Some(outline) = &engine.outline {
+        all_ok &= check_outline(outline, &settings).await;
+    }
+    if let Some(sink) = &engine.openfga {
+        all_ok &= check_openfga(sink).await;
+    }
+    all_ok &= match &settings.authentik_webhook_token {
+        Some(_) => line(true, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is set"),
+        None => line(false, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is not set, so /webhooks/authentik answers 503 — fix: set the same value here and in Authentik's server and worker, then re-apply the blueprint"),
+    };
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Outline's key: an admin's, allowed to read users and write groups; and the sign-in webhook's secret.
+async fn check_outline(outline: &OutlineClient, settings: &Settings) -> bool {
+    let mut all_ok = true;
     let ol_fix = "create the API key as an admin, with scopes groups:write and users:read";
-    match engine.outline.key_owner().await {
+    match outline.key_owner().await {
         Ok(owner) if owner.role == "admin" => {
             all_ok &= line(
                 true,
@@ -301,7 +326,7 @@ pub async fn check(settings: Settings) -> ExitCode {
             )
         }
     }
-    match engine.outline.missing_group_scopes().await {
+    match outline.missing_group_scopes().await {
         Ok(missing) if missing.is_empty() => {
             all_ok &= line(true, "outline", "key may read and write groups")
         }
@@ -324,15 +349,33 @@ pub async fn check(settings: Settings) -> ExitCode {
         Some(_) => line(true, "outline webhook", "OUTLINE_WEBHOOK_SECRET is set"),
         None => line(false, "outline webhook", "OUTLINE_WEBHOOK_SECRET is not set — fix: copy the signing secret of the Outline webhook (ol_whs_...)"),
     };
-    all_ok &= match &settings.authentik_webhook_token {
-        Some(_) => line(true, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is set"),
-        None => line(false, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is not set, so /webhooks/authentik answers 503 — fix: set the same value here and in Authentik's server and worker, then re-apply the blueprint"),
+    all_ok
+}
+
+/// OpenFGA's store and model. Read answers an unknown store with no tuples, so only GetStore finds a wrong
+/// OPENFGA_STORE_ID; and the model must let `group#member` hold `user`, or every write is refused
+/// (docs/upstream/openfga.md §2.3, §2.6, §6).
+async fn check_openfga(sink: &OpenFgaSink) -> bool {
+    let fix_auth = "set OPENFGA_API_TOKEN to one of OpenFGA's preshared keys (OPENFGA_AUTHN_PRESHARED_KEYS), or a valid OIDC access token";
+    let mut all_ok = match sink.client.store_name().await {
+        Ok(Some(name)) => line(true, "openfga", &format!("store found ({name})")),
+        Ok(None) => line(false, "openfga", "OpenFGA does not know OPENFGA_STORE_ID — fix: copy the id from `fga store list` (reads of an unknown store look empty, so the bridge would write into nothing)"),
+        Err(e) => line(false, "openfga", &format!("reading the store failed: {}", explain(&e, fix_auth))),
     };
-    if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    let n = &sink.naming;
+    let wanted = format!("{}#{}", n.group_type, n.relation);
+    all_ok &= match sink.client.model_fit(&n.group_type, &n.relation).await {
+        Ok(None) => line(false, "openfga", "the store has no authorization model — fix: write one, e.g. `fga model write --store-id <id> --file model.fga` (see the README's model)"),
+        Ok(Some(fit)) if fit.accepted.contains(&n.user_type) => line(
+            true,
+            "openfga",
+            &format!("model {} lets {wanted} hold {}", fit.model_id, n.user_type),
+        ),
+        Ok(Some(fit)) if !fit.group_type_found => line(false, "openfga", &format!("model {} has no type {} — fix: add `type {}` with `define {}: [{}]`, or set OPENFGA_GROUP_TYPE", fit.model_id, n.group_type, n.group_type, n.relation, n.user_type)),
+        Ok(Some(fit)) => line(false, "openfga", &format!("model {}: {wanted} accepts [{}], not {} — fix: define {}: [{}, ...] in type {}, or set OPENFGA_RELATION / OPENFGA_USER_TYPE", fit.model_id, fit.accepted.join(", "), n.user_type, n.relation, n.user_type, n.group_type)),
+        Err(e) => line(false, "openfga", &format!("reading the model failed: {}", explain(&e, fix_auth))),
+    };
+    all_ok
 }
 
 pub async fn healthcheck(url: &str) -> ExitCode {

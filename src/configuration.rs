@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::domain::tuples::{GroupIdForm, TupleNaming, UserIdForm};
+
 /// One setting the binary reads: its environment name, its default, whether it is a secret, and what it is for.
 ///
 /// This table is the single source of truth: the loader reads exactly these names, and a test checks that
@@ -62,6 +64,15 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec("HEADER_TIMEOUT", Some("5"), false, "seconds a client has to send its request headers (slow clients are dropped)"),
     spec("BODY_TIMEOUT", Some("10"), false, "seconds a client has to send a webhook body"),
     spec("SHUTDOWN_GRACE", Some("20"), false, "seconds running jobs get to finish after SIGTERM; keep it under Kubernetes' 30 s"),
+    spec("OPENFGA_URL", None, false, "OpenFGA HTTP API base URL, e.g. http://openfga:8080; set it (with OPENFGA_STORE_ID) to keep OpenFGA's member tuples in step"),
+    spec("OPENFGA_STORE_ID", None, false, "the OpenFGA store (a ULID) that holds the group tuples"),
+    spec("OPENFGA_API_TOKEN", None, true, "OpenFGA preshared key or OIDC access token, sent as a bearer token; unset when OpenFGA runs without authentication"),
+    spec("OPENFGA_AUTHORIZATION_MODEL_ID", None, false, "model the writes are checked against; unset means the store's latest model"),
+    spec("OPENFGA_USER_TYPE", Some("user"), false, "OpenFGA type of a person"),
+    spec("OPENFGA_GROUP_TYPE", Some("group"), false, "OpenFGA type of a group"),
+    spec("OPENFGA_RELATION", Some("member"), false, "relation from a group to its members"),
+    spec("OPENFGA_USER_ID", Some("username"), false, "Authentik field that names a person in OpenFGA: username, email or pk"),
+    spec("OPENFGA_GROUP_ID", Some("uuid"), false, "Authentik field that names a group in OpenFGA: uuid (survives renames) or name"),
 ];
 
 /// The table's default for `name`: the one place a default is written.
@@ -118,6 +129,16 @@ pub struct UpstreamSettings {
     pub token: Secret,
 }
 
+/// Where and how the OpenFGA sink writes (docs/upstream/openfga.md §2).
+#[derive(Debug, Clone)]
+pub struct OpenFgaSettings {
+    pub url: String,
+    pub store_id: String,
+    pub token: Option<Secret>,
+    pub model_id: Option<String>,
+    pub naming: TupleNaming,
+}
+
 /// Outline's own limiter settings, copied across by the admin (docs/upstream/outline.md §4.1).
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
@@ -130,6 +151,7 @@ pub struct Settings {
     pub listen_addr: SocketAddr,
     pub authentik: Option<UpstreamSettings>,
     pub outline: Option<UpstreamSettings>,
+    pub openfga: Option<OpenFgaSettings>,
     pub outline_webhook_secret: Option<Secret>,
     pub authentik_webhook_token: Option<Secret>,
     pub auto_create_groups: bool,
@@ -387,10 +409,13 @@ impl Settings {
         }
         let upstream_timeout = positive_seconds("UPSTREAM_TIMEOUT")?;
 
+        let openfga = openfga_settings(&get)?;
+
         Ok(Settings {
             listen_addr,
             authentik,
             outline,
+            openfga,
             outline_webhook_secret: secret("OUTLINE_WEBHOOK_SECRET"),
             authentik_webhook_token: secret("AUTHENTIK_WEBHOOK_TOKEN"),
             auto_create_groups: parse_bool("AUTO_CREATE_GROUPS", get("AUTO_CREATE_GROUPS"))?,
@@ -412,15 +437,18 @@ impl Settings {
     }
 
     /// The settings `serve` and `reconcile` cannot run without, checked in one place so that the error names
-    /// the first one missing.
-    pub fn require_upstreams(&self) -> Result<(&UpstreamSettings, &UpstreamSettings), ConfigError> {
+    /// the first one missing: Authentik, and at least one sink (Outline, OpenFGA or both).
+    pub fn require_upstreams(&self) -> Result<&UpstreamSettings, ConfigError> {
         let authentik = self.authentik.as_ref().ok_or(ConfigError::Missing {
             name: "AUTHENTIK_URL",
         })?;
-        let outline = self.outline.as_ref().ok_or(ConfigError::Missing {
-            name: "OUTLINE_URL",
-        })?;
-        Ok((authentik, outline))
+        if self.outline.is_none() && self.openfga.is_none() {
+            return Err(ConfigError::invalid(
+                "OUTLINE_URL",
+                "no sink is set: set OUTLINE_URL and OUTLINE_TOKEN, or OPENFGA_URL and OPENFGA_STORE_ID, or both",
+            ));
+        }
+        Ok(authentik)
     }
 
     /// Settings for tests and the demo: everything at its default, with the given upstreams and secrets.
@@ -431,6 +459,97 @@ impl Settings {
         settings.outline = Some(outline);
         settings
     }
+}
+
+/// The OpenFGA sink is on when `OPENFGA_URL` is set; then the store is required and the naming settings are
+/// checked against OpenFGA's identifier rules (docs/upstream/openfga.md §2.1, §5).
+fn openfga_settings<'a>(
+    get: &dyn Fn(&'static str) -> Option<&'a str>,
+) -> Result<Option<OpenFgaSettings>, ConfigError> {
+    let Some(url) = get("OPENFGA_URL") else {
+        if get("OPENFGA_STORE_ID").is_some() {
+            return Err(ConfigError::Missing {
+                name: "OPENFGA_URL",
+            });
+        }
+        return Ok(None);
+    };
+    let url = parse_url("OPENFGA_URL", url)?;
+    let ulid = |name: &'static str, v: &str| {
+        let ok = v.len() == 26
+            && v.chars()
+                .all(|c| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"ILOU".contains(c)));
+        if ok {
+            Ok(v.to_string())
+        } else {
+            Err(ConfigError::invalid(
+                name,
+                "must be a ULID of 26 characters, as OpenFGA shows it (e.g. 01HVMMBCMGZNT3SED4Z17ECXCA)",
+            ))
+        }
+    };
+    let store_id = ulid(
+        "OPENFGA_STORE_ID",
+        get("OPENFGA_STORE_ID").ok_or(ConfigError::Missing {
+            name: "OPENFGA_STORE_ID",
+        })?,
+    )?;
+    let model_id = get("OPENFGA_AUTHORIZATION_MODEL_ID")
+        .map(|v| ulid("OPENFGA_AUTHORIZATION_MODEL_ID", v))
+        .transpose()?;
+    let name = |setting: &'static str, max: usize| -> Result<String, ConfigError> {
+        let v = get(setting).ok_or(ConfigError::Missing { name: setting })?;
+        if TupleNaming::valid_name(v, max) {
+            Ok(v.to_string())
+        } else {
+            Err(ConfigError::invalid(
+                setting,
+                format!(
+                    "OpenFGA refuses it: 1 to {max} characters, without ':', '#', '@' or spaces"
+                ),
+            ))
+        }
+    };
+    let user_id = match get("OPENFGA_USER_ID")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("username") => UserIdForm::Username,
+        Some("email") => UserIdForm::Email,
+        Some("pk") => UserIdForm::Pk,
+        _ => {
+            return Err(ConfigError::invalid(
+                "OPENFGA_USER_ID",
+                "must be username, email or pk",
+            ))
+        }
+    };
+    let group_id = match get("OPENFGA_GROUP_ID")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("uuid") => GroupIdForm::Uuid,
+        Some("name") => GroupIdForm::Name,
+        _ => {
+            return Err(ConfigError::invalid(
+                "OPENFGA_GROUP_ID",
+                "must be uuid or name",
+            ))
+        }
+    };
+    Ok(Some(OpenFgaSettings {
+        url,
+        store_id,
+        token: get("OPENFGA_API_TOKEN").map(Secret::new),
+        model_id,
+        naming: TupleNaming {
+            user_type: name("OPENFGA_USER_TYPE", 254)?,
+            group_type: name("OPENFGA_GROUP_TYPE", 254)?,
+            relation: name("OPENFGA_RELATION", 50)?,
+            user_id,
+            group_id,
+        },
+    }))
 }
 
 /// Reads `NAME`, or for secrets `NAME_FILE`; a file's trailing newline is dropped, as `echo secret > file` adds

@@ -10,10 +10,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use upstream_fakes::{
-    outline_signature, FakeAuthentik, FakeAuthentikOptions, FakeOutline, FakeOutlineOptions,
+    outline_signature, FakeAuthentik, FakeAuthentikOptions, FakeOpenFga, FakeOutline,
+    FakeOutlineOptions,
 };
 
-use crate::configuration::{RateLimit, Secret, Settings, UpstreamSettings};
+use crate::configuration::{OpenFgaSettings, RateLimit, Secret, Settings, UpstreamSettings};
 use crate::startup::Application;
 use crate::sync::{run_reconcile, ReconcileOptions};
 
@@ -326,4 +327,20 @@ pub fn settings_for_fakes(
     settings.authentik_webhook_token = Some(Secret::new(authentik_webhook_token));
     settings.reconcile_interval = None;
     settings
+}
+
+/// The OpenFGA sink's settings for a fake OpenFGA, with every naming setting at the table's default.
+pub fn openfga_settings_for_fake(fake: &FakeOpenFga) -> OpenFgaSettings {
+    let values: std::collections::BTreeMap<String, String> = [
+        ("OPENFGA_URL", fake.url()),
+        ("OPENFGA_STORE_ID", fake.store_id()),
+        ("OPENFGA_API_TOKEN", fake.token()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Settings::load(None, &values)
+        .ok()
+        .and_then(|s| s.openfga)
+        .unwrap_or_else(|| unreachable!("the fake's settings parse"))
 }

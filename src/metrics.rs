@@ -22,7 +22,8 @@ pub struct Metrics {
     pub removal_guard_tripped: IntCounter,
     pub removal_guard_active: IntGauge,
     pub reconcile: IntCounterVec,
-    pub reconcile_last_success: IntGauge,
+    pub reconcile_last_success: IntGaugeVec,
+    pub ids_skipped: IntCounterVec,
     pub cache_requests: IntCounterVec,
     pub cache_evictions: IntCounterVec,
     pub upstream_up: IntGaugeVec,
@@ -40,6 +41,15 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+    g
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
     registry
         .register(Box::new(g.clone()))
         .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
@@ -65,7 +75,7 @@ impl Metrics {
             .buckets(vec![
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             ]),
-            &["kind"],
+            &["sink", "kind"],
         )
         .unwrap_or_else(|e| unreachable!("histogram: {e}"));
         r.register(Box::new(job_duration.clone()))
@@ -102,8 +112,8 @@ impl Metrics {
             jobs: counter_vec(
                 &r,
                 "bridge_jobs_total",
-                "Sync jobs run, by kind and result.",
-                &["kind", "result"],
+                "Sync jobs run, by sink, kind and result.",
+                &["sink", "kind", "result"],
             ),
             job_duration,
             queue_depth: gauge(&r, "bridge_queue_depth", "Targets waiting or running."),
@@ -132,8 +142,8 @@ impl Metrics {
             membership_changes: counter_vec(
                 &r,
                 "bridge_membership_changes_total",
-                "Writes made to Outline, by kind.",
-                &["change"],
+                "Memberships written, by sink and kind: Outline calls, or OpenFGA tuples written and deleted.",
+                &["sink", "change"],
             ),
             group_refusals: counter_vec(
                 &r,
@@ -160,13 +170,20 @@ impl Metrics {
             reconcile: counter_vec(
                 &r,
                 "bridge_reconcile_total",
-                "Full reconcile passes, by result.",
-                &["result"],
+                "Full reconcile passes, by sink and result.",
+                &["sink", "result"],
             ),
-            reconcile_last_success: gauge(
+            reconcile_last_success: gauge_vec(
                 &r,
                 "bridge_reconcile_last_success_timestamp_seconds",
-                "Unix time of the last successful reconcile.",
+                "Unix time of the last successful reconcile, by sink.",
+                &["sink"],
+            ),
+            ids_skipped: counter_vec(
+                &r,
+                "bridge_ids_skipped_total",
+                "People or groups a sink skipped because their Authentik value cannot be an id there (OpenFGA refuses ':', '#' and spaces), by sink and kind.",
+                &["sink", "kind"],
             ),
             cache_requests: counter_vec(
                 &r,

@@ -76,6 +76,41 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
     for s in &plan.skipped {
         let _ = writeln!(out, "  skipped {:?}: {}", s.name.as_str(), s.reason);
     }
+    if let Some(fga) = &report.openfga {
+        let held = if fga.guarded {
+            " [held back by MAX_REMOVALS]"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "openfga: {} managed groups", fga.managed_groups);
+        for t in &fga.writes {
+            let _ = writeln!(
+                out,
+                "  {verb} write  {} {} {}",
+                t.user, fga.relation, t.object
+            );
+        }
+        for t in &fga.deletes {
+            let _ = writeln!(
+                out,
+                "  {verb} delete {} {} {}{held}",
+                t.user, fga.relation, t.object
+            );
+        }
+        for s in &fga.skipped_ids {
+            let _ = writeln!(out, "  skipped {} {:?}: {}", s.kind, s.value, s.reason);
+        }
+        let _ = writeln!(
+            out,
+            "openfga total: {} tuples to write, {} to delete, {} ids skipped",
+            fga.writes.len(),
+            fga.deletes.len(),
+            fga.skipped_ids.len()
+        );
+    }
+    if !report.sinks.contains(&"outline") {
+        return out;
+    }
     let _ = writeln!(
         out,
         "total: {} adds, {} removes, {} creates, {} links, {} renames; {} Authentik members have no Outline account yet",

@@ -10,7 +10,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use tracing_actix_web::TracingLogger;
 
-use crate::clients::{AuthentikClient, ClientBuildError, OutlineClient};
+use crate::clients::{AuthentikClient, ClientBuildError, OpenFgaClient, OutlineClient};
 use crate::configuration::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
@@ -35,16 +35,27 @@ pub fn build_engine(
     settings: &Settings,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<SyncEngine>, StartupError> {
-    let (authentik, outline) = settings.require_upstreams()?;
+    let authentik = settings.require_upstreams()?;
     let authentik = AuthentikClient::new(authentik, settings.upstream_timeout, metrics.clone())?;
-    let outline = OutlineClient::new(
-        outline,
-        settings.outline_rate_limit,
-        settings.upstream_timeout,
-        metrics.clone(),
-    )?;
+    let outline = match &settings.outline {
+        Some(outline) => Some(OutlineClient::new(
+            outline,
+            settings.outline_rate_limit,
+            settings.upstream_timeout,
+            metrics.clone(),
+        )?),
+        None => None,
+    };
+    let openfga = match &settings.openfga {
+        Some(fga) => Some(OpenFgaClient::new(
+            fga,
+            settings.upstream_timeout,
+            metrics.clone(),
+        )?),
+        None => None,
+    };
     Ok(Arc::new(SyncEngine::new(
-        settings, authentik, outline, metrics,
+        settings, authentik, outline, openfga, metrics,
     )))
 }
 

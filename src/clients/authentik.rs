@@ -51,6 +51,8 @@ struct RawPagination {
 struct RawPartialUser {
     pk: i64,
     #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
     email: Option<String>,
     #[serde(default = "yes")]
     is_active: bool,
@@ -80,6 +82,8 @@ struct RawPartialGroup {
 #[derive(Deserialize)]
 struct RawUser {
     pk: i64,
+    #[serde(default)]
+    username: Option<String>,
     #[serde(default)]
     email: Option<String>,
     #[serde(default = "yes")]
@@ -147,6 +151,7 @@ fn to_group(
         .into_iter()
         .map(|u| MemberSnapshot {
             pk: AuthentikUserId(u.pk),
+            username: u.username.map(Arc::from),
             email: emails.email(AuthentikUserId(u.pk), u.email.as_deref()),
             is_active: u.is_active,
         })
@@ -162,6 +167,7 @@ fn to_user(call: &str, u: RawUser) -> Result<UserSnapshot, UpstreamError> {
     };
     Ok(UserSnapshot {
         pk: AuthentikUserId(u.pk),
+        username: u.username.map(Arc::from),
         email: u.email.as_deref().and_then(Email::parse),
         is_active: u.is_active,
         groups: ids

@@ -1,12 +1,14 @@
-//! One module per upstream. Each owns its models, pagination, limiter and retries; neither knows the other
-//! exists. Both share only the retry loop and the error type.
+//! One module per upstream. Each owns its models, pagination, limiter and retries; none knows the others
+//! exist. They share only the retry loop and the error type.
 
 pub mod authentik;
 pub mod limiter;
+pub mod openfga;
 pub mod outline;
 pub mod retry;
 
 pub use authentik::AuthentikClient;
+pub use openfga::OpenFgaClient;
 pub use outline::OutlineClient;
 pub use retry::UpstreamError;
 
@@ -27,7 +29,7 @@ pub struct ClientBuildError {
     pub source: reqwest::Error,
 }
 
-/// The HTTP client both upstream clients use: a timeout per call, a shorter one to connect, and idle
+/// The HTTP client every upstream client uses: a timeout per call, a shorter one to connect, and idle
 /// connections kept so that a job's calls reuse them.
 fn http_client(
     upstream: &'static str,

@@ -4,6 +4,7 @@
 pub mod identity;
 pub mod plan;
 pub mod snapshot;
+pub mod tuples;
 
 pub use identity::{
     AuthentikGroupId, AuthentikUserId, Email, GroupName, OutlineGroupId, OutlineUserId,

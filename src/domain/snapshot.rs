@@ -1,11 +1,13 @@
 //! What the bridge knows of each side at one moment: Authentik groups and users, Outline groups.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use regex::Regex;
 use serde::Serialize;
 
 use super::identity::{AuthentikGroupId, AuthentikUserId, Email, GroupName, OutlineGroupId};
+use super::tuples::Person;
 
 /// An Authentik group without its members: enough to decide whether it is managed and how it nests.
 #[derive(Debug, Clone)]
@@ -20,6 +22,7 @@ pub struct GroupSummary {
 #[derive(Debug, Clone)]
 pub struct MemberSnapshot {
     pub pk: AuthentikUserId,
+    pub username: Option<Arc<str>>,
     pub email: Option<Email>,
     pub is_active: bool,
 }
@@ -31,6 +34,26 @@ pub struct MemberSnapshot {
 pub struct DesiredMember {
     pub email: Email,
     pub pk: AuthentikUserId,
+}
+
+impl MemberSnapshot {
+    pub fn person(&self) -> Person {
+        Person {
+            pk: self.pk,
+            username: self.username.clone(),
+            email: self.email.clone(),
+        }
+    }
+}
+
+impl UserSnapshot {
+    pub fn person(&self) -> Person {
+        Person {
+            pk: self.pk,
+            username: self.username.clone(),
+            email: self.email.clone(),
+        }
+    }
 }
 
 /// An Authentik group with its direct members.
@@ -56,10 +79,22 @@ impl GroupSnapshot {
     }
 }
 
+impl GroupSnapshot {
+    /// The people an OpenFGA plan wants: every active member, email or not.
+    pub fn active_people(&self) -> BTreeSet<Person> {
+        self.members
+            .iter()
+            .filter(|m| m.is_active)
+            .map(MemberSnapshot::person)
+            .collect()
+    }
+}
+
 /// An Authentik user with their direct groups (docs/upstream/authentik.md §7.4: `groups_obj` lists direct groups only).
 #[derive(Debug, Clone)]
 pub struct UserSnapshot {
     pub pk: AuthentikUserId,
+    pub username: Option<Arc<str>>,
     pub email: Option<Email>,
     pub is_active: bool,
     pub groups: Vec<AuthentikGroupId>,

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers), `GET /readyz` (both upstreams answered their last call) and
+//! `GET /healthz` (the process answers), `GET /readyz` (Authentik and every configured sink answered their
+//! last call) and
 //! `GET /metrics` (Prometheus text format).
 
 use actix_web::{web, HttpResponse};
@@ -10,7 +11,9 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let down: Vec<&str> = ["authentik", "outline"]
+    let mut upstreams = vec!["authentik"];
+    upstreams.extend(state.queue.engine().sinks().iter().map(|s| s.as_str()));
+    let down: Vec<&str> = upstreams
         .into_iter()
         .filter(|u| state.metrics.upstream_up.with_label_values(&[u]).get() != 1)
         .collect();

@@ -66,6 +66,9 @@ pub struct OutlineSink {
     /// the name changes on one side, so it is not sent again for an hour: a bad name costs one refused
     /// call an hour, not one per job.
     refused_renames: Mutex<HashMap<(OutlineGroupId, String), Instant>>,
+    /// Renames being sent right now: a second job planning the same rename meanwhile leaves it to the first,
+    /// so a refused name is sent once, not once per concurrent job.
+    renames_in_flight: Mutex<HashSet<(OutlineGroupId, String)>>,
     /// Creates go one at a time: Outline's name check is racy without a unique constraint
     /// (docs/upstream/outline.md §6.1).
     create_lock: tokio::sync::Mutex<()>,
@@ -93,6 +96,7 @@ impl OutlineSink {
         OutlineSink {
             metrics,
             refused_renames: Mutex::new(HashMap::new()),
+            renames_in_flight: Mutex::new(HashSet::new()),
             create_lock: tokio::sync::Mutex::new(()),
             warned: WarnOnce::default(),
         }
@@ -214,8 +218,25 @@ impl OutlineSink {
                 refused.insert(target);
                 continue;
             }
+            let in_flight = || {
+                self.renames_in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+            };
+            if !in_flight().insert(key.clone()) {
+                continue;
+            }
             let result = outline.rename_group(&r.outline_group, &r.to).await;
-            match self.isolate(result, &r.to, "groups.update")? {
+            let outcome = self.isolate(result, &r.to, "groups.update");
+            // The refusal is noted before the rename leaves the in-flight set, so no job slips in between.
+            if let Ok(None) = outcome {
+                self.refused_renames
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone(), Instant::now());
+            }
+            in_flight().remove(&key);
+            match outcome? {
                 Some(()) => {
                     self.count("rename_group");
                     tracing::info!(from = %r.from, to = %r.to, "renamed Outline group to follow Authentik");
@@ -223,10 +244,6 @@ impl OutlineSink {
                     done.groups_changed = true;
                 }
                 None => {
-                    self.refused_renames
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(key, Instant::now());
                     refused.insert(target);
                 }
             }
@@ -285,7 +302,7 @@ impl OutlineSink {
     fn count(&self, change: &str) {
         self.metrics
             .membership_changes
-            .with_label_values(&[change])
+            .with_label_values(&["outline", change])
             .inc();
     }
 

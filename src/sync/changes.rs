@@ -30,7 +30,28 @@ pub struct ChangeClock {
     /// The last tick of any user-side event, which can change any group's member list without a group event
     /// (docs/upstream/authentik.md §4.4).
     users: AtomicU64,
+    locks: GroupLocks,
+}
+
+/// One async lock per Authentik group. Each sink has its own table, so a slow sink never holds up the other's
+/// writes to the same group.
+#[derive(Default)]
+pub struct GroupLocks {
     locks: Mutex<HashMap<AuthentikGroupId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl GroupLocks {
+    /// Holds the group's lock until the guard drops: group jobs and a pass's writes to one group take turns.
+    pub async fn lock(&self, id: &AuthentikGroupId) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            if locks.len() > LOCK_TABLE_PRUNE_AT {
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            locks.entry(id.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
 }
 
 impl ChangeClock {
@@ -65,16 +86,9 @@ impl ChangeClock {
         group.max(self.users.load(Ordering::SeqCst)) > since
     }
 
-    /// Holds the group's lock until the guard drops: group jobs and a pass's writes to one group take turns.
+    /// The Outline sink's lock for a group (the OpenFGA sink keeps its own [`GroupLocks`]).
     pub async fn lock_group(&self, id: &AuthentikGroupId) -> OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            if locks.len() > LOCK_TABLE_PRUNE_AT {
-                locks.retain(|_, l| Arc::strong_count(l) > 1);
-            }
-            locks.entry(id.clone()).or_default().clone()
-        };
-        lock.lock_owned().await
+        self.locks.lock(id).await
     }
 }
 

@@ -11,9 +11,11 @@ use serde::Serialize;
 use super::apply::{OutlineSink, WarnOnce};
 use super::cache::SnapshotCaches;
 use super::changes::ChangeClock;
+use super::jobs::Sink;
+use super::openfga::OpenFgaSink;
 use super::progress::PassProgress;
 use super::snapshots::SnapshotReader;
-use crate::clients::{AuthentikClient, OutlineClient, UpstreamError};
+use crate::clients::{AuthentikClient, OpenFgaClient, OutlineClient, UpstreamError};
 use crate::configuration::Settings;
 use crate::domain::plan::GroupIndex;
 use crate::domain::{
@@ -82,10 +84,13 @@ pub enum RemovalGuard {
     Force,
 }
 
+/// The shared half of every job: the Authentik reader, the change clock, the guard and the metrics, and the
+/// sinks that are configured. Outline's writes go through `sink`; OpenFGA's through `openfga`.
 pub struct SyncEngine {
     pub reader: SnapshotReader,
-    pub outline: OutlineClient,
+    pub outline: Option<OutlineClient>,
     pub sink: OutlineSink,
+    pub openfga: Option<OpenFgaSink>,
     pub clock: ChangeClock,
     pub progress: PassProgress,
     pub auto_create: bool,
@@ -104,9 +109,14 @@ impl SyncEngine {
     pub fn new(
         settings: &Settings,
         authentik: AuthentikClient,
-        outline: OutlineClient,
+        outline: Option<OutlineClient>,
+        openfga: Option<OpenFgaClient>,
         metrics: Arc<Metrics>,
     ) -> SyncEngine {
+        let openfga = openfga.and_then(|client| {
+            let naming = settings.openfga.as_ref()?.naming.clone();
+            Some(OpenFgaSink::new(client, naming, metrics.clone()))
+        });
         SyncEngine {
             reader: SnapshotReader {
                 authentik,
@@ -118,6 +128,7 @@ impl SyncEngine {
             },
             sink: OutlineSink::new(metrics.clone()),
             outline,
+            openfga,
             clock: ChangeClock::new(),
             progress: PassProgress::default(),
             auto_create: settings.auto_create_groups,
@@ -125,6 +136,29 @@ impl SyncEngine {
             metrics,
             warned: WarnOnce::default(),
         }
+    }
+
+    /// The sinks that are configured, in the order their jobs are queued.
+    pub fn sinks(&self) -> Vec<Sink> {
+        let mut sinks = Vec::new();
+        if self.outline.is_some() {
+            sinks.push(Sink::Outline);
+        }
+        if self.openfga.is_some() {
+            sinks.push(Sink::OpenFga);
+        }
+        sinks
+    }
+
+    /// The Outline client, for the Outline sink's jobs; the queue only runs them when Outline is configured.
+    pub fn outline(&self) -> Result<&OutlineClient, SyncError> {
+        self.outline.as_ref().ok_or_else(|| {
+            SyncError::Upstream(UpstreamError::Decode {
+                upstream: "outline",
+                call: "job".into(),
+                message: "Outline is not configured".into(),
+            })
+        })
     }
 
     /// The set of every Authentik group id, from the catalog, for taking over the Outline group of a deleted

@@ -16,6 +16,28 @@ use crate::domain::{
     OutlineGroupId, OutlineUserId, PlanInput, UserSnapshot,
 };
 
+/// Where a job writes. Each configured sink gets its own job for every target, so the two never wait on
+/// each other, and each is retried on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sink {
+    Outline,
+    OpenFga,
+}
+
+impl Sink {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Sink::Outline => "outline",
+            Sink::OpenFga => "openfga",
+        }
+    }
+
+    /// Whether this sink has a job for `key`: a sign-in is Outline's alone.
+    pub fn handles(&self, key: &JobKey) -> bool {
+        !matches!((self, key), (Sink::OpenFga, JobKey::Signin(_)))
+    }
+}
+
 /// What a job converges. The queue runs one job at a time per key and folds events for a key into it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum JobKey {
@@ -32,6 +54,16 @@ impl JobKey {
             JobKey::AuthentikUser(_) => "user",
             JobKey::AuthentikGroup(_) => "group",
             JobKey::Reconcile => "reconcile",
+        }
+    }
+
+    /// The target's id, for the job's log span.
+    pub fn target(&self) -> String {
+        match self {
+            JobKey::Signin(id) => id.to_string(),
+            JobKey::AuthentikUser(pk) => pk.to_string(),
+            JobKey::AuthentikGroup(id) => id.to_string(),
+            JobKey::Reconcile => String::new(),
         }
     }
 
@@ -60,7 +92,7 @@ impl From<SyncReport> for JobOutcome {
 
 /// A `users.signin` from Outline: the user's groups follow Authentik.
 pub async fn signin_job(engine: &SyncEngine, id: &OutlineUserId) -> Result<JobOutcome, SyncError> {
-    let outline = engine.outline.in_lane(Lane::Interactive);
+    let outline = engine.outline()?.in_lane(Lane::Interactive);
     let Some(user) = outline.user(id).await? else {
         return Ok(SyncReport::noted("Outline does not know this user (deleted?)").into());
     };
@@ -82,7 +114,7 @@ pub async fn signin_job(engine: &SyncEngine, id: &OutlineUserId) -> Result<JobOu
 
 /// An Authentik user changed (groups, deactivation, email) or was deleted.
 pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOutcome, SyncError> {
-    let outline = engine.outline.in_lane(Lane::Interactive);
+    let outline = engine.outline()?.in_lane(Lane::Interactive);
     let Some(au) = engine.reader.fresh_user(pk).await? else {
         return deleted_user(engine, &outline, pk).await;
     };
@@ -134,6 +166,7 @@ async fn deleted_user(
     };
     let gone = UserSnapshot {
         pk,
+        username: None,
         email: Some(email),
         is_active: false,
         groups: Vec::new(),
@@ -213,7 +246,7 @@ pub async fn group_job(
     engine: &SyncEngine,
     id: &AuthentikGroupId,
 ) -> Result<JobOutcome, SyncError> {
-    let outline = engine.outline.in_lane(Lane::Bulk);
+    let outline = engine.outline()?.in_lane(Lane::Bulk);
     let reader = &engine.reader;
     let _turn = engine.clock.lock_group(id).await;
     let mut targets: Vec<(GroupSummary, BTreeSet<DesiredMember>)> = Vec::new();

@@ -14,12 +14,13 @@ pub mod coalesce;
 pub mod engine;
 pub mod intake;
 pub mod jobs;
+pub mod openfga;
 pub mod progress;
 pub mod queue;
 pub mod reconcile;
 pub mod snapshots;
 
 pub use engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
-pub use jobs::{JobKey, JobOutcome};
+pub use jobs::{JobKey, JobOutcome, Sink};
 pub use queue::{EventDeduper, JobQueue, SubmitError};
 pub use reconcile::{run_reconcile, ReconcileOptions, ReconcileReport};

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 
 use super::coalesce::TargetSchedule;
 use super::engine::{SyncEngine, SyncError};
-use super::jobs::{group_job, signin_job, user_job, JobKey, JobOutcome};
+use super::jobs::{group_job, signin_job, user_job, JobKey, JobOutcome, Sink};
+use super::openfga;
 use super::reconcile::reconcile_job;
 use crate::clients::retry::backoff_delay;
 
@@ -38,6 +39,13 @@ pub enum SubmitError {
     Full(usize),
     #[error("the bridge is shutting down; retry later")]
     Closed,
+}
+
+/// One target in one sink: the unit the queue schedules, coalesces and retries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SinkJob {
+    sink: Sink,
+    key: JobKey,
 }
 
 /// Remembers event ids for at least [`DEDUPE_TTL`]; Authentik's retries and per-recipient fan-out repeat them
@@ -116,7 +124,7 @@ impl Default for EventDeduper {
 
 struct Inner {
     engine: Arc<SyncEngine>,
-    targets: Mutex<HashMap<JobKey, TargetSchedule>>,
+    targets: Mutex<HashMap<SinkJob, TargetSchedule>>,
     capacity: usize,
     /// Sign-ins and single users run in their own lane, so a bulk group change never starves them.
     interactive: Semaphore,
@@ -178,7 +186,7 @@ impl JobQueue {
         &self.inner.engine
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, TargetSchedule>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SinkJob, TargetSchedule>> {
         // A poisoned lock only means a panic elsewhere; the map itself is always consistent.
         self.inner.targets.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -207,29 +215,58 @@ impl JobQueue {
         }
     }
 
-    /// Queues a job for `key`. The first event for an idle target starts its job at once; later ones fold in.
+    /// Queues a job for `key` in every configured sink that has one. The first event for an idle target starts
+    /// its job at once; later ones fold in. Either every sink takes the job or none does, so a 503 never
+    /// leaves one sink behind the other.
     pub fn submit(&self, key: JobKey) -> Result<(), SubmitError> {
+        let sinks: Vec<Sink> = self
+            .inner
+            .engine
+            .sinks()
+            .into_iter()
+            .filter(|s| s.handles(&key))
+            .collect();
+        self.submit_to(&sinks, key)
+    }
+
+    /// Queues a job for `key` in the given sinks only: a follow-up stays in the sink that asked for it.
+    pub fn submit_to(&self, sinks: &[Sink], key: JobKey) -> Result<(), SubmitError> {
         if self.is_closed() {
             return Err(SubmitError::Closed);
         }
         let mut targets = self.lock();
-        if let Some(schedule) = targets.get_mut(&key) {
-            schedule.on_event();
-            return Ok(());
-        }
-        if targets.len() >= self.inner.capacity {
+        let jobs: Vec<SinkJob> = sinks
+            .iter()
+            .map(|sink| SinkJob {
+                sink: *sink,
+                key: key.clone(),
+            })
+            .collect();
+        let new = jobs.iter().filter(|j| !targets.contains_key(*j)).count();
+        if new > 0 && targets.len() + new > self.inner.capacity {
             return Err(SubmitError::Full(targets.len()));
         }
-        targets.insert(
-            key.clone(),
-            TargetSchedule::start(Instant::now(), COALESCE_WINDOW),
-        );
+        let mut started = Vec::new();
+        for job in jobs {
+            match targets.get_mut(&job) {
+                Some(schedule) => schedule.on_event(),
+                None => {
+                    targets.insert(
+                        job.clone(),
+                        TargetSchedule::start(Instant::now(), COALESCE_WINDOW),
+                    );
+                    started.push(job);
+                }
+            }
+        }
         self.inner.metrics.queue_depth.set(targets.len() as i64);
         drop(targets);
-        let queue = self.clone();
-        self.inner
-            .runtime
-            .spawn(async move { queue.drive(key).await });
+        for job in started {
+            let queue = self.clone();
+            self.inner
+                .runtime
+                .spawn(async move { queue.drive(job).await });
+        }
         Ok(())
     }
 
@@ -245,7 +282,7 @@ impl JobQueue {
     }
 
     /// Runs a target's jobs until no event is left for it and its coalescing window has passed.
-    async fn drive(&self, key: JobKey) {
+    async fn drive(&self, key: SinkJob) {
         'runs: loop {
             self.run_with_retries(&key).await;
             loop {
@@ -276,7 +313,7 @@ impl JobQueue {
         self.inner.idle.notify_waiters();
     }
 
-    async fn run_with_retries(&self, key: &JobKey) {
+    async fn run_with_retries(&self, key: &SinkJob) {
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
@@ -287,8 +324,8 @@ impl JobQueue {
             match result {
                 Ok(outcome) => {
                     for next in outcome.follow_ups {
-                        if let Err(e) = self.submit(next) {
-                            tracing::warn!(job = key.kind(), error = %e, "follow-up job not queued; the next reconcile covers it");
+                        if let Err(e) = self.submit_to(&[key.sink], next) {
+                            tracing::warn!(sink = key.sink.as_str(), job = key.key.kind(), error = %e, "follow-up job not queued; the next reconcile covers it");
                         }
                     }
                     return;
@@ -300,9 +337,9 @@ impl JobQueue {
                     self.inner
                         .metrics
                         .jobs
-                        .with_label_values(&[key.kind(), "failed"])
+                        .with_label_values(&[key.sink.as_str(), key.key.kind(), "failed"])
                         .inc();
-                    tracing::error!(job = key.kind(), error = %e, "upstream refused the job; not retried");
+                    tracing::error!(sink = key.sink.as_str(), job = key.key.kind(), error = %e, "upstream refused the job; not retried");
                     return;
                 }
                 Err(SyncError::Upstream(e)) => {
@@ -313,17 +350,17 @@ impl JobQueue {
                         self.inner
                             .metrics
                             .jobs
-                            .with_label_values(&[key.kind(), "failed"])
+                            .with_label_values(&[key.sink.as_str(), key.key.kind(), "failed"])
                             .inc();
-                        tracing::error!(job = key.kind(), error = %e, "giving up after retrying for 10 minutes; the next reconcile will repair this");
+                        tracing::error!(sink = key.sink.as_str(), job = key.key.kind(), error = %e, "giving up after retrying for 10 minutes; the next reconcile will repair this");
                         return;
                     }
                     self.inner
                         .metrics
                         .jobs
-                        .with_label_values(&[key.kind(), "retry"])
+                        .with_label_values(&[key.sink.as_str(), key.key.kind(), "retry"])
                         .inc();
-                    tracing::warn!(job = key.kind(), error = %e, retry_in_ms = delay.as_millis() as u64, "job failed before any removal; retrying");
+                    tracing::warn!(sink = key.sink.as_str(), job = key.key.kind(), error = %e, retry_in_ms = delay.as_millis() as u64, "job failed before any removal; retrying");
                     if !self.sleep_unless_closed(Instant::now() + delay).await {
                         return;
                     }
@@ -332,7 +369,8 @@ impl JobQueue {
         }
     }
 
-    async fn run_once(&self, key: &JobKey) -> Result<JobOutcome, SyncError> {
+    async fn run_once(&self, job: &SinkJob) -> Result<JobOutcome, SyncError> {
+        let key = &job.key;
         let semaphore = if key.interactive() {
             &self.inner.interactive
         } else {
@@ -341,22 +379,27 @@ impl JobQueue {
         let _permit = semaphore.acquire().await;
         let engine = &self.inner.engine;
         let started = std::time::Instant::now();
-        let span = tracing::info_span!("job", kind = key.kind(), target = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "job",
+            sink = job.sink.as_str(),
+            kind = key.kind(),
+            target = %key.target()
+        );
         let result = async {
-            match key {
-                JobKey::Signin(id) => {
-                    tracing::Span::current().record("target", tracing::field::display(id));
-                    signin_job(engine, id).await
+            match (job.sink, key) {
+                (Sink::Outline, JobKey::Signin(id)) => signin_job(engine, id).await,
+                (Sink::Outline, JobKey::AuthentikUser(pk)) => user_job(engine, *pk).await,
+                (Sink::Outline, JobKey::AuthentikGroup(id)) => group_job(engine, id).await,
+                (Sink::Outline, JobKey::Reconcile) => reconcile_job(engine).await,
+                (Sink::OpenFga, key) => {
+                    let sink = openfga::sink_of(engine)?;
+                    match key {
+                        JobKey::AuthentikUser(pk) => openfga::user_job(engine, sink, *pk).await,
+                        JobKey::AuthentikGroup(id) => openfga::group_job(engine, sink, id).await,
+                        JobKey::Reconcile => openfga::reconcile_job(engine, sink).await,
+                        JobKey::Signin(_) => Ok(JobOutcome::default()),
+                    }
                 }
-                JobKey::AuthentikUser(pk) => {
-                    tracing::Span::current().record("target", tracing::field::display(pk));
-                    user_job(engine, *pk).await
-                }
-                JobKey::AuthentikGroup(id) => {
-                    tracing::Span::current().record("target", tracing::field::display(id));
-                    group_job(engine, id).await
-                }
-                JobKey::Reconcile => reconcile_job(engine).await,
             }
         };
         let result = tracing::Instrument::instrument(result, span.clone()).await;
@@ -364,7 +407,7 @@ impl JobQueue {
         self.inner
             .metrics
             .job_duration
-            .with_label_values(&[key.kind()])
+            .with_label_values(&[job.sink.as_str(), key.kind()])
             .observe(elapsed.as_secs_f64());
         let _enter = span.enter();
         match &result {
@@ -372,7 +415,7 @@ impl JobQueue {
                 self.inner
                     .metrics
                     .jobs
-                    .with_label_values(&[key.kind(), "ok"])
+                    .with_label_values(&[job.sink.as_str(), key.kind(), "ok"])
                     .inc();
                 tracing::info!(
                     adds = r.adds,
@@ -390,7 +433,7 @@ impl JobQueue {
                 self.inner
                     .metrics
                     .jobs
-                    .with_label_values(&[key.kind(), "failed"])
+                    .with_label_values(&[job.sink.as_str(), key.kind(), "failed"])
                     .inc();
             }
             Err(SyncError::Upstream(_)) => {}

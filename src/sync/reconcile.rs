@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::engine::{SyncEngine, SyncError, SyncReport};
 use super::jobs::{JobKey, JobOutcome};
+use super::openfga::{self, OpenFgaPassReport};
 use super::progress::{PassPhase, PassProgress};
 use super::snapshots::inherited_members;
 use crate::clients::{Lane, OutlineClient};
@@ -40,11 +41,65 @@ pub struct ReconcileReport {
     /// Groups that changed in Authentik while the pass ran: left to fresh group jobs, not written from the
     /// pass's plan.
     pub handed_to_group_jobs: Vec<AuthentikGroupId>,
+    /// Which sinks the pass covered; the fields above are Outline's, and empty when Outline is off.
+    pub sinks: Vec<&'static str>,
+    /// The OpenFGA half of the pass, when OpenFGA is configured.
+    pub openfga: Option<OpenFgaPassReport>,
+}
+
+impl ReconcileReport {
+    /// True when either sink held its removals back.
+    pub fn any_guarded(&self) -> bool {
+        self.guarded || self.openfga.as_ref().is_some_and(|f| f.guarded)
+    }
+
+    pub fn refused_groups(&self) -> usize {
+        self.summary.refused_groups + self.openfga.as_ref().map_or(0, |f| f.refused_groups)
+    }
+}
+
+/// Both sinks' passes at once, for the CLI and tests: each reads and writes on its own, and the report has
+/// both halves. A failure of either fails the whole; the other half's writes stand.
+pub async fn run_reconcile(
+    engine: &SyncEngine,
+    options: ReconcileOptions,
+) -> Result<ReconcileReport, SyncError> {
+    let outline_pass = async {
+        match engine.outline {
+            Some(_) => Some(run_outline_reconcile(engine, options).await),
+            None => None,
+        }
+    };
+    let openfga_pass = async {
+        match &engine.openfga {
+            Some(sink) => Some(openfga::run_reconcile(engine, sink, options).await),
+            None => None,
+        }
+    };
+    let (outline, fga) = tokio::join!(outline_pass, openfga_pass);
+    let mut report = match outline {
+        Some(r) => r?,
+        None => ReconcileReport {
+            dry_run: options.dry_run,
+            managed_groups: 0,
+            plan: MembershipPlan::default(),
+            guarded: false,
+            summary: SyncReport::default(),
+            duration_ms: 0,
+            emails: BTreeMap::new(),
+            handed_to_group_jobs: Vec::new(),
+            sinks: Vec::new(),
+            openfga: None,
+        },
+    };
+    report.sinks = engine.sinks().iter().map(|s| s.as_str()).collect();
+    report.openfga = fga.transpose()?;
+    Ok(report)
 }
 
 /// The pass as a queued job: its report, and the group jobs it hands over.
 pub async fn reconcile_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> {
-    let report = run_reconcile(engine, ReconcileOptions::default()).await?;
+    let report = run_outline_reconcile(engine, ReconcileOptions::default()).await?;
     Ok(JobOutcome {
         follow_ups: report
             .handed_to_group_jobs
@@ -56,19 +111,20 @@ pub async fn reconcile_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError>
     })
 }
 
-pub async fn run_reconcile(
+/// The Outline pass.
+pub async fn run_outline_reconcile(
     engine: &SyncEngine,
     options: ReconcileOptions,
 ) -> Result<ReconcileReport, SyncError> {
     let started = Instant::now();
-    let outline = engine.outline.in_lane(Lane::Bulk);
+    let outline = engine.outline()?.in_lane(Lane::Bulk);
     let planned = match plan_everything(engine, &outline).await {
         Ok(p) => p,
         Err(e) => {
             engine
                 .metrics
                 .reconcile
-                .with_label_values(&["failed"])
+                .with_label_values(&["outline", "failed"])
                 .inc();
             return Err(e.into());
         }
@@ -109,7 +165,7 @@ pub async fn run_reconcile(
                 engine
                     .metrics
                     .reconcile
-                    .with_label_values(&["failed"])
+                    .with_label_values(&["outline", "failed"])
                     .inc();
                 return Err(e);
             }
@@ -119,16 +175,24 @@ pub async fn run_reconcile(
         engine
             .metrics
             .reconcile
-            .with_label_values(&["guarded"])
+            .with_label_values(&["outline", "guarded"])
             .inc();
     } else {
-        engine.metrics.reconcile.with_label_values(&["ok"]).inc();
+        engine
+            .metrics
+            .reconcile
+            .with_label_values(&["outline", "ok"])
+            .inc();
         if !options.dry_run {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs();
-            engine.metrics.reconcile_last_success.set(now as i64);
+            engine
+                .metrics
+                .reconcile_last_success
+                .with_label_values(&["outline"])
+                .set(now as i64);
         }
     }
     if !handed_over.is_empty() {
@@ -153,6 +217,8 @@ pub async fn run_reconcile(
         summary,
         duration_ms: started.elapsed().as_millis(),
         handed_to_group_jobs: handed_over,
+        sinks: vec!["outline"],
+        openfga: None,
     })
 }
 

@@ -1417,12 +1417,15 @@ tests:
         alertname: AuthentikBridgeUpstreamErrors
         exp_alerts:
           - exp_labels: {severity: warning, job: authentik-bridge, instance: "b:8430", upstream: outline, call: groups.add_user}
-  # Reconcile staleness: a bridge that reconciles every 15 minutes stays quiet; one that stopped alerts.
+  # Reconcile staleness, per sink: a sink that reconciles every 15 minutes stays quiet; one that stopped
+  # alerts, though the other sink of the same bridge is fine.
   - interval: 1m
     input_series:
-      - series: 'bridge_reconcile_last_success_timestamp_seconds{job="authentik-bridge", instance="fresh:8430"}'
+      - series: 'bridge_reconcile_last_success_timestamp_seconds{job="authentik-bridge", instance="fresh:8430", sink="outline"}'
         values: '0x14 900x14 1800x14 2700x14 3600x14'
-      - series: 'bridge_reconcile_last_success_timestamp_seconds{job="authentik-bridge", instance="stale:8430"}'
+      - series: 'bridge_reconcile_last_success_timestamp_seconds{job="authentik-bridge", instance="stale:8430", sink="outline"}'
+        values: '0x14 900x14 1800x14 2700x14 3600x14'
+      - series: 'bridge_reconcile_last_success_timestamp_seconds{job="authentik-bridge", instance="stale:8430", sink="openfga"}'
         values: '0x14 900x60'
     alert_rule_test:
       - eval_time: 40m
@@ -1431,7 +1434,7 @@ tests:
       - eval_time: 70m
         alertname: AuthentikBridgeReconcileStale
         exp_alerts:
-          - exp_labels: {severity: warning, job: authentik-bridge, instance: "stale:8430"}
+          - exp_labels: {severity: warning, job: authentik-bridge, instance: "stale:8430", sink: openfga}
 "#;
 
 #[test]
@@ -1568,6 +1571,7 @@ fn dashboard_uses_existing_metrics_through_the_datasource_input() {
         "bridge_cache_requests_total",
         "bridge_removal_guard_active",
         "bridge_reconcile_last_success_timestamp_seconds",
+        "bridge_ids_skipped_total",
     ] {
         assert!(all.contains(metric), "the dashboard shows {metric}");
     }

@@ -8,6 +8,7 @@ use authentik_bridge::startup::Application;
 use authentik_bridge::sync::JobQueue;
 use upstream_fakes::outline_signature;
 use upstream_fakes::{FakeAuthentik, FakeAuthentikOptions};
+use upstream_fakes::{FakeOpenFga, FakeOpenFgaOptions};
 use upstream_fakes::{FakeOutline, FakeOutlineOptions};
 
 pub const OUTLINE_SECRET: &str = "ol_whs_integration_secret";
@@ -18,6 +19,8 @@ pub struct TestApp {
     pub queue: JobQueue,
     pub outline: FakeOutline,
     pub authentik: FakeAuthentik,
+    /// Present when the test configured the OpenFGA sink.
+    pub openfga: Option<FakeOpenFga>,
     pub http: reqwest::Client,
 }
 
@@ -64,7 +67,27 @@ pub async fn spawn_app_with(
     outline: FakeOutline,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn_app_with_sinks(authentik, outline, None, tweak).await
+}
+
+pub async fn start_openfga() -> FakeOpenFga {
+    FakeOpenFga::start(FakeOpenFgaOptions::default())
+        .await
+        .expect("fake openfga starts")
+}
+
+/// Like [`spawn_app_with`], with the OpenFGA sink pointed at `openfga` when given. `tweak` may switch Outline
+/// off (`s.outline = None`).
+pub async fn spawn_app_with_sinks(
+    authentik: FakeAuthentik,
+    outline: FakeOutline,
+    openfga: Option<FakeOpenFga>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = settings_for(&authentik, &outline);
+    settings.openfga = openfga
+        .as_ref()
+        .map(authentik_bridge::demo::openfga_settings_for_fake);
     tweak(&mut settings);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let app = Application::build_with_listener(settings, listener).expect("app builds");
@@ -76,6 +99,7 @@ pub async fn spawn_app_with(
         queue,
         outline,
         authentik,
+        openfga,
         http: reqwest::Client::new(),
     };
     test_app.settle().await;

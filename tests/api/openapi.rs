@@ -1,9 +1,12 @@
-//! The vendors' OpenAPI 3.0 specs as JSON Schema validators, for `tests/api/contract.rs`.
+//! The vendors' OpenAPI 3.0 specs and OpenFGA's Swagger 2.0 spec as JSON Schema validators, for
+//! `tests/api/contract.rs` and `tests/api/contract_openfga.rs`.
 //!
 //! Each spec is parsed once per test binary (`OnceLock`; the Authentik one is 1.7 MB). A check
 //! takes a response schema from the spec, converts it to JSON Schema 2020-12 (`nullable: true`
-//! becomes a null-allowing type, `#/components/schemas/X` becomes `#/$defs/X`), embeds only the
-//! components it reaches, and validates a body with format checks on.
+//! becomes a null-allowing type, `#/components/schemas/X` and Swagger's `#/definitions/X` become
+//! `#/$defs/X`), embeds only the components it reaches, and validates a body with format checks on.
+//! Swagger 2.0 keeps its components under `definitions` and a response's schema directly under
+//! `responses.<status>.schema`; everything else the converter handles is common to both versions.
 //!
 //! Where a contract documents that the real server differs from its published spec, the test
 //! passes a [`Patch`] that says so, with the section that documents it. In strict mode every
@@ -37,6 +40,7 @@ pub struct Spec {
 
 static OUTLINE: OnceLock<Spec> = OnceLock::new();
 static AUTHENTIK: OnceLock<Spec> = OnceLock::new();
+static OPENFGA: OnceLock<Spec> = OnceLock::new();
 
 /// The vendored specs (`tests/fixtures/upstream/`, with their sources and licences in its README).
 fn contracts_dir() -> PathBuf {
@@ -88,6 +92,16 @@ fn yaml_to_json(v: serde_yaml::Value) -> Value {
     }
 }
 
+/// A JSON spec, parsed as JSON.
+fn load_json(name: &'static str, file: &str) -> Spec {
+    let path = contracts_dir().join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let doc = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("cannot parse {}: {e}", path.display()));
+    Spec { name, doc }
+}
+
 /// `tests/fixtures/upstream/outline-openapi.yml`.
 pub fn outline() -> &'static Spec {
     OUTLINE.get_or_init(|| load("outline", "outline-openapi.yml"))
@@ -98,12 +112,42 @@ pub fn authentik() -> &'static Spec {
     AUTHENTIK.get_or_init(|| load("authentik", "authentik-openapi-2026.8.yml"))
 }
 
+/// `tests/fixtures/upstream/openfga-openapi.json` (Swagger 2.0).
+pub fn openfga() -> &'static Spec {
+    OPENFGA.get_or_init(|| load_json("openfga", "openfga-openapi.json"))
+}
+
 const SCHEMA_PREFIX: &str = "#/components/schemas/";
+/// Swagger 2.0's component references.
+const DEFINITIONS_PREFIX: &str = "#/definitions/";
 
 impl Spec {
+    /// Swagger 2.0 (`"swagger": "2.0"`) rather than OpenAPI 3.
+    fn is_swagger(&self) -> bool {
+        self.doc.get("swagger").is_some()
+    }
+
+    /// The component schemas: `components.schemas`, or Swagger's `definitions`.
+    fn schemas(&self) -> &Value {
+        if self.is_swagger() {
+            &self.doc["definitions"]
+        } else {
+            &self.doc["components"]["schemas"]
+        }
+    }
+
     /// The raw (OpenAPI) JSON schema of one response, following a `components/responses` `$ref`.
     pub fn response(&self, path: &str, method: &str, status: &str) -> Value {
         let mut resp = self.doc["paths"][path][method]["responses"][status].clone();
+        if self.is_swagger() {
+            let schema = resp["schema"].clone();
+            assert!(
+                !schema.is_null(),
+                "{}: no schema for {method} {path} {status}",
+                self.name
+            );
+            return schema;
+        }
         if let Some(r) = resp.get("$ref").and_then(Value::as_str) {
             let name = r.trim_start_matches("#/components/responses/");
             resp = self.doc["components"]["responses"][name].clone();
@@ -119,7 +163,7 @@ impl Spec {
 
     /// One raw component schema.
     pub fn component(&self, name: &str) -> Value {
-        let c = self.doc["components"]["schemas"][name].clone();
+        let c = self.schemas()[name].clone();
         assert!(!c.is_null(), "{}: no component {name}", self.name);
         c
     }
@@ -130,7 +174,7 @@ impl Spec {
     }
 
     fn patched_component(&self, name: &str, patches: &[Patch]) -> Option<Value> {
-        let mut c = self.doc["components"]["schemas"].get(name).cloned();
+        let mut c = self.schemas().get(name).cloned();
         for p in patches {
             match p {
                 Patch::Replace(n, v) if *n == name => c = Some(v.clone()),
@@ -258,7 +302,7 @@ fn refs_in(v: &Value) -> Vec<String> {
     out
 }
 
-/// OpenAPI 3.0 schema → JSON Schema 2020-12.
+/// OpenAPI 3.0 (or Swagger 2.0) schema → JSON Schema 2020-12.
 pub fn convert(v: &Value, strict: bool) -> Value {
     match v {
         Value::Array(items) => Value::Array(items.iter().map(|i| convert(i, strict)).collect()),
@@ -273,7 +317,10 @@ pub fn convert(v: &Value, strict: bool) -> Value {
                     }
                     "$ref" => {
                         let r = val.as_str().unwrap_or("");
-                        let r = match r.strip_prefix(SCHEMA_PREFIX) {
+                        let r = match r
+                            .strip_prefix(SCHEMA_PREFIX)
+                            .or_else(|| r.strip_prefix(DEFINITIONS_PREFIX))
+                        {
                             Some(name) => format!("#/$defs/{name}"),
                             None => r.to_string(),
                         };

@@ -1,17 +1,20 @@
-//! Stateful fakes of the two upstreams, for the integration tests, the benchmarks and the `demo`
-//! subcommand.
+//! Stateful fakes of the upstreams (Authentik, Outline and OpenFGA), for the integration tests, the
+//! benchmarks and the `demo` subcommand.
 //!
 //! Each fake is a real HTTP server (actix-web, bound to `127.0.0.1:0`) spawned on the current tokio
 //! runtime, so the bridge talks to it exactly as it talks to the real server. The fakes copy the
 //! details the contracts say a client must survive: status codes, envelopes, field names and the
-//! pagination quirks (docs/upstream/outline.md §3, §4, §6, §9.1; docs/upstream/authentik.md §7, §12).
-//! `tests/api/contract.rs` validates their answers against the vendors' OpenAPI specs.
+//! pagination quirks (docs/upstream/outline.md §3, §4, §6, §9.1; docs/upstream/authentik.md §7, §12;
+//! docs/upstream/openfga.md §2, §3, §5). `tests/api/contract.rs` and `tests/api/contract_openfga.rs`
+//! validate their answers against the vendors' OpenAPI specs.
 //!
 //! State sits behind a `std::sync::Mutex` that is never held across an `.await`, so the seeding
 //! and inspection methods are plain synchronous calls.
 
 /// The fake Authentik API and notification transport.
 pub mod authentik;
+/// The fake OpenFGA server.
+pub mod openfga;
 /// The fake Outline API.
 pub mod outline;
 
@@ -19,6 +22,7 @@ pub use authentik::{
     event_document, python_json, test_button_document, AuthentikCall, FakeAuthentik,
     FakeAuthentikGroup, FakeAuthentikOptions, WebhookDelivery,
 };
+pub use openfga::{FakeOpenFga, FakeOpenFgaOptions, FgaCall};
 pub use outline::{outline_signature, FakeGroup, FakeOutline, FakeOutlineOptions, OutlineCall};
 
 use std::fmt::Write as _;
