@@ -712,6 +712,47 @@ mod tests {
     }
 
     #[test]
+    fn openfga_alone_is_a_sink_and_its_settings_are_checked() {
+        let fga = [
+            ("AUTHENTIK_URL", "https://auth.example.com/"),
+            ("AUTHENTIK_TOKEN", "ak-token"),
+            ("OPENFGA_URL", "http://openfga:8080"),
+            ("OPENFGA_STORE_ID", "01HVMMBCMGZNT3SED4Z17ECXCA"),
+        ];
+        let s = Settings::load(None, &env(&fga)).expect("loads");
+        assert!(s.outline.is_none());
+        s.require_upstreams().expect("OpenFGA alone is enough");
+        let o = s.openfga.expect("on");
+        assert_eq!(o.naming.user_id, UserIdForm::Username);
+        assert_eq!(o.naming.group_id, GroupIdForm::Uuid);
+        assert_eq!(
+            (o.naming.user_type.as_str(), o.naming.relation.as_str()),
+            ("user", "member")
+        );
+        assert!(o.token.is_none() && o.model_id.is_none());
+
+        let neither = Settings::load(None, &env(&fga[..2])).expect("loads");
+        assert!(neither.require_upstreams().is_err(), "no sink at all");
+        for (name, bad) in [
+            ("OPENFGA_STORE_ID", "not-a-ulid"),
+            ("OPENFGA_USER_ID", "uuid"),
+            ("OPENFGA_GROUP_ID", "slug"),
+            ("OPENFGA_RELATION", "member of"),
+            ("OPENFGA_GROUP_TYPE", "team#x"),
+            ("OPENFGA_AUTHORIZATION_MODEL_ID", "latest"),
+        ] {
+            let mut e = fga.to_vec();
+            e.retain(|(k, _)| *k != name);
+            e.push((name, bad));
+            let err = Settings::load(None, &env(&e)).expect_err(name).to_string();
+            assert!(err.starts_with(name), "{err}");
+        }
+        let store_only = [fga[0], fga[1], fga[3]];
+        let err = Settings::load(None, &env(&store_only)).expect_err("no URL");
+        assert!(err.to_string().contains("OPENFGA_URL"));
+    }
+
+    #[test]
     fn defaults_match_the_python_connector() {
         let s = Settings::load(None, &env(&base())).expect("loads");
         assert_eq!(s.listen_addr.port(), 8430);

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use upstream_fakes::{
-    outline_signature, FakeAuthentik, FakeAuthentikOptions, FakeOpenFga, FakeOutline,
-    FakeOutlineOptions,
+    outline_signature, FakeAuthentik, FakeAuthentikOptions, FakeOpenFga, FakeOpenFgaOptions,
+    FakeOutline, FakeOutlineOptions,
 };
 
 use crate::configuration::{OpenFgaSettings, RateLimit, Secret, Settings, UpstreamSettings};
@@ -65,7 +65,7 @@ pub async fn run() -> ExitCode {
 }
 
 async fn play() -> Result<bool, Box<dyn std::error::Error>> {
-    say("authentik-bridge demo: simulated Authentik and Outline on loopback, the real bridge between them.\n");
+    say("authentik-bridge demo: simulated Authentik, Outline and OpenFGA on loopback, the real bridge between them.\n");
     let authentik = FakeAuthentik::start(FakeAuthentikOptions {
         latency: Duration::from_millis(2),
         ..FakeAuthentikOptions::default()
@@ -76,6 +76,11 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         rate_limit_requests: RATE.requests,
         rate_limit_window: RATE.window,
         ..FakeOutlineOptions::default()
+    })
+    .await?;
+    let openfga = FakeOpenFga::start(FakeOpenFgaOptions {
+        latency: Duration::from_millis(2),
+        ..FakeOpenFgaOptions::default()
     })
     .await?;
 
@@ -104,6 +109,16 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     settings.auto_create_groups = true;
     settings.outline_rate_limit = RATE;
     settings.max_removals = 500;
+    settings.openfga = Some(openfga_settings_for_fake(&openfga));
+    // People are named by username in OpenFGA (the default), groups by their Authentik uuid.
+    let member = |user: &str, group: &str| {
+        (
+            format!("user:{user}"),
+            "member".to_string(),
+            format!("group:{group}"),
+        )
+    };
+    let has = |user: &str, group: &str| openfga.tuples().contains(&member(user, group));
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let app = Application::build_with_listener(settings, listener)?;
     let bridge = format!("http://127.0.0.1:{}", app.port());
@@ -114,15 +129,17 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         Some(TOKEN.to_string()),
     );
     say(&format!(
-        "simulated Authentik  {}\nsimulated Outline    {}\nbridge               {bridge}\n",
+        "simulated Authentik  {}\nsimulated Outline    {}\nsimulated OpenFGA    {}\nbridge               {bridge}\n",
         authentik.url(),
-        outline.url()
+        outline.url(),
+        openfga.url()
     ));
     let start = Instant::now();
     queue.wait_idle().await;
     say(&format!(
-        "start-up reconcile: {} groups linked or created, {:.0} ms\n",
+        "start-up reconcile: {} Outline groups linked or created, {} OpenFGA member tuples written, {:.0} ms\n",
         outline.groups().len(),
+        openfga.tuples().len(),
         start.elapsed().as_secs_f64() * 1000.0
     ));
 
@@ -169,17 +186,17 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     authentik.add_member(&docs, bob_pk);
     let took = wait_for(limit, || {
-        og_docs().is_some_and(|d| outline.members(&d).contains_key(&bob))
+        og_docs().is_some_and(|d| outline.members(&d).contains_key(&bob)) && has("bob", &docs)
     })
     .await
     .map(|_| t0.elapsed());
     say(&format!(
-        "   Bob is in Outline's Docs {:.0} ms after the change.",
+        "   Bob is in Outline's Docs, and user:bob member group:<Docs> is in OpenFGA, {:.0} ms after the change.",
         took.unwrap_or(limit).as_secs_f64() * 1000.0
     ));
     steps.push(Step {
         name: "push add",
-        changed: "Bob +Docs".into(),
+        changed: "Bob +Docs / +1 tuple".into(),
         took: took.unwrap_or(limit),
         ok: took.is_some(),
     });
@@ -188,16 +205,18 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     say("3. An admin removes Jane from Engineering.");
     let t0 = Instant::now();
     authentik.remove_member(&eng, jane_pk);
-    let took = wait_for(limit, || !outline.members(&og_eng).contains_key(&jane))
-        .await
-        .map(|_| t0.elapsed());
+    let took = wait_for(limit, || {
+        !outline.members(&og_eng).contains_key(&jane) && !has("jane", &eng)
+    })
+    .await
+    .map(|_| t0.elapsed());
     say(&format!(
-        "   Jane left Outline's Engineering {:.0} ms after the change.",
+        "   Jane left Outline's Engineering, and her tuple left OpenFGA, {:.0} ms after the change.",
         took.unwrap_or(limit).as_secs_f64() * 1000.0
     ));
     steps.push(Step {
         name: "push remove",
-        changed: "Jane -Engineering".into(),
+        changed: "Jane -Engineering / -1 tuple".into(),
         took: took.unwrap_or(limit),
         ok: took.is_some(),
     });
@@ -209,16 +228,18 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     let took = wait_for(limit, || {
         !outline.members(&og_eng).contains_key(&carol)
             && og_docs().is_some_and(|d| !outline.members(&d).contains_key(&carol))
+            && !has("carol", &eng)
+            && !has("carol", &docs)
     })
     .await
     .map(|_| t0.elapsed());
     say(&format!(
-        "   Carol left every managed group {:.0} ms after the deletion.",
+        "   Carol left every managed group, in Outline and in OpenFGA, {:.0} ms after the deletion.",
         took.unwrap_or(limit).as_secs_f64() * 1000.0
     ));
     steps.push(Step {
         name: "user deleted",
-        changed: "Carol -Engineering, -Docs".into(),
+        changed: "Carol -Engineering, -Docs / -2 tuples".into(),
         took: took.unwrap_or(limit),
         ok: took.is_some(),
     });
@@ -261,32 +282,42 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     });
 
     // 6. Drift and reconcile.
-    say("6. Someone edits Outline by hand: adds Jane back to Engineering and removes Bob from Docs. Reconcile repairs it.");
+    say("6. Someone edits by hand: adds Jane back to Engineering and removes Bob from Docs, in Outline and in OpenFGA. Reconcile repairs both.");
     queue.wait_idle().await;
     outline.add_member(&og_eng, &jane, "member");
     if let Some(d) = og_docs() {
         outline.remove_member(&d, &bob);
     }
+    let (u, r, o) = member("jane", &eng);
+    openfga.add_tuple(&u, &r, &o);
+    let (u, r, o) = member("bob", &docs);
+    openfga.remove_tuple(&u, &r, &o);
     let t0 = Instant::now();
     let report = run_reconcile(queue.engine(), ReconcileOptions::default()).await?;
     let took = t0.elapsed();
     let repaired = !outline.members(&og_eng).contains_key(&jane)
-        && og_docs().is_some_and(|d| outline.members(&d).contains_key(&bob));
+        && og_docs().is_some_and(|d| outline.members(&d).contains_key(&bob))
+        && !has("jane", &eng)
+        && has("bob", &docs);
+    let (tuples_written, tuples_deleted) = report
+        .openfga
+        .as_ref()
+        .map_or((0, 0), |f| (f.writes.len(), f.deletes.len()));
     say(&format!(
-        "   reconcile: {} adds, {} removes across {} managed groups.",
+        "   reconcile: {} adds, {} removes across {} managed Outline groups; {tuples_written} tuple written, {tuples_deleted} deleted in OpenFGA.",
         report.summary.adds, report.summary.removes, report.managed_groups
     ));
     steps.push(Step {
         name: "reconcile",
         changed: format!(
-            "{} add, {} remove",
+            "{} add, {} remove / {tuples_written} tuple written, {tuples_deleted} deleted",
             report.summary.adds, report.summary.removes
         ),
         took,
         ok: repaired,
     });
 
-    say("\n| step | what changed in Outline | time | result |\n|---|---|---|---|");
+    say("\n| step | what changed in Outline / in OpenFGA | time | result |\n|---|---|---|---|");
     for s in &steps {
         say(&format!(
             "| {} | {} | {:.0} ms | {} |",

@@ -364,9 +364,11 @@ async fn both_sinks_converge_on_the_same_events_and_each_survives_the_other_down
         || !app.outline.members(&og).contains_key(&ojane),
     )
     .await;
-    eventually("the OpenFGA job met the outage", Duration::from_secs(5), || {
-        fga(&app).calls().iter().any(|c| c.status >= 500)
-    })
+    eventually(
+        "the OpenFGA job met the outage",
+        Duration::from_secs(5),
+        || fga(&app).calls().iter().any(|c| c.status >= 500),
+    )
     .await;
     assert!(group_tuples(fga(&app)).contains(&member("user:jane", &object)));
     fga(&app).set_down(false);
@@ -527,4 +529,62 @@ async fn the_exported_tuples_pass_openfgas_own_engine_for_every_user_id_form() {
             "{form:?}: a tuple OpenFGA refuses fails the run"
         );
     }
+}
+
+/// `check` with only OpenFGA configured: passes for the right store and model, and names the fix for a store
+/// OpenFGA does not know (which Read alone cannot see) and for a model whose `group#member` refuses `user`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_finds_a_wrong_store_and_a_model_that_refuses_users() {
+    let (authentik, _) = start_fakes().await;
+    let fake = start_openfga().await;
+    let run = |store: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authentik-bridge"))
+            .env_clear()
+            .arg("check")
+            .env("AUTHENTIK_URL", authentik.url())
+            .env("AUTHENTIK_TOKEN", authentik.token())
+            .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+            .env("OPENFGA_URL", fake.url())
+            .env("OPENFGA_STORE_ID", store)
+            .env("OPENFGA_API_TOKEN", fake.token())
+            .output()
+            .expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, stdout) = tokio::task::block_in_place(|| run(&fake.store_id()));
+    assert!(ok, "{stdout}");
+    assert!(stdout.lines().all(|l| l.starts_with("ok")), "{stdout}");
+    assert!(
+        !stdout.contains("outline"),
+        "Outline is not configured: {stdout}"
+    );
+
+    let (ok, stdout) = tokio::task::block_in_place(|| run("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+    assert!(!ok);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("FAIL openfga")
+            && l.contains("OPENFGA_STORE_ID")
+            && l.contains("fix:")),
+        "{stdout}"
+    );
+
+    fake.write_model(serde_json::json!({
+        "schema_version": "1.1",
+        "type_definitions": [
+            {"type": "employee"},
+            {"type": "group", "relations": {"member": {"this": {}}},
+             "metadata": {"relations": {"member": {"directly_related_user_types": [{"type": "employee"}]}}}}
+        ]
+    }));
+    let (ok, stdout) = tokio::task::block_in_place(|| run(&fake.store_id()));
+    assert!(!ok);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("FAIL openfga")
+            && l.contains("group#member accepts [employee]")
+            && l.contains("fix:")),
+        "{stdout}"
+    );
 }
