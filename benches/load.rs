@@ -24,8 +24,8 @@ use authentik_bridge::startup::{build_engine, Application};
 use authentik_bridge::sync::{run_reconcile, JobQueue, ReconcileOptions};
 use upstream_fakes::outline_signature;
 use upstream_fakes::{
-    event_document, python_json, FakeAuthentik, FakeAuthentikOptions, FakeOutline,
-    FakeOutlineOptions, OutlineCall,
+    event_document, python_json, FakeAuthentik, FakeAuthentikOptions, FakeOpenFga,
+    FakeOpenFgaOptions, FakeOutline, FakeOutlineOptions, OutlineCall,
 };
 
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -59,6 +59,8 @@ modes (figure numbers as in docs/BENCHMARKS.md):
   reconcile        8  `authentik-bridge reconcile` as a process    --users 10000 --groups 500 --drift-every 100
   growth           9  reconcile time and peak RSS by size          --sizes 1000,10000,100000
   stale-cache      4  a group event during a slow group read: is the later change lost?  --delay-ms 100
+  openfga-push     11  Authentik event -> OpenFGA write, OpenFGA alone   --events 200 --latency-ms 5
+  openfga-reconcile 12 `authentik-bridge reconcile` into OpenFGA alone  --users 10000 --groups 500 --drift-every 100 --strays 50
   fakes               start both fakes, print their settings, wait  --users --groups --latency-ms --rate --max-seconds 600
   all                 figures 2-8 with their defaults, then a summary table
 
@@ -106,6 +108,8 @@ fn main() -> ExitCode {
             "growth" => growth(&args).await,
             "stale-cache" => stale_cache(&args).await.map(drop),
             "fakes" => fakes(&args).await,
+            "openfga-push" => openfga_push(&args).await.map(drop),
+            "openfga-reconcile" => openfga_reconcile(&args).await.map(drop),
             "all" => all(&args).await,
             "help" | "--help" | "-h" => {
                 println!("{HELP}");
@@ -2040,5 +2044,274 @@ async fn stale_cache(args: &Args) -> BoxResult<Vec<Figure>> {
         },
         target: "reaches Outline",
         met: Some(second_added),
+    }])
+}
+
+// ----- 11, 12: the OpenFGA sink --------------------------------------------------------------------------
+
+/// An Authentik directory and an OpenFGA store that mirrors it, as the Outline world does: `users` people in
+/// `per_user` of `groups` groups; every `drift_every`-th tuple missing in OpenFGA and `strays` tuples of
+/// non-members on managed groups, so a pass has writes and deletes to make.
+struct FgaWorld {
+    authentik: FakeAuthentik,
+    openfga: FakeOpenFga,
+    ak_groups: Vec<String>,
+    extra_ak: Vec<i64>,
+    memberships: usize,
+    missing: usize,
+    strays: usize,
+}
+
+impl FgaWorld {
+    async fn seed(
+        users: usize,
+        groups: usize,
+        per_user: usize,
+        drift_every: usize,
+        strays: usize,
+        latency: Duration,
+    ) -> BoxResult<FgaWorld> {
+        let authentik = FakeAuthentik::start(FakeAuthentikOptions {
+            latency,
+            ..FakeAuthentikOptions::default()
+        })
+        .await?;
+        let openfga = FakeOpenFga::start(FakeOpenFgaOptions {
+            latency,
+            ..FakeOpenFgaOptions::default()
+        })
+        .await?;
+        let ak_groups: Vec<String> = (0..groups)
+            .map(|g| authentik.add_group(&format!("team-{g:05}")))
+            .collect();
+        let (mut memberships, mut missing) = (0, 0);
+        for i in 0..users {
+            let username = format!("user{i:06}");
+            let pk = authentik.add_user(&username, "U", &format!("{username}@example.com"));
+            for g in groups_of(i, groups, per_user) {
+                authentik.add_member(&ak_groups[g], pk);
+                memberships += 1;
+                if drift_every > 0 && memberships % drift_every == 0 {
+                    missing += 1;
+                } else {
+                    openfga.add_tuple(
+                        &format!("user:{username}"),
+                        "member",
+                        &format!("group:{}", ak_groups[g]),
+                    );
+                }
+            }
+        }
+        for (s, group) in ak_groups.iter().take(strays).enumerate() {
+            openfga.add_tuple(
+                &format!("user:stray{s:05}"),
+                "member",
+                &format!("group:{group}"),
+            );
+        }
+        let extra_ak = (0..groups)
+            .map(|i| {
+                authentik.add_user(
+                    &format!("extra{i:06}"),
+                    "E",
+                    &format!("extra{i:06}@example.com"),
+                )
+            })
+            .collect();
+        authentik.clear_events();
+        authentik.clear_calls();
+        openfga.clear_calls();
+        Ok(FgaWorld {
+            authentik,
+            openfga,
+            ak_groups,
+            extra_ak,
+            memberships,
+            missing,
+            strays: strays.min(groups),
+        })
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AUTHENTIK_URL", self.authentik.url()),
+            ("AUTHENTIK_TOKEN", self.authentik.token()),
+            ("AUTHENTIK_WEBHOOK_TOKEN", TOKEN.to_string()),
+            ("OPENFGA_URL", self.openfga.url()),
+            ("OPENFGA_STORE_ID", self.openfga.store_id()),
+            ("OPENFGA_API_TOKEN", self.openfga.token()),
+            ("LISTEN_ADDR", "127.0.0.1:0".to_string()),
+            ("RECONCILE_INTERVAL", "0".to_string()),
+            ("MAX_REMOVALS", "1000000".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// Figure 11: an Authentik group event to its one OpenFGA write, with the OpenFGA sink alone. A push costs
+/// three round trips (the group from Authentik, its tuples from OpenFGA, the write), so the floor is three
+/// times the fakes' latency; the ratio to that floor is the bridge's own share.
+async fn openfga_push(args: &Args) -> BoxResult<Vec<Figure>> {
+    let events = args.usize("events", 200)?;
+    let latency = args.latency()?;
+    println!(
+        "## 11. Authentik event -> OpenFGA write: {events} sequential group events (one new member each, distinct groups of 10), fakes at {} ms, OpenFGA sink alone, bridge in-process",
+        latency.as_millis()
+    );
+    let world = FgaWorld::seed(events * 10, events, 1, 0, 0, latency).await?;
+    let mut settings = Settings::for_upstreams(
+        UpstreamSettings {
+            url: world.authentik.url(),
+            token: Secret::new(world.authentik.token()),
+        },
+        UpstreamSettings {
+            url: String::new(),
+            token: Secret::new(""),
+        },
+    );
+    settings.outline = None;
+    settings.authentik_webhook_token = Some(Secret::new(TOKEN));
+    settings.reconcile_interval = None;
+    settings.openfga = Some(authentik_bridge::demo::openfga_settings_for_fake(
+        &world.openfga,
+    ));
+    let bridge = start_with_settings(settings).await?;
+    world.openfga.clear_calls();
+    world.authentik.clear_calls();
+    let http = reqwest::Client::new();
+    let (mut lat, mut answers) = (Vec::with_capacity(events), Vec::with_capacity(events));
+    for i in 0..events {
+        let (group, pk) = (&world.ak_groups[i], world.extra_ak[i]);
+        world.authentik.add_member(group, pk);
+        let doc = world.authentik.events().pop().ok_or("no event recorded")?;
+        world.authentik.clear_events();
+        let body = python_json(&doc);
+        let tuple = (
+            format!("user:extra{i:06}"),
+            "member".to_string(),
+            format!("group:{group}"),
+        );
+        let t0 = Instant::now();
+        let resp = http
+            .post(format!("{}/webhooks/authentik", bridge.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        answers.push(ms(t0.elapsed()));
+        if resp.status().as_u16() != 202 {
+            return Err(format!("event {i}: the bridge answered {}", resp.status()).into());
+        }
+        wait_until(Duration::from_secs(10), "the OpenFGA write", || {
+            world.openfga.tuples().contains(&tuple)
+        })
+        .await?;
+        lat.push(ms(t0.elapsed()));
+    }
+    bridge.queue.wait_idle().await;
+    let floor = 3.0 * ms(latency);
+    let p50 = percentile(&lat, 50.0);
+    let (reads, writes) = (
+        world.openfga.count_calls("read"),
+        world.openfga.count_calls("write"),
+    );
+    println!("{}", summary("event POST -> tuple in OpenFGA", &lat));
+    println!("{}", summary("event POST answered (202)", &answers));
+    println!(
+        "calls for {events} events: {} Authentik, {reads} OpenFGA reads, {writes} OpenFGA writes ({:.2} / {:.2} / {:.2} per event); floor of 3 round trips = {floor:.1} ms, p50 / floor = {:.2}",
+        world.authentik.calls().len(),
+        world.authentik.calls().len() as f64 / events as f64,
+        reads as f64 / events as f64,
+        writes as f64 / events as f64,
+        p50 / floor
+    );
+    Ok(vec![Figure {
+        id: "11",
+        what: format!("Authentik event -> OpenFGA write, fakes at {} ms", latency.as_millis()),
+        value: format!("p50 {p50:.1} ms ({:.2} x the 3-round-trip floor), p99 {:.1} ms; {:.2} writes per event", p50 / floor, percentile(&lat, 99.0), writes as f64 / events as f64),
+        target: "p99 < 1 s, 1 write per event",
+        met: Some(percentile(&lat, 99.0) < 1000.0 && writes == events),
+    }])
+}
+
+/// Figure 12: `authentik-bridge reconcile` as its own process, OpenFGA sink alone.
+async fn openfga_reconcile(args: &Args) -> BoxResult<Vec<Figure>> {
+    let users = args.usize("users", 10_000)?;
+    let groups = args.usize("groups", 500)?;
+    let per_user = args.usize("per-user", 3)?;
+    let drift_every = args.usize("drift-every", 100)?;
+    let strays = args.usize("strays", 50)?;
+    let latency = args.latency()?;
+    println!(
+        "## 12. `authentik-bridge reconcile` (release) into OpenFGA alone: {users} users in {groups} groups ({per_user} each), every {drift_every}th tuple missing, {strays} stray tuples; fakes in this process at {} ms",
+        latency.as_millis()
+    );
+    let seeding = Instant::now();
+    let world = FgaWorld::seed(users, groups, per_user, drift_every, strays, latency).await?;
+    eprintln!(
+        "  seeded {} memberships ({} tuples missing, {} strays) in {:.1} s",
+        world.memberships,
+        world.missing,
+        world.strays,
+        seeding.elapsed().as_secs_f64()
+    );
+    let dir = scratch_dir()?;
+    let mut cmd = Command::new(bridge_bin());
+    cmd.arg("reconcile")
+        .env_clear()
+        .envs(world.env())
+        .stdin(Stdio::null())
+        .stdout(File::create(dir.join("openfga-reconcile.out"))?)
+        .stderr(File::create(dir.join("openfga-reconcile.log"))?);
+    let run =
+        tokio::task::spawn_blocking(move || run_measured(cmd, Duration::from_secs(900))).await??;
+    if !run.status.success() {
+        return Err(format!(
+            "`authentik-bridge reconcile` exited with {} (see {})",
+            run.status,
+            dir.display()
+        )
+        .into());
+    }
+    let tuples_written: usize = world
+        .openfga
+        .writes()
+        .iter()
+        .map(|w| {
+            let n = |side: &str| w[side]["tuple_keys"].as_array().map_or(0, Vec::len);
+            n("writes") + n("deletes")
+        })
+        .sum();
+    let (ak, reads, writes) = (
+        world.authentik.calls().len(),
+        world.openfga.count_calls("read"),
+        world.openfga.count_calls("write"),
+    );
+    // One Read per group (each holds fewer than 100 tuples here), one Write per group that drifted.
+    let exact = tuples_written == world.missing + world.strays;
+    println!(
+        "  {:.2} s, peak RSS (VmHWM) {:.1} MB ({} samples), CPU {:.2} s; calls: {ak} Authentik pages, {reads} OpenFGA reads (one per group: {groups}), {writes} OpenFGA writes carrying {tuples_written} tuples (needed {} + {}: {})",
+        run.wall.as_secs_f64(),
+        run.peak_kb as f64 / 1024.0,
+        run.samples,
+        run.cpu_seconds,
+        world.missing,
+        world.strays,
+        if exact { "exact" } else { "NOT EXACT" }
+    );
+    Ok(vec![Figure {
+        id: "12",
+        what: format!("reconcile of {users} users in {groups} groups into OpenFGA"),
+        value: format!(
+            "{:.2} s, peak RSS {:.1} MB; {} calls ({ak} + {reads} + {writes}), {tuples_written} tuples changed",
+            run.wall.as_secs_f64(),
+            run.peak_kb as f64 / 1024.0,
+            ak + reads + writes
+        ),
+        target: "only the drift is written",
+        met: Some(exact && reads == groups),
     }])
 }
