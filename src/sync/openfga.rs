@@ -25,7 +25,7 @@ use crate::clients::UpstreamError;
 use crate::configuration::MembershipMode;
 use crate::domain::snapshot::ancestors;
 use crate::domain::tuples::{InvalidId, MemberTuple, Person, TupleNaming, TuplePlan, UserIdForm};
-use crate::domain::{AuthentikGroupId, AuthentikUserId, GroupSnapshot, GroupSummary};
+use crate::domain::{AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, GroupSummary};
 use crate::metrics::Metrics;
 
 /// OpenFGA's default cap on tuples per Write (docs/upstream/openfga.md §2.2). An operator can lower it, and no
@@ -390,6 +390,15 @@ pub async fn user_job(
                     follow_ups: vec![JobKey::Reconcile],
                 });
             };
+            // A late or retried deletion must not remove someone who holds the same id now: a user deleted
+            // and re-created under the same username or email.
+            if let Some(live) = live_holder(engine, sink, &user).await? {
+                tracing::info!(user = %pk, now = %live, "the deleted user's OpenFGA id belongs to a live Authentik user; syncing that user instead");
+                return Ok(JobOutcome {
+                    report: SyncReport::noted("the id belongs to a live Authentik user"),
+                    follow_ups: vec![JobKey::AuthentikUser(live)],
+                });
+            }
             (user, BTreeSet::new())
         }
     };
@@ -441,6 +450,37 @@ pub async fn user_job(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The live Authentik user whose OpenFGA id is `user`, for a username or email id; a pk is never reused.
+async fn live_holder(
+    engine: &SyncEngine,
+    sink: &OpenFgaSink,
+    user: &str,
+) -> Result<Option<AuthentikUserId>, UpstreamError> {
+    let value = user
+        .strip_prefix(sink.naming.user_type.as_str())
+        .and_then(|rest| rest.strip_prefix(':'))
+        .unwrap_or(user);
+    let reader = &engine.reader;
+    Ok(match sink.naming.user_id {
+        UserIdForm::Pk => None,
+        UserIdForm::Email => match Email::parse(value) {
+            Some(email) => reader
+                .authentik_user_by_email(&email)
+                .await?
+                .filter(|u| u.email.as_ref().map(Email::as_str) == Some(value))
+                .map(|u| u.pk),
+            None => None,
+        },
+        UserIdForm::Username => reader
+            .authentik
+            .search_users(value)
+            .await?
+            .into_iter()
+            .find(|u| u.username.as_deref() == Some(value))
+            .map(|u| u.pk),
+    })
 }
 
 /// The full pass into OpenFGA, as a queued job.

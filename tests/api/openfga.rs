@@ -588,3 +588,49 @@ async fn check_finds_a_wrong_store_and_a_model_that_refuses_users() {
         "{stdout}"
     );
 }
+
+/// A deletion that arrives after the person was re-created under the same username must not take the new
+/// account's tuples away: the live holder of the id is synced instead.
+#[tokio::test]
+async fn a_late_deletion_spares_the_live_user_with_the_same_username() {
+    let (authentik, _) = start_fakes().await;
+    let old = authentik.add_user("jane", "Jane", "jane@example.com");
+    let g = authentik.add_group("engineering");
+    authentik.add_member(&g, old);
+    let app = openfga_only(authentik, start_openfga().await, |_| {}).await;
+    app.authentik.set_webhook(None, None);
+    let object = format!("group:{g}");
+    assert!(group_tuples(fga(&app)).contains(&member("user:jane", &object)));
+
+    app.authentik.delete_user(old);
+    let new = app.authentik.add_user("jane", "Jane", "jane@example.com");
+    app.authentik.add_member(&g, new);
+    let resp = app
+        .post_authentik(&user_event(
+            "5f1e2d3c-0000-4000-8000-000000000001",
+            "model_deleted",
+            old,
+            "Jane",
+        ))
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    app.settle().await;
+    assert!(
+        group_tuples(fga(&app)).contains(&member("user:jane", &object)),
+        "the re-created jane keeps her tuple"
+    );
+
+    // Without a live holder the same deletion does remove the tuple.
+    app.authentik.delete_user(new);
+    let resp = app
+        .post_authentik(&user_event(
+            "5f1e2d3c-0000-4000-8000-000000000002",
+            "model_deleted",
+            new,
+            "Jane",
+        ))
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    app.settle().await;
+    assert!(group_tuples(fga(&app)).is_empty());
+}
