@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::domain::accounts::RoleMap;
 use crate::domain::tuples::{GroupIdForm, TupleNaming, UserIdForm};
 
 /// One setting the binary reads: its environment name, its default, whether it is a secret, and what it is for.
@@ -64,6 +65,10 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec("HEADER_TIMEOUT", Some("5"), false, "seconds a client has to send its request headers (slow clients are dropped)"),
     spec("BODY_TIMEOUT", Some("10"), false, "seconds a client has to send a webhook body"),
     spec("SHUTDOWN_GRACE", Some("20"), false, "seconds running jobs get to finish after SIGTERM; keep it under Kubernetes' 30 s"),
+    spec("ROLE_MAP", None, false, "Authentik groups that decide Outline roles, e.g. outline-admins=admin,outline-readers=viewer; unset leaves roles alone"),
+    spec("ROLE_DEFAULT", Some("member"), false, "with ROLE_MAP: the role of people in none of the mapped groups, or keep"),
+    spec("SUSPEND_DEACTIVATED", Some("false"), false, "suspend in Outline a user deactivated or deleted in Authentik, and activate them again when the bridge did it"),
+    spec("MAX_SUSPENSIONS", Some("10"), false, "a pass that would suspend more people suspends none (guard)"),
     spec("OPENFGA_URL", None, false, "OpenFGA HTTP API base URL, e.g. http://openfga:8080; set it (with OPENFGA_STORE_ID) to keep OpenFGA's member tuples in step"),
     spec("OPENFGA_STORE_ID", None, false, "the OpenFGA store (a ULID) that holds the group tuples"),
     spec("OPENFGA_API_TOKEN", None, true, "OpenFGA preshared key or OIDC access token, sent as a bearer token; unset when OpenFGA runs without authentication"),
@@ -152,6 +157,9 @@ pub struct Settings {
     pub authentik: Option<UpstreamSettings>,
     pub outline: Option<UpstreamSettings>,
     pub openfga: Option<OpenFgaSettings>,
+    pub role_map: Option<RoleMap>,
+    pub suspend_deactivated: bool,
+    pub max_suspensions: usize,
     pub outline_webhook_secret: Option<Secret>,
     pub authentik_webhook_token: Option<Secret>,
     pub auto_create_groups: bool,
@@ -410,12 +418,21 @@ impl Settings {
         let upstream_timeout = positive_seconds("UPSTREAM_TIMEOUT")?;
 
         let openfga = openfga_settings(&get)?;
+        let role_map = get("ROLE_MAP")
+            .map(|map| {
+                RoleMap::parse(map, with_default("ROLE_DEFAULT")?)
+                    .map_err(|reason| ConfigError::invalid("ROLE_MAP", reason))
+            })
+            .transpose()?;
 
         Ok(Settings {
             listen_addr,
             authentik,
             outline,
             openfga,
+            role_map,
+            suspend_deactivated: parse_bool("SUSPEND_DEACTIVATED", get("SUSPEND_DEACTIVATED"))?,
+            max_suspensions: parse_number("MAX_SUSPENSIONS", with_default("MAX_SUSPENSIONS")?)?,
             outline_webhook_secret: secret("OUTLINE_WEBHOOK_SECRET"),
             authentik_webhook_token: secret("AUTHENTIK_WEBHOOK_TOKEN"),
             auto_create_groups: parse_bool("AUTO_CREATE_GROUPS", get("AUTO_CREATE_GROUPS"))?,

@@ -1,6 +1,7 @@
 //! The domain: who should be in which group, and the pure planner that turns two snapshots into the calls
 //! that make Outline match Authentik. Nothing here does I/O, so every rule is tested exhaustively.
 
+pub mod accounts;
 pub mod identity;
 pub mod plan;
 pub mod snapshot;

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::apply::{OutlineSink, WarnOnce};
 use super::cache::SnapshotCaches;
+use super::accounts::AccountSync;
 use super::changes::ChangeClock;
 use super::jobs::Sink;
 use super::openfga::OpenFgaSink;
@@ -33,6 +34,8 @@ pub enum SyncError {
     Upstream(#[from] UpstreamError),
     #[error("the plan removes {removals} memberships, more than MAX_REMOVALS={max}; no removal was made (run `authentik-bridge reconcile --force` once you have checked the plan)")]
     Guarded { removals: usize, max: usize },
+    #[error("the plan suspends {suspensions} people, more than MAX_SUSPENSIONS={max}; nobody was suspended (run `authentik-bridge reconcile --force` once you have checked the plan)")]
+    SuspensionsGuarded { suspensions: usize, max: usize },
 }
 
 /// What one job did, for the log line and the CLI.
@@ -91,6 +94,8 @@ pub struct SyncEngine {
     pub outline: Option<OutlineClient>,
     pub sink: OutlineSink,
     pub openfga: Option<OpenFgaSink>,
+    /// Outline roles and suspensions (`ROLE_MAP`, `SUSPEND_DEACTIVATED`).
+    pub accounts: AccountSync,
     pub clock: ChangeClock,
     pub progress: PassProgress,
     pub auto_create: bool,
@@ -129,6 +134,7 @@ impl SyncEngine {
             sink: OutlineSink::new(metrics.clone()),
             outline,
             openfga,
+            accounts: AccountSync::new(settings, metrics.clone()),
             clock: ChangeClock::new(),
             progress: PassProgress::default(),
             auto_create: settings.auto_create_groups,

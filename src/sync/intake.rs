@@ -29,10 +29,10 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
             // A group outside the filter is ignored, unless an Outline group is linked to it: then it was
             // renamed out of the filter, and its job warns about that. Without a cached Outline index the
             // job decides.
-            if !engine
-                .reader
-                .selector
-                .is_managed(&GroupName::new(name.as_str()), false)
+            // A group `ROLE_MAP` names is followed whether or not it is synced as a group: it decides roles.
+            let name = GroupName::new(name.as_str());
+            if !engine.reader.selector.is_managed(&name, false)
+                && !engine.accounts.decides_roles(&name)
             {
                 let linked = match caches.outline_groups.get(&()).await {
                     Some(groups) => groups

@@ -5,10 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
+use super::accounts::{converge_one, group_names};
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient};
 use crate::configuration::MembershipMode;
+use crate::domain::accounts::AuthentikState;
 use crate::domain::plan::GroupIndex;
 use crate::domain::snapshot::ancestors;
 use crate::domain::{
@@ -32,9 +34,12 @@ impl Sink {
         }
     }
 
-    /// Whether this sink has a job for `key`: a sign-in is Outline's alone.
+    /// Whether this sink has a job for `key`: sign-ins and accounts are Outline's alone.
     pub fn handles(&self, key: &JobKey) -> bool {
-        !matches!((self, key), (Sink::OpenFga, JobKey::Signin(_)))
+        !matches!(
+            (self, key),
+            (Sink::OpenFga, JobKey::Signin(_) | JobKey::Accounts)
+        )
     }
 }
 
@@ -45,6 +50,9 @@ pub enum JobKey {
     AuthentikUser(AuthentikUserId),
     AuthentikGroup(AuthentikGroupId),
     Reconcile,
+    /// Every Outline account's role and suspension (`ROLE_MAP`, `SUSPEND_DEACTIVATED`), after a change to a
+    /// group that decides roles.
+    Accounts,
 }
 
 impl JobKey {
@@ -54,6 +62,7 @@ impl JobKey {
             JobKey::AuthentikUser(_) => "user",
             JobKey::AuthentikGroup(_) => "group",
             JobKey::Reconcile => "reconcile",
+            JobKey::Accounts => "accounts",
         }
     }
 
@@ -63,7 +72,7 @@ impl JobKey {
             JobKey::Signin(id) => id.to_string(),
             JobKey::AuthentikUser(pk) => pk.to_string(),
             JobKey::AuthentikGroup(id) => id.to_string(),
-            JobKey::Reconcile => String::new(),
+            JobKey::Reconcile | JobKey::Accounts => String::new(),
         }
     }
 
@@ -107,9 +116,28 @@ pub async fn signin_job(engine: &SyncEngine, id: &OutlineUserId) -> Result<JobOu
         tracing::info!(user = %id, "no Authentik user with this email; memberships left as they are");
         return Ok(SyncReport::noted("no Authentik user with this email").into());
     };
-    Ok(sync_user_memberships(engine, &outline, &au, &user)
-        .await?
-        .into())
+    let report = sync_user_memberships(engine, &outline, &au, &user).await?;
+    converge_account(engine, &outline, &au, &user).await?;
+    Ok(report.into())
+}
+
+/// The account step of a user job or a sign-in: role and suspension follow the Authentik user.
+async fn converge_account(
+    engine: &SyncEngine,
+    outline: &OutlineClient,
+    au: &UserSnapshot,
+    ou: &OutlineUser,
+) -> Result<(), SyncError> {
+    if !engine.accounts.enabled() {
+        return Ok(());
+    }
+    let state = if au.is_active {
+        let catalog = engine.reader.full_catalog().await?;
+        AuthentikState::Active(group_names(&catalog, &au.groups, engine.reader.membership))
+    } else {
+        AuthentikState::Inactive
+    };
+    converge_one(engine, outline, ou, state).await.map(drop)
 }
 
 /// An Authentik user changed (groups, deactivation, email) or was deleted.
@@ -132,9 +160,9 @@ pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOut
     let Some(user) = found else {
         return Ok(SyncReport::noted("no Outline user with this email yet").into());
     };
-    Ok(sync_user_memberships(engine, &outline, &au, &user)
-        .await?
-        .into())
+    let report = sync_user_memberships(engine, &outline, &au, &user).await?;
+    converge_account(engine, &outline, &au, &user).await?;
+    Ok(report.into())
 }
 
 /// A deleted Authentik user leaves every managed group. The event carries no email
@@ -171,9 +199,9 @@ async fn deleted_user(
         is_active: false,
         groups: Vec::new(),
     };
-    Ok(sync_user_memberships(engine, outline, &gone, &user)
-        .await?
-        .into())
+    let report = sync_user_memberships(engine, outline, &gone, &user).await?;
+    converge_one(engine, outline, &user, AuthentikState::Deleted).await?;
+    Ok(report.into())
 }
 
 /// One user against every managed group: desired from the Authentik user, current from `groups.list
@@ -252,6 +280,7 @@ pub async fn group_job(
     let mut targets: Vec<(GroupSummary, BTreeSet<DesiredMember>)> = Vec::new();
     let mut known_members = BTreeMap::new();
     let mut linked_by_id = false;
+    let role_group: Option<GroupSummary>;
     match reader.membership {
         MembershipMode::Direct => {
             // The Outline group linked by `externalId` is known from the cached index, so its members are
@@ -285,10 +314,12 @@ pub async fn group_job(
                 if linked.is_some() {
                     engine.warn_unmanaged_rename(&group.summary);
                 }
-                return Ok(
-                    SyncReport::noted("the group is not managed (AUTHENTIK_GROUP_REGEXP)").into(),
-                );
+                return Ok(JobOutcome {
+                    report: SyncReport::noted("the group is not managed (AUTHENTIK_GROUP_REGEXP)"),
+                    follow_ups: roles_follow_up(engine, &group.summary),
+                });
             }
+            role_group = Some(group.summary.clone());
             if let (Some(og), Some(members)) = (linked, members) {
                 known_members.insert(og, members.into_keys().collect::<BTreeSet<_>>());
                 linked_by_id = true;
@@ -303,6 +334,7 @@ pub async fn group_job(
             let anc = ancestors(&summaries);
             let mut affected: BTreeSet<AuthentikGroupId> = anc.get(id).cloned().unwrap_or_default();
             affected.insert(id.clone());
+            role_group = summaries.iter().find(|g| &g.id == id).cloned();
             for g in directory {
                 let summary = g.summary.clone();
                 reader.caches.remember_members(&g);
@@ -327,5 +359,19 @@ pub async fn group_job(
         .apply_guarded(&outline, planned.plan, RemovalGuard::Enforce)
         .await?;
     report.unmatched_members = planned.unmatched;
-    Ok(report.into())
+    Ok(JobOutcome {
+        report,
+        follow_ups: role_group
+            .map(|g| roles_follow_up(engine, &g))
+            .unwrap_or_default(),
+    })
+}
+
+/// A change to a group `ROLE_MAP` names can change anyone's role: the accounts job follows.
+fn roles_follow_up(engine: &SyncEngine, group: &GroupSummary) -> Vec<JobKey> {
+    if engine.accounts.decides_roles(&group.name) {
+        vec![JobKey::Accounts]
+    } else {
+        Vec::new()
+    }
 }

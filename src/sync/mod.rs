@@ -7,6 +7,7 @@
 //! - `apply`: the plan written to Outline, each group on its own;
 //! - `progress`: how far a pass has got, for the CLI.
 
+pub mod accounts;
 pub mod apply;
 pub mod cache;
 pub mod changes;

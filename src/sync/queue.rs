@@ -18,6 +18,7 @@ use super::coalesce::TargetSchedule;
 use super::engine::{SyncEngine, SyncError};
 use super::jobs::{group_job, signin_job, user_job, JobKey, JobOutcome, Sink};
 use super::openfga;
+use super::accounts;
 use super::reconcile::reconcile_job;
 use crate::clients::retry::backoff_delay;
 
@@ -330,7 +331,7 @@ impl JobQueue {
                     }
                     return;
                 }
-                Err(SyncError::Guarded { .. }) => return,
+                Err(SyncError::Guarded { .. } | SyncError::SuspensionsGuarded { .. }) => return,
                 Err(SyncError::Upstream(e)) if e.is_permanent() => {
                     // A refusal no retry can fix (writes are kept to their group before they get here; this
                     // is a read): retrying for ten minutes would only hold the target.
@@ -391,13 +392,14 @@ impl JobQueue {
                 (Sink::Outline, JobKey::AuthentikUser(pk)) => user_job(engine, *pk).await,
                 (Sink::Outline, JobKey::AuthentikGroup(id)) => group_job(engine, id).await,
                 (Sink::Outline, JobKey::Reconcile) => reconcile_job(engine).await,
+                (Sink::Outline, JobKey::Accounts) => accounts::accounts_job(engine).await,
                 (Sink::OpenFga, key) => {
                     let sink = openfga::sink_of(engine)?;
                     match key {
                         JobKey::AuthentikUser(pk) => openfga::user_job(engine, sink, *pk).await,
                         JobKey::AuthentikGroup(id) => openfga::group_job(engine, sink, id).await,
                         JobKey::Reconcile => openfga::reconcile_job(engine, sink).await,
-                        JobKey::Signin(_) => Ok(JobOutcome::default()),
+                        JobKey::Signin(_) | JobKey::Accounts => Ok(JobOutcome::default()),
                     }
                 }
             }
@@ -429,7 +431,7 @@ impl JobQueue {
                     "sync done"
                 );
             }
-            Err(SyncError::Guarded { .. }) => {
+            Err(SyncError::Guarded { .. } | SyncError::SuspensionsGuarded { .. }) => {
                 self.inner
                     .metrics
                     .jobs

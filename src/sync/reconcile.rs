@@ -12,7 +12,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::engine::{SyncEngine, SyncError, SyncReport};
+use super::accounts::plan_all;
+use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
+use crate::domain::accounts::AccountPlan;
 use super::jobs::{JobKey, JobOutcome};
 use super::openfga::{self, OpenFgaPassReport};
 use super::progress::{PassPhase, PassProgress};
@@ -41,6 +43,9 @@ pub struct ReconcileReport {
     /// Groups that changed in Authentik while the pass ran: left to fresh group jobs, not written from the
     /// pass's plan.
     pub handed_to_group_jobs: Vec<AuthentikGroupId>,
+    /// Outline roles, suspensions and activations (`ROLE_MAP`, `SUSPEND_DEACTIVATED`), when either is set;
+    /// with the guards' refusals.
+    pub accounts: Option<AccountPlan>,
     /// Which sinks the pass covered; the fields above are Outline's, and empty when Outline is off.
     pub sinks: Vec<&'static str>,
     /// The OpenFGA half of the pass, when OpenFGA is configured.
@@ -88,6 +93,7 @@ pub async fn run_reconcile(
             duration_ms: 0,
             emails: BTreeMap::new(),
             handed_to_group_jobs: Vec::new(),
+            accounts: None,
             sinks: Vec::new(),
             openfga: None,
         },
@@ -130,7 +136,7 @@ pub async fn run_outline_reconcile(
         }
     };
     let plan = planned.plan;
-    let guarded = !options.force && plan.removes.len() > engine.max_removals;
+    let mut guarded = !options.force && plan.removes.len() > engine.max_removals;
     // A dry run reports what it would do; a real run overwrites this with what it did.
     let mut summary = SyncReport {
         adds: plan.adds.len(),
@@ -171,6 +177,36 @@ pub async fn run_outline_reconcile(
             }
         }
     }
+    // Accounts follow memberships, read fresh after the membership writes.
+    let accounts = if engine.accounts.enabled() {
+        let account_plan = plan_all(engine, &outline).await?;
+        let demotions = account_plan.admin_removals();
+        if options.dry_run && !options.force {
+            guarded |= demotions > 0 && plan.removes.len() + demotions > engine.max_removals;
+            guarded |= account_plan.suspend.len() > engine.accounts.max_suspensions;
+        }
+        if !options.dry_run {
+            let guard = if options.force {
+                RemovalGuard::Force
+            } else {
+                RemovalGuard::Enforce
+            };
+            match engine
+                .accounts
+                .apply(engine, &outline, &account_plan, plan.removes.len(), guard)
+                .await
+            {
+                Ok(_) => {}
+                Err(SyncError::Guarded { .. } | SyncError::SuspensionsGuarded { .. }) => {
+                    guarded = true
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Some(account_plan)
+    } else {
+        None
+    };
     if guarded {
         engine
             .metrics
@@ -217,6 +253,7 @@ pub async fn run_outline_reconcile(
         summary,
         duration_ms: started.elapsed().as_millis(),
         handed_to_group_jobs: handed_over,
+        accounts,
         sinks: vec!["outline"],
         openfga: None,
     })

@@ -1,0 +1,457 @@
+//! Outline accounts that follow Authentik: the role a person's groups give them (`ROLE_MAP`), suspension of
+//! people deactivated or deleted in Authentik (`SUSPEND_DEACTIVATED`), and the guards that keep the bridge
+//! from locking Outline out of itself: the API key's owner and the last admin are never demoted or
+//! suspended, since either would disable the key and its webhooks (docs/upstream/outline.md §2.10).
+//! Pure: the sync layer gathers the facts and applies the plan.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::identity::{Email, GroupName, OutlineUserId};
+
+/// Outline's roles, lowest first, so the highest a person's groups give is the maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutlineRole {
+    Guest,
+    Viewer,
+    Member,
+    Admin,
+}
+
+impl OutlineRole {
+    pub fn parse(value: &str) -> Option<OutlineRole> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "guest" => Some(OutlineRole::Guest),
+            "viewer" => Some(OutlineRole::Viewer),
+            "member" => Some(OutlineRole::Member),
+            "admin" => Some(OutlineRole::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutlineRole::Guest => "guest",
+            OutlineRole::Viewer => "viewer",
+            OutlineRole::Member => "member",
+            OutlineRole::Admin => "admin",
+        }
+    }
+}
+
+/// What people in none of the mapped groups get (`ROLE_DEFAULT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleDefault {
+    Keep,
+    Role(OutlineRole),
+}
+
+/// `ROLE_MAP="outline-admins=admin,outline-readers=viewer"`: Authentik group names (compared without case)
+/// and the Outline role each gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMap {
+    pub groups: Vec<(GroupName, OutlineRole)>,
+    pub default: RoleDefault,
+}
+
+impl RoleMap {
+    /// Parses `group=role` pairs separated by commas. A group name may itself hold `=`: the role is after
+    /// the last one.
+    pub fn parse(map: &str, default: &str) -> Result<RoleMap, String> {
+        let mut groups = Vec::new();
+        for pair in map.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((name, role)) = pair.rsplit_once('=') else {
+                return Err(format!("{pair:?} is not group=role"));
+            };
+            let role = OutlineRole::parse(role).ok_or_else(|| {
+                format!("{pair:?}: the role must be admin, member, viewer or guest")
+            })?;
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(format!("{pair:?} has no group name"));
+            }
+            groups.push((GroupName::new(name), role));
+        }
+        if groups.is_empty() {
+            return Err("names no group".into());
+        }
+        let default = match default.trim().to_ascii_lowercase().as_str() {
+            "keep" => RoleDefault::Keep,
+            other => RoleDefault::Role(OutlineRole::parse(other).ok_or_else(|| {
+                "ROLE_DEFAULT must be keep, admin, member, viewer or guest".to_string()
+            })?),
+        };
+        Ok(RoleMap { groups, default })
+    }
+
+    /// Whether a group's name is one of the mapped ones.
+    pub fn names(&self, group: &GroupName) -> bool {
+        self.groups.iter().any(|(g, _)| g == group)
+    }
+
+    /// The role a person's groups give: the highest mapped one, else the default; `None` means keep.
+    pub fn role_for<'a>(&self, groups: impl IntoIterator<Item = &'a GroupName>) -> Option<OutlineRole> {
+        let names: Vec<&GroupName> = groups.into_iter().collect();
+        self.groups
+            .iter()
+            .filter(|(g, _)| names.contains(&g))
+            .map(|(_, role)| *role)
+            .max()
+            .or(match self.default {
+                RoleDefault::Keep => None,
+                RoleDefault::Role(r) => Some(r),
+            })
+    }
+}
+
+/// The Authentik side of one Outline account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthentikState {
+    /// Active, with every group that counts (direct, or inherited in `MEMBERSHIP=inherited`).
+    Active(Vec<GroupName>),
+    Inactive,
+    Deleted,
+}
+
+/// What the planner knows of one Outline account.
+#[derive(Debug, Clone)]
+pub struct AccountFacts {
+    pub user: OutlineUserId,
+    pub email: Option<Email>,
+    /// `None` for a role string this version does not know: such an account's role is left alone.
+    pub role: Option<OutlineRole>,
+    pub suspended: bool,
+    pub authentik: AuthentikState,
+    /// The account's last suspension was made by the bridge's key (Outline's audit log says so); only then
+    /// does a re-activation in Authentik activate it again.
+    pub suspended_by_bridge: bool,
+}
+
+/// The rules in force, from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountRules<'a> {
+    pub role_map: Option<&'a RoleMap>,
+    pub suspend_deactivated: bool,
+    /// The owner of the bridge's API key.
+    pub key_owner: &'a OutlineUserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleChange {
+    pub user: OutlineUserId,
+    pub email: Option<Email>,
+    pub from: OutlineRole,
+    pub to: OutlineRole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountRef {
+    pub user: OutlineUserId,
+    pub email: Option<Email>,
+}
+
+/// A change the guards held back, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountRefusal {
+    pub user: OutlineUserId,
+    pub email: Option<Email>,
+    /// `demote` or `suspend`.
+    pub change: &'static str,
+    /// `key_owner` or `last_admin`, the metric label.
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AccountPlan {
+    pub roles: Vec<RoleChange>,
+    pub suspend: Vec<AccountRef>,
+    pub activate: Vec<AccountRef>,
+    pub refused: Vec<AccountRefusal>,
+}
+
+impl AccountPlan {
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty() && self.suspend.is_empty() && self.activate.is_empty()
+    }
+
+    /// Role changes that take admin rights away: they count toward `MAX_REMOVALS`.
+    pub fn admin_removals(&self) -> usize {
+        self.roles
+            .iter()
+            .filter(|r| r.from == OutlineRole::Admin && r.to != OutlineRole::Admin)
+            .count()
+    }
+
+    /// The plan without what the guards may hold back: demotions from admin and suspensions.
+    pub fn without_demotions(&self) -> AccountPlan {
+        AccountPlan {
+            roles: self
+                .roles
+                .iter()
+                .filter(|r| !(r.from == OutlineRole::Admin && r.to != OutlineRole::Admin))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    pub fn without_suspensions(&self) -> AccountPlan {
+        AccountPlan {
+            suspend: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Plans roles, suspensions and activations for a set of accounts. `active_admins` is how many active
+/// admins Outline has now; a change that would leave none is refused, and so is any demotion or
+/// suspension of the key's owner.
+pub fn plan_accounts(
+    accounts: &[AccountFacts],
+    rules: AccountRules<'_>,
+    active_admins: usize,
+) -> AccountPlan {
+    let mut plan = AccountPlan::default();
+    let mut losing_admin: Vec<(&AccountFacts, &'static str, Option<OutlineRole>)> = Vec::new();
+    let mut admins = active_admins;
+    for a in accounts {
+        let who = || AccountRef {
+            user: a.user.clone(),
+            email: a.email.clone(),
+        };
+        let is_active_admin = a.role == Some(OutlineRole::Admin) && !a.suspended;
+        match &a.authentik {
+            AuthentikState::Inactive | AuthentikState::Deleted => {
+                if rules.suspend_deactivated && !a.suspended {
+                    if &a.user == rules.key_owner {
+                        plan.refused.push(refusal(a, "suspend", "key_owner"));
+                    } else if is_active_admin {
+                        losing_admin.push((a, "suspend", None));
+                    } else {
+                        plan.suspend.push(who());
+                    }
+                }
+            }
+            AuthentikState::Active(groups) => {
+                if a.suspended && a.suspended_by_bridge && rules.suspend_deactivated {
+                    plan.activate.push(who());
+                    if a.role == Some(OutlineRole::Admin) {
+                        admins += 1;
+                    }
+                }
+                let (Some(map), Some(current)) = (rules.role_map, a.role) else {
+                    continue;
+                };
+                let Some(wanted) = map.role_for(groups) else {
+                    continue;
+                };
+                if wanted == current {
+                    continue;
+                }
+                if wanted < current && &a.user == rules.key_owner {
+                    plan.refused.push(refusal(a, "demote", "key_owner"));
+                } else if current == OutlineRole::Admin && !a.suspended {
+                    losing_admin.push((a, "demote", Some(wanted)));
+                } else {
+                    if wanted == OutlineRole::Admin && !a.suspended {
+                        admins += 1;
+                    }
+                    plan.roles.push(RoleChange {
+                        user: a.user.clone(),
+                        email: a.email.clone(),
+                        from: current,
+                        to: wanted,
+                    });
+                }
+            }
+        }
+    }
+    // Promotions and activations are counted first: an admin handed over within one plan is fine.
+    for (a, change, wanted) in losing_admin {
+        if admins <= 1 {
+            plan.refused.push(refusal(a, change, "last_admin"));
+            continue;
+        }
+        admins -= 1;
+        match wanted {
+            Some(to) => plan.roles.push(RoleChange {
+                user: a.user.clone(),
+                email: a.email.clone(),
+                from: OutlineRole::Admin,
+                to,
+            }),
+            None => plan.suspend.push(AccountRef {
+                user: a.user.clone(),
+                email: a.email.clone(),
+            }),
+        }
+    }
+    plan
+}
+
+fn refusal(a: &AccountFacts, change: &'static str, reason: &'static str) -> AccountRefusal {
+    AccountRefusal {
+        user: a.user.clone(),
+        email: a.email.clone(),
+        change,
+        reason,
+    }
+}
+
+/// The Outline users a plan names, for reading their emails into a report.
+pub fn named_users(plan: &AccountPlan) -> BTreeSet<&OutlineUserId> {
+    plan.roles
+        .iter()
+        .map(|r| &r.user)
+        .chain(plan.suspend.iter().map(|s| &s.user))
+        .chain(plan.activate.iter().map(|s| &s.user))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id(n: u32) -> OutlineUserId {
+        OutlineUserId::new(format!("00000000-0000-4000-8000-{n:012}"))
+    }
+
+    fn map() -> RoleMap {
+        RoleMap::parse("outline-admins=admin, outline-readers=viewer", "member").expect("parses")
+    }
+
+    fn account(n: u32, role: OutlineRole, authentik: AuthentikState) -> AccountFacts {
+        AccountFacts {
+            user: id(n),
+            email: None,
+            role: Some(role),
+            suspended: false,
+            authentik,
+            suspended_by_bridge: false,
+        }
+    }
+
+    fn in_groups(names: &[&str]) -> AuthentikState {
+        AuthentikState::Active(names.iter().map(|n| GroupName::new(*n)).collect())
+    }
+
+    #[test]
+    fn the_map_parses_and_names_its_errors() {
+        let m = map();
+        assert_eq!(m.groups.len(), 2);
+        assert_eq!(m.default, RoleDefault::Role(OutlineRole::Member));
+        assert_eq!(
+            RoleMap::parse("a=b=admin", "keep").expect("last = wins").groups[0].0,
+            GroupName::new("a=b")
+        );
+        for bad in ["x", "x=owner", "=admin", ""] {
+            assert!(RoleMap::parse(bad, "member").is_err(), "{bad:?}");
+        }
+        assert!(RoleMap::parse("x=admin", "boss").is_err());
+    }
+
+    #[test]
+    fn the_highest_mapped_role_wins_and_the_default_covers_the_rest() {
+        let m = map();
+        let g = |names: &[&str]| names.iter().map(|n| GroupName::new(*n)).collect::<Vec<_>>();
+        assert_eq!(m.role_for(&g(&["Outline-Readers", "outline-admins"])), Some(OutlineRole::Admin));
+        assert_eq!(m.role_for(&g(&["outline-readers"])), Some(OutlineRole::Viewer));
+        assert_eq!(m.role_for(&g(&["staff"])), Some(OutlineRole::Member));
+        let keep = RoleMap::parse("outline-admins=admin", "keep").expect("parses");
+        assert_eq!(keep.role_for(&g(&["staff"])), None);
+    }
+
+    #[test]
+    fn the_key_owner_and_the_last_admin_are_never_demoted_or_suspended() {
+        let owner = id(1);
+        let rules = AccountRules {
+            role_map: Some(&map()),
+            suspend_deactivated: true,
+            key_owner: &owner,
+        };
+        let accounts = vec![
+            account(1, OutlineRole::Admin, in_groups(&["staff"])),
+            account(2, OutlineRole::Admin, AuthentikState::Inactive),
+        ];
+        let plan = plan_accounts(&accounts, rules, 2);
+        assert!(plan.roles.is_empty() && plan.suspend.is_empty());
+        let reasons: Vec<_> = plan.refused.iter().map(|r| (r.change, r.reason)).collect();
+        assert_eq!(reasons, vec![("demote", "key_owner"), ("suspend", "last_admin")]);
+
+        // With a new admin promoted in the same plan, the old one may go.
+        let accounts = vec![
+            account(2, OutlineRole::Admin, in_groups(&["staff"])),
+            account(3, OutlineRole::Member, in_groups(&["outline-admins"])),
+        ];
+        let plan = plan_accounts(&accounts, rules, 1);
+        assert_eq!(plan.roles.len(), 2, "{plan:?}");
+        assert!(plan.refused.is_empty());
+        assert_eq!(plan.admin_removals(), 1);
+    }
+
+    #[test]
+    fn only_suspensions_the_bridge_made_are_undone() {
+        let owner = id(1);
+        let rules = AccountRules {
+            role_map: None,
+            suspend_deactivated: true,
+            key_owner: &owner,
+        };
+        let mut by_bridge = account(2, OutlineRole::Member, in_groups(&[]));
+        by_bridge.suspended = true;
+        by_bridge.suspended_by_bridge = true;
+        let mut by_hand = account(3, OutlineRole::Member, in_groups(&[]));
+        by_hand.suspended = true;
+        let plan = plan_accounts(&[by_bridge, by_hand], rules, 1);
+        assert_eq!(plan.activate.len(), 1);
+        assert_eq!(plan.activate[0].user, id(2));
+        let off = AccountRules {
+            suspend_deactivated: false,
+            ..rules
+        };
+        assert!(plan_accounts(&[account(4, OutlineRole::Member, AuthentikState::Deleted)], off, 1).is_empty());
+    }
+
+    proptest! {
+        /// Whatever the accounts, a plan never demotes or suspends the key's owner, and never leaves Outline
+        /// without an active admin when it had one.
+        #[test]
+        fn a_plan_never_locks_outline_out(
+            accounts in prop::collection::vec((0u32..6, 0usize..4, 0usize..3, any::<bool>(), 0usize..3), 0..12)
+        ) {
+            let owner = id(0);
+            let roles = [OutlineRole::Guest, OutlineRole::Viewer, OutlineRole::Member, OutlineRole::Admin];
+            let groups = [vec![], vec!["outline-admins"], vec!["outline-readers"]];
+            let mut seen = BTreeSet::new();
+            let facts: Vec<AccountFacts> = accounts
+                .into_iter()
+                .filter(|(n, ..)| seen.insert(*n))
+                .map(|(n, r, state, suspended, g)| {
+                    let authentik = match state {
+                        0 => in_groups(&groups[g]),
+                        1 => AuthentikState::Inactive,
+                        _ => AuthentikState::Deleted,
+                    };
+                    AccountFacts { suspended, suspended_by_bridge: suspended, ..account(n, roles[r], authentik) }
+                })
+                .collect();
+            let admins = facts.iter().filter(|a| a.role == Some(OutlineRole::Admin) && !a.suspended).count();
+            let m = map();
+            let plan = plan_accounts(&facts, AccountRules { role_map: Some(&m), suspend_deactivated: true, key_owner: &owner }, admins);
+            prop_assert!(!plan.suspend.iter().any(|s| s.user == owner));
+            prop_assert!(!plan.roles.iter().any(|r| r.user == owner && r.to < r.from));
+            let mut after: std::collections::BTreeMap<OutlineUserId, (Option<OutlineRole>, bool)> =
+                facts.iter().map(|a| (a.user.clone(), (a.role, a.suspended))).collect();
+            for r in &plan.roles { if let Some(e) = after.get_mut(&r.user) { e.0 = Some(r.to); } }
+            for s in &plan.suspend { if let Some(e) = after.get_mut(&s.user) { e.1 = true; } }
+            for s in &plan.activate { if let Some(e) = after.get_mut(&s.user) { e.1 = false; } }
+            let left = after.values().filter(|(r, s)| *r == Some(OutlineRole::Admin) && !s).count();
+            if admins > 0 {
+                prop_assert!(left >= 1, "{plan:?}");
+            }
+        }
+    }
+}

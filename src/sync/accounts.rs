@@ -1,0 +1,300 @@
+//! Outline accounts that follow Authentik (Outline sink only): roles from `ROLE_MAP`, suspension of people
+//! deactivated or deleted in Authentik (`SUSPEND_DEACTIVATED`). The rules and guards are the pure planner of
+//! `domain/accounts.rs`; this module gathers its facts and applies its plan. Both settings are opt-in: with
+//! neither, nothing here runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use super::engine::{RemovalGuard, SyncEngine, SyncError};
+use super::jobs::JobOutcome;
+use crate::clients::outline::OutlineUser;
+use crate::clients::{Lane, OutlineClient, UpstreamError};
+use crate::configuration::{MembershipMode, Settings};
+use crate::domain::accounts::{
+    plan_accounts, AccountFacts, AccountPlan, AccountRules, AuthentikState, OutlineRole, RoleMap,
+};
+use crate::domain::snapshot::ancestors;
+use crate::domain::{AuthentikGroupId, GroupName, GroupSummary, OutlineUserId};
+use crate::metrics::Metrics;
+
+pub struct AccountSync {
+    pub role_map: Option<RoleMap>,
+    pub suspend_deactivated: bool,
+    pub max_suspensions: usize,
+    /// The owner of the API key, read once: it never changes while the key works.
+    key_owner: OnceCell<OutlineUserId>,
+    metrics: Arc<Metrics>,
+}
+
+/// What applying an account plan did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct AccountsDone {
+    pub roles: usize,
+    pub suspended: usize,
+    pub activated: usize,
+    pub refused: usize,
+}
+
+impl AccountSync {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> AccountSync {
+        AccountSync {
+            role_map: settings.role_map.clone(),
+            suspend_deactivated: settings.suspend_deactivated,
+            max_suspensions: settings.max_suspensions,
+            key_owner: OnceCell::new(),
+            metrics,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.role_map.is_some() || self.suspend_deactivated
+    }
+
+    /// Whether a change to this group can change someone's role.
+    pub fn decides_roles(&self, group: &GroupName) -> bool {
+        self.role_map.as_ref().is_some_and(|m| m.names(group))
+    }
+
+    async fn key_owner(&self, outline: &OutlineClient) -> Result<OutlineUserId, UpstreamError> {
+        self.key_owner
+            .get_or_try_init(|| async { outline.key_owner().await.map(|u| u.id) })
+            .await
+            .cloned()
+    }
+
+    /// The facts of one account. The audit log is read only for a suspended account whose person is active
+    /// in Authentik: the one case where who suspended it matters.
+    pub async fn facts(
+        &self,
+        outline: &OutlineClient,
+        user: &OutlineUser,
+        authentik: AuthentikState,
+    ) -> Result<AccountFacts, UpstreamError> {
+        let suspended_by_bridge = if self.suspend_deactivated
+            && user.suspended
+            && matches!(authentik, AuthentikState::Active(_))
+        {
+            let owner = self.key_owner(outline).await?;
+            matches!(
+                outline.last_suspension_change(&user.id).await?,
+                Some((event, actor)) if event == "users.suspend" && actor == owner
+            )
+        } else {
+            false
+        };
+        Ok(AccountFacts {
+            user: user.id.clone(),
+            email: user.email.clone(),
+            role: OutlineRole::parse(&user.role),
+            suspended: user.suspended,
+            authentik,
+            suspended_by_bridge,
+        })
+    }
+
+    /// Plans for these accounts. Outline's active admins are counted only when the plan could take admin
+    /// rights away from someone.
+    pub async fn plan(
+        &self,
+        outline: &OutlineClient,
+        facts: &[AccountFacts],
+    ) -> Result<AccountPlan, UpstreamError> {
+        let owner = self.key_owner(outline).await?;
+        let rules = AccountRules {
+            role_map: self.role_map.as_ref(),
+            suspend_deactivated: self.suspend_deactivated,
+            key_owner: &owner,
+        };
+        let may_lose_admin = facts
+            .iter()
+            .any(|f| f.role == Some(OutlineRole::Admin) && !f.suspended);
+        let admins = if may_lose_admin {
+            outline
+                .list_users()
+                .await?
+                .iter()
+                .filter(|u| u.role == "admin" && !u.suspended)
+                .count()
+        } else {
+            0
+        };
+        Ok(plan_accounts(facts, rules, admins))
+    }
+
+    /// Applies a plan. Demotions from admin count with `removals` (the memberships the same run removes)
+    /// against `MAX_REMOVALS`; suspensions have their own guard, `MAX_SUSPENSIONS`. Held-back changes are
+    /// made by `reconcile --force`.
+    pub async fn apply(
+        &self,
+        engine: &SyncEngine,
+        outline: &OutlineClient,
+        plan: &AccountPlan,
+        removals: usize,
+        guard: RemovalGuard,
+    ) -> Result<AccountsDone, SyncError> {
+        for r in &plan.refused {
+            self.metrics
+                .account_refusals
+                .with_label_values(&[r.change, r.reason])
+                .inc();
+            let who = r.email.as_ref().map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(user = %r.user, email = %who, change = r.change, reason = r.reason, "refused: the bridge never demotes or suspends the API key's owner or the last admin (either would disable the key and its webhooks)");
+        }
+        let mut plan = plan.clone();
+        let mut held = None;
+        let demotions = plan.admin_removals();
+        if guard == RemovalGuard::Enforce && demotions > 0 && removals + demotions > engine.max_removals {
+            held = Some(SyncError::Guarded {
+                removals: removals + demotions,
+                max: engine.max_removals,
+            });
+            plan = plan.without_demotions();
+        }
+        let suspensions = plan.suspend.len();
+        if guard == RemovalGuard::Enforce && suspensions > self.max_suspensions {
+            self.metrics.suspension_guard_tripped.inc();
+            self.metrics.suspension_guard_active.set(1);
+            tracing::error!(suspensions, max = self.max_suspensions, "suspension guard: nobody suspended; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+            plan = plan.without_suspensions();
+            held = held.or(Some(SyncError::SuspensionsGuarded {
+                suspensions,
+                max: self.max_suspensions,
+            }));
+        } else {
+            self.metrics.suspension_guard_active.set(0);
+        }
+        let mut done = AccountsDone {
+            refused: plan.refused.len(),
+            ..AccountsDone::default()
+        };
+        for r in &plan.roles {
+            outline.update_role(&r.user, r.to.as_str()).await?;
+            self.count("role");
+            tracing::info!(user = %r.user, from = r.from.as_str(), to = r.to.as_str(), "Outline role set from Authentik groups");
+            done.roles += 1;
+        }
+        for s in &plan.suspend {
+            outline.suspend(&s.user).await?;
+            self.count("suspend");
+            tracing::info!(user = %s.user, "suspended in Outline: deactivated or deleted in Authentik");
+            done.suspended += 1;
+        }
+        for a in &plan.activate {
+            outline.activate(&a.user).await?;
+            self.count("activate");
+            tracing::info!(user = %a.user, "activated in Outline again: active in Authentik, and the bridge had suspended them");
+            done.activated += 1;
+        }
+        match held {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    fn count(&self, change: &str) {
+        self.metrics
+            .account_changes
+            .with_label_values(&[change])
+            .inc();
+    }
+}
+
+/// The names of a person's groups that count for roles: direct ones, plus their ancestors in
+/// `MEMBERSHIP=inherited`.
+pub fn group_names(
+    catalog: &[GroupSummary],
+    direct: &[AuthentikGroupId],
+    membership: MembershipMode,
+) -> Vec<GroupName> {
+    let mut ids: Vec<AuthentikGroupId> = direct.to_vec();
+    if membership == MembershipMode::Inherited {
+        let anc = ancestors(catalog);
+        for g in direct {
+            ids.extend(anc.get(g).into_iter().flatten().cloned());
+        }
+    }
+    catalog
+        .iter()
+        .filter(|g| ids.contains(&g.id))
+        .map(|g| g.name.clone())
+        .collect()
+}
+
+/// Plans the accounts of every Outline user who is an Authentik user (matched by email): the account step
+/// of a pass, and the job a change to a role group queues. Outline users unknown to Authentik (local
+/// accounts) are left alone; so is an Authentik user deleted before the pass, whose deletion event does it.
+pub async fn plan_all(
+    engine: &SyncEngine,
+    outline: &OutlineClient,
+) -> Result<AccountPlan, UpstreamError> {
+    let accounts = &engine.accounts;
+    let reader = &engine.reader;
+    let (users, people, catalog) = tokio::join!(
+        outline.list_users(),
+        reader.authentik.list_users(),
+        reader.full_catalog()
+    );
+    let (users, people, catalog) = (users?, people?, catalog?);
+    let by_email: BTreeMap<String, &crate::domain::UserSnapshot> = people
+        .iter()
+        .filter_map(|p| p.email.as_ref().map(|e| (e.folded().to_string(), p)))
+        .collect();
+    let mut facts = Vec::new();
+    for u in &users {
+        let Some(p) = u.email.as_ref().and_then(|e| by_email.get(e.folded())) else {
+            continue;
+        };
+        let state = if p.is_active {
+            AuthentikState::Active(group_names(&catalog, &p.groups, reader.membership))
+        } else {
+            AuthentikState::Inactive
+        };
+        facts.push(accounts.facts(outline, u, state).await?);
+    }
+    accounts.plan(outline, &facts).await
+}
+
+/// The accounts pass as a queued job, after a change to a group that `ROLE_MAP` names.
+pub async fn accounts_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> {
+    let outline = engine.outline()?.in_lane(Lane::Bulk);
+    if !engine.accounts.enabled() {
+        return Ok(JobOutcome::default());
+    }
+    let plan = plan_all(engine, &outline).await?;
+    let done = engine
+        .accounts
+        .apply(engine, &outline, &plan, 0, RemovalGuard::Enforce)
+        .await?;
+    Ok(super::engine::SyncReport {
+        note: Some(format!(
+            "{} roles set, {} suspended, {} activated, {} refused",
+            done.roles, done.suspended, done.activated, done.refused
+        )),
+        ..Default::default()
+    }
+    .into())
+}
+
+/// One account, from a user job or a sign-in: its role and suspension follow the person's Authentik state.
+pub async fn converge_one(
+    engine: &SyncEngine,
+    outline: &OutlineClient,
+    user: &OutlineUser,
+    authentik: AuthentikState,
+) -> Result<AccountsDone, SyncError> {
+    let accounts = &engine.accounts;
+    if !accounts.enabled() {
+        return Ok(AccountsDone::default());
+    }
+    let facts = accounts.facts(outline, user, authentik).await?;
+    let plan = accounts.plan(outline, &[facts]).await?;
+    if plan.is_empty() && plan.refused.is_empty() {
+        return Ok(AccountsDone::default());
+    }
+    accounts
+        .apply(engine, outline, &plan, 0, RemovalGuard::Enforce)
+        .await
+}
