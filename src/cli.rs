@@ -154,7 +154,7 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
             }
             if report.any_guarded() {
                 let removals = report.plan.removes.len()
-                    + report.openfga.as_ref().map_or(0, |f| f.deletes.len());
+                    + report.openfga.as_ref().map_or(0, |f| f.planned_deletes);
                 eprintln!(
                     "mass-removal guard: the plan removes {removals} memberships, more than MAX_REMOVALS={}; no removal was made. Check the plan, then run with --force.",
                     settings.max_removals

@@ -20,7 +20,7 @@ pub struct Metrics {
     pub group_refusals: IntCounterVec,
     pub groups_skipped: IntCounterVec,
     pub removal_guard_tripped: IntCounter,
-    pub removal_guard_active: IntGauge,
+    pub removal_guard_active: IntGaugeVec,
     pub reconcile: IntCounterVec,
     pub reconcile_last_success: IntGaugeVec,
     pub ids_skipped: IntCounterVec,
@@ -152,7 +152,7 @@ impl Metrics {
             group_refusals: counter_vec(
                 &r,
                 "bridge_group_refusals_total",
-                "Writes Outline refused for good (a 4xx no retry fixes), by call; the group's other writes were skipped.",
+                "Writes a sink refused for good (a 4xx no retry fixes), by call (Outline's method, or openfga.write); the group's other writes were skipped.",
                 &["call"],
             ),
             groups_skipped: counter_vec(
@@ -166,10 +166,11 @@ impl Metrics {
                 "bridge_removal_guard_tripped_total",
                 "Passes whose removals the MAX_REMOVALS guard held back.",
             ),
-            removal_guard_active: gauge(
+            removal_guard_active: gauge_vec(
                 &r,
                 "bridge_removal_guard_active",
-                "1 while the last pass was held back by the removal guard.",
+                "1 while the sink's last run with removals was held back by the removal guard, by sink.",
+                &["sink"],
             ),
             reconcile: counter_vec(
                 &r,

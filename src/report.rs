@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::domain::accounts::OutlineRole;
 use crate::domain::{GroupRef, OutlineUserId};
 use crate::sync::ReconcileReport;
 
@@ -75,6 +76,37 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
     }
     for s in &plan.skipped {
         let _ = writeln!(out, "  skipped {:?}: {}", s.name.as_str(), s.reason);
+    }
+    if let Some(accounts) = &report.accounts {
+        for r in &accounts.roles {
+            let held = if report.guarded && r.from == OutlineRole::Admin {
+                " [held back by MAX_REMOVALS]"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {verb} set role {} -> {} for {}{held}",
+                r.from.as_str(),
+                r.to.as_str(),
+                who(report, &r.user)
+            );
+        }
+        for a in &accounts.suspend {
+            let _ = writeln!(out, "  {verb} suspend {}", who(report, &a.user));
+        }
+        for a in &accounts.activate {
+            let _ = writeln!(out, "  {verb} activate {}", who(report, &a.user));
+        }
+        for r in &accounts.refused {
+            let _ = writeln!(
+                out,
+                "  refused to {} {} ({})",
+                r.change,
+                who(report, &r.user),
+                r.reason.replace('_', " ")
+            );
+        }
     }
     if let Some(fga) = &report.openfga {
         let held = if fga.guarded {

@@ -14,7 +14,7 @@ use crate::clients::{AuthentikClient, ClientBuildError, OpenFgaClient, OutlineCl
 use crate::configuration::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
-use crate::sync::{EventDeduper, JobKey, JobQueue, SyncEngine};
+use crate::sync::{EventDeduper, JobKey, JobQueue, SuspensionRecord, SyncEngine};
 use crate::telemetry::RedactedRootSpan;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     HttpClient(#[from] ClientBuildError),
+    #[error(transparent)]
+    State(#[from] crate::sync::RecordError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -54,8 +56,12 @@ pub fn build_engine(
         )?),
         None => None,
     };
+    let record = match &settings.state_file {
+        Some(path) => SuspensionRecord::open(path)?,
+        None => SuspensionRecord::in_memory(),
+    };
     Ok(Arc::new(SyncEngine::new(
-        settings, authentik, outline, openfga, metrics,
+        settings, authentik, outline, openfga, record, metrics,
     )))
 }
 
@@ -85,6 +91,7 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let metrics = Arc::new(Metrics::new());
         let engine = build_engine(&settings, metrics.clone())?;
+        engine.accounts.record.check_writable()?;
         let queue = JobQueue::new(
             engine,
             settings.queue_capacity,

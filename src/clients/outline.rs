@@ -18,8 +18,6 @@ use crate::metrics::Metrics;
 
 const UPSTREAM: &str = "outline";
 /// Outline rejects `limit` above 100 with a 400 rather than clamping it (docs/upstream/outline.md §3.3).
-/// Pages of Outline's audit log read to find who suspended an account; older suspensions count as by hand.
-const AUDIT_PAGES: usize = 20;
 const PAGE_LIMIT: usize = 100;
 /// Reads of a listing that changed while it was walked, before the call fails as incomplete.
 const LISTING_ATTEMPTS: u32 = 3;
@@ -534,46 +532,6 @@ impl OutlineClient {
         self.rpc::<Value>("users.activate", json!({ "id": user.as_str() }))
             .await
             .map(|_| ())
-    }
-
-    /// Who made the account's latest suspension or activation, from Outline's audit log (`events.list` with
-    /// `auditLog`, newest first; admin-only): `Some((event, actor))`, or `None` when the log holds neither
-    /// for this account within its newest `AUDIT_PAGES` pages. The log is Outline's, so this survives a
-    /// restart of the bridge.
-    pub async fn last_suspension_change(
-        &self,
-        user: &OutlineUserId,
-    ) -> Result<Option<(String, OutlineUserId)>, UpstreamError> {
-        #[derive(Deserialize)]
-        struct RawEvent {
-            name: String,
-            #[serde(default, rename = "modelId")]
-            model_id: Option<String>,
-            #[serde(default, rename = "actorId")]
-            actor_id: Option<String>,
-        }
-        for page in 0..AUDIT_PAGES {
-            let body = json!({
-                "auditLog": true,
-                "events": ["users.suspend", "users.activate"],
-                "sort": "createdAt",
-                "direction": "DESC",
-                "limit": PAGE_LIMIT,
-                "offset": page * PAGE_LIMIT,
-            });
-            let events: Vec<RawEvent> = self.rpc::<Vec<RawEvent>>("events.list", body).await?.data;
-            let n = events.len();
-            if let Some(e) = events
-                .into_iter()
-                .find(|e| e.model_id.as_deref() == Some(user.as_str()))
-            {
-                return Ok(e.actor_id.map(|a| (e.name, OutlineUserId::new(a))));
-            }
-            if n < PAGE_LIMIT {
-                break;
-            }
-        }
-        Ok(None)
     }
 
     /// The group calls this key may not make, found without writing anything: each call the bridge writes

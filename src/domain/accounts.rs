@@ -4,8 +4,6 @@
 //! suspended, since either would disable the key and its webhooks (docs/upstream/outline.md §2.10).
 //! Pure: the sync layer gathers the facts and applies the plan.
 
-use std::collections::BTreeSet;
-
 use serde::Serialize;
 
 use super::identity::{Email, GroupName, OutlineUserId};
@@ -92,7 +90,10 @@ impl RoleMap {
     }
 
     /// The role a person's groups give: the highest mapped one, else the default; `None` means keep.
-    pub fn role_for<'a>(&self, groups: impl IntoIterator<Item = &'a GroupName>) -> Option<OutlineRole> {
+    pub fn role_for<'a>(
+        &self,
+        groups: impl IntoIterator<Item = &'a GroupName>,
+    ) -> Option<OutlineRole> {
         let names: Vec<&GroupName> = groups.into_iter().collect();
         self.groups
             .iter()
@@ -124,8 +125,8 @@ pub struct AccountFacts {
     pub role: Option<OutlineRole>,
     pub suspended: bool,
     pub authentik: AuthentikState,
-    /// The account's last suspension was made by the bridge's key (Outline's audit log says so); only then
-    /// does a re-activation in Authentik activate it again.
+    /// The bridge made the account's suspension (its own record says so); only then does a re-activation
+    /// in Authentik activate it again.
     pub suspended_by_bridge: bool,
 }
 
@@ -235,13 +236,18 @@ pub fn plan_accounts(
                 }
             }
             AuthentikState::Active(groups) => {
-                if a.suspended && a.suspended_by_bridge && rules.suspend_deactivated {
+                // An account this plan activates counts as active for its role change below.
+                let activating = a.suspended && a.suspended_by_bridge && rules.suspend_deactivated;
+                let suspended = a.suspended && !activating;
+                if activating {
                     plan.activate.push(who());
                     if a.role == Some(OutlineRole::Admin) {
                         admins += 1;
                     }
                 }
-                let (Some(map), Some(current)) = (rules.role_map, a.role) else {
+                // Outline changes no role of a suspended account (`promote` and `demote` both require an
+                // active one, docs/upstream/outline.md §6.8): it is set when the account is active again.
+                let (Some(map), Some(current), false) = (rules.role_map, a.role, suspended) else {
                     continue;
                 };
                 let Some(wanted) = map.role_for(groups) else {
@@ -252,10 +258,10 @@ pub fn plan_accounts(
                 }
                 if wanted < current && &a.user == rules.key_owner {
                     plan.refused.push(refusal(a, "demote", "key_owner"));
-                } else if current == OutlineRole::Admin && !a.suspended {
+                } else if current == OutlineRole::Admin {
                     losing_admin.push((a, "demote", Some(wanted)));
                 } else {
-                    if wanted == OutlineRole::Admin && !a.suspended {
+                    if wanted == OutlineRole::Admin {
                         admins += 1;
                     }
                     plan.roles.push(RoleChange {
@@ -300,20 +306,11 @@ fn refusal(a: &AccountFacts, change: &'static str, reason: &'static str) -> Acco
     }
 }
 
-/// The Outline users a plan names, for reading their emails into a report.
-pub fn named_users(plan: &AccountPlan) -> BTreeSet<&OutlineUserId> {
-    plan.roles
-        .iter()
-        .map(|r| &r.user)
-        .chain(plan.suspend.iter().map(|s| &s.user))
-        .chain(plan.activate.iter().map(|s| &s.user))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn id(n: u32) -> OutlineUserId {
         OutlineUserId::new(format!("00000000-0000-4000-8000-{n:012}"))
@@ -344,7 +341,10 @@ mod tests {
         assert_eq!(m.groups.len(), 2);
         assert_eq!(m.default, RoleDefault::Role(OutlineRole::Member));
         assert_eq!(
-            RoleMap::parse("a=b=admin", "keep").expect("last = wins").groups[0].0,
+            RoleMap::parse("a=b=admin", "keep")
+                .expect("last = wins")
+                .groups[0]
+                .0,
             GroupName::new("a=b")
         );
         for bad in ["x", "x=owner", "=admin", ""] {
@@ -357,8 +357,14 @@ mod tests {
     fn the_highest_mapped_role_wins_and_the_default_covers_the_rest() {
         let m = map();
         let g = |names: &[&str]| names.iter().map(|n| GroupName::new(*n)).collect::<Vec<_>>();
-        assert_eq!(m.role_for(&g(&["Outline-Readers", "outline-admins"])), Some(OutlineRole::Admin));
-        assert_eq!(m.role_for(&g(&["outline-readers"])), Some(OutlineRole::Viewer));
+        assert_eq!(
+            m.role_for(&g(&["Outline-Readers", "outline-admins"])),
+            Some(OutlineRole::Admin)
+        );
+        assert_eq!(
+            m.role_for(&g(&["outline-readers"])),
+            Some(OutlineRole::Viewer)
+        );
         assert_eq!(m.role_for(&g(&["staff"])), Some(OutlineRole::Member));
         let keep = RoleMap::parse("outline-admins=admin", "keep").expect("parses");
         assert_eq!(keep.role_for(&g(&["staff"])), None);
@@ -374,12 +380,22 @@ mod tests {
         };
         let accounts = vec![
             account(1, OutlineRole::Admin, in_groups(&["staff"])),
-            account(2, OutlineRole::Admin, AuthentikState::Inactive),
+            account(1, OutlineRole::Admin, AuthentikState::Deleted),
         ];
         let plan = plan_accounts(&accounts, rules, 2);
         assert!(plan.roles.is_empty() && plan.suspend.is_empty());
         let reasons: Vec<_> = plan.refused.iter().map(|r| (r.change, r.reason)).collect();
-        assert_eq!(reasons, vec![("demote", "key_owner"), ("suspend", "last_admin")]);
+        assert_eq!(
+            reasons,
+            vec![("demote", "key_owner"), ("suspend", "key_owner")]
+        );
+
+        // The only active admin (here not the key's owner) is neither demoted nor suspended.
+        for state in [in_groups(&["staff"]), AuthentikState::Inactive] {
+            let plan = plan_accounts(&[account(2, OutlineRole::Admin, state)], rules, 1);
+            assert!(plan.roles.is_empty() && plan.suspend.is_empty());
+            assert_eq!(plan.refused[0].reason, "last_admin");
+        }
 
         // With a new admin promoted in the same plan, the old one may go.
         let accounts = vec![
@@ -412,7 +428,12 @@ mod tests {
             suspend_deactivated: false,
             ..rules
         };
-        assert!(plan_accounts(&[account(4, OutlineRole::Member, AuthentikState::Deleted)], off, 1).is_empty());
+        assert!(plan_accounts(
+            &[account(4, OutlineRole::Member, AuthentikState::Deleted)],
+            off,
+            1
+        )
+        .is_empty());
     }
 
     proptest! {

@@ -39,7 +39,8 @@ async fn handle(
         .map_err(|e| WebhookError::Unauthorized(e.to_string()))?;
     let delivery =
         parse_outline_delivery(&body).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
-    if delivery.event != SIGNIN_EVENT {
+    // Without Outline settings there is no sink a sign-in could change.
+    if delivery.event != SIGNIN_EVENT || state.queue.engine().outline.is_none() {
         return Ok((accepted("ignored"), "ignored"));
     }
     let Some(user) = delivery.user_id else {

@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 
 use super::engine::{RemovalGuard, SyncEngine, SyncError};
 use super::jobs::JobOutcome;
+use super::suspensions::SuspensionRecord;
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
 use crate::configuration::{MembershipMode, Settings};
@@ -24,6 +25,8 @@ pub struct AccountSync {
     pub role_map: Option<RoleMap>,
     pub suspend_deactivated: bool,
     pub max_suspensions: usize,
+    /// Whom the bridge suspended: only they are activated again.
+    pub record: SuspensionRecord,
     /// The owner of the API key, read once: it never changes while the key works.
     key_owner: OnceCell<OutlineUserId>,
     metrics: Arc<Metrics>,
@@ -39,11 +42,16 @@ pub struct AccountsDone {
 }
 
 impl AccountSync {
-    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> AccountSync {
+    pub fn new(
+        settings: &Settings,
+        record: SuspensionRecord,
+        metrics: Arc<Metrics>,
+    ) -> AccountSync {
         AccountSync {
             role_map: settings.role_map.clone(),
             suspend_deactivated: settings.suspend_deactivated,
             max_suspensions: settings.max_suspensions,
+            record,
             key_owner: OnceCell::new(),
             metrics,
         }
@@ -65,34 +73,23 @@ impl AccountSync {
             .cloned()
     }
 
-    /// The facts of one account. The audit log is read only for a suspended account whose person is active
-    /// in Authentik: the one case where who suspended it matters.
-    pub async fn facts(
-        &self,
-        outline: &OutlineClient,
-        user: &OutlineUser,
-        authentik: AuthentikState,
-    ) -> Result<AccountFacts, UpstreamError> {
-        let suspended_by_bridge = if self.suspend_deactivated
-            && user.suspended
-            && matches!(authentik, AuthentikState::Active(_))
-        {
-            let owner = self.key_owner(outline).await?;
-            matches!(
-                outline.last_suspension_change(&user.id).await?,
-                Some((event, actor)) if event == "users.suspend" && actor == owner
-            )
+    /// The facts of one account. An account found active is dropped from the record of the bridge's
+    /// suspensions: someone activated it, and a later suspension is theirs until the bridge makes one.
+    pub async fn facts(&self, user: &OutlineUser, authentik: AuthentikState) -> AccountFacts {
+        let suspended_by_bridge = if user.suspended {
+            self.record.contains(&user.id).await
         } else {
+            self.record.remove(&user.id).await;
             false
         };
-        Ok(AccountFacts {
+        AccountFacts {
             user: user.id.clone(),
             email: user.email.clone(),
             role: OutlineRole::parse(&user.role),
             suspended: user.suspended,
             authentik,
             suspended_by_bridge,
-        })
+        }
     }
 
     /// Plans for these accounts. Outline's active admins are counted only when the plan could take admin
@@ -146,7 +143,10 @@ impl AccountSync {
         let mut plan = plan.clone();
         let mut held = None;
         let demotions = plan.admin_removals();
-        if guard == RemovalGuard::Enforce && demotions > 0 && removals + demotions > engine.max_removals {
+        if guard == RemovalGuard::Enforce
+            && demotions > 0
+            && removals + demotions > engine.max_removals
+        {
             held = Some(SyncError::Guarded {
                 removals: removals + demotions,
                 max: engine.max_removals,
@@ -170,6 +170,14 @@ impl AccountSync {
             refused: plan.refused.len(),
             ..AccountsDone::default()
         };
+        // Activations first: Outline sets no role on a suspended account.
+        for a in &plan.activate {
+            outline.activate(&a.user).await?;
+            self.record.remove(&a.user).await;
+            self.count("activate");
+            tracing::info!(user = %a.user, "activated in Outline again: active in Authentik, and the bridge had suspended them");
+            done.activated += 1;
+        }
         for r in &plan.roles {
             outline.update_role(&r.user, r.to.as_str()).await?;
             self.count("role");
@@ -178,15 +186,10 @@ impl AccountSync {
         }
         for s in &plan.suspend {
             outline.suspend(&s.user).await?;
+            self.record.insert(&s.user).await;
             self.count("suspend");
             tracing::info!(user = %s.user, "suspended in Outline: deactivated or deleted in Authentik");
             done.suspended += 1;
-        }
-        for a in &plan.activate {
-            outline.activate(&a.user).await?;
-            self.count("activate");
-            tracing::info!(user = %a.user, "activated in Outline again: active in Authentik, and the bridge had suspended them");
-            done.activated += 1;
         }
         match held {
             Some(e) => Err(e),
@@ -238,6 +241,13 @@ pub async fn plan_all(
         reader.full_catalog()
     );
     let (users, people, catalog) = (users?, people?, catalog?);
+    // A deletion event carries no email: the pass remembers everyone's, so that a later deletion can find
+    // the person's Outline account and suspend it.
+    for p in &people {
+        if let Some(email) = &p.email {
+            reader.caches.emails.remember(p.pk, email);
+        }
+    }
     let by_email: BTreeMap<String, &crate::domain::UserSnapshot> = people
         .iter()
         .filter_map(|p| p.email.as_ref().map(|e| (e.folded().to_string(), p)))
@@ -252,7 +262,7 @@ pub async fn plan_all(
         } else {
             AuthentikState::Inactive
         };
-        facts.push(accounts.facts(outline, u, state).await?);
+        facts.push(accounts.facts(u, state).await);
     }
     accounts.plan(outline, &facts).await
 }
@@ -289,7 +299,7 @@ pub async fn converge_one(
     if !accounts.enabled() {
         return Ok(AccountsDone::default());
     }
-    let facts = accounts.facts(outline, user, authentik).await?;
+    let facts = accounts.facts(user, authentik).await;
     let plan = accounts.plan(outline, &[facts]).await?;
     if plan.is_empty() && plan.refused.is_empty() {
         return Ok(AccountsDone::default());

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
+use super::accounts::AccountSync;
 use super::apply::{OutlineSink, WarnOnce};
 use super::cache::SnapshotCaches;
-use super::accounts::AccountSync;
 use super::changes::ChangeClock;
 use super::jobs::Sink;
 use super::openfga::OpenFgaSink;
 use super::progress::PassProgress;
 use super::snapshots::SnapshotReader;
+use super::suspensions::SuspensionRecord;
 use crate::clients::{AuthentikClient, OpenFgaClient, OutlineClient, UpstreamError};
 use crate::configuration::Settings;
 use crate::domain::plan::GroupIndex;
@@ -116,6 +117,7 @@ impl SyncEngine {
         authentik: AuthentikClient,
         outline: Option<OutlineClient>,
         openfga: Option<OpenFgaClient>,
+        record: SuspensionRecord,
         metrics: Arc<Metrics>,
     ) -> SyncEngine {
         let openfga = openfga.and_then(|client| {
@@ -134,7 +136,7 @@ impl SyncEngine {
             sink: OutlineSink::new(metrics.clone()),
             outline,
             openfga,
-            accounts: AccountSync::new(settings, metrics.clone()),
+            accounts: AccountSync::new(settings, record, metrics.clone()),
             clock: ChangeClock::new(),
             progress: PassProgress::default(),
             auto_create: settings.auto_create_groups,
@@ -263,7 +265,10 @@ impl SyncEngine {
         let removals = plan.removes.len();
         if guard == RemovalGuard::Enforce && removals > self.max_removals {
             self.metrics.removal_guard_tripped.inc();
-            self.metrics.removal_guard_active.set(1);
+            self.metrics
+                .removal_guard_active
+                .with_label_values(&["outline"])
+                .set(1);
             tracing::error!(removals, max = self.max_removals, "mass-removal guard: no removal made; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
             self.apply(outline, &plan.without_removals()).await?;
             return Err(SyncError::Guarded {
@@ -271,7 +276,10 @@ impl SyncEngine {
                 max: self.max_removals,
             });
         }
-        self.metrics.removal_guard_active.set(0);
+        self.metrics
+            .removal_guard_active
+            .with_label_values(&["outline"])
+            .set(0);
         Ok(self.apply(outline, &plan).await?)
     }
 

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
 use super::accounts::{converge_one, group_names};
+use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient};

@@ -20,8 +20,10 @@ pub mod progress;
 pub mod queue;
 pub mod reconcile;
 pub mod snapshots;
+pub mod suspensions;
 
 pub use engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
 pub use jobs::{JobKey, JobOutcome, Sink};
 pub use queue::{EventDeduper, JobQueue, SubmitError};
 pub use reconcile::{run_reconcile, ReconcileOptions, ReconcileReport};
+pub use suspensions::{RecordError, SuspensionRecord};

@@ -62,6 +62,8 @@ pub struct OpenFgaPassReport {
     /// People and groups whose Authentik value OpenFGA would refuse as an id.
     pub skipped_ids: Vec<InvalidId>,
     pub guarded: bool,
+    /// Deletes the pass planned: with `guarded`, more than were made.
+    pub planned_deletes: usize,
     pub refused_groups: usize,
     pub handed_to_group_jobs: Vec<AuthentikGroupId>,
     /// Every tuple the bridge keeps in OpenFGA once the pass is written: what `fga model test` is fed.
@@ -121,12 +123,22 @@ impl OpenFgaSink {
         }
     }
 
+    /// The person's id, remembered for a later deletion (whose event carries no username or email).
     fn user(&self, person: &Person, skipped: &mut Vec<InvalidId>) -> Option<Arc<str>> {
+        let id = self.user_id(person, skipped)?;
+        self.remember_user(person.pk, &id);
+        Some(id)
+    }
+
+    fn remember_user(&self, pk: AuthentikUserId, id: &Arc<str>) {
+        lock(&self.users).insert(pk, id.clone());
+    }
+
+    /// The person's id, not remembered: a user job remembers it only once its writes are done, so a retry
+    /// still knows the id it replaces.
+    fn user_id(&self, person: &Person, skipped: &mut Vec<InvalidId>) -> Option<Arc<str>> {
         match self.naming.user(person) {
-            Ok(u) => {
-                lock(&self.users).insert(person.pk, u.clone());
-                Some(u)
-            }
+            Ok(u) => Some(u),
             Err(e) => {
                 self.note_invalid(&e);
                 skipped.push(e);
@@ -192,18 +204,19 @@ impl OpenFgaSink {
         Ok(())
     }
 
-    /// Applies a plan under the mass-removal guard shared with Outline: over `MAX_REMOVALS` deletes, only the
-    /// writes are made.
+    /// Applies a plan under the mass-removal guard shared with Outline: when its deletes, with those the same
+    /// job made already (`deleted`), pass `MAX_REMOVALS`, only the writes are made.
     async fn write_guarded(
         &self,
         engine: &SyncEngine,
         plan: &TuplePlan,
         guard: RemovalGuard,
+        deleted: &mut usize,
     ) -> Result<SyncReport, SyncError> {
-        let removals = plan.deletes.len();
+        let removals = *deleted + plan.deletes.len();
         if guard == RemovalGuard::Enforce && removals > engine.max_removals {
             engine.metrics.removal_guard_tripped.inc();
-            engine.metrics.removal_guard_active.set(1);
+            self.set_guard_active(engine, true);
             tracing::error!(removals, max = engine.max_removals, "mass-removal guard: no OpenFGA tuple deleted; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
             self.write(&plan.without_deletes()).await?;
             return Err(SyncError::Guarded {
@@ -212,11 +225,25 @@ impl OpenFgaSink {
             });
         }
         self.write(plan).await?;
+        *deleted = removals;
+        if !plan.deletes.is_empty() {
+            self.set_guard_active(engine, false);
+        }
         Ok(SyncReport {
             adds: plan.writes.len(),
             removes: plan.deletes.len(),
             ..SyncReport::default()
         })
+    }
+}
+
+impl OpenFgaSink {
+    fn set_guard_active(&self, engine: &SyncEngine, active: bool) {
+        engine
+            .metrics
+            .removal_guard_active
+            .with_label_values(&["openfga"])
+            .set(i64::from(active));
     }
 }
 
@@ -275,6 +302,9 @@ pub async fn group_job(
         }
     };
     let mut report = SyncReport::default();
+    // One budget for the whole job: in inherited mode a child's change touches its ancestors too, and their
+    // deletes add up against MAX_REMOVALS as one plan's would.
+    let mut deleted = 0;
     for (group, people) in targets {
         if !reader.is_managed(&group) {
             if lock(&sink.objects).contains_key(&group.id) {
@@ -283,7 +313,15 @@ pub async fn group_job(
             report.note = Some("the group is not managed (AUTHENTIK_GROUP_REGEXP)".into());
             continue;
         }
-        let done = converge_group(engine, sink, &group, &people, RemovalGuard::Enforce).await?;
+        let done = converge_group(
+            engine,
+            sink,
+            &group,
+            &people,
+            RemovalGuard::Enforce,
+            &mut deleted,
+        )
+        .await?;
         report.adds += done.adds;
         report.removes += done.removes;
     }
@@ -297,6 +335,7 @@ async fn converge_group(
     group: &GroupSummary,
     people: &BTreeSet<Person>,
     guard: RemovalGuard,
+    deleted: &mut usize,
 ) -> Result<SyncReport, SyncError> {
     let mut skipped = Vec::new();
     let Some(object) = sink.object(group, &mut skipped) else {
@@ -313,14 +352,19 @@ async fn converge_group(
         })
         .collect();
     let previous = lock(&sink.objects).get(&group.id).cloned();
-    let moved_from = previous.filter(|p| *p != object);
+    let moved_from = match previous.filter(|p| *p != object) {
+        // The old name may belong to another managed group now (a swap, or a name reused at once): its own
+        // jobs own that object, and its tuples are not this group's to delete.
+        Some(old) if !claimed_by_another(engine, sink, &group.id, &old).await? => Some(old),
+        _ => None,
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
         let result = async {
             let current = sink.members_of(&object).await?;
             let plan = TuplePlan::diff(&desired, &current);
-            let mut report = sink.write_guarded(engine, &plan, guard).await?;
+            let mut report = sink.write_guarded(engine, &plan, guard, deleted).await?;
             if let Some(old) = &moved_from {
                 // OpenFGA has no rename: the old object's managed tuples go once the new one has its own.
                 // Moved tuples remove nobody's access, so they do not count against the guard. Grants naming
@@ -343,10 +387,39 @@ async fn converge_group(
                 lock(&sink.objects).insert(group.id.clone(), object.clone());
                 return Ok(report);
             }
-            Err(SyncError::Upstream(e)) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {}
+            Err(SyncError::Upstream(e)) if is_conflict(&e) => {
+                if attempt >= CONFLICT_ATTEMPTS {
+                    return Err(still_conflicting(e).into());
+                }
+            }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A conflict that outlasted the re-reads is handed to the queue's retries: it is not a refusal, however
+/// its status reads (docs/upstream/openfga.md §3.4).
+fn still_conflicting(e: UpstreamError) -> UpstreamError {
+    UpstreamError::Incomplete {
+        upstream: "openfga",
+        call: "write".into(),
+        message: format!("other writers kept changing the same tuples: {e}"),
+    }
+}
+
+/// Whether another managed Authentik group now has the OpenFGA object `old` (with `OPENFGA_GROUP_ID=name`).
+async fn claimed_by_another(
+    engine: &SyncEngine,
+    sink: &OpenFgaSink,
+    group: &AuthentikGroupId,
+    old: &Arc<str>,
+) -> Result<bool, UpstreamError> {
+    let catalog = engine.reader.full_catalog().await?;
+    Ok(catalog.iter().any(|g| {
+        &g.id != group
+            && engine.reader.is_managed(g)
+            && sink.naming.group(g).ok().as_ref() == Some(old)
+    }))
 }
 
 /// An Authentik user changed (groups, deactivation, username or email) or was deleted: their tuples on
@@ -361,7 +434,7 @@ pub async fn user_job(
     let remembered = lock(&sink.users).get(&pk).cloned();
     let (user, member_of) = match reader.fresh_user(pk).await? {
         Some(au) => {
-            let Some(user) = sink.user(&au.person(), &mut skipped) else {
+            let Some(user) = sink.user_id(&au.person(), &mut skipped) else {
                 return Ok(SyncReport::noted("the user's id cannot be an OpenFGA id").into());
             };
             let groups: BTreeSet<AuthentikGroupId> = if au.is_active {
@@ -432,21 +505,32 @@ pub async fn user_job(
         }
         managed.insert(object);
     }
+    // A changed username or email is a new user id: the old id's tuples on managed groups go, unless a live
+    // Authentik user holds the old id now (a name handed on), whose tuples they are.
+    let replaced = match remembered.filter(|old| *old != user) {
+        Some(old) if live_holder(engine, sink, &old).await?.is_none() => Some(old),
+        _ => None,
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut plan = TuplePlan::diff(&desired, &sink.groups_of(&user, &managed).await?);
-        // A changed username or email is a new user id: the old id's tuples on managed groups go.
-        if let Some(old) = remembered.as_ref().filter(|old| **old != user) {
-            let stale = sink.groups_of(old, &managed).await?;
-            plan.deletes.extend(stale);
+        if let Some(old) = &replaced {
+            plan.deletes.extend(sink.groups_of(old, &managed).await?);
         }
         match sink
-            .write_guarded(engine, &plan, RemovalGuard::Enforce)
+            .write_guarded(engine, &plan, RemovalGuard::Enforce, &mut 0)
             .await
         {
-            Ok(report) => return Ok(report.into()),
-            Err(SyncError::Upstream(e)) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {}
+            Ok(report) => {
+                sink.remember_user(pk, &user);
+                return Ok(report.into());
+            }
+            Err(SyncError::Upstream(e)) if is_conflict(&e) => {
+                if attempt >= CONFLICT_ATTEMPTS {
+                    return Err(still_conflicting(e).into());
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -579,6 +663,15 @@ async fn reconcile_inner(
         let Some(object) = sink.object(&g.summary, &mut report.skipped_ids) else {
             continue;
         };
+        // A rename the pushes have not moved yet (a lost event, a guarded or failed job): a group job moves
+        // the old object's tuples, which a pass, reading only current names, would leave behind.
+        let renamed = lock(&sink.objects)
+            .get(&g.summary.id)
+            .is_some_and(|known| *known != object);
+        if renamed {
+            report.handed_to_group_jobs.push(g.summary.id.clone());
+            continue;
+        }
         let people = desired_by_group.remove(&g.summary.id).unwrap_or_default();
         let tuples: BTreeSet<MemberTuple> = people
             .iter()
@@ -613,6 +706,7 @@ async fn reconcile_inner(
         report.desired.extend(desired.iter().cloned());
     }
     let deletes: usize = parts.iter().map(|p| p.plan.deletes.len()).sum();
+    report.planned_deletes = deletes;
     report.guarded = !options.force && deletes > engine.max_removals;
     if options.dry_run {
         for p in parts {
@@ -621,9 +715,9 @@ async fn reconcile_inner(
         }
         return Ok(report);
     }
+    sink.set_guard_active(engine, report.guarded);
     if report.guarded {
         engine.metrics.removal_guard_tripped.inc();
-        engine.metrics.removal_guard_active.set(1);
         tracing::error!(removals = deletes, max = engine.max_removals, "mass-removal guard: no OpenFGA tuple deleted; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
     }
     for part in parts {
@@ -652,7 +746,7 @@ async fn reconcile_inner(
                 engine
                     .metrics
                     .group_refusals
-                    .with_label_values(&["openfga write"])
+                    .with_label_values(&["openfga.write"])
                     .inc();
                 tracing::warn!(authentik_group = %part.group, error = %e, "OpenFGA refused this group's tuples; the other groups go on");
                 report.refused_groups += 1;

@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
+use super::accounts;
 use super::coalesce::TargetSchedule;
 use super::engine::{SyncEngine, SyncError};
 use super::jobs::{group_job, signin_job, user_job, JobKey, JobOutcome, Sink};
 use super::openfga;
-use super::accounts;
 use super::reconcile::reconcile_job;
 use crate::clients::retry::backoff_delay;
 
@@ -123,13 +123,27 @@ impl Default for EventDeduper {
     }
 }
 
+struct Lanes {
+    interactive: Semaphore,
+    bulk: Semaphore,
+}
+
+impl Lanes {
+    fn new(concurrency: usize) -> Lanes {
+        Lanes {
+            interactive: Semaphore::new(concurrency),
+            bulk: Semaphore::new(concurrency),
+        }
+    }
+}
+
 struct Inner {
     engine: Arc<SyncEngine>,
     targets: Mutex<HashMap<SinkJob, TargetSchedule>>,
     capacity: usize,
-    /// Sign-ins and single users run in their own lane, so a bulk group change never starves them.
-    interactive: Semaphore,
-    bulk: Semaphore,
+    /// Sign-ins and single users run in their own lane, so a bulk group change never starves them; and each
+    /// sink has its own pair, so a sink whose calls hang never holds the other's jobs up.
+    lanes: [Lanes; 2],
     idle: Notify,
     metrics: Arc<Metrics>,
     retry_budget: Duration,
@@ -159,8 +173,7 @@ impl JobQueue {
                 engine,
                 targets: Mutex::new(HashMap::new()),
                 capacity,
-                interactive: Semaphore::new(concurrency),
-                bulk: Semaphore::new(concurrency),
+                lanes: [Lanes::new(concurrency), Lanes::new(concurrency)],
                 idle: Notify::new(),
                 metrics,
                 retry_budget: RETRY_BUDGET,
@@ -231,24 +244,55 @@ impl JobQueue {
     }
 
     /// Queues a job for `key` in the given sinks only: a follow-up stays in the sink that asked for it.
+    ///
+    /// Each sink holds at most `capacity` targets. When one sink is full and another takes the job, the full
+    /// one gets a reconcile instead (one target, let past the bound), so a sink stuck behind an outage never
+    /// makes the other's webhooks fail, and loses nothing. Only when no sink can take the job does the
+    /// webhook get 503.
     pub fn submit_to(&self, sinks: &[Sink], key: JobKey) -> Result<(), SubmitError> {
         if self.is_closed() {
             return Err(SubmitError::Closed);
         }
         let mut targets = self.lock();
-        let jobs: Vec<SinkJob> = sinks
-            .iter()
-            .map(|sink| SinkJob {
+        let mut started = Vec::new();
+        let mut full = Vec::new();
+        for sink in sinks {
+            let job = SinkJob {
                 sink: *sink,
                 key: key.clone(),
-            })
-            .collect();
-        let new = jobs.iter().filter(|j| !targets.contains_key(*j)).count();
-        if new > 0 && targets.len() + new > self.inner.capacity {
+            };
+            if let Some(schedule) = targets.get_mut(&job) {
+                schedule.on_event();
+                continue;
+            }
+            if targets.keys().filter(|j| j.sink == *sink).count() >= self.inner.capacity {
+                full.push(*sink);
+                continue;
+            }
+            targets.insert(
+                job.clone(),
+                TargetSchedule::start(Instant::now(), COALESCE_WINDOW),
+            );
+            started.push(job);
+        }
+        if !full.is_empty() && full.len() == sinks.len() {
             return Err(SubmitError::Full(targets.len()));
         }
-        let mut started = Vec::new();
-        for job in jobs {
+        for sink in full {
+            self.inner
+                .metrics
+                .jobs
+                .with_label_values(&[sink.as_str(), key.kind(), "deferred_to_reconcile"])
+                .inc();
+            tracing::warn!(
+                sink = sink.as_str(),
+                job = key.kind(),
+                "this sink's queue is full; a reconcile of it is queued instead"
+            );
+            let job = SinkJob {
+                sink,
+                key: JobKey::Reconcile,
+            };
             match targets.get_mut(&job) {
                 Some(schedule) => schedule.on_event(),
                 None => {
@@ -372,10 +416,11 @@ impl JobQueue {
 
     async fn run_once(&self, job: &SinkJob) -> Result<JobOutcome, SyncError> {
         let key = &job.key;
+        let lanes = &self.inner.lanes[job.sink as usize];
         let semaphore = if key.interactive() {
-            &self.inner.interactive
+            &lanes.interactive
         } else {
-            &self.inner.bulk
+            &lanes.bulk
         };
         let _permit = semaphore.acquire().await;
         let engine = &self.inner.engine;

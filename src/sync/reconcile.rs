@@ -14,13 +14,13 @@ use serde::Serialize;
 
 use super::accounts::plan_all;
 use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
-use crate::domain::accounts::AccountPlan;
 use super::jobs::{JobKey, JobOutcome};
 use super::openfga::{self, OpenFgaPassReport};
 use super::progress::{PassPhase, PassProgress};
 use super::snapshots::inherited_members;
 use crate::clients::{Lane, OutlineClient};
 use crate::configuration::MembershipMode;
+use crate::domain::accounts::AccountPlan;
 use crate::domain::{AuthentikGroupId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -154,10 +154,18 @@ pub async fn run_outline_reconcile(
     if !options.dry_run {
         if guarded {
             engine.metrics.removal_guard_tripped.inc();
-            engine.metrics.removal_guard_active.set(1);
+            engine
+                .metrics
+                .removal_guard_active
+                .with_label_values(&["outline"])
+                .set(1);
             tracing::error!(removals = plan.removes.len(), max = engine.max_removals, "mass-removal guard: no removal made; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
         } else {
-            engine.metrics.removal_guard_active.set(0);
+            engine
+                .metrics
+                .removal_guard_active
+                .with_label_values(&["outline"])
+                .set(0);
         }
         match write_group_by_group(engine, &outline, plan.clone(), planned.read_at, guarded).await {
             Ok((applied, handed)) => {
@@ -237,13 +245,34 @@ pub async fn run_outline_reconcile(
             "groups changed in Authentik during the pass; fresh group jobs converge them"
         );
     }
-    let named: BTreeSet<&OutlineUserId> = plan
+    let mut named: BTreeSet<&OutlineUserId> = plan
         .adds
         .iter()
         .map(|a| &a.user)
         .chain(plan.removes.iter().map(|r| &r.user))
         .collect();
-    let emails = engine.reader.emails_of(&named).await;
+    let mut emails = BTreeMap::new();
+    if let Some(a) = &accounts {
+        // The account plan carries the emails it read.
+        for (user, email) in a
+            .roles
+            .iter()
+            .map(|r| (&r.user, &r.email))
+            .chain(
+                a.suspend
+                    .iter()
+                    .chain(&a.activate)
+                    .map(|s| (&s.user, &s.email)),
+            )
+            .chain(a.refused.iter().map(|r| (&r.user, &r.email)))
+        {
+            if let Some(e) = email {
+                emails.insert(user.clone(), e.to_string());
+                named.remove(user);
+            }
+        }
+    }
+    emails.extend(engine.reader.emails_of(&named).await);
     Ok(ReconcileReport {
         emails,
         dry_run: options.dry_run,

@@ -1688,3 +1688,547 @@ fn spec_checks_reject_wrong_shapes() {
         "inherited_roles_obj": null, "parents_obj": null, "roles_obj": [], "users_obj": null}]});
     assert!(!ak.errors(&page, &bad_group, &[], true).is_empty());
 }
+
+// ---- Outline: user lifecycle ------------------------------------------------------------------
+
+/// The patches of [`outline_patches`] plus those the lifecycle methods need. `events.list` answers
+/// `pagination: ctx.state.pagination`, which has no `total` (server/routes/api/events/events.ts,
+/// docs/upstream/outline.md §3.3), so the `total` requirement is left out for it.
+fn lifecycle_patches(events: bool) -> Vec<Patch> {
+    let mut patches: Vec<Patch> = outline_patches()
+        .into_iter()
+        .filter(|p| !(events && matches!(p, Patch::Require("Pagination", _))))
+        .collect();
+    if events {
+        patches.push(Patch::Require(
+            "Pagination",
+            &["limit", "offset", "nextPath"],
+        ));
+    }
+    // server/presenters/event.ts: `data` is the column as stored (null for the user events), and
+    // `collectionId` / `documentId` are null for events about users.
+    patches.push(Patch::Nullable("Event", "data"));
+    patches.push(Patch::Nullable("Event", "collectionId"));
+    patches.push(Patch::Nullable("Event", "documentId"));
+    patches
+}
+
+/// An authenticated call to a lifecycle method, validated like [`outline`] with [`lifecycle_patches`].
+/// The deprecated `users.promote` / `users.demote` are not in the spec; they forward to `updateRole`
+/// (server/routes/api/users/users.ts) and are checked against `users.update_role`.
+async fn lifecycle(fake: &FakeOutline, method: &str, body: Value) -> Answer {
+    let a = outline_raw(fake, method, body, Some(&fake.token()), "application/json").await;
+    let spec_method = match method {
+        "users.promote" | "users.demote" => "users.update_role",
+        other => other,
+    };
+    let spec = openapi::outline();
+    let path = format!("/{spec_method}");
+    let status = a.status.to_string();
+    let mut schema = if spec.lists_status(&path, "post", &status) {
+        spec.response(&path, "post", &status)
+    } else {
+        // docs/upstream/outline.md §3.6: unlisted statuses (400 here) carry the error envelope.
+        json!({"$ref": "#/components/schemas/Error"})
+    };
+    if a.status == 200 {
+        let props = schema["properties"]
+            .as_object_mut()
+            .expect("object response");
+        props.insert("status".into(), json!({"type": "number", "enum": [200]}));
+        props.insert("ok".into(), json!({"type": "boolean", "enum": [true]}));
+        schema["required"] = json!(["status", "ok"]);
+        if spec_method == "users.invite" {
+            // server/commands/userInviter.ts: the answer also lists the invites skipped because the email
+            // already has an account; the spec has only `sent` and `users`.
+            schema["properties"]["data"]["properties"]["unsent"] =
+                json!({"type": "array", "items": {"$ref": "#/components/schemas/Invite"}});
+            schema["properties"]["data"]["required"] = json!(["sent", "unsent", "users"]);
+        }
+    }
+    if a.status == 429 {
+        // docs/upstream/outline.md §4.4, §3.7: the source also sends `message`.
+        schema["properties"]["message"] = json!({"type": "string"});
+        schema["required"] = json!(["ok", "error", "status", "message"]);
+    }
+    spec.assert_valid(
+        &format!("{method} {status}"),
+        &schema,
+        &a.body,
+        &lifecycle_patches(spec_method == "events.list"),
+        true,
+    );
+    a
+}
+
+const UNKNOWN_USER: &str = "0b5a4e4e-9c1f-4c0e-8a51-6f1d1b7c2a10";
+
+#[tokio::test]
+async fn outline_update_role_promotes_demotes_and_refuses_no_ops() {
+    let fake = start_outline().await;
+    let dev = fake.add_user("Dev", "dev@example.com");
+
+    let a = lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": dev, "role": "admin"}),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["data"]["id"], dev);
+    assert_eq!(a.body["data"]["role"], "admin");
+    // `includeDetails` for an admin caller, as `users.info`.
+    assert_eq!(a.body["data"]["email"], "dev@example.com");
+    assert_eq!(a.body["policies"][0]["id"], dev);
+    assert_eq!(fake.role_of(&dev).as_deref(), Some("admin"));
+
+    // server/routes/api/users/users.ts `updateRole`: an unchanged role is a 400 validation error.
+    let same = lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": dev, "role": "admin"}),
+    )
+    .await;
+    assert_eq!(same.status, 400);
+    assert_eq!(same.body["error"], "validation_error");
+    assert_eq!(same.body["message"], "User is already in that role");
+
+    // The caller's own role: refused, but "already in that role" is checked first.
+    let me = fake.admin_id();
+    let own = lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": me, "role": "member"}),
+    )
+    .await;
+    assert_eq!(own.status, 400);
+    assert_eq!(own.body["error"], "validation_error");
+    assert_eq!(own.body["message"], "You cannot change your own role");
+    let own_same = lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": me, "role": "admin"}),
+    )
+    .await;
+    assert_eq!(own_same.body["message"], "User is already in that role");
+    assert_eq!(fake.role_of(&me).as_deref(), Some("admin"));
+
+    // `rejectOnEmpty`: an unknown or deleted id is 404 `not_found` here, unlike the 403 of `users.info`
+    // (docs/upstream/outline.md §3.6). The spec lists a 404 for this method.
+    let unknown = lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": UNKNOWN_USER, "role": "member"}),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body["error"], "not_found");
+    assert_eq!(unknown.body["message"], "Resource not found");
+    let gone = fake.add_user("Gone", "gone@example.com");
+    fake.delete_user(&gone);
+    let a = lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": gone, "role": "admin"}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+
+    let bad = lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": dev, "role": "owner"}),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.body["message"],
+        "role: Invalid option: expected one of \"admin\"|\"member\"|\"viewer\"|\"guest\""
+    );
+
+    // server/policies/user.ts: `promote` and `demote` both need an unsuspended target.
+    let idle = fake.add_user_with("Idle", "idle@example.com", "member", true);
+    let a = lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": idle, "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(a.body["error"], "authorization_error");
+    assert_eq!(fake.role_of(&idle).as_deref(), Some("member"));
+
+    // The deprecated forms: `users.demote {id}` demotes to member by default, `users.promote` to admin.
+    let a = lifecycle(&fake, "users.demote", json!({"id": dev})).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["data"]["role"], "member");
+    let a = lifecycle(&fake, "users.demote", json!({"id": dev, "to": "guest"})).await;
+    assert_eq!(a.body["data"]["role"], "guest");
+    let a = lifecycle(&fake, "users.promote", json!({"id": dev})).await;
+    assert_eq!(a.body["data"]["role"], "admin");
+
+    // The event names come from `canPromote` / `canDemote`, whichever method was called.
+    assert_eq!(
+        fake.event_names(),
+        vec![
+            "users.promote",
+            "users.demote",
+            "users.demote",
+            "users.promote"
+        ]
+    );
+    // Seeding writes no event; the key owner stays admin unless a test seeds otherwise.
+    fake.set_role(&dev, "viewer");
+    assert_eq!(fake.role_of(&dev).as_deref(), Some("viewer"));
+    assert_eq!(fake.event_names().len(), 4);
+    assert_eq!(fake.count_calls("users.update_role"), 8);
+}
+
+#[tokio::test]
+async fn outline_update_role_needs_an_admin_key_owner() {
+    let fake = start_outline().await;
+    let dev = fake.add_user("Dev", "dev@example.com");
+    // `auth({role: UserRole.Admin})` runs before validation (server/middlewares/authentication.ts).
+    fake.set_role(&fake.admin_id(), "member");
+    let a = lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": dev, "role": "bogus"}),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(a.body["error"], "authorization_error");
+    assert_eq!(a.body["message"], "Admin role required");
+    let a = lifecycle(&fake, "users.suspend", json!({"id": dev})).await;
+    assert_eq!(a.status, 403);
+    assert_eq!(a.body["message"], "Authorization error");
+}
+
+#[tokio::test]
+async fn outline_suspend_and_activate_never_touch_the_caller() {
+    let fake = start_outline().await;
+    let g = fake.add_group("Eng", None);
+    let dev = fake.add_user("Dev", "dev@example.com");
+    fake.add_member(&g, &dev, "member");
+
+    let a = lifecycle(&fake, "users.suspend", json!({"id": dev})).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["data"]["id"], dev);
+    assert_eq!(a.body["data"]["isSuspended"], true);
+    assert_eq!(a.body["policies"][0]["id"], dev);
+    assert!(fake.is_suspended(&dev));
+    assert_eq!(fake.suspended_by(&dev), Some(fake.admin_id()));
+    // docs/upstream/outline.md §6.6: memberships are kept; the default `users.list` leaves the user out.
+    assert!(fake.members(&g).contains_key(&dev));
+    let list = outline(&fake, "users.list", json!({})).await;
+    assert!(list.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .all(|u| u["id"] != dev.as_str()));
+
+    let a = lifecycle(&fake, "users.activate", json!({"id": dev})).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["data"]["isSuspended"], false);
+    assert!(!fake.is_suspended(&dev));
+    assert_eq!(fake.suspended_by(&dev), None);
+
+    // server/policies/user.ts: `isTeamAdmin(actor, user) && user.id !== actor.id`.
+    for method in ["users.suspend", "users.activate"] {
+        let a = lifecycle(&fake, method, json!({"id": fake.admin_id()})).await;
+        assert_eq!(a.status, 403, "{method}");
+        assert_eq!(a.body["error"], "authorization_error");
+        assert_eq!(a.body["message"], "Authorization error");
+        // `rejectOnEmpty`: 404 for an unknown id (docs/upstream/outline.md §3.6).
+        let a = lifecycle(&fake, method, json!({"id": UNKNOWN_USER})).await;
+        assert_eq!(a.status, 404, "{method}");
+        assert_eq!(a.body["error"], "not_found");
+        let a = lifecycle(&fake, method, json!({})).await;
+        assert_eq!(a.status, 400, "{method}");
+        assert_eq!(
+            a.body["message"],
+            "id: Invalid input: expected string, received undefined"
+        );
+    }
+    assert!(!fake.is_suspended(&fake.admin_id()));
+    assert_eq!(fake.event_names(), vec!["users.suspend", "users.activate"]);
+    // Activating an active user is a 200 that changes nothing and writes no event.
+    let a = lifecycle(&fake, "users.activate", json!({"id": dev})).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(fake.event_names().len(), 2);
+}
+
+#[tokio::test]
+async fn outline_invite_creates_placeholders_and_skips_existing_emails() {
+    let fake = start_outline().await;
+    let taken = fake.add_user("Taken", "taken@example.com");
+    // Stored with the IdP's case (docs/upstream/outline.md §6.7).
+    let mixed = fake.add_user("Mixed", "Mixed.Case@Example.com");
+
+    let a = lifecycle(
+        &fake,
+        "users.invite",
+        json!({"invites": [
+            {"email": "New.Person@Example.com", "name": "New Person", "role": "guest"},
+            {"email": "new.person@example.com", "name": "Duplicate", "role": "admin"},
+            {"email": "TAKEN@example.com", "name": "Taken Again", "role": "member"},
+            {"email": "viewer@example.com", "name": "Viewer", "role": "viewer"},
+            {"email": "mixed.case@example.com", "name": "Mixed Again", "role": "member"}
+        ], "suppressEmail": true}),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let data = &a.body["data"];
+    // server/commands/userInviter.ts: lowercased, deduplicated by email (first kept), and matched exactly
+    // against stored emails, so the mixed-case account is not found and gets a second one.
+    let emails = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|i| i["email"].as_str().expect("email").to_string())
+            .collect()
+    };
+    assert_eq!(
+        emails(&data["sent"]),
+        vec![
+            "new.person@example.com",
+            "viewer@example.com",
+            "mixed.case@example.com"
+        ]
+    );
+    assert_eq!(emails(&data["unsent"]), vec!["taken@example.com"]);
+    // `sent` echoes the requested role; the account gets member for a guest invite.
+    assert_eq!(data["sent"][0]["role"], "guest");
+    assert_eq!(data["sent"][0]["name"], "New Person");
+    let users = data["users"].as_array().expect("users");
+    assert_eq!(users.len(), 3);
+    assert_eq!(users[0]["role"], "member");
+    assert_eq!(users[1]["role"], "viewer");
+    assert_eq!(users[0]["email"], "new.person@example.com");
+    assert_eq!(users[0]["lastActiveAt"], Value::Null);
+    // `includeEmail`, not `includeDetails`.
+    assert!(users[0].get("language").is_none());
+    assert_eq!(
+        fake.invited_emails(),
+        vec![
+            "new.person@example.com",
+            "viewer@example.com",
+            "mixed.case@example.com"
+        ]
+    );
+    assert_ne!(fake.user_by_email("mixed.case@example.com"), Some(mixed));
+    assert_eq!(fake.user_by_email("taken@example.com"), Some(taken));
+
+    // The invited users work with the other methods.
+    let new_id = users[0]["id"].as_str().expect("id").to_string();
+    let invited = outline(&fake, "users.list", json!({"filter": "invited"})).await;
+    let ids: Vec<&str> = invited.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|u| u["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.contains(&new_id.as_str()));
+    let info = outline(&fake, "users.info", json!({"id": new_id})).await;
+    assert_eq!(info.body["data"]["email"], "new.person@example.com");
+    let g = fake.add_group("Eng", None);
+    let add = outline(&fake, "groups.add_user", json!({"id": g, "userId": new_id})).await;
+    assert_eq!(add.status, 200);
+
+    // At most 20 invites per request.
+    let many: Vec<Value> = (0..21)
+        .map(|i| json!({"email": format!("u{i}@example.com"), "name": format!("U{i}"), "role": "member"}))
+        .collect();
+    let a = lifecycle(&fake, "users.invite", json!({ "invites": many })).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.body["error"], "validation_error");
+    assert_eq!(
+        a.body["message"],
+        "You can only invite up to 20 users at a time"
+    );
+    let bad = lifecycle(
+        &fake,
+        "users.invite",
+        json!({"invites": [{"email": "nope", "name": "N", "role": "member"}]}),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["message"], "email: Invalid email address");
+    assert_eq!(fake.invited_emails().len(), 3);
+    assert_eq!(fake.count_calls("users.invite"), 3);
+    assert_eq!(
+        fake.event_names()
+            .iter()
+            .filter(|n| *n == "users.invite")
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn outline_invite_limiter_counts_requests_per_hour() {
+    let fake = start_outline().await;
+    fake.set_invite_limit(2);
+    let one = |i: usize| json!({"invites": [{"email": format!("p{i}@example.com"), "name": "P", "role": "member"}]});
+    // server/middlewares/rateLimiter.ts: the route registers its limiter lazily, so on a fresh server the
+    // first request is drawn from the default bucket (docs/upstream/outline.md §4.3); then every request
+    // counts one point, whatever it carries or answers.
+    assert_eq!(lifecycle(&fake, "users.invite", one(0)).await.status, 200);
+    assert_eq!(lifecycle(&fake, "users.invite", one(1)).await.status, 200);
+    let many: Vec<Value> = (0..21)
+        .map(|i| json!({"email": format!("m{i}@example.com"), "name": "M", "role": "member"}))
+        .collect();
+    assert_eq!(
+        lifecycle(&fake, "users.invite", json!({ "invites": many }))
+            .await
+            .status,
+        400
+    );
+    let a = lifecycle(&fake, "users.invite", one(2)).await;
+    assert_eq!(a.status, 429);
+    assert_eq!(a.body["error"], "rate_limit_exceeded");
+    assert_eq!(a.body["message"], "Rate limit exceeded for this operation");
+    assert_retry_after(&a.header("retry-after").expect("Retry-After"), 3600.0);
+    assert_eq!(a.header("ratelimit-limit").as_deref(), Some("2"));
+    assert_eq!(a.header("ratelimit-remaining").as_deref(), Some("0"));
+    assert!(a
+        .header("ratelimit-reset")
+        .is_some_and(|r| r.contains("GMT")));
+    assert_eq!(fake.throttled_count(), 1);
+    assert_eq!(
+        fake.invited_emails(),
+        vec!["p0@example.com", "p1@example.com"]
+    );
+    // Other methods keep the default limiter.
+    assert_eq!(outline(&fake, "users.info", json!({})).await.status, 200);
+    assert_eq!(fake.count_calls("users.invite"), 4);
+}
+
+#[tokio::test]
+async fn outline_events_list_records_lifecycle_events() {
+    let fake = start_outline().await;
+    let me = fake.admin_id();
+    let other_admin = fake.add_user_with("Other Admin", "other@example.com", "admin", false);
+    let dev = fake.add_user("Dev", "dev@example.com");
+    let ops = fake.add_user("Ops", "ops@example.com");
+    lifecycle(&fake, "users.suspend", json!({"id": dev})).await;
+    lifecycle(&fake, "users.activate", json!({"id": dev})).await;
+    lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": dev, "role": "admin"}),
+    )
+    .await;
+    lifecycle(
+        &fake,
+        "users.update_role",
+        json!({"id": dev, "role": "viewer"}),
+    )
+    .await;
+    // Suspended by another admin by hand.
+    fake.suspend_as(&ops, &other_admin);
+    assert!(fake.is_suspended(&ops));
+    assert_eq!(fake.suspended_by(&ops), Some(other_admin.clone()));
+
+    // server/policies/team.ts: `audit` needs `isCloudHosted()` as well as an admin, so a self-hosted
+    // server refuses `auditLog: true` even to the admin key.
+    let a = lifecycle(&fake, "events.list", json!({"auditLog": true})).await;
+    assert_eq!(a.status, 403);
+    assert_eq!(a.body["error"], "authorization_error");
+
+    // Without `auditLog` only `EventHelper.ACTIVITY_EVENTS` are listed: `users.demote` is one of them,
+    // the other lifecycle events are not.
+    let a = lifecycle(&fake, "events.list", json!({})).await;
+    assert_eq!(a.status, 200);
+    let names = |a: &Answer| -> Vec<String> {
+        a.body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|e| e["name"].as_str().expect("name").to_string())
+            .collect()
+    };
+    assert_eq!(names(&a), vec!["users.demote"]);
+    assert!(a.body["data"][0].get("changes").is_none());
+    assert!(a.body["data"][0].get("actorIpAddress").is_none());
+    assert!(a.body["pagination"].get("total").is_none());
+    let a = lifecycle(&fake, "events.list", json!({"events": ["users.suspend"]})).await;
+    assert_eq!(names(&a), Vec::<String>::new());
+
+    fake.set_cloud_hosted(true);
+    let a = lifecycle(&fake, "events.list", json!({"auditLog": true})).await;
+    assert_eq!(a.status, 200);
+    // Newest first by default (`createdAt DESC`).
+    assert_eq!(
+        names(&a),
+        vec![
+            "users.suspend",
+            "users.demote",
+            "users.promote",
+            "users.activate",
+            "users.suspend"
+        ]
+    );
+    let newest = &a.body["data"][0];
+    assert_eq!(newest["modelId"], ops);
+    assert_eq!(newest["userId"], ops);
+    assert_eq!(newest["actorId"], other_admin);
+    assert_eq!(newest["actor"]["id"], other_admin);
+    assert!(newest.get("actorIpAddress").is_none());
+    let first = &a.body["data"][4];
+    assert_eq!(first["modelId"], dev);
+    assert_eq!(first["actorId"], me);
+    assert_eq!(first["actorIpAddress"], "127.0.0.1");
+    assert_eq!(first["changes"]["attributes"]["suspendedById"], me);
+    assert_eq!(first["data"], Value::Null);
+
+    // `events` intersected with the audit list, `actorId`, and `direction`.
+    let a = lifecycle(
+        &fake,
+        "events.list",
+        json!({"auditLog": true, "events": ["users.suspend", "users.activate"], "actorId": me,
+               "sort": "createdAt", "direction": "ASC"}),
+    )
+    .await;
+    assert_eq!(names(&a), vec!["users.suspend", "users.activate"]);
+    assert!(a.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .all(|e| e["actorId"] == me.as_str() && e["modelId"] == dev.as_str()));
+    let a = lifecycle(
+        &fake,
+        "events.list",
+        json!({"auditLog": true, "events": ["users.suspend"], "actorId": other_admin}),
+    )
+    .await;
+    assert_eq!(names(&a), vec!["users.suspend"]);
+    assert_eq!(a.body["data"][0]["modelId"], ops);
+    // The deprecated `name` narrows the list only when it is in it.
+    let a = lifecycle(
+        &fake,
+        "events.list",
+        json!({"auditLog": true, "name": "users.promote"}),
+    )
+    .await;
+    assert_eq!(names(&a), vec!["users.promote"]);
+
+    // Validation and the 403s of the source.
+    let a = lifecycle(&fake, "events.list", json!({"sort": "modelId"})).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.body["message"], "sort: Invalid input");
+    let a = lifecycle(&fake, "events.list", json!({"events": ["users.bogus"]})).await;
+    assert_eq!(a.status, 400);
+    let a = lifecycle(&fake, "events.list", json!({"actorId": UNKNOWN_USER})).await;
+    assert_eq!(a.status, 403);
+    let a = lifecycle(&fake, "events.list", json!({"limit": 101})).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.body["error"], "invalid_request");
+    let a = lifecycle(&fake, "events.list", json!({"auditLog": true, "limit": 2})).await;
+    assert_eq!(a.body["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        a.body["pagination"]["nextPath"],
+        "/api/events.list?limit=2&offset=2"
+    );
+}

@@ -108,14 +108,14 @@ fn removals(calls: &[OutlineCall]) -> Vec<(String, String)> {
 // ----- kill -9 in the middle of a bulk change -----------------------------------------------------------
 
 /// The real binary as a child process; SIGKILLed when dropped, so a failing test leaves nothing behind.
-struct BridgeProcess {
+pub struct BridgeProcess {
     child: Child,
-    url: String,
+    pub url: String,
     log: PathBuf,
 }
 
 impl BridgeProcess {
-    fn start(
+    pub fn start(
         authentik: &FakeAuthentik,
         outline: &FakeOutline,
         tag: &str,
@@ -154,13 +154,13 @@ impl BridgeProcess {
         }
     }
 
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
-    async fn metrics(&self, http: &reqwest::Client) -> String {
+    pub async fn metrics(&self, http: &reqwest::Client) -> String {
         match http.get(format!("{}/metrics", self.url)).send().await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
@@ -168,7 +168,7 @@ impl BridgeProcess {
     }
 
     /// Waits until the process answers and its start-up reconcile has succeeded.
-    async fn wait_reconciled(&mut self, http: &reqwest::Client) {
+    pub async fn wait_reconciled(&mut self, http: &reqwest::Client) {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -188,7 +188,7 @@ impl BridgeProcess {
     }
 
     /// SIGKILL: no shutdown hook, no drain, whatever was in flight is cut.
-    fn kill_9(&mut self) {
+    pub fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL");
         let status = self.child.wait().expect("reaped");
         assert!(!status.success(), "killed, not exited: {status}");

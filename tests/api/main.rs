@@ -9,6 +9,7 @@
 mod helpers;
 mod openapi;
 
+mod accounts;
 mod authentik_push;
 mod blueprint;
 mod blueprint_mapping;

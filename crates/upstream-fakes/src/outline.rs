@@ -89,6 +89,95 @@ const USER_FILTERS: &[&str] = &[
     "suspended",
 ];
 const USER_ROLES: &[&str] = &["admin", "member", "viewer", "guest"];
+/// `UserRoleHelper.roles`, lowest first (shared/utils/UserRoleHelper.ts).
+const ROLE_ORDER: &[&str] = &["guest", "viewer", "member", "admin"];
+/// `UserValidation.maxInvitesPerRequest` (shared/validations.ts).
+const MAX_INVITES: usize = 20;
+/// `UserValidation.maxNameLength` / `maxEmailLength`, checked by the `User` model on create.
+const MAX_USER_NAME: usize = 255;
+const MAX_USER_EMAIL: usize = 255;
+/// `RateLimiterStrategy.FiftyPerHour`, the limiter of `users.invite` (docs/upstream/outline.md §4.3).
+const INVITE_LIMIT_PER_HOUR: u32 = 50;
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// `EventHelper.ACTIVITY_EVENTS` (shared/utils/EventHelper.ts): what `events.list` shows without `auditLog`.
+const ACTIVITY_EVENTS: &[&str] = &[
+    "collections.create",
+    "collections.delete",
+    "collections.move",
+    "collections.permission_changed",
+    "collections.add_user",
+    "collections.remove_user",
+    "documents.publish",
+    "documents.unpublish",
+    "documents.archive",
+    "documents.unarchive",
+    "documents.move",
+    "documents.delete",
+    "documents.permanent_delete",
+    "documents.restore",
+    "documents.add_user",
+    "documents.remove_user",
+    "revisions.create",
+    "users.create",
+    "users.demote",
+    "userMemberships.update",
+];
+
+/// `EventHelper.AUDIT_EVENTS` (shared/utils/EventHelper.ts): what `events.list {auditLog: true}` shows.
+const AUDIT_EVENTS: &[&str] = &[
+    "api_keys.create",
+    "api_keys.delete",
+    "authenticationProviders.update",
+    "collections.create",
+    "collections.update",
+    "collections.permission_changed",
+    "collections.move",
+    "collections.add_user",
+    "collections.remove_user",
+    "collections.add_group",
+    "collections.remove_group",
+    "collections.delete",
+    "documents.create",
+    "documents.publish",
+    "documents.update",
+    "documents.archive",
+    "documents.unarchive",
+    "documents.move",
+    "documents.delete",
+    "documents.permanent_delete",
+    "documents.restore",
+    "documents.add_user",
+    "documents.remove_user",
+    "documents.add_group",
+    "documents.remove_group",
+    "groups.create",
+    "groups.update",
+    "groups.delete",
+    "pins.create",
+    "pins.update",
+    "pins.delete",
+    "revisions.create",
+    "revisions.delete",
+    "shares.create",
+    "shares.update",
+    "shares.revoke",
+    "teams.update",
+    "users.create",
+    "users.update",
+    "users.signin",
+    "users.signout",
+    "users.promote",
+    "users.demote",
+    "users.invite",
+    "users.suspend",
+    "users.activate",
+    "users.delete",
+    "fileOperations.create",
+    "fileOperations.delete",
+    "webhookSubscriptions.create",
+    "webhookSubscriptions.delete",
+];
 const GROUP_PERMISSIONS: &[&str] = &["admin", "member"];
 
 /// Avatar colours; the real server derives one from the user id (`stringToColor`).
@@ -168,6 +257,26 @@ struct UserRec {
     updated_at: SystemTime,
     deleted_at: Option<SystemTime>,
     last_active_at: Option<SystemTime>,
+    /// `suspendedById`: who suspended the user (not presented by `presentUser`).
+    suspended_by_id: Option<String>,
+    /// `invitedById`: who invited the user through `users.invite`.
+    invited_by_id: Option<String>,
+}
+
+/// A row of the `events` table, as `Model.insertEvent` writes it for a user model
+/// (server/models/base/Model.ts): `modelId` and `userId` are the user, `actorId` the caller.
+#[derive(Clone, Debug)]
+struct EventRec {
+    id: String,
+    seq: u64,
+    name: String,
+    model_id: String,
+    user_id: String,
+    actor_id: Option<String>,
+    ip: Option<String>,
+    created_at: SystemTime,
+    /// `previousChangeset`: `{attributes, previous}`.
+    changes: Option<Value>,
 }
 
 #[derive(Clone, Debug)]
@@ -244,6 +353,18 @@ struct State {
     down: bool,
     global: Window,
     create: Window,
+    /// `users.invite`'s own limiter (`FiftyPerHour`), keyed by client IP for API keys; the fake has one client.
+    invite: Window,
+    /// Whether `users.invite`'s limiter exists yet: `rateLimiter()` registers it lazily on the route, after
+    /// the app-wide limiter has already drawn the first request from the default bucket
+    /// (server/middlewares/rateLimiter.ts, docs/upstream/outline.md §4.3).
+    invite_registered: bool,
+    /// The `events` table.
+    events: Vec<EventRec>,
+    /// Emails (lowercased) of the users `users.invite` created, oldest first.
+    invited: Vec<String>,
+    /// `env.isCloudHosted`: only app.getoutline.com passes the `audit` policy `events.list {auditLog}` needs.
+    cloud_hosted: bool,
     /// The key's scopes; `None` is full access (docs/upstream/outline.md §3.5).
     scopes: Option<Vec<String>>,
     /// Membership changes made by someone else between two page reads of `groups.memberships`.
@@ -545,14 +666,17 @@ fn opt_enum(
     match body.get(key) {
         None => Ok(None),
         Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(Some(s.clone())),
-        _ => {
-            let options: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
-            Err(ApiError::validation(format!(
-                "{key}: Invalid option: expected one of {}",
-                options.join("|")
-            )))
-        }
+        _ => Err(enum_error(key, allowed)),
     }
+}
+
+/// Zod's message for a value (or a missing one) outside `z.enum(...)`.
+fn enum_error(key: &str, allowed: &[&str]) -> ApiError {
+    let options: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+    ApiError::validation(format!(
+        "{key}: Invalid option: expected one of {}",
+        options.join("|")
+    ))
 }
 
 /// `direction`: anything but `"ASC"` means descending (the Zod transform of docs/upstream/outline.md §3.4).
@@ -935,8 +1059,10 @@ impl State {
         })
     }
 
+    /// The abilities of server/policies/user.ts for an admin caller.
     fn user_policy(&self, u: &UserRec) -> Value {
         let is_self = u.id == self.admin_id;
+        let suspended = u.suspended_at.is_some();
         json!({
             "id": u.id,
             "abilities": {
@@ -945,10 +1071,10 @@ impl State {
                 "readDetails": true,
                 "update": true,
                 "delete": true,
-                "suspend": !is_self && u.suspended_at.is_none(),
-                "activate": u.suspended_at.is_some(),
-                "promote": u.role != "admin",
-                "demote": u.role == "admin" && !is_self,
+                "suspend": !is_self,
+                "activate": !is_self,
+                "promote": u.role != "admin" && !suspended && !is_self,
+                "demote": !suspended && !is_self,
             }
         })
     }
@@ -1083,6 +1209,8 @@ impl State {
                 "role" => a.role.cmp(&b.role),
                 "lastActiveAt" => cmp_opt(&a.last_active_at, &b.last_active_at),
                 "suspendedAt" => cmp_opt(&a.suspended_at, &b.suspended_at),
+                "suspendedById" => cmp_opt(&a.suspended_by_id, &b.suspended_by_id),
+                "invitedById" => cmp_opt(&a.invited_by_id, &b.invited_by_id),
                 "updatedAt" => a.updated_at.cmp(&b.updated_at),
                 "createdAt" => a.created_at.cmp(&b.created_at),
                 _ => std::cmp::Ordering::Equal,
@@ -1468,6 +1596,455 @@ impl State {
         );
     }
 
+    // ---- user lifecycle (server/routes/api/users/users.ts) -----------------------------------
+
+    fn actor_is_admin(&self) -> bool {
+        self.actor().is_some_and(|a| a.role == "admin")
+    }
+
+    /// `auth({role: UserRole.Admin})`: runs before validation (server/middlewares/authentication.ts).
+    fn require_admin_role(&self) -> Result<(), ApiError> {
+        if self.actor_is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                403,
+                "authorization_error",
+                "Admin role required",
+            ))
+        }
+    }
+
+    /// `User.findByPk(id, {rejectOnEmpty: true})`: an unknown or deleted id is 404 `not_found`, not the
+    /// 403 of `users.info` (docs/upstream/outline.md §3.6).
+    fn user_or_404(&self, id: &str) -> Result<UserRec, ApiError> {
+        self.live_user(id).cloned().ok_or_else(ApiError::not_found)
+    }
+
+    fn record_event(
+        &mut self,
+        name: &str,
+        user_id: &str,
+        actor_id: Option<&str>,
+        ip: Option<&str>,
+        changes: Option<Value>,
+    ) {
+        let seq = self.next_seq();
+        self.events.push(EventRec {
+            id: new_uuid(),
+            seq,
+            name: name.to_string(),
+            model_id: user_id.to_string(),
+            user_id: user_id.to_string(),
+            actor_id: actor_id.map(str::to_string),
+            ip: ip.map(str::to_string),
+            created_at: SystemTime::now(),
+            changes,
+        });
+    }
+
+    fn user_answer(&self, id: &str) -> Result<Value, ApiError> {
+        let u = self.users.get(id).ok_or_else(ApiError::not_found)?;
+        Ok(json!({
+            "data": self.present_user(u, true),
+            "policies": [self.user_policy(u)],
+        }))
+    }
+
+    /// `users.update_role {id, role}` and its deprecated forms `users.promote {id}` (role admin) and
+    /// `users.demote {id, to = "member"}`: all admin-only, sharing `updateRole`.
+    fn users_role_change(
+        &mut self,
+        method: &str,
+        body: &Map<String, Value>,
+        ip: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        self.require_admin_role()?;
+        let id = req_uuid(body, "id")?;
+        let role = match method {
+            "users.promote" => "admin".to_string(),
+            "users.demote" => opt_enum(body, "to", USER_ROLES)?.unwrap_or_else(|| "member".into()),
+            _ => {
+                opt_enum(body, "role", USER_ROLES)?.ok_or_else(|| enum_error("role", USER_ROLES))?
+            }
+        };
+        self.update_role(&id, &role, ip)
+    }
+
+    fn update_role(&mut self, id: &str, role: &str, ip: Option<&str>) -> Result<Value, ApiError> {
+        let user = self.user_or_404(id)?;
+        // The order of `updateRole`: same role first, then self.
+        if user.role == role {
+            return Err(ApiError::validation("User is already in that role"));
+        }
+        if user.id == self.admin_id {
+            return Err(ApiError::validation("You cannot change your own role"));
+        }
+        let rank = |r: &str| ROLE_ORDER.iter().position(|x| *x == r).unwrap_or(0);
+        let actor_admin = self.actor_is_admin();
+        let suspended = user.suspended_at.is_some();
+        // `canDemote` → authorize "demote"; `canPromote` → authorize "promote" (server/policies/user.ts).
+        let (name, allowed) = if rank(role) < rank(&user.role) {
+            ("users.demote", actor_admin && !suspended)
+        } else {
+            (
+                "users.promote",
+                actor_admin && user.role != "admin" && !suspended,
+            )
+        };
+        if !allowed {
+            return Err(ApiError::authorization());
+        }
+        let actor = self.admin_id.clone();
+        if let Some(u) = self.users.get_mut(&user.id) {
+            u.role = role.to_string();
+            u.updated_at = SystemTime::now();
+        }
+        let changes = json!({"attributes": {"role": role}, "previous": {"role": user.role}});
+        self.record_event(name, &user.id, Some(&actor), ip, Some(changes));
+        self.user_answer(&user.id)
+    }
+
+    /// `users.suspend {id}` / `users.activate {id}`: `auth()` only; the policy is
+    /// `isTeamAdmin(actor, user) && user.id !== actor.id`, else 403.
+    fn users_suspend(
+        &mut self,
+        body: &Map<String, Value>,
+        suspend: bool,
+        ip: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let id = req_uuid(body, "id")?;
+        let user = self.user_or_404(&id)?;
+        if !self.actor_is_admin() || user.id == self.admin_id {
+            return Err(ApiError::authorization());
+        }
+        let actor = self.admin_id.clone();
+        if suspend {
+            self.apply_suspension(&user.id, &actor, ip);
+        } else if user.suspended_at.is_some() || user.suspended_by_id.is_some() {
+            let now = SystemTime::now();
+            if let Some(u) = self.users.get_mut(&user.id) {
+                u.suspended_at = None;
+                u.suspended_by_id = None;
+                u.updated_at = now;
+            }
+            let changes = json!({
+                "attributes": {"suspendedById": Value::Null, "suspendedAt": Value::Null},
+                "previous": {
+                    "suspendedById": user.suspended_by_id,
+                    "suspendedAt": opt_ts(user.suspended_at),
+                },
+            });
+            self.record_event("users.activate", &user.id, Some(&actor), ip, Some(changes));
+        }
+        // Activating an active user changes nothing: Sequelize's `save` returns before its hooks, so no
+        // event is written.
+        self.user_answer(&user.id)
+    }
+
+    /// Sets `suspendedAt` (a new date every time) and `suspendedById`, and writes `users.suspend`.
+    fn apply_suspension(&mut self, user_id: &str, actor_id: &str, ip: Option<&str>) {
+        let now = SystemTime::now();
+        let Some(u) = self.users.get_mut(user_id) else {
+            return;
+        };
+        let previous = json!({
+            "suspendedById": u.suspended_by_id,
+            "suspendedAt": opt_ts(u.suspended_at),
+        });
+        u.suspended_at = Some(now);
+        u.suspended_by_id = Some(actor_id.to_string());
+        u.updated_at = now;
+        let changes = json!({
+            "attributes": {"suspendedById": actor_id, "suspendedAt": ts(now)},
+            "previous": previous,
+        });
+        self.record_event("users.suspend", user_id, Some(actor_id), ip, Some(changes));
+    }
+
+    /// `users.invite {invites, suppressEmail?}` and `userInviter` (server/commands/userInviter.ts).
+    fn users_invite(
+        &mut self,
+        body: &Map<String, Value>,
+        ip: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let items = match body.get("invites") {
+            Some(Value::Array(items)) => items,
+            other => return Err(expected("invites", "array", other)),
+        };
+        let mut invites: Vec<(String, String, String)> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Value::Object(obj) = item else {
+                return Err(expected(&i.to_string(), "object", Some(item)));
+            };
+            let email = match obj.get("email") {
+                Some(Value::String(e)) if is_email(e) => e.clone(),
+                Some(Value::String(_)) => {
+                    return Err(ApiError::validation("email: Invalid email address"))
+                }
+                other => return Err(expected("email", "string", other)),
+            };
+            let name = match obj.get("name") {
+                Some(Value::String(n)) => n.clone(),
+                other => return Err(expected("name", "string", other)),
+            };
+            let role = match obj.get("role") {
+                Some(Value::String(r)) if USER_ROLES.contains(&r.as_str()) => r.clone(),
+                _ => return Err(enum_error("role", USER_ROLES)),
+            };
+            invites.push((email, name, role));
+        }
+        opt_bool(body, "suppressEmail")?;
+        if invites.len() > MAX_INVITES {
+            return Err(ApiError::validation(format!(
+                "You can only invite up to {MAX_INVITES} users at a time"
+            )));
+        }
+        // `inviteUser` on the team: admins, or members when `MembersCanInvite` is set (default false).
+        if !self.actor_is_admin() {
+            return Err(ApiError::authorization());
+        }
+        // Lowercased and deduplicated by email, first one kept (`uniqBy`).
+        let mut normalized: Vec<(String, String, String)> = Vec::new();
+        for (email, name, role) in invites {
+            if email.trim().is_empty() || !email.contains('@') {
+                continue;
+            }
+            let email = email.to_lowercase();
+            if normalized.iter().all(|(e, _, _)| e != &email) {
+                normalized.push((email, name, role));
+            }
+        }
+        // `User.findAll({where: {email: emails}})`: an exact match against the lowercased invites, so a
+        // stored mixed-case email (docs/upstream/outline.md §6.7) is not found and gets a second account.
+        let (unsent, sent): (Vec<_>, Vec<_>) = normalized.into_iter().partition(|(email, _, _)| {
+            self.users
+                .values()
+                .any(|u| u.deleted_at.is_none() && u.email.as_deref() == Some(email.as_str()))
+        });
+        // The `User` model's validators run on each create inside one transaction: any failure rolls
+        // back every invite of the request.
+        for (email, name, _) in &sent {
+            if email.chars().count() > MAX_USER_EMAIL {
+                return Err(ApiError::validation(format!(
+                    "User email must be between 1 and {MAX_USER_EMAIL} characters (email)"
+                )));
+            }
+            if name.is_empty() || name.chars().count() > MAX_USER_NAME {
+                return Err(ApiError::validation(format!(
+                    "User name must be between 1 and {MAX_USER_NAME} characters (name)"
+                )));
+            }
+            if contains_url(name) {
+                return Err(ApiError::validation("Must not contain a URL (name)"));
+            }
+        }
+        let actor = self.admin_id.clone();
+        let mut created = Vec::with_capacity(sent.len());
+        for (email, name, role) in &sent {
+            // An admin inviter keeps `admin`; `viewer` stays; everything else (guest too) becomes member.
+            let role = match role.as_str() {
+                "admin" | "viewer" => role.clone(),
+                _ => "member".to_string(),
+            };
+            let now = SystemTime::now();
+            let seq = self.next_seq();
+            let id = new_uuid();
+            self.users.insert(
+                id.clone(),
+                UserRec {
+                    id: id.clone(),
+                    seq,
+                    name: name.clone(),
+                    color: color_for(&id),
+                    email: Some(email.clone()),
+                    role: role.clone(),
+                    suspended_at: None,
+                    created_at: now,
+                    updated_at: now,
+                    deleted_at: None,
+                    last_active_at: None,
+                    suspended_by_id: None,
+                    invited_by_id: Some(actor.clone()),
+                },
+            );
+            self.invited.push(email.clone());
+            let changes = json!({
+                "attributes": {
+                    "name": name,
+                    "email": email,
+                    "role": role,
+                    "invitedById": actor,
+                },
+                "previous": {},
+            });
+            self.record_event("users.invite", &id, Some(&actor), ip, Some(changes));
+            created.push(id);
+        }
+        let invite_json = |(email, name, role): &(String, String, String)| json!({"email": email, "name": name, "role": role});
+        // `presentUser(user, {includeEmail})`: the email, none of the other details.
+        let users: Vec<Value> = created
+            .iter()
+            .filter_map(|id| self.users.get(id))
+            .map(|u| {
+                let mut v = self.present_user(u, false);
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("email".into(), json!(u.email));
+                }
+                v
+            })
+            .collect();
+        Ok(json!({
+            "data": {
+                "sent": sent.iter().map(invite_json).collect::<Vec<_>>(),
+                "unsent": unsent.iter().map(invite_json).collect::<Vec<_>>(),
+                "users": users,
+            }
+        }))
+    }
+
+    /// `events.list` (server/routes/api/events/events.ts). The fake has no documents or collections, so a
+    /// `documentId` or `collectionId` resolves to null and is 403.
+    fn events_list(&self, page: &Page, body: &Map<String, Value>) -> Result<Value, ApiError> {
+        let events = match body.get("events") {
+            None => None,
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(s) if ACTIVITY_EVENTS.contains(&s) || AUDIT_EVENTS.contains(&s) => {
+                            out.push(s.to_string())
+                        }
+                        _ => return Err(ApiError::validation(format!("{i}: Invalid input"))),
+                    }
+                }
+                Some(out)
+            }
+            other => return Err(expected("events", "array", other)),
+        };
+        let actor_id = opt_uuid(body, "actorId")?;
+        let document_id = opt_uuid(body, "documentId")?;
+        let collection_id = opt_uuid(body, "collectionId")?;
+        let audit_log = opt_bool(body, "auditLog")?.unwrap_or(false);
+        let name = opt_string(body, "name")?;
+        let sort = match opt_string(body, "sort")? {
+            None => "createdAt".to_string(),
+            Some(s) if s == "name" || s == "createdAt" => s,
+            Some(_) => return Err(ApiError::validation("sort: Invalid input")),
+        };
+        let ascending = direction(body)?;
+
+        // `authorize(user, "audit", team)`: a team admin *and* `isCloudHosted()` (server/policies/team.ts),
+        // so a self-hosted server refuses `auditLog: true` to everyone.
+        if audit_log && !(self.cloud_hosted && self.actor_is_admin()) {
+            return Err(ApiError::authorization());
+        }
+        let base = if audit_log {
+            AUDIT_EVENTS
+        } else {
+            ACTIVITY_EVENTS
+        };
+        // `intersection(base, events)`; an empty list renders as `IN (NULL)` and matches nothing.
+        let mut names: Vec<String> = match &events {
+            Some(list) => base
+                .iter()
+                .filter(|n| list.iter().any(|e| e == *n))
+                .map(|n| n.to_string())
+                .collect(),
+            None => base.iter().map(|n| n.to_string()).collect(),
+        };
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            if names.contains(&n) {
+                names = vec![n];
+            }
+        }
+        if let Some(a) = &actor_id {
+            // `User.findByPk` then `authorize(user, "readDetails", actor)`.
+            let found = self.live_user(a).is_some();
+            if !found || !(self.actor_is_admin() || *a == self.admin_id) {
+                return Err(ApiError::authorization());
+            }
+        }
+        // `listAllEvents` has no rule, so non-admins must name a document or collection.
+        if !self.actor_is_admin() && document_id.is_none() && collection_id.is_none() {
+            return Err(ApiError::authorization());
+        }
+        if document_id.is_some() || collection_id.is_some() {
+            return Err(ApiError::authorization());
+        }
+        let mut rows: Vec<&EventRec> = self
+            .events
+            .iter()
+            .filter(|e| e.actor_id.is_some())
+            .filter(|e| names.contains(&e.name))
+            .filter(|e| {
+                actor_id
+                    .as_ref()
+                    .is_none_or(|a| e.actor_id.as_ref() == Some(a))
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            let ord = match sort.as_str() {
+                "name" => a.name.cmp(&b.name),
+                _ => a.created_at.cmp(&b.created_at),
+            }
+            .then(a.seq.cmp(&b.seq));
+            if ascending {
+                ord
+            } else {
+                ord.reverse()
+            }
+        });
+        let rows = page.slice(&rows);
+        let data: Vec<Value> = rows
+            .iter()
+            .map(|e| self.present_event(e, audit_log))
+            .collect();
+        // `pagination: ctx.state.pagination`: no `total` on this method (docs/upstream/outline.md §3.3).
+        Ok(json!({
+            "pagination": {
+                "limit": page.limit,
+                "offset": page.offset,
+                "nextPath": page.next_path,
+            },
+            "data": data,
+        }))
+    }
+
+    /// `presentEvent(event, isAdmin)` (server/presenters/event.ts), `isAdmin` being the request's
+    /// `auditLog`: `actorIpAddress` and `changes` only then. `data` is null for the user events here.
+    fn present_event(&self, e: &EventRec, audit_log: bool) -> Value {
+        let actor = e
+            .actor_id
+            .as_ref()
+            .and_then(|a| self.users.get(a))
+            .map(|u| self.present_user(u, false))
+            .unwrap_or(Value::Null);
+        let mut v = json!({
+            "id": e.id,
+            "name": e.name,
+            "modelId": e.model_id,
+            "userId": e.user_id,
+            "actorId": e.actor_id,
+            "collectionId": Value::Null,
+            "documentId": Value::Null,
+            "createdAt": ts(e.created_at),
+            "data": Value::Null,
+            "actor": actor,
+        });
+        if audit_log {
+            if let Some(obj) = v.as_object_mut() {
+                if let Some(ip) = e.ip.as_ref().filter(|ip| !ip.is_empty()) {
+                    obj.insert("actorIpAddress".into(), json!(ip));
+                }
+                if let Some(changes) = &e.changes {
+                    obj.insert("changes".into(), changes.clone());
+                }
+            }
+        }
+        v
+    }
+
     // ---- request pipeline ----------------------------------------------------------------
 
     /// Rate limiter → route → authentication → pagination → validation → handler, the order of
@@ -1492,6 +2069,13 @@ impl State {
                 | "groups.add_user"
                 | "groups.remove_user"
                 | "groups.update_user"
+                | "users.update_role"
+                | "users.promote"
+                | "users.demote"
+                | "users.suspend"
+                | "users.activate"
+                | "users.invite"
+                | "events.list"
         );
         if req.method() != actix_web::http::Method::POST || !known {
             return Err(ApiError::not_found());
@@ -1521,6 +2105,14 @@ impl State {
                 ));
             }
         }
+        // `ctx.ip` as `normalizeIp` stores it on events: IPv4-mapped IPv6 addresses lose their prefix.
+        let ip = req.peer_addr().map(|a| match a.ip() {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(|v4| v4.to_string())
+                .unwrap_or_else(|| v6.to_string()),
+            v4 => v4.to_string(),
+        });
         match method {
             "users.info" => self.users_info(&body),
             "users.list" => {
@@ -1542,6 +2134,16 @@ impl State {
             "groups.add_user" => self.groups_add_user(&body),
             "groups.remove_user" => self.groups_remove_user(&body),
             "groups.update_user" => self.groups_update_user(&body),
+            "users.update_role" | "users.promote" | "users.demote" => {
+                self.users_role_change(method, &body, ip.as_deref())
+            }
+            "users.suspend" => self.users_suspend(&body, true, ip.as_deref()),
+            "users.activate" => self.users_suspend(&body, false, ip.as_deref()),
+            "users.invite" => self.users_invite(&body, ip.as_deref()),
+            "events.list" => {
+                let page = pagination(method, query, &body)?;
+                self.events_list(&page, &body)
+            }
             _ => Err(ApiError::not_found()),
         }
     }
@@ -1582,8 +2184,15 @@ impl State {
             reply
         } else {
             // `groups.create` has its own limiter and does not draw on the default one (docs/upstream/outline.md §4.2, §4.3).
+            // So has `users.invite` (`FiftyPerHour`, one point per request whatever the number of invites),
+            // but only once its route has registered it: the very first `users.invite` request draws on
+            // the default limiter, as in v1.9.2 (server/middlewares/rateLimiter.ts, docs/upstream/outline.md §4.3).
+            let is_post = req.method() == actix_web::http::Method::POST;
+            let registers_invite = method == "users.invite" && is_post && !self.invite_registered;
             let limiter = if method == "groups.create" {
                 &mut self.create
+            } else if method == "users.invite" && self.invite_registered {
+                &mut self.invite
             } else {
                 &mut self.global
             };
@@ -1606,23 +2215,13 @@ impl State {
                     ];
                     reply
                 }
-                Ok(_) => match self.dispatch(req, &method, &query, body) {
-                    Ok(Value::Object(mut obj)) => {
-                        obj.insert("status".into(), json!(200));
-                        obj.insert("ok".into(), json!(true));
-                        Reply {
-                            status: 200,
-                            headers: Vec::new(),
-                            body: ReplyBody::Json(Value::Object(obj)),
-                        }
+                Ok(_) => {
+                    if registers_invite {
+                        self.invite_registered = true;
                     }
-                    Ok(other) => Reply {
-                        status: 200,
-                        headers: Vec::new(),
-                        body: ReplyBody::Json(other),
-                    },
-                    Err(e) => error_reply(e, html),
-                },
+                    let result = self.dispatch(req, &method, &query, body);
+                    answer(result, html)
+                }
             }
         };
         if reply.status == 429 {
@@ -1638,6 +2237,27 @@ impl State {
             at: now,
         });
         reply
+    }
+}
+
+/// The success envelope (docs/upstream/outline.md §3.1) or the error envelope.
+fn answer(result: Result<Value, ApiError>, html: bool) -> Reply {
+    match result {
+        Ok(Value::Object(mut obj)) => {
+            obj.insert("status".into(), json!(200));
+            obj.insert("ok".into(), json!(true));
+            Reply {
+                status: 200,
+                headers: Vec::new(),
+                body: ReplyBody::Json(Value::Object(obj)),
+            }
+        }
+        Ok(other) => Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: ReplyBody::Json(other),
+        },
+        Err(e) => error_reply(e, html),
     }
 }
 
@@ -1717,6 +2337,8 @@ impl FakeOutline {
                 updated_at: now,
                 deleted_at: None,
                 last_active_at: Some(now),
+                suspended_by_id: None,
+                invited_by_id: None,
             },
         );
         let state = Arc::new(Mutex::new(State {
@@ -1738,6 +2360,11 @@ impl FakeOutline {
             provider_managed: BTreeMap::new(),
             global: Window::new(opts.rate_limit_requests, opts.rate_limit_window),
             create: Window::new(opts.create_limit_per_minute, Duration::from_secs(60)),
+            invite: Window::new(INVITE_LIMIT_PER_HOUR, HOUR),
+            invite_registered: false,
+            events: Vec::new(),
+            invited: Vec::new(),
+            cloud_hosted: false,
         }));
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
@@ -1816,6 +2443,8 @@ impl FakeOutline {
                 updated_at: now,
                 deleted_at: None,
                 last_active_at: Some(now),
+                suspended_by_id: None,
+                invited_by_id: None,
             },
         );
         id
@@ -1831,7 +2460,8 @@ impl FakeOutline {
         id
     }
 
-    /// Suspends or reactivates a user. Memberships are kept (docs/upstream/outline.md §6.6).
+    /// Suspends or reactivates a user. Memberships are kept (docs/upstream/outline.md §6.6). Seeding: no
+    /// event is written and no suspender is recorded.
     pub fn set_suspended(&self, user_id: &str, suspended: bool) {
         let mut st = self.lock();
         if let Some(u) = st.users.get_mut(&user_id.to_ascii_lowercase()) {
@@ -1840,8 +2470,94 @@ impl FakeOutline {
             } else {
                 None
             };
+            u.suspended_by_id = None;
             u.updated_at = SystemTime::now();
         }
+    }
+
+    /// Suspends a user as `actor_id` would through the UI ("suspended by another admin by hand"):
+    /// `suspendedById` is the actor and a `users.suspend` event with that `actorId` is written (without an
+    /// IP address).
+    ///
+    /// # Panics
+    /// If either user does not exist.
+    pub fn suspend_as(&self, user_id: &str, actor_id: &str) {
+        let mut st = self.lock();
+        let uid = st
+            .live_user(user_id)
+            .map(|u| u.id.clone())
+            .unwrap_or_else(|| panic!("FakeOutline::suspend_as: no user {user_id}"));
+        let aid = st
+            .users
+            .get(&actor_id.to_ascii_lowercase())
+            .map(|u| u.id.clone())
+            .unwrap_or_else(|| panic!("FakeOutline::suspend_as: no actor {actor_id}"));
+        st.apply_suspension(&uid, &aid, None);
+    }
+
+    /// Whether the user is suspended (false for an unknown id).
+    pub fn is_suspended(&self, user_id: &str) -> bool {
+        self.lock()
+            .users
+            .get(&user_id.to_ascii_lowercase())
+            .is_some_and(|u| u.suspended_at.is_some())
+    }
+
+    /// `suspendedById`: who suspended the user through `users.suspend` or [`Self::suspend_as`].
+    pub fn suspended_by(&self, user_id: &str) -> Option<String> {
+        self.lock()
+            .users
+            .get(&user_id.to_ascii_lowercase())
+            .and_then(|u| u.suspended_by_id.clone())
+    }
+
+    /// The user's role (`admin|member|viewer|guest`), `None` for an unknown id.
+    pub fn role_of(&self, user_id: &str) -> Option<String> {
+        self.lock()
+            .users
+            .get(&user_id.to_ascii_lowercase())
+            .map(|u| u.role.clone())
+    }
+
+    /// Seeds a role; no event is written. Setting the key owner's role below admin makes the admin-only
+    /// methods answer 403 "Admin role required", as the real server would.
+    pub fn set_role(&self, user_id: &str, role: &str) {
+        let mut st = self.lock();
+        if let Some(u) = st.users.get_mut(&user_id.to_ascii_lowercase()) {
+            u.role = role.to_string();
+            u.updated_at = SystemTime::now();
+        }
+    }
+
+    /// The stored email of a user (`None` for an unknown or deleted user, whose email is cleared).
+    pub fn user_email(&self, user_id: &str) -> Option<String> {
+        self.lock()
+            .users
+            .get(&user_id.to_ascii_lowercase())
+            .and_then(|u| u.email.clone())
+    }
+
+    /// The (lowercased) emails of the users `users.invite` created, oldest first.
+    pub fn invited_emails(&self) -> Vec<String> {
+        self.lock().invited.clone()
+    }
+
+    /// Replaces `users.invite`'s limiter (default 50 requests an hour) and starts a fresh window.
+    /// Whether the route has registered it yet is kept: on a fresh fake the first `users.invite` request
+    /// still draws on the default limiter (docs/upstream/outline.md §4.3).
+    pub fn set_invite_limit(&self, per_hour: u32) {
+        self.lock().invite = Window::new(per_hour, HOUR);
+    }
+
+    /// Pretends to be the cloud-hosted Outline (`env.isCloudHosted`), the only deployment where admins
+    /// may read `events.list {auditLog: true}`. Off by default: a self-hosted server answers 403.
+    pub fn set_cloud_hosted(&self, cloud: bool) {
+        self.lock().cloud_hosted = cloud;
+    }
+
+    /// The names of the recorded events, oldest first (whatever their actor).
+    pub fn event_names(&self) -> Vec<String> {
+        self.lock().events.iter().map(|e| e.name.clone()).collect()
     }
 
     /// Changes a user's stored email (as a sign-in with a verified, changed email does, docs/upstream/outline.md §6.7).

@@ -1,0 +1,358 @@
+//! Roles and offboarding: Authentik decides who is an Outline admin or viewer (`ROLE_MAP`) and who is
+//! suspended (`SUSPEND_DEACTIVATED`), with the API key's owner and the last admin never demoted or
+//! suspended. Against the stateful fakes, through the real bridge.
+
+use std::time::Duration;
+
+use authentik_bridge::configuration::Settings;
+use authentik_bridge::domain::accounts::RoleMap;
+use authentik_bridge::sync::{run_reconcile, ReconcileOptions};
+
+use crate::faults::{metric, BridgeProcess};
+use crate::helpers::*;
+
+fn roles(s: &mut Settings) {
+    s.role_map = Some(
+        RoleMap::parse("outline-admins=admin,outline-readers=viewer", "member").expect("parses"),
+    );
+}
+
+fn offboarding(s: &mut Settings) {
+    s.suspend_deactivated = true;
+}
+
+#[tokio::test]
+async fn joining_the_admin_group_makes_an_admin_and_leaving_it_a_member_again() {
+    let (authentik, outline) = start_fakes().await;
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let admins = authentik.add_group("outline-admins");
+    let readers = authentik.add_group("outline-readers");
+    let ojane = outline.add_user("Jane", "jane@example.com");
+    let app = spawn_app_with(authentik, outline, roles).await;
+    app.wire_authentik_webhook();
+    assert_eq!(app.outline.role_of(&ojane).as_deref(), Some("member"));
+
+    app.authentik.add_member(&admins, jane);
+    eventually("jane is an admin", Duration::from_secs(5), || {
+        app.outline.role_of(&ojane).as_deref() == Some("admin")
+    })
+    .await;
+    app.authentik.remove_member(&admins, jane);
+    eventually("jane is a member again", Duration::from_secs(5), || {
+        app.outline.role_of(&ojane).as_deref() == Some("member")
+    })
+    .await;
+    app.authentik.add_member(&readers, jane);
+    eventually("jane is a viewer", Duration::from_secs(5), || {
+        app.outline.role_of(&ojane).as_deref() == Some("viewer")
+    })
+    .await;
+    app.settle().await;
+    // Only changes are sent: one call per role change.
+    assert_eq!(app.outline.count_calls("users.update_role"), 3);
+}
+
+#[tokio::test]
+async fn the_pass_sets_roles_shows_them_in_the_dry_run_and_keeps_the_key_owner_an_admin() {
+    let (authentik, outline) = start_fakes().await;
+    let admins = authentik.add_group("outline-admins");
+    let bob = authentik.add_user("bob", "Bob", "bob@example.com");
+    authentik.add_member(&admins, bob);
+    let _carol = authentik.add_user("carol", "Carol", "carol@example.com");
+    let obob = outline.add_user("Bob", "bob@example.com");
+    let ocarol = outline.add_user_with("Carol", "carol@example.com", "admin", false);
+    // The key's owner is an Authentik user in none of the mapped groups: the default would demote them.
+    let owner = outline.admin_id();
+    let owner_email = outline.user_email(&owner).expect("the owner has an email");
+    authentik.add_user("bridge", "Bridge", &owner_email);
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.reconcile_interval = None;
+        roles(s);
+    })
+    .await;
+    // The start-up pass made bob an admin and carol a member, and refused to demote the owner.
+    assert_eq!(app.outline.role_of(&obob).as_deref(), Some("admin"));
+    assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("member"));
+    assert_eq!(app.outline.role_of(&owner).as_deref(), Some("admin"));
+    let text = app.metrics_text().await;
+    assert!(
+        metric(
+            &text,
+            "bridge_account_refusals_total",
+            &[("change", "demote"), ("reason", "key_owner")]
+        ) >= 1.0,
+        "{text}"
+    );
+
+    app.outline.set_role(&ocarol, "admin");
+    let report = run_reconcile(
+        app.queue.engine(),
+        ReconcileOptions {
+            dry_run: true,
+            force: false,
+        },
+    )
+    .await
+    .expect("dry run");
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(
+        json["accounts"]["roles"],
+        serde_json::json!([{"user": ocarol, "email": "carol@example.com", "from": "admin", "to": "member"}]),
+        "{json}"
+    );
+    assert_eq!(json["accounts"]["refused"][0]["reason"], "key_owner");
+    assert_eq!(
+        app.outline.role_of(&ocarol).as_deref(),
+        Some("admin"),
+        "dry run"
+    );
+}
+
+#[tokio::test]
+async fn a_demotion_from_admin_counts_toward_max_removals() {
+    let (authentik, outline) = start_fakes().await;
+    authentik.add_group("outline-admins");
+    authentik.add_user("carol", "Carol", "carol@example.com");
+    let ocarol = outline.add_user_with("Carol", "carol@example.com", "admin", false);
+    let app = spawn_app_with(authentik, outline, |s| {
+        roles(s);
+        s.max_removals = 0;
+    })
+    .await;
+    assert_eq!(
+        app.outline.role_of(&ocarol).as_deref(),
+        Some("admin"),
+        "held back by the guard"
+    );
+    let report = run_reconcile(
+        app.queue.engine(),
+        ReconcileOptions {
+            dry_run: false,
+            force: true,
+        },
+    )
+    .await
+    .expect("forced pass");
+    assert!(!report.guarded);
+    assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("member"));
+}
+
+#[tokio::test]
+async fn deactivation_suspends_and_reactivation_undoes_only_what_the_bridge_did() {
+    let (authentik, outline) = start_fakes().await;
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let bob = authentik.add_user("bob", "Bob", "bob@example.com");
+    let ojane = outline.add_user("Jane", "jane@example.com");
+    let obob = outline.add_user("Bob", "bob@example.com");
+    let other_admin = outline.add_user_with("Ada", "ada@example.com", "admin", false);
+    let app = spawn_app_with(authentik, outline, offboarding).await;
+    app.wire_authentik_webhook();
+
+    app.authentik.set_active(jane, false);
+    eventually("jane suspended", Duration::from_secs(5), || {
+        app.outline.is_suspended(&ojane)
+    })
+    .await;
+    app.authentik.set_active(jane, true);
+    eventually("jane active again", Duration::from_secs(5), || {
+        !app.outline.is_suspended(&ojane)
+    })
+    .await;
+
+    // Bob was suspended by hand by another admin: re-activating him in Authentik leaves that alone.
+    app.outline.suspend_as(&obob, &other_admin);
+    app.authentik.set_active(bob, false);
+    app.authentik.set_active(bob, true);
+    app.settle().await;
+    assert!(
+        app.outline.is_suspended(&obob),
+        "a suspension made by hand stays"
+    );
+    assert_eq!(app.outline.count_calls("users.activate"), 1, "jane's only");
+}
+
+#[tokio::test]
+async fn a_deleted_user_is_suspended_and_the_key_owner_never_is() {
+    let (authentik, outline) = start_fakes().await;
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let ojane = outline.add_user("Jane", "jane@example.com");
+    let owner = outline.admin_id();
+    let owner_email = outline.user_email(&owner).expect("the owner has an email");
+    let bridge = authentik.add_user("bridge", "Bridge", &owner_email);
+    let app = spawn_app_with(authentik, outline, offboarding).await;
+    app.wire_authentik_webhook();
+
+    app.authentik.delete_user(jane);
+    eventually("jane suspended", Duration::from_secs(5), || {
+        app.outline.is_suspended(&ojane)
+    })
+    .await;
+    app.authentik.set_active(bridge, false);
+    app.settle().await;
+    assert!(
+        !app.outline.is_suspended(&owner),
+        "the key's owner is never suspended"
+    );
+    let text = app.metrics_text().await;
+    assert!(
+        metric(
+            &text,
+            "bridge_account_refusals_total",
+            &[("change", "suspend"), ("reason", "key_owner")]
+        ) >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn max_suspensions_holds_a_mass_suspension_until_forced() {
+    let (authentik, outline) = start_fakes().await;
+    let mut pairs = Vec::new();
+    for i in 0..3 {
+        let email = format!("u{i}@example.com");
+        let pk = authentik.add_user(&format!("u{i}"), "U", &email);
+        pairs.push((pk, outline.add_user("U", &email)));
+    }
+    let app = spawn_app_with(authentik, outline, |s| {
+        offboarding(s);
+        s.max_suspensions = 2;
+    })
+    .await;
+    for (pk, _) in &pairs {
+        app.authentik.set_active(*pk, false);
+    }
+    let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        .await
+        .expect("pass");
+    assert!(report.guarded, "three suspensions, MAX_SUSPENSIONS=2");
+    assert!(pairs.iter().all(|(_, o)| !app.outline.is_suspended(o)));
+    let text = app.metrics_text().await;
+    assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
+    run_reconcile(
+        app.queue.engine(),
+        ReconcileOptions {
+            dry_run: false,
+            force: true,
+        },
+    )
+    .await
+    .expect("forced pass");
+    assert!(pairs.iter().all(|(_, o)| app.outline.is_suspended(o)));
+}
+
+#[tokio::test]
+async fn nothing_changes_for_someone_who_sets_neither() {
+    let (authentik, outline) = start_fakes().await;
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let admins = authentik.add_group("outline-admins");
+    let ojane = outline.add_user_with("Jane", "jane@example.com", "viewer", false);
+    let app = spawn_app_with(authentik, outline, |_| {}).await;
+    app.wire_authentik_webhook();
+    app.authentik.add_member(&admins, jane);
+    app.authentik.set_active(jane, false);
+    app.settle().await;
+    assert_eq!(app.outline.role_of(&ojane).as_deref(), Some("viewer"));
+    assert!(!app.outline.is_suspended(&ojane));
+    for call in ["users.update_role", "users.suspend", "events.list"] {
+        assert_eq!(app.outline.count_calls(call), 0, "{call}");
+    }
+}
+
+/// With `STATE_FILE`, whom the bridge suspended survives a restart (here a SIGKILL): the new process still
+/// activates the person when Authentik re-activates them. Without it, the new process leaves them suspended,
+/// as the README says.
+#[tokio::test]
+async fn the_record_of_bridge_suspensions_survives_a_restart_only_with_state_file() {
+    let (authentik, outline) = start_fakes().await;
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let bob = authentik.add_user("bob", "Bob", "bob@example.com");
+    let ojane = outline.add_user("Jane", "jane@example.com");
+    let obob = outline.add_user("Bob", "bob@example.com");
+    let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("state-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&state);
+    let state_str = state.to_string_lossy().to_string();
+    let http = reqwest::Client::new();
+    let wire = |p: &BridgeProcess| {
+        authentik.set_webhook(
+            Some(format!("{}/webhooks/authentik", p.url)),
+            Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
+        )
+    };
+
+    let with_file = [
+        ("SUSPEND_DEACTIVATED", "true"),
+        ("STATE_FILE", state_str.as_str()),
+    ];
+    let mut first = BridgeProcess::start(&authentik, &outline, "record-1", &with_file);
+    first.wait_reconciled(&http).await;
+    wire(&first);
+    authentik.set_active(jane, false);
+    eventually("jane suspended", Duration::from_secs(10), || {
+        outline.is_suspended(&ojane)
+    })
+    .await;
+    first.kill_9();
+
+    let mut second = BridgeProcess::start(&authentik, &outline, "record-2", &with_file);
+    second.wait_reconciled(&http).await;
+    wire(&second);
+    authentik.set_active(jane, true);
+    eventually(
+        "jane activated after the restart",
+        Duration::from_secs(10),
+        || !outline.is_suspended(&ojane),
+    )
+    .await;
+
+    // Without STATE_FILE the record is the process's own: the next one does not know it.
+    second.kill_9();
+    let in_memory = [("SUSPEND_DEACTIVATED", "true")];
+    let mut third = BridgeProcess::start(&authentik, &outline, "record-3", &in_memory);
+    third.wait_reconciled(&http).await;
+    wire(&third);
+    authentik.set_active(bob, false);
+    eventually("bob suspended", Duration::from_secs(10), || {
+        outline.is_suspended(&obob)
+    })
+    .await;
+    third.kill_9();
+    let mut fourth = BridgeProcess::start(&authentik, &outline, "record-4", &in_memory);
+    fourth.wait_reconciled(&http).await;
+    wire(&fourth);
+    let user_jobs = |text: &str| {
+        metric(
+            text,
+            "bridge_jobs_total",
+            &[("sink", "outline"), ("kind", "user"), ("result", "ok")],
+        )
+    };
+    let before = user_jobs(&fourth.metrics(&http).await);
+    authentik.set_active(bob, true);
+    let started = std::time::Instant::now();
+    let text = loop {
+        let text = fourth.metrics(&http).await;
+        if user_jobs(&text) > before {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the re-activation was not handled\n{}",
+            fourth.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        outline.is_suspended(&obob),
+        "without STATE_FILE a restart forgets: bob stays suspended\n{}",
+        fourth.log_tail()
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "bridge_account_changes_total",
+            &[("change", "activate")]
+        ),
+        0.0
+    );
+    let _ = std::fs::remove_file(&state);
+}
