@@ -13,6 +13,7 @@ use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::{DotEnv, ProcessEnv, Settings};
 use crate::metrics::Metrics;
 use crate::startup::{build_engine, Application};
+use crate::sync::invites::invite_and_place;
 use crate::sync::openfga::OpenFgaSink;
 use crate::sync::progress::{PassPhase, PassProgress};
 use crate::sync::{run_reconcile, ReconcileOptions, SyncEngine};
@@ -138,7 +139,18 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
         }
     };
     let bar = ProgressView::start(&engine);
-    let result = run_reconcile(&engine, ReconcileOptions { dry_run, force }).await;
+    let mut result = run_reconcile(&engine, ReconcileOptions { dry_run, force }).await;
+    if let (Ok(report), false, true) = (&mut result, dry_run, engine.invites.enabled) {
+        // `serve` leaves this to its invitations job; a one-off pass does it before it exits.
+        match invite_and_place(&engine).await {
+            Ok(n) => {
+                if let Some(inv) = &mut report.invites {
+                    inv.invited_now = n;
+                }
+            }
+            Err(e) => eprintln!("invitations not sent: {e}; the next pass tries again"),
+        }
+    }
     if let Some(bar) = bar {
         bar.finish().await;
     }
@@ -154,11 +166,21 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
             }
             if report.any_guarded() {
                 let removals = report.plan.removes.len()
-                    + report.openfga.as_ref().map_or(0, |f| f.planned_deletes);
-                eprintln!(
-                    "mass-removal guard: the plan removes {removals} memberships, more than MAX_REMOVALS={}; no removal was made. Check the plan, then run with --force.",
-                    settings.max_removals
-                );
+                    + report.openfga.as_ref().map_or(0, |f| f.planned_deletes)
+                    + report.accounts.as_ref().map_or(0, |a| a.admin_removals());
+                let suspensions = report.accounts.as_ref().map_or(0, |a| a.suspend.len());
+                if suspensions > settings.max_suspensions {
+                    eprintln!(
+                        "suspension guard: the plan suspends {suspensions} people, more than MAX_SUSPENSIONS={}; nobody was suspended. Check the plan, then run with --force.",
+                        settings.max_suspensions
+                    );
+                }
+                if removals > settings.max_removals {
+                    eprintln!(
+                        "mass-removal guard: the plan removes {removals} memberships or admin roles, more than MAX_REMOVALS={}; no removal was made. Check the plan, then run with --force.",
+                        settings.max_removals
+                    );
+                }
                 ExitCode::from(EXIT_GUARDED)
             } else if report.refused_groups() > 0 {
                 eprintln!(

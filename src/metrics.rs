@@ -28,6 +28,9 @@ pub struct Metrics {
     pub account_refusals: IntCounterVec,
     pub suspension_guard_tripped: IntCounter,
     pub suspension_guard_active: IntGauge,
+    pub invites: IntCounterVec,
+    pub invites_pending: IntGauge,
+    pub invite_requests_left: IntGauge,
     pub cache_requests: IntCounterVec,
     pub cache_evictions: IntCounterVec,
     pub upstream_up: IntGaugeVec,
@@ -200,6 +203,22 @@ impl Metrics {
                 &r,
                 "bridge_suspension_guard_tripped_total",
                 "Runs whose suspensions the MAX_SUSPENSIONS guard held back.",
+            ),
+            invites: counter_vec(
+                &r,
+                "bridge_invites_total",
+                "People handled by users.invite, by result: sent, already_there (Outline had the address), dropped (no longer a member, or no email), throttled (Outline's 50 requests an hour was spent; they stay queued).",
+                &["result"],
+            ),
+            invites_pending: gauge(
+                &r,
+                "bridge_invites_pending",
+                "Members of managed groups waiting for an Outline invitation (INVITE_MEMBERS).",
+            ),
+            invite_requests_left: gauge(
+                &r,
+                "bridge_invite_requests_left",
+                "users.invite requests the bridge may still send in the current hour (of 50, each with up to 20 people).",
             ),
             suspension_guard_active: gauge(
                 &r,

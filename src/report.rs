@@ -108,6 +108,18 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
             );
         }
     }
+    if let Some(inv) = &report.invites {
+        for email in &inv.emails {
+            let _ = writeln!(out, "  {verb} invite {email}");
+        }
+        if inv.pending > 0 {
+            let _ = writeln!(
+                out,
+                "  invitations: {} waiting, {} can go now ({} of Outline's 50 requests left this hour, {} people each)",
+                inv.pending, inv.sendable_now, inv.requests_left_this_hour, inv.per_request
+            );
+        }
+    }
     if let Some(fga) = &report.openfga {
         let held = if fga.guarded {
             " [held back by MAX_REMOVALS]"

@@ -138,6 +138,7 @@ impl Application {
         })?
         .run();
 
+        tokio::spawn(crate::sync::invites::pump(queue.clone()));
         // The start-up reconcile runs as soon as the server listens, then every interval.
         let _ = queue.submit(JobKey::Reconcile);
         if let Some(interval) = settings.reconcile_interval {

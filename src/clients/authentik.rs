@@ -85,6 +85,8 @@ struct RawUser {
     #[serde(default)]
     username: Option<String>,
     #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
     email: Option<String>,
     #[serde(default = "yes")]
     is_active: bool,
@@ -168,6 +170,7 @@ fn to_user(call: &str, u: RawUser) -> Result<UserSnapshot, UpstreamError> {
     Ok(UserSnapshot {
         pk: AuthentikUserId(u.pk),
         username: u.username.map(Arc::from),
+        name: u.name.filter(|n| !n.trim().is_empty()),
         email: u.email.as_deref().and_then(Email::parse),
         is_active: u.is_active,
         groups: ids

@@ -43,6 +43,21 @@ pub struct OutlineUser {
     pub suspended: bool,
 }
 
+/// One entry of `users.invite`.
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    pub email: Email,
+    pub name: String,
+    pub role: &'static str,
+}
+
+/// What `users.invite` did: the accounts it made, and how many addresses it already had.
+#[derive(Debug, Clone)]
+pub struct InviteAnswer {
+    pub created: Vec<OutlineUser>,
+    pub already_there: usize,
+}
+
 #[derive(Deserialize)]
 struct RawUser {
     id: String,
@@ -532,6 +547,40 @@ impl OutlineClient {
         self.rpc::<Value>("users.activate", json!({ "id": user.as_str() }))
             .await
             .map(|_| ())
+    }
+
+    /// `users.invite` (docs/upstream/outline.md §6.8): placeholder accounts that the person's first sign-in
+    /// claims by email. Outline skips an address it already has (compared lowercased) and lists it as unsent.
+    /// The call has its own limit, 50 requests an hour, so its 429 is returned at once, with the wait asked
+    /// for, rather than waited out or allowed to pause the other calls: the invite book waits instead.
+    pub async fn invite(
+        &self,
+        invites: &[Invitation],
+        suppress_email: bool,
+    ) -> Result<InviteAnswer, UpstreamError> {
+        #[derive(Deserialize)]
+        struct RawAnswer {
+            #[serde(default)]
+            unsent: Vec<Value>,
+            #[serde(default)]
+            users: Vec<RawUser>,
+        }
+        let once = self.clone().with_retry_policy(RetryPolicy {
+            throttled_attempts: 1,
+            ..self.policy
+        });
+        let body = json!({
+            "invites": invites
+                .iter()
+                .map(|i| json!({ "email": i.email.as_str(), "name": i.name, "role": i.role }))
+                .collect::<Vec<_>>(),
+            "suppressEmail": suppress_email,
+        });
+        let answer = once.rpc::<RawAnswer>("users.invite", body).await?.data;
+        Ok(InviteAnswer {
+            created: answer.users.into_iter().map(OutlineUser::from).collect(),
+            already_there: answer.unsent.len(),
+        })
     }
 
     /// The group calls this key may not make, found without writing anything: each call the bridge writes

@@ -29,6 +29,14 @@ pub enum UpstreamError {
         call: String,
         message: String,
     },
+    /// A 429 the policy no longer waits out, with the wait the server asked for.
+    #[error("{upstream} {call}: HTTP 429: {message}")]
+    Throttled {
+        upstream: &'static str,
+        call: String,
+        retry_after: Option<Duration>,
+        message: String,
+    },
     #[error("{upstream} {call}: listing incomplete: {message}")]
     Incomplete {
         upstream: &'static str,
@@ -41,6 +49,7 @@ impl UpstreamError {
     pub fn status(&self) -> Option<u16> {
         match self {
             UpstreamError::Status { status, .. } => Some(*status),
+            UpstreamError::Throttled { .. } => Some(429),
             _ => None,
         }
     }
@@ -61,6 +70,7 @@ impl UpstreamError {
     pub fn upstream(&self) -> &'static str {
         match self {
             UpstreamError::Status { upstream, .. }
+            | UpstreamError::Throttled { upstream, .. }
             | UpstreamError::Transport { upstream, .. }
             | UpstreamError::Decode { upstream, .. }
             | UpstreamError::Incomplete { upstream, .. } => upstream,
@@ -195,10 +205,10 @@ impl Call<'_> {
                         .and_then(|v| parse_retry_after(v, SystemTime::now()));
                     let message = error_message(&resp.text().await.unwrap_or_default());
                     if throttled >= self.policy.throttled_attempts {
-                        return Err(self.fail(UpstreamError::Status {
+                        return Err(self.fail(UpstreamError::Throttled {
                             upstream: self.upstream,
                             call: self.name.to_string(),
-                            status: 429,
+                            retry_after: wait,
                             message,
                         }));
                     }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod identity;
+pub mod invites;
 pub mod plan;
 pub mod snapshot;
 pub mod tuples;

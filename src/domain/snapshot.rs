@@ -95,6 +95,8 @@ impl GroupSnapshot {
 pub struct UserSnapshot {
     pub pk: AuthentikUserId,
     pub username: Option<Arc<str>>,
+    /// The display name, for an Outline invitation.
+    pub name: Option<String>,
     pub email: Option<Email>,
     pub is_active: bool,
     pub groups: Vec<AuthentikGroupId>,

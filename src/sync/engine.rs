@@ -12,6 +12,7 @@ use super::accounts::AccountSync;
 use super::apply::{OutlineSink, WarnOnce};
 use super::cache::SnapshotCaches;
 use super::changes::ChangeClock;
+use super::invites::InviteBook;
 use super::jobs::Sink;
 use super::openfga::OpenFgaSink;
 use super::progress::PassProgress;
@@ -97,6 +98,8 @@ pub struct SyncEngine {
     pub openfga: Option<OpenFgaSink>,
     /// Outline roles and suspensions (`ROLE_MAP`, `SUSPEND_DEACTIVATED`).
     pub accounts: AccountSync,
+    /// People waiting for an Outline invitation (`INVITE_MEMBERS`).
+    pub invites: InviteBook,
     pub clock: ChangeClock,
     pub progress: PassProgress,
     pub auto_create: bool,
@@ -108,7 +111,7 @@ pub struct SyncEngine {
 /// A plan and what it was made from.
 pub struct GroupPlan {
     pub plan: MembershipPlan,
-    pub unmatched: usize,
+    pub unmatched: Vec<DesiredMember>,
 }
 
 impl SyncEngine {
@@ -137,6 +140,7 @@ impl SyncEngine {
             outline,
             openfga,
             accounts: AccountSync::new(settings, record, metrics.clone()),
+            invites: InviteBook::new(settings, metrics.clone()),
             clock: ChangeClock::new(),
             progress: PassProgress::default(),
             auto_create: settings.auto_create_groups,

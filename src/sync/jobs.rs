@@ -34,11 +34,14 @@ impl Sink {
         }
     }
 
-    /// Whether this sink has a job for `key`: sign-ins and accounts are Outline's alone.
+    /// Whether this sink has a job for `key`: sign-ins, accounts and invitations are Outline's alone.
     pub fn handles(&self, key: &JobKey) -> bool {
         !matches!(
             (self, key),
-            (Sink::OpenFga, JobKey::Signin(_) | JobKey::Accounts)
+            (
+                Sink::OpenFga,
+                JobKey::Signin(_) | JobKey::Accounts | JobKey::Invites
+            )
         )
     }
 }
@@ -53,6 +56,8 @@ pub enum JobKey {
     /// Every Outline account's role and suspension (`ROLE_MAP`, `SUSPEND_DEACTIVATED`), after a change to a
     /// group that decides roles.
     Accounts,
+    /// Invitations for members of managed groups without an Outline account (`INVITE_MEMBERS`).
+    Invites,
 }
 
 impl JobKey {
@@ -63,6 +68,7 @@ impl JobKey {
             JobKey::AuthentikGroup(_) => "group",
             JobKey::Reconcile => "reconcile",
             JobKey::Accounts => "accounts",
+            JobKey::Invites => "invites",
         }
     }
 
@@ -72,7 +78,7 @@ impl JobKey {
             JobKey::Signin(id) => id.to_string(),
             JobKey::AuthentikUser(pk) => pk.to_string(),
             JobKey::AuthentikGroup(id) => id.to_string(),
-            JobKey::Reconcile | JobKey::Accounts => String::new(),
+            JobKey::Reconcile | JobKey::Accounts | JobKey::Invites => String::new(),
         }
     }
 
@@ -158,6 +164,17 @@ pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOut
         },
     };
     let Some(user) = found else {
+        if au.is_active && engine.invites.enabled {
+            let catalog = engine.reader.full_catalog().await?;
+            let managed = au.groups.iter().any(|g| {
+                catalog
+                    .iter()
+                    .any(|c| &c.id == g && engine.reader.is_managed(c))
+            });
+            if managed {
+                engine.invites.note(&[DesiredMember { email, pk }]);
+            }
+        }
         return Ok(SyncReport::noted("no Outline user with this email yet").into());
     };
     let report = sync_user_memberships(engine, &outline, &au, &user).await?;
@@ -195,6 +212,7 @@ async fn deleted_user(
     let gone = UserSnapshot {
         pk,
         username: None,
+        name: None,
         email: Some(email),
         is_active: false,
         groups: Vec::new(),
@@ -358,7 +376,8 @@ pub async fn group_job(
     let mut report = engine
         .apply_guarded(&outline, planned.plan, RemovalGuard::Enforce)
         .await?;
-    report.unmatched_members = planned.unmatched;
+    report.unmatched_members = planned.unmatched.len();
+    engine.invites.note(&planned.unmatched);
     Ok(JobOutcome {
         report,
         follow_ups: role_group

@@ -14,6 +14,7 @@ pub mod changes;
 pub mod coalesce;
 pub mod engine;
 pub mod intake;
+pub mod invites;
 pub mod jobs;
 pub mod openfga;
 pub mod progress;

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::accounts;
 use super::coalesce::TargetSchedule;
 use super::engine::{SyncEngine, SyncError};
+use super::invites;
 use super::jobs::{group_job, signin_job, user_job, JobKey, JobOutcome, Sink};
 use super::openfga;
 use super::reconcile::reconcile_job;
@@ -214,6 +215,12 @@ impl JobQueue {
     /// is the start-up reconcile's to repair. [`JobQueue::wait_idle`] then resolves when the last run ends.
     pub fn close(&self) {
         self.inner.closed.send_replace(true);
+    }
+
+    /// Resolves once the queue is closed: for tasks that live as long as it does.
+    pub async fn closed(&self) {
+        let mut closed = self.inner.closed.subscribe();
+        let _ = closed.wait_for(|c| *c).await;
     }
 
     fn is_closed(&self) -> bool {
@@ -438,13 +445,16 @@ impl JobQueue {
                 (Sink::Outline, JobKey::AuthentikGroup(id)) => group_job(engine, id).await,
                 (Sink::Outline, JobKey::Reconcile) => reconcile_job(engine).await,
                 (Sink::Outline, JobKey::Accounts) => accounts::accounts_job(engine).await,
+                (Sink::Outline, JobKey::Invites) => invites::invites_job(engine).await,
                 (Sink::OpenFga, key) => {
                     let sink = openfga::sink_of(engine)?;
                     match key {
                         JobKey::AuthentikUser(pk) => openfga::user_job(engine, sink, *pk).await,
                         JobKey::AuthentikGroup(id) => openfga::group_job(engine, sink, id).await,
                         JobKey::Reconcile => openfga::reconcile_job(engine, sink).await,
-                        JobKey::Signin(_) | JobKey::Accounts => Ok(JobOutcome::default()),
+                        JobKey::Signin(_) | JobKey::Accounts | JobKey::Invites => {
+                            Ok(JobOutcome::default())
+                        }
                     }
                 }
             }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::accounts::plan_all;
 use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
+use super::invites::InvitePreview;
 use super::jobs::{JobKey, JobOutcome};
 use super::openfga::{self, OpenFgaPassReport};
 use super::progress::{PassPhase, PassProgress};
@@ -46,6 +47,9 @@ pub struct ReconcileReport {
     /// Outline roles, suspensions and activations (`ROLE_MAP`, `SUSPEND_DEACTIVATED`), when either is set;
     /// with the guards' refusals.
     pub accounts: Option<AccountPlan>,
+    /// Members of managed groups without an Outline account, and the invite allowance left
+    /// (`INVITE_MEMBERS`).
+    pub invites: Option<InvitePreview>,
     /// Which sinks the pass covered; the fields above are Outline's, and empty when Outline is off.
     pub sinks: Vec<&'static str>,
     /// The OpenFGA half of the pass, when OpenFGA is configured.
@@ -94,6 +98,7 @@ pub async fn run_reconcile(
             emails: BTreeMap::new(),
             handed_to_group_jobs: Vec::new(),
             accounts: None,
+            invites: None,
             sinks: Vec::new(),
             openfga: None,
         },
@@ -144,7 +149,7 @@ pub async fn run_outline_reconcile(
         creates: plan.creates.len(),
         renames: plan.renames.len(),
         links: plan.links.len(),
-        unmatched_members: planned.unmatched,
+        unmatched_members: planned.unmatched.len(),
         refused_groups: 0,
         note: options
             .dry_run
@@ -170,7 +175,7 @@ pub async fn run_outline_reconcile(
         match write_group_by_group(engine, &outline, plan.clone(), planned.read_at, guarded).await {
             Ok((applied, handed)) => {
                 summary = SyncReport {
-                    unmatched_members: planned.unmatched,
+                    unmatched_members: planned.unmatched.len(),
                     ..applied
                 };
                 handed_over = handed;
@@ -212,6 +217,17 @@ pub async fn run_outline_reconcile(
             }
         }
         Some(account_plan)
+    } else {
+        None
+    };
+    // Members without an account: the book becomes what the pass found. The invitations job sends them
+    // (`serve`), or the CLI right after the pass (`invite_and_place`).
+    let invites = if engine.invites.enabled {
+        let preview = engine.invites.preview(&planned.unmatched);
+        if !options.dry_run {
+            engine.invites.replace(&planned.unmatched);
+        }
+        Some(preview)
     } else {
         None
     };
@@ -283,6 +299,7 @@ pub async fn run_outline_reconcile(
         duration_ms: started.elapsed().as_millis(),
         handed_to_group_jobs: handed_over,
         accounts,
+        invites,
         sinks: vec!["outline"],
         openfga: None,
     })
@@ -290,7 +307,7 @@ pub async fn run_outline_reconcile(
 
 struct PassPlan {
     plan: MembershipPlan,
-    unmatched: usize,
+    unmatched: Vec<DesiredMember>,
     managed_groups: usize,
     /// The clock when the pass began reading Authentik.
     read_at: super::changes::Tick,

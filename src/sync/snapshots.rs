@@ -26,8 +26,9 @@ pub struct SnapshotReader {
 /// Authentik members matched to Outline users.
 pub struct ResolvedMembers {
     pub ids: BTreeMap<DesiredMember, OutlineUserId>,
-    /// Members with no Outline account yet (they are added once they have one).
-    pub unmatched: usize,
+    /// Members with no Outline account yet (they are added once they have one, or invited with
+    /// `INVITE_MEMBERS`).
+    pub unmatched: Vec<DesiredMember>,
 }
 
 impl SnapshotReader {
@@ -192,13 +193,13 @@ impl SnapshotReader {
             }
         }
         let mut ids = BTreeMap::new();
-        let mut unmatched = 0;
+        let mut unmatched = Vec::new();
         for m in members {
             match lookup(&index, m) {
                 Some(id) => {
                     ids.insert(m.clone(), id);
                 }
-                None => unmatched += 1,
+                None => unmatched.push(m.clone()),
             }
         }
         Ok(ResolvedMembers { ids, unmatched })

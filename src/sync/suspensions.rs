@@ -91,7 +91,7 @@ impl SuspensionRecord {
         self.ids.lock().await.contains(id)
     }
 
-    pub async fn len(&self) -> usize {
+    pub async fn count(&self) -> usize {
         self.ids.lock().await.len()
     }
 

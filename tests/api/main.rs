@@ -22,6 +22,7 @@ mod faults;
 mod fga_engine;
 mod fuzz_props;
 mod hostile;
+mod invites;
 mod openfga;
 mod races;
 mod reconcile;

@@ -1,0 +1,161 @@
+//! `INVITE_MEMBERS`: members of managed groups without an Outline account are invited with their
+//! `ROLE_MAP` role and put in their groups at once; Outline's 50 requests an hour are kept to, and people
+//! still waiting are found again after a restart. Against the stateful fakes, through the real bridge.
+
+use std::time::Duration;
+
+use authentik_bridge::domain::accounts::RoleMap;
+use authentik_bridge::sync::{run_reconcile, ReconcileOptions};
+
+use crate::faults::{metric, BridgeProcess};
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_new_member_is_invited_with_their_role_and_is_in_their_group_at_once() {
+    let (authentik, outline) = start_fakes().await;
+    let docs = authentik.add_group("Docs");
+    let readers = authentik.add_group("outline-readers");
+    let odocs = outline.add_group("Docs", None);
+    let dave = authentik.add_user("dave", "Dave Doe", "Dave@Example.com");
+    authentik.add_member(&readers, dave);
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.invite_members = true;
+        // Only Docs is synced; outline-readers decides the role alone.
+        s.group_filter = Some(regex::Regex::new("(?i)^Docs$").expect("regex"));
+        s.role_map = Some(
+            RoleMap::parse("outline-admins=admin,outline-readers=viewer", "member")
+                .expect("parses"),
+        );
+    })
+    .await;
+    app.wire_authentik_webhook();
+    assert!(
+        app.outline.invited_emails().is_empty(),
+        "not a member of a managed group yet"
+    );
+
+    app.authentik.add_member(&docs, dave);
+    eventually("dave is in Docs", Duration::from_secs(5), || {
+        app.outline
+            .user_by_email("dave@example.com")
+            .is_some_and(|id| app.outline.members(&odocs).contains_key(&id))
+    })
+    .await;
+    app.settle().await;
+    let id = app
+        .outline
+        .user_by_email("dave@example.com")
+        .expect("invited");
+    assert_eq!(app.outline.role_of(&id).as_deref(), Some("viewer"));
+    let invites: Vec<_> = app
+        .outline
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "users.invite")
+        .collect();
+    assert_eq!(invites.len(), 1, "one invitation, however many events");
+    assert_eq!(
+        invites[0].body["suppressEmail"], true,
+        "no email unless INVITE_EMAIL"
+    );
+    assert_eq!(invites[0].body["invites"][0]["name"], "Dave Doe");
+    assert_eq!(invites[0].body["invites"][0]["role"], "viewer");
+    let text = app.metrics_text().await;
+    assert_eq!(
+        metric(&text, "bridge_invites_total", &[("result", "sent")]),
+        1.0
+    );
+    assert_eq!(metric(&text, "bridge_invites_pending", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn the_dry_run_lists_who_would_be_invited_and_sends_nothing() {
+    let (authentik, outline) = start_fakes().await;
+    let docs = authentik.add_group("Docs");
+    outline.add_group("Docs", None);
+    let erin = authentik.add_user("erin", "Erin", "erin@example.com");
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.invite_members = true;
+        s.reconcile_interval = None;
+    })
+    .await;
+    app.authentik.add_member(&docs, erin);
+    let report = run_reconcile(
+        app.queue.engine(),
+        ReconcileOptions {
+            dry_run: true,
+            force: false,
+        },
+    )
+    .await
+    .expect("dry run");
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(json["invites"]["pending"], 1, "{json}");
+    assert_eq!(json["invites"]["emails"][0], "erin@example.com");
+    assert_eq!(json["invites"]["requests_left_this_hour"], 50);
+    assert_eq!(
+        app.outline.count_calls("users.invite"),
+        0,
+        "a dry run invites nobody"
+    );
+}
+
+/// 45 people wait; Outline's invite limit lets two requests through (40 people), then answers 429 with
+/// the rest of its hour. The bridge keeps the 5 queued and sends nothing more. After a SIGKILL and a
+/// restart, once Outline allows it again, the start-up pass finds the 5 and invites them.
+#[tokio::test]
+async fn invitations_wait_out_the_limit_and_survive_a_restart() {
+    let (authentik, outline) = start_fakes().await;
+    let docs = authentik.add_group("Docs");
+    let odocs = outline.add_group("Docs", None);
+    for i in 0..45 {
+        let pk = authentik.add_user(&format!("p{i:02}"), "P", &format!("p{i:02}@example.com"));
+        authentik.add_member(&docs, pk);
+    }
+    outline.set_invite_limit(1);
+    // Only the invite limit is under test: the general one stays out of the way on both sides.
+    outline.set_rate_limit(100_000, Duration::from_secs(60));
+    let http = reqwest::Client::new();
+    let env = [
+        ("INVITE_MEMBERS", "true"),
+        ("OUTLINE_RATE_LIMIT_REQUESTS", "100000"),
+    ];
+
+    let mut first = BridgeProcess::start(&authentik, &outline, "invites-1", &env);
+    first.wait_reconciled(&http).await;
+    eventually("40 invited and placed", Duration::from_secs(20), || {
+        outline.members(&odocs).len() == 40
+    })
+    .await;
+    let text = first.metrics(&http).await;
+    assert_eq!(outline.invited_emails().len(), 40, "{}", first.log_tail());
+    assert_eq!(metric(&text, "bridge_invites_pending", &[]), 5.0);
+    assert_eq!(
+        metric(&text, "bridge_invites_total", &[("result", "throttled")]),
+        5.0
+    );
+    assert_eq!(
+        outline.count_calls("users.invite"),
+        3,
+        "two sent, one answered 429"
+    );
+    assert_eq!(
+        outline.members(&odocs).len(),
+        40,
+        "the invited are in their group at once"
+    );
+    first.kill_9();
+
+    outline.set_invite_limit(50);
+    let mut second = BridgeProcess::start(&authentik, &outline, "invites-2", &env);
+    second.wait_reconciled(&http).await;
+    eventually("all 45 invited and placed", Duration::from_secs(20), || {
+        outline.members(&odocs).len() == 45
+    })
+    .await;
+    assert_eq!(outline.invited_emails().len(), 45, "{}", second.log_tail());
+    assert_eq!(
+        metric(&second.metrics(&http).await, "bridge_invites_pending", &[]),
+        0.0
+    );
+}
