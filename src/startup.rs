@@ -56,8 +56,8 @@ pub fn build_engine(
         )?),
         None => None,
     };
-    let record = match &settings.state_file {
-        Some(path) => SuspensionRecord::open(path)?,
+    let record = match &settings.state_dir {
+        Some(dir) => SuspensionRecord::open(&dir.join(SuspensionRecord::FILE_NAME))?,
         None => SuspensionRecord::in_memory(),
     };
     Ok(Arc::new(SyncEngine::new(

@@ -4,7 +4,7 @@
 //! and the activity events it does list leave suspensions out (docs/upstream/outline.md §6.8). So the bridge
 //! keeps its own record.
 //!
-//! With `STATE_FILE` the record is a small JSON file, rewritten whole on each change (a temporary file, then
+//! With `STATE_DIR` the record is a small JSON file there, rewritten whole on each change (a temporary file, then
 //! a rename), so a restart keeps it. Without it the record lives in memory, and after a restart everyone the
 //! bridge had suspended counts as suspended by hand: re-activating them in Authentik leaves them suspended
 //! until an admin activates them in Outline. The bridge never activates anyone wrongly either way.
@@ -31,13 +31,16 @@ struct RecordFile {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("STATE_FILE {path}: {message}")]
+#[error("STATE_DIR {path}: {message}")]
 pub struct RecordError {
     path: String,
     message: String,
 }
 
 impl SuspensionRecord {
+    /// The record's name in `STATE_DIR`.
+    pub const FILE_NAME: &'static str = "suspended-by-bridge.json";
+
     pub fn in_memory() -> SuspensionRecord {
         SuspensionRecord {
             path: None,
@@ -118,9 +121,9 @@ impl SuspensionRecord {
         match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "could not write STATE_FILE; whom the bridge suspended is kept in memory only until the next restart")
+                tracing::error!(error = %e, "could not write the record in STATE_DIR; whom the bridge suspended is kept in memory only until the next restart")
             }
-            Err(e) => tracing::error!(error = %e, "writing STATE_FILE did not finish"),
+            Err(e) => tracing::error!(error = %e, "writing the record in STATE_DIR did not finish"),
         }
     }
 }
@@ -170,7 +173,7 @@ mod tests {
         let err = SuspensionRecord::open(&path)
             .err()
             .expect("a file the bridge did not write is refused");
-        assert!(err.to_string().contains("STATE_FILE"), "{err}");
+        assert!(err.to_string().contains("STATE_DIR"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

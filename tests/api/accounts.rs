@@ -257,7 +257,7 @@ async fn nothing_changes_for_someone_who_sets_neither() {
     }
 }
 
-/// With `STATE_FILE`, whom the bridge suspended survives a restart (here a SIGKILL): the new process still
+/// With `STATE_DIR`, whom the bridge suspended survives a restart (here a SIGKILL): the new process still
 /// activates the person when Authentik re-activates them. Without it, the new process leaves them suspended,
 /// as the README says.
 #[tokio::test]
@@ -268,8 +268,9 @@ async fn the_record_of_bridge_suspensions_survives_a_restart_only_with_state_fil
     let ojane = outline.add_user("Jane", "jane@example.com");
     let obob = outline.add_user("Bob", "bob@example.com");
     let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("state-{}.json", std::process::id()));
-    let _ = std::fs::remove_file(&state);
+        .join(format!("state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
     let state_str = state.to_string_lossy().to_string();
     let http = reqwest::Client::new();
     let wire = |p: &BridgeProcess| {
@@ -281,7 +282,7 @@ async fn the_record_of_bridge_suspensions_survives_a_restart_only_with_state_fil
 
     let with_file = [
         ("SUSPEND_DEACTIVATED", "true"),
-        ("STATE_FILE", state_str.as_str()),
+        ("STATE_DIR", state_str.as_str()),
     ];
     let mut first = BridgeProcess::start(&authentik, &outline, "record-1", &with_file);
     first.wait_reconciled(&http).await;
@@ -304,7 +305,7 @@ async fn the_record_of_bridge_suspensions_survives_a_restart_only_with_state_fil
     )
     .await;
 
-    // Without STATE_FILE the record is the process's own: the next one does not know it.
+    // Without STATE_DIR the record is the process's own: the next one does not know it.
     second.kill_9();
     let in_memory = [("SUSPEND_DEACTIVATED", "true")];
     let mut third = BridgeProcess::start(&authentik, &outline, "record-3", &in_memory);
@@ -343,7 +344,7 @@ async fn the_record_of_bridge_suspensions_survives_a_restart_only_with_state_fil
     };
     assert!(
         outline.is_suspended(&obob),
-        "without STATE_FILE a restart forgets: bob stays suspended\n{}",
+        "without STATE_DIR a restart forgets: bob stays suspended\n{}",
         fourth.log_tail()
     );
     assert_eq!(
@@ -354,5 +355,5 @@ async fn the_record_of_bridge_suspensions_survives_a_restart_only_with_state_fil
         ),
         0.0
     );
-    let _ = std::fs::remove_file(&state);
+    let _ = std::fs::remove_dir_all(&state);
 }

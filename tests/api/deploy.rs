@@ -1417,6 +1417,33 @@ tests:
         alertname: AuthentikBridgeUpstreamErrors
         exp_alerts:
           - exp_labels: {severity: warning, job: authentik-bridge, instance: "b:8430", upstream: outline, call: groups.add_user}
+  # Held-back suspensions page at once; invitations waiting alert only after two hours of a full backlog.
+  - interval: 1m
+    input_series:
+      - series: 'bridge_suspension_guard_active{job="authentik-bridge", instance="b:8430"}'
+        values: '0x9 1x10'
+      - series: 'bridge_suspension_guard_tripped_total{job="authentik-bridge", instance="b:8430"}'
+        values: '0x9 1x10'
+      - series: 'bridge_invites_pending{job="authentik-bridge", instance="b:8430"}'
+        values: '5x100 0x10 7x150'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: AuthentikBridgeSuspensionGuardTripped
+        exp_alerts: []
+      - eval_time: 12m
+        alertname: AuthentikBridgeSuspensionGuardTripped
+        exp_alerts:
+          - exp_labels: {severity: critical, job: authentik-bridge, instance: "b:8430"}
+      - eval_time: 100m
+        alertname: AuthentikBridgeInvitationsWaiting
+        exp_alerts: []
+      - eval_time: 200m
+        alertname: AuthentikBridgeInvitationsWaiting
+        exp_alerts: []
+      - eval_time: 235m
+        alertname: AuthentikBridgeInvitationsWaiting
+        exp_alerts:
+          - exp_labels: {severity: warning, job: authentik-bridge, instance: "b:8430"}
   # Reconcile staleness, per sink: a sink that reconciles every 15 minutes stays quiet; one that stopped
   # alerts, though the other sink of the same bridge is fine.
   - interval: 1m
@@ -1572,6 +1599,12 @@ fn dashboard_uses_existing_metrics_through_the_datasource_input() {
         "bridge_removal_guard_active",
         "bridge_reconcile_last_success_timestamp_seconds",
         "bridge_ids_skipped_total",
+        "bridge_account_changes_total",
+        "bridge_account_refusals_total",
+        "bridge_suspension_guard_active",
+        "bridge_invites_pending",
+        "bridge_invite_requests_left",
+        "bridge_invites_total",
     ] {
         assert!(all.contains(metric), "the dashboard shows {metric}");
     }
