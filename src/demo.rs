@@ -1,7 +1,7 @@
 //! `authentik-bridge demo`: the whole story in a minute, with nothing to set up.
 //!
 //! It starts the simulated Authentik and Outline servers (the `upstream-fakes` crate, the same stateful fakes
-//! the tests use) on loopback, starts the real bridge against them, and plays six steps, printing each as it
+//! the tests use) on loopback, starts the real bridge against them, and plays eight steps, printing each as it
 //! happens. The module and the fakes exist only with the `demo` cargo feature (on by default); production
 //! builds (`--no-default-features`: the Docker image and the systemd steps) carry neither.
 
@@ -15,6 +15,7 @@ use upstream_fakes::{
 };
 
 use crate::configuration::{OpenFgaSettings, RateLimit, Secret, Settings, UpstreamSettings};
+use crate::domain::accounts::RoleMap;
 use crate::startup::Application;
 use crate::sync::{run_reconcile, ReconcileOptions};
 
@@ -87,6 +88,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     // The directory before the bridge starts.
     let eng = authentik.add_group("Engineering");
     let docs = authentik.add_group("Docs");
+    let admins = authentik.add_group("outline-admins");
     let jane_pk = authentik.add_user("jane", "Jane Doe", "jane@example.com");
     let bob_pk = authentik.add_user("bob", "Bob Stone", "Bob.Stone@example.com");
     let carol_pk = authentik.add_user("carol", "Carol Park", "carol@example.com");
@@ -110,6 +112,8 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     settings.outline_rate_limit = RATE;
     settings.max_removals = 500;
     settings.openfga = Some(openfga_settings_for_fake(&openfga));
+    settings.role_map = RoleMap::parse("outline-admins=admin", "member").ok();
+    settings.suspend_deactivated = true;
     // People are named by username in OpenFGA (the default), groups by their Authentik uuid.
     let member = |user: &str, group: &str| {
         (
@@ -244,8 +248,46 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         ok: took.is_some(),
     });
 
-    // 5. Bulk.
-    say(&format!("5. {BULK} people are added to a new group \"All-hands\" at once: {BULK} events, {BULK} Outline writes."));
+    // 5. Promotion through a group (ROLE_MAP).
+    say("5. An admin adds Bob to outline-admins in Authentik; ROLE_MAP makes that group's members Outline admins.");
+    let t0 = Instant::now();
+    authentik.add_member(&admins, bob_pk);
+    let took = wait_for(limit, || outline.role_of(&bob).as_deref() == Some("admin"))
+        .await
+        .map(|_| t0.elapsed());
+    say(&format!(
+        "   Bob is an admin in Outline {:.0} ms after the change.",
+        took.unwrap_or(limit).as_secs_f64() * 1000.0
+    ));
+    steps.push(Step {
+        name: "promotion",
+        changed: "Bob member -> admin".into(),
+        took: took.unwrap_or(limit),
+        ok: took.is_some(),
+    });
+
+    // 6. Suspension through deactivation (SUSPEND_DEACTIVATED).
+    say("6. Dana is deactivated in Authentik; SUSPEND_DEACTIVATED suspends her Outline account.");
+    let t0 = Instant::now();
+    authentik.set_active(dana_pk, false);
+    let took = wait_for(limit, || {
+        outline.is_suspended(&dana) && !has("dana", &eng) && !has("dana", &docs)
+    })
+    .await
+    .map(|_| t0.elapsed());
+    say(&format!(
+        "   Dana is suspended in Outline, and her tuples left OpenFGA, {:.0} ms after the change.",
+        took.unwrap_or(limit).as_secs_f64() * 1000.0
+    ));
+    steps.push(Step {
+        name: "suspension",
+        changed: "Dana suspended / -2 tuples".into(),
+        took: took.unwrap_or(limit),
+        ok: took.is_some(),
+    });
+
+    // 7. Bulk.
+    say(&format!("7. {BULK} people are added to a new group \"All-hands\" at once: {BULK} events, {BULK} Outline writes."));
     let all_hands = authentik.add_group("All-hands");
     let mut people = Vec::with_capacity(BULK);
     for i in 0..BULK {
@@ -281,8 +323,8 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         ok: took.is_some() && throttled == 0,
     });
 
-    // 6. Drift and reconcile.
-    say("6. Someone edits by hand: adds Jane back to Engineering and removes Bob from Docs, in Outline and in OpenFGA. Reconcile repairs both.");
+    // 8. Drift and reconcile.
+    say("8. Someone edits by hand: adds Jane back to Engineering and removes Bob from Docs, in Outline and in OpenFGA. Reconcile repairs both.");
     queue.wait_idle().await;
     outline.add_member(&og_eng, &jane, "member");
     if let Some(d) = og_docs() {
