@@ -288,9 +288,17 @@ async fn the_record_of_bridge_suspensions_survives_a_restart_only_with_state_fil
     first.wait_reconciled(&http).await;
     wire(&first);
     authentik.set_active(jane, false);
-    eventually("jane suspended", Duration::from_secs(10), || {
-        outline.is_suspended(&ojane)
-    })
+    // The record is written right after Outline confirms the suspension; a crash between the two leaves
+    // jane suspended for good, never activated wrongly.
+    let record = state.join("suspended-by-bridge.json");
+    eventually(
+        "jane suspended and recorded",
+        Duration::from_secs(10),
+        || {
+            outline.is_suspended(&ojane)
+                && std::fs::read_to_string(&record).is_ok_and(|r| r.contains(ojane.as_str()))
+        },
+    )
     .await;
     first.kill_9();
 
