@@ -236,10 +236,16 @@ impl OpenFgaClient {
             .flatten()
             .filter_map(|r| {
                 let t = r["type"].as_str()?;
-                Some(match (r["relation"].as_str(), r["wildcard"].is_object()) {
+                let shown = match (r["relation"].as_str(), r["wildcard"].is_object()) {
                     (Some(rel), _) if !rel.is_empty() => format!("{t}#{rel}"),
                     (_, true) => format!("{t}:*"),
                     _ => t.to_string(),
+                };
+                // `[user with office]` alone refuses a tuple without that condition ("condition is
+                // missing", OpenFGA's engine), and the sink writes none: it is not `user`.
+                Some(match r["condition"].as_str().filter(|c| !c.is_empty()) {
+                    Some(c) => format!("{shown} with {c}"),
+                    None => shown,
                 })
             })
             .collect();

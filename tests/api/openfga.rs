@@ -587,6 +587,26 @@ async fn check_finds_a_wrong_store_and_a_model_that_refuses_users() {
             && l.contains("fix:")),
         "{stdout}"
     );
+
+    // `user` only under a condition: every unconditioned write would be refused ("condition is missing").
+    fake.write_model(serde_json::json!({
+        "schema_version": "1.1",
+        "type_definitions": [
+            {"type": "user"},
+            {"type": "group", "relations": {"member": {"this": {}}},
+             "metadata": {"relations": {"member": {"directly_related_user_types": [{"type": "user", "condition": "office"}]}}}}
+        ],
+        "conditions": {"office": {"name": "office", "expression": "ip.in_cidr(\"10.0.0.0/8\")",
+            "parameters": {"ip": {"type_name": "TYPE_NAME_IPADDRESS"}}}}
+    }));
+    let (ok, stdout) = tokio::task::block_in_place(|| run(&fake.store_id()));
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL openfga") && l.contains("accepts [user with office]")),
+        "{stdout}"
+    );
 }
 
 /// A deletion that arrives after the person was re-created under the same username must not take the new
