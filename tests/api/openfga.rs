@@ -654,3 +654,101 @@ async fn a_late_deletion_spares_the_live_user_with_the_same_username() {
     app.settle().await;
     assert!(group_tuples(fga(&app)).is_empty());
 }
+
+/// Outline down holds its jobs (they retry), so its share of the queue fills; OpenFGA keeps taking events,
+/// the webhooks keep getting 202, and the full sink gets a reconcile instead of the jobs it could not hold.
+#[tokio::test]
+async fn a_full_sink_never_makes_the_other_sinks_webhooks_fail() {
+    let (authentik, outline) = start_fakes().await;
+    let mut groups = Vec::new();
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    for i in 0..4 {
+        groups.push(authentik.add_group(&format!("team-{i}")));
+    }
+    outline.add_user("Jane", "jane@example.com");
+    let app = spawn_app_with_sinks(authentik, outline, Some(start_openfga().await), |s| {
+        s.queue_capacity = 2;
+        s.auto_create_groups = true;
+    })
+    .await;
+    app.wire_authentik_webhook();
+    app.outline.set_down(true);
+    let has =
+        |g: &String| group_tuples(fga(&app)).contains(&member("user:jane", &format!("group:{g}")));
+    // The first two fill Outline's share (its jobs retry while it is down); OpenFGA's finish and leave.
+    for g in &groups[..2] {
+        app.authentik.add_member(g, jane);
+    }
+    eventually(
+        "OpenFGA done, Outline holding two",
+        Duration::from_secs(10),
+        || groups[..2].iter().all(has) && app.queue.depth() == 2,
+    )
+    .await;
+    for g in &groups[2..] {
+        app.authentik.add_member(g, jane);
+    }
+    eventually("every tuple written", Duration::from_secs(10), || {
+        groups
+            .iter()
+            .all(|g| group_tuples(fga(&app)).contains(&member("user:jane", &format!("group:{g}"))))
+    })
+    .await;
+    let text = app.metrics_text().await;
+    assert_eq!(
+        metric(&text, "bridge_webhooks_total", &[("outcome", "queue_full")]),
+        0.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "bridge_jobs_total",
+            &[("sink", "outline"), ("result", "deferred_to_reconcile")]
+        ) >= 1.0,
+        "{text}"
+    );
+    app.outline.set_down(false);
+    eventually("Outline catches up", Duration::from_secs(60), || {
+        (0..groups.len()).all(|i| {
+            app.outline
+                .group_by_name(&format!("team-{i}"))
+                .is_some_and(|og| app.outline.members(&og.id).len() == 1)
+        })
+    })
+    .await;
+}
+
+/// With groups named by name, two groups that swap names in one go keep their own tuples: a move never
+/// takes the tuples of the group that now owns the old name.
+#[tokio::test]
+async fn a_rename_swap_keeps_each_groups_own_tuples() {
+    let (authentik, _) = start_fakes().await;
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let bob = authentik.add_user("bob", "Bob", "bob@example.com");
+    let red = authentik.add_group("team-red");
+    let blue = authentik.add_group("team-blue");
+    authentik.add_member(&red, jane);
+    authentik.add_member(&blue, bob);
+    let app = openfga_only(authentik, start_openfga().await, |s| {
+        if let Some(f) = s.openfga.as_mut() {
+            f.naming.group_id = authentik_bridge::domain::tuples::GroupIdForm::Name;
+        }
+    })
+    .await;
+    app.authentik.rename_group(&red, "team-tmp");
+    app.authentik.rename_group(&blue, "team-red");
+    app.authentik.rename_group(&red, "team-blue");
+    let want = BTreeSet::from([
+        member("user:jane", "group:team-blue"),
+        member("user:bob", "group:team-red"),
+    ]);
+    eventually(
+        "each group's tuples follow its new name",
+        Duration::from_secs(10),
+        || group_tuples(fga(&app)) == want,
+    )
+    .await;
+    app.settle().await;
+    assert_eq!(group_tuples(fga(&app)), want);
+}
