@@ -367,6 +367,27 @@ async fn check_outline(outline: &OutlineClient, settings: &Settings) -> bool {
             )
         }
     }
+    if settings.role_map.is_some() || settings.suspend_deactivated || settings.invite_members {
+        let fix = "give the key the scope users:write (ROLE_MAP, SUSPEND_DEACTIVATED and INVITE_MEMBERS change users)";
+        all_ok &= match outline.missing_user_scopes().await {
+            Ok(missing) if missing.is_empty() => {
+                line(true, "outline", "key may change roles and suspend users")
+            }
+            Ok(missing) => line(
+                false,
+                "outline",
+                &format!("key may not call {} — fix: {fix}", missing.join(", ")),
+            ),
+            Err(e) => line(
+                false,
+                "outline",
+                &format!("probing the user calls failed: {}", explain(&e, fix)),
+            ),
+        };
+        if settings.suspend_deactivated && settings.state_dir.is_none() {
+            line(true, "accounts", "STATE_DIR is not set: whom the bridge suspended is kept in memory, so after a restart a re-activation in Authentik leaves them suspended (see the README)");
+        }
+    }
     all_ok &= match &settings.outline_webhook_secret {
         Some(_) => line(true, "outline webhook", "OUTLINE_WEBHOOK_SECRET is set"),
         None => line(false, "outline webhook", "OUTLINE_WEBHOOK_SECRET is not set — fix: copy the signing secret of the Outline webhook (ol_whs_...)"),

@@ -600,6 +600,26 @@ impl OutlineClient {
             ("groups.update", json!({ "id": NIL })),
             ("groups.create", json!({})),
         ];
+        self.missing_scopes(probes).await
+    }
+
+    /// The same probe for the user calls of `ROLE_MAP` and `SUSPEND_DEACTIVATED`, which need `users:write`
+    /// (docs/upstream/outline.md §3.5). `users.invite` is not probed: its limiter counts every request,
+    /// even a refused one, against the hour's 50.
+    pub async fn missing_user_scopes(&self) -> Result<Vec<&'static str>, UpstreamError> {
+        const NIL: &str = "00000000-0000-4000-8000-000000000000";
+        let probes: [(&'static str, Value); 3] = [
+            ("users.update_role", json!({ "id": NIL, "role": "member" })),
+            ("users.suspend", json!({ "id": NIL })),
+            ("users.activate", json!({ "id": NIL })),
+        ];
+        self.missing_scopes(probes).await
+    }
+
+    async fn missing_scopes<const N: usize>(
+        &self,
+        probes: [(&'static str, Value); N],
+    ) -> Result<Vec<&'static str>, UpstreamError> {
         let mut missing = Vec::new();
         for (method, body) in probes {
             match self.rpc::<Value>(method, body).await {
@@ -609,8 +629,10 @@ impl OutlineClient {
                     message,
                     ..
                 }) if message.contains("does not have access") => missing.push(method),
+                // Past the scope check: a refusal of the made-up id (404 from the user calls).
                 Err(UpstreamError::Status {
-                    status: 400 | 403, ..
+                    status: 400 | 403 | 404,
+                    ..
                 }) => {}
                 Err(e) => return Err(e),
             }

@@ -188,3 +188,51 @@ async fn check_fails_for_a_key_that_cannot_write_groups() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "the documented scopes pass: {stdout}");
 }
+
+/// With `ROLE_MAP` (or `SUSPEND_DEACTIVATED`, `INVITE_MEMBERS`) the key must also change users: `check` probes
+/// the user calls without changing anyone, and names the missing scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_roles_needs_a_key_that_can_change_users() {
+    let app = spawn_app().await;
+    let run = |scopes: &[&str]| {
+        app.outline
+            .set_key_scopes(Some(scopes.iter().map(|s| s.to_string()).collect()));
+        let out = tokio::task::block_in_place(|| {
+            let mut cmd = bridge();
+            cmd.arg("check")
+                .env("AUTHENTIK_URL", app.authentik.url())
+                .env("AUTHENTIK_TOKEN", app.authentik.token())
+                .env("OUTLINE_URL", app.outline.url())
+                .env("OUTLINE_TOKEN", app.outline.token())
+                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
+                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+                .env("ROLE_MAP", "outline-admins=admin")
+                .env("SUSPEND_DEACTIVATED", "true");
+            cmd.output().expect("runs")
+        });
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, stdout) = run(&["users:read", "groups:write"]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("users.update_role")
+            && l.contains("users:write")),
+        "{stdout}"
+    );
+    let (ok, stdout) = run(&["users:write", "groups:write"]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("STATE_DIR is not set"), "{stdout}");
+    for call in ["users.update_role", "users.suspend", "users.activate"] {
+        assert!(
+            app.outline
+                .calls()
+                .iter()
+                .all(|c| c.method != call || c.status >= 400),
+            "the probe changes nobody: {call}"
+        );
+    }
+}
