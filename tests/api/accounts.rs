@@ -365,3 +365,24 @@ async fn the_record_of_bridge_suspensions_survives_a_restart_only_with_state_fil
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// A sign-in converges the person's role too, without any group event: here the webhook from Authentik is
+/// lost (not wired), and the signed `users.signin` alone makes jane an admin.
+#[tokio::test]
+async fn a_sign_in_sets_the_role_the_groups_give() {
+    let (authentik, outline) = start_fakes().await;
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let admins = authentik.add_group("outline-admins");
+    let ojane = outline.add_user("Jane", "jane@example.com");
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.reconcile_interval = None;
+        roles(s);
+    })
+    .await;
+    app.authentik.add_member(&admins, jane);
+    assert_eq!(app.outline.role_of(&ojane).as_deref(), Some("member"));
+    let resp = app.signin(&ojane).await;
+    assert_eq!(resp.status().as_u16(), 202);
+    app.settle().await;
+    assert_eq!(app.outline.role_of(&ojane).as_deref(), Some("admin"));
+}
