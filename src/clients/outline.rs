@@ -343,6 +343,37 @@ impl OutlineClient {
         .await
     }
 
+    /// Every user who has `role` now, suspended ones included: the people a change to a `ROLE_MAP` group may
+    /// have to move back, and the admins the last-admin guard counts.
+    pub async fn users_with_role(&self, role: &str) -> Result<Vec<OutlineUser>, UpstreamError> {
+        self.list_all(
+            "users.list",
+            json!({ "role": role, "filter": "all", "sort": "createdAt", "direction": "ASC" }),
+            |d: Vec<RawUser>| d.into_iter().map(OutlineUser::from).collect(),
+        )
+        .await
+    }
+
+    /// These users, suspended ones included, 100 ids a call. Never sends an empty `ids`.
+    pub async fn users_by_ids(
+        &self,
+        ids: &[OutlineUserId],
+    ) -> Result<Vec<OutlineUser>, UpstreamError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(PAGE_LIMIT) {
+            let ids: Vec<&str> = chunk.iter().map(OutlineUserId::as_str).collect();
+            out.extend(
+                self.list_all(
+                    "users.list",
+                    json!({ "ids": ids, "filter": "all", "sort": "createdAt", "direction": "ASC" }),
+                    |d: Vec<RawUser>| d.into_iter().map(OutlineUser::from).collect(),
+                )
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
     /// The number of users and the newest one (`users.list` sorted by creation, one row): enough to tell
     /// whether a cached index of users is still complete.
     pub async fn newest_user(&self) -> Result<(u64, Option<OutlineUserId>), UpstreamError> {

@@ -3,22 +3,24 @@
 //! `domain/accounts.rs`; this module gathers its facts and applies its plan. Both settings are opt-in: with
 //! neither, nothing here runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
 use super::engine::{RemovalGuard, SyncEngine, SyncError};
 use super::jobs::JobOutcome;
+use super::snapshots::inherited_members;
 use super::suspensions::SuspensionRecord;
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
 use crate::configuration::{MembershipMode, Settings};
 use crate::domain::accounts::{
-    plan_accounts, AccountFacts, AccountPlan, AccountRules, AuthentikState, OutlineRole, RoleMap,
+    plan_accounts, AccountFacts, AccountPlan, AccountRules, AuthentikState, OutlineRole,
+    RoleDefault, RoleMap,
 };
 use crate::domain::snapshot::ancestors;
-use crate::domain::{AuthentikGroupId, GroupName, GroupSummary, OutlineUserId};
+use crate::domain::{AuthentikGroupId, DesiredMember, GroupName, GroupSummary, OutlineUserId};
 use crate::metrics::Metrics;
 
 pub struct AccountSync {
@@ -110,10 +112,10 @@ impl AccountSync {
             .any(|f| f.role == Some(OutlineRole::Admin) && !f.suspended);
         let admins = if may_lose_admin {
             outline
-                .list_users()
+                .users_with_role(OutlineRole::Admin.as_str())
                 .await?
                 .iter()
-                .filter(|u| u.role == "admin" && !u.suspended)
+                .filter(|u| !u.suspended)
                 .count()
         } else {
             0
@@ -267,13 +269,99 @@ pub async fn plan_all(
     accounts.plan(outline, &facts).await
 }
 
+/// The accounts a change to a `ROLE_MAP` group can move: the members of the mapped groups, and the Outline
+/// users who hold a mapped role now (someone who left such a group). It reads the mapped groups and short
+/// Outline listings, not both directories, so a promotion on a large instance still lands within a second.
+/// Suspensions are left to user events and the pass.
+pub async fn plan_role_groups(
+    engine: &SyncEngine,
+    outline: &OutlineClient,
+) -> Result<AccountPlan, UpstreamError> {
+    let accounts = &engine.accounts;
+    let reader = &engine.reader;
+    let Some(map) = &accounts.role_map else {
+        return Ok(AccountPlan::default());
+    };
+    let catalog = reader.full_catalog().await?;
+    // Active members of the mapped groups, with the mapped groups each is in: all that `role_for` reads.
+    let mut mapped: BTreeMap<DesiredMember, Vec<GroupName>> = BTreeMap::new();
+    let mut note = |name: &GroupName, members: &mut dyn Iterator<Item = DesiredMember>| {
+        for m in members {
+            mapped.entry(m).or_default().push(name.clone());
+        }
+    };
+    match reader.membership {
+        MembershipMode::Direct => {
+            for g in catalog.iter().filter(|g| map.names(&g.name)) {
+                if let Some(group) = reader.fresh_group(&g.id).await? {
+                    note(&g.name, &mut group.desired_members().into_iter());
+                }
+            }
+        }
+        MembershipMode::Inherited => {
+            let directory = reader.authentik.list_groups(true).await?;
+            let desired = inherited_members(&directory);
+            for g in directory.iter().filter(|g| map.names(&g.summary.name)) {
+                let members = desired.get(&g.summary.id).cloned().unwrap_or_default();
+                note(&g.summary.name, &mut members.into_iter());
+            }
+        }
+    }
+    let members: BTreeSet<DesiredMember> = mapped.keys().cloned().collect();
+    let resolved = reader.resolve_members(outline, &members).await?;
+    let ids: Vec<OutlineUserId> = resolved.ids.values().cloned().collect();
+    let mut facts = Vec::new();
+    let mut seen = BTreeSet::new();
+    let by_id: BTreeMap<&OutlineUserId, &DesiredMember> =
+        resolved.ids.iter().map(|(m, id)| (id, m)).collect();
+    for u in outline.users_by_ids(&ids).await? {
+        if let Some(groups) = by_id.get(&u.id).and_then(|m| mapped.get(*m)) {
+            seen.insert(u.id.clone());
+            facts.push(
+                accounts
+                    .facts(&u, AuthentikState::Active(groups.clone()))
+                    .await,
+            );
+        }
+    }
+    // Those who hold a mapped role but are in none of the mapped groups now: back to the default, unless
+    // the default is to keep. Their Authentik state is read, as they may be inactive or not Authentik's.
+    if let RoleDefault::Role(default) = map.default {
+        let roles: BTreeSet<OutlineRole> = map
+            .groups
+            .iter()
+            .map(|(_, r)| *r)
+            .filter(|r| *r != default)
+            .collect();
+        for role in roles {
+            for u in outline.users_with_role(role.as_str()).await? {
+                if seen.contains(&u.id) {
+                    continue;
+                }
+                let Some(email) = &u.email else { continue };
+                let Some(person) = reader.authentik_user_by_email(email).await? else {
+                    continue;
+                };
+                let state = if person.is_active {
+                    AuthentikState::Active(group_names(&catalog, &person.groups, reader.membership))
+                } else {
+                    AuthentikState::Inactive
+                };
+                seen.insert(u.id.clone());
+                facts.push(accounts.facts(&u, state).await);
+            }
+        }
+    }
+    accounts.plan(outline, &facts).await
+}
+
 /// The accounts pass as a queued job, after a change to a group that `ROLE_MAP` names.
 pub async fn accounts_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> {
     let outline = engine.outline()?.in_lane(Lane::Bulk);
     if !engine.accounts.enabled() {
         return Ok(JobOutcome::default());
     }
-    let plan = plan_all(engine, &outline).await?;
+    let plan = plan_role_groups(engine, &outline).await?;
     let done = engine
         .accounts
         .apply(engine, &outline, &plan, 0, RemovalGuard::Enforce)

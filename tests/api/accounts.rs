@@ -386,3 +386,69 @@ async fn a_sign_in_sets_the_role_the_groups_give() {
     app.settle().await;
     assert_eq!(app.outline.role_of(&ojane).as_deref(), Some("admin"));
 }
+
+/// A change to the admin group reads the mapped groups and short Outline listings, not both directories:
+/// with 300 other people on each side, the promotion and the demotion cost no listing of everyone.
+#[tokio::test]
+async fn a_role_change_reads_the_mapped_groups_not_the_whole_directory() {
+    let (authentik, outline) = start_fakes().await;
+    for i in 0..300 {
+        let email = format!("p{i:03}@example.com");
+        authentik.add_user(&format!("p{i:03}"), "P", &email);
+        outline.add_user("P", &email);
+    }
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let admins = authentik.add_group("outline-admins");
+    let ojane = outline.add_user("Jane", "jane@example.com");
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.reconcile_interval = None;
+        roles(s);
+    })
+    .await;
+    app.wire_authentik_webhook();
+    app.outline.clear_calls();
+    // A listing of Authentik's users is one without an exact filter (`email=`, `username=`) or a search.
+    let directory_listings = |app: &TestApp| {
+        app.authentik
+            .calls()
+            .iter()
+            .filter(|c| {
+                c.path == "/api/v3/core/users/"
+                    && !c.query.contains("email=")
+                    && !c.query.contains("search=")
+                    && !c.query.contains("username=")
+            })
+            .count()
+    };
+    let listings_before = directory_listings(&app);
+
+    app.authentik.add_member(&admins, jane);
+    eventually("jane is an admin", Duration::from_secs(5), || {
+        app.outline.role_of(&ojane).as_deref() == Some("admin")
+    })
+    .await;
+    app.authentik.remove_member(&admins, jane);
+    eventually("jane is a member again", Duration::from_secs(5), || {
+        app.outline.role_of(&ojane).as_deref() == Some("member")
+    })
+    .await;
+    app.settle().await;
+    let listed_everyone = app
+        .outline
+        .calls()
+        .iter()
+        .filter(|c| {
+            c.method == "users.list"
+                && c.body.get("ids").is_none()
+                && c.body.get("role").is_none()
+                && c.body.get("query").is_none()
+                && c.body.get("limit").and_then(|l| l.as_u64()) != Some(1)
+        })
+        .count();
+    assert_eq!(listed_everyone, 0, "no full listing of Outline's users");
+    assert_eq!(
+        directory_listings(&app),
+        listings_before,
+        "look-ups of the people concerned, no listing of Authentik's users"
+    );
+}
