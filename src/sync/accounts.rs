@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::OnceCell;
 
 use super::engine::{RemovalGuard, SyncEngine, SyncError};
@@ -96,10 +97,12 @@ impl AccountSync {
 
     /// Plans for these accounts. Outline's active admins are counted only when the plan could take admin
     /// rights away from someone.
+    /// `active_admins` is the count when the caller has just listed them; otherwise it is read here.
     pub async fn plan(
         &self,
         outline: &OutlineClient,
         facts: &[AccountFacts],
+        active_admins: Option<usize>,
     ) -> Result<AccountPlan, UpstreamError> {
         let owner = self.key_owner(outline).await?;
         let rules = AccountRules {
@@ -110,15 +113,12 @@ impl AccountSync {
         let may_lose_admin = facts
             .iter()
             .any(|f| f.role == Some(OutlineRole::Admin) && !f.suspended);
-        let admins = if may_lose_admin {
-            outline
-                .users_with_role(OutlineRole::Admin.as_str())
-                .await?
-                .iter()
-                .filter(|u| !u.suspended)
-                .count()
-        } else {
-            0
+        let admins = match active_admins {
+            _ if !may_lose_admin => 0,
+            Some(n) => n,
+            None => {
+                active_admin_count(&outline.users_with_role(OutlineRole::Admin.as_str()).await?)
+            }
         };
         Ok(plan_accounts(facts, rules, admins))
     }
@@ -266,7 +266,16 @@ pub async fn plan_all(
         };
         facts.push(accounts.facts(u, state).await);
     }
-    accounts.plan(outline, &facts).await
+    accounts
+        .plan(outline, &facts, Some(active_admin_count(&users)))
+        .await
+}
+
+fn active_admin_count(users: &[OutlineUser]) -> usize {
+    users
+        .iter()
+        .filter(|u| u.role == OutlineRole::Admin.as_str() && !u.suspended)
+        .count()
 }
 
 /// The accounts a change to a `ROLE_MAP` group can move: the members of the mapped groups, and the Outline
@@ -282,19 +291,113 @@ pub async fn plan_role_groups(
     let Some(map) = &accounts.role_map else {
         return Ok(AccountPlan::default());
     };
-    let catalog = reader.full_catalog().await?;
-    // Active members of the mapped groups, with the mapped groups each is in: all that `role_for` reads.
-    let mut mapped: BTreeMap<DesiredMember, Vec<GroupName>> = BTreeMap::new();
-    let mut note = |name: &GroupName, members: &mut dyn Iterator<Item = DesiredMember>| {
-        for m in members {
-            mapped.entry(m).or_default().push(name.clone());
-        }
+    // Who holds a mapped role now; with `ROLE_DEFAULT=keep` nobody is moved back, so nobody is listed.
+    let held: BTreeSet<OutlineRole> = match map.default {
+        RoleDefault::Keep => BTreeSet::new(),
+        RoleDefault::Role(default) => map
+            .groups
+            .iter()
+            .map(|(_, r)| *r)
+            .filter(|r| *r != default)
+            .collect(),
     };
+    let holders = async {
+        let mut lists = Vec::new();
+        for role in &held {
+            lists.push((*role, outline.users_with_role(role.as_str()).await?));
+        }
+        Ok::<_, UpstreamError>(lists)
+    };
+    // The mapped groups and the role holders are read at the same time.
+    let (mapped, holders, catalog) =
+        tokio::join!(mapped_members(engine, map), holders, reader.full_catalog());
+    let (mapped, holders, catalog) = (mapped?, holders?, catalog?);
+
+    let members: BTreeSet<DesiredMember> = mapped.keys().cloned().collect();
+    let resolved = reader.resolve_members(outline, &members).await?;
+    let by_id: BTreeMap<&OutlineUserId, &DesiredMember> =
+        resolved.ids.iter().map(|(m, id)| (id, m)).collect();
+    let known: BTreeMap<&OutlineUserId, &OutlineUser> = holders
+        .iter()
+        .flat_map(|(_, users)| users.iter().map(|u| (&u.id, u)))
+        .collect();
+    // Members already listed as holders need no second read.
+    let unread: Vec<OutlineUserId> = by_id
+        .keys()
+        .filter(|id| !known.contains_key(*id))
+        .map(|id| (*id).clone())
+        .collect();
+    let leavers: Vec<&OutlineUser> = known
+        .values()
+        .filter(|u| !by_id.contains_key(&u.id))
+        .copied()
+        .collect();
+    // The members' Outline accounts, and where each leaver stands in Authentik, at the same time.
+    let leaver_states = async {
+        let mut states = Vec::new();
+        let mut lookups = leavers
+            .iter()
+            .filter_map(|u| u.email.as_ref().map(|e| (*u, e)))
+            .map(|(u, e)| async move { (u, reader.authentik_user_by_email(e).await) })
+            .collect::<FuturesUnordered<_>>();
+        while let Some((u, person)) = lookups.next().await {
+            // Not an Authentik user: never touched.
+            let Some(person) = person? else { continue };
+            let state = if person.is_active {
+                AuthentikState::Active(group_names(&catalog, &person.groups, reader.membership))
+            } else {
+                AuthentikState::Inactive
+            };
+            states.push((u, state));
+        }
+        Ok::<_, UpstreamError>(states)
+    };
+    let (read, leaver_states) = tokio::join!(outline.users_by_ids(&unread), leaver_states);
+    let (read, leaver_states) = (read?, leaver_states?);
+
+    let mut facts = Vec::new();
+    for u in read.iter().chain(known.values().copied()) {
+        if let Some(groups) = by_id.get(&u.id).and_then(|m| mapped.get(*m)) {
+            facts.push(
+                accounts
+                    .facts(u, AuthentikState::Active(groups.clone()))
+                    .await,
+            );
+        }
+    }
+    for (u, state) in leaver_states {
+        facts.push(accounts.facts(u, state).await);
+    }
+    let admins = holders
+        .iter()
+        .find(|(role, _)| *role == OutlineRole::Admin)
+        .map(|(_, users)| active_admin_count(users));
+    accounts.plan(outline, &facts, admins).await
+}
+
+/// Active members of the mapped groups, each with the mapped groups they are in: all that `role_for` reads.
+async fn mapped_members(
+    engine: &SyncEngine,
+    map: &RoleMap,
+) -> Result<BTreeMap<DesiredMember, Vec<GroupName>>, UpstreamError> {
+    let reader = &engine.reader;
+    let mut mapped: BTreeMap<DesiredMember, Vec<GroupName>> = BTreeMap::new();
     match reader.membership {
         MembershipMode::Direct => {
-            for g in catalog.iter().filter(|g| map.names(&g.name)) {
-                if let Some(group) = reader.fresh_group(&g.id).await? {
-                    note(&g.name, &mut group.desired_members().into_iter());
+            let catalog = reader.full_catalog().await?;
+            let mut reads = catalog
+                .iter()
+                .filter(|g| map.names(&g.name))
+                .map(|g| reader.fresh_group(&g.id))
+                .collect::<FuturesUnordered<_>>();
+            while let Some(group) = reads.next().await {
+                if let Some(group) = group? {
+                    for m in group.desired_members() {
+                        mapped
+                            .entry(m)
+                            .or_default()
+                            .push(group.summary.name.clone());
+                    }
                 }
             }
         }
@@ -302,57 +405,16 @@ pub async fn plan_role_groups(
             let directory = reader.authentik.list_groups(true).await?;
             let desired = inherited_members(&directory);
             for g in directory.iter().filter(|g| map.names(&g.summary.name)) {
-                let members = desired.get(&g.summary.id).cloned().unwrap_or_default();
-                note(&g.summary.name, &mut members.into_iter());
-            }
-        }
-    }
-    let members: BTreeSet<DesiredMember> = mapped.keys().cloned().collect();
-    let resolved = reader.resolve_members(outline, &members).await?;
-    let ids: Vec<OutlineUserId> = resolved.ids.values().cloned().collect();
-    let mut facts = Vec::new();
-    let mut seen = BTreeSet::new();
-    let by_id: BTreeMap<&OutlineUserId, &DesiredMember> =
-        resolved.ids.iter().map(|(m, id)| (id, m)).collect();
-    for u in outline.users_by_ids(&ids).await? {
-        if let Some(groups) = by_id.get(&u.id).and_then(|m| mapped.get(*m)) {
-            seen.insert(u.id.clone());
-            facts.push(
-                accounts
-                    .facts(&u, AuthentikState::Active(groups.clone()))
-                    .await,
-            );
-        }
-    }
-    // Those who hold a mapped role but are in none of the mapped groups now: back to the default, unless
-    // the default is to keep. Their Authentik state is read, as they may be inactive or not Authentik's.
-    if let RoleDefault::Role(default) = map.default {
-        let roles: BTreeSet<OutlineRole> = map
-            .groups
-            .iter()
-            .map(|(_, r)| *r)
-            .filter(|r| *r != default)
-            .collect();
-        for role in roles {
-            for u in outline.users_with_role(role.as_str()).await? {
-                if seen.contains(&u.id) {
-                    continue;
+                for m in desired.get(&g.summary.id).into_iter().flatten() {
+                    mapped
+                        .entry(m.clone())
+                        .or_default()
+                        .push(g.summary.name.clone());
                 }
-                let Some(email) = &u.email else { continue };
-                let Some(person) = reader.authentik_user_by_email(email).await? else {
-                    continue;
-                };
-                let state = if person.is_active {
-                    AuthentikState::Active(group_names(&catalog, &person.groups, reader.membership))
-                } else {
-                    AuthentikState::Inactive
-                };
-                seen.insert(u.id.clone());
-                facts.push(accounts.facts(&u, state).await);
             }
         }
     }
-    accounts.plan(outline, &facts).await
+    Ok(mapped)
 }
 
 /// The accounts pass as a queued job, after a change to a group that `ROLE_MAP` names.
@@ -388,7 +450,7 @@ pub async fn converge_one(
         return Ok(AccountsDone::default());
     }
     let facts = accounts.facts(user, authentik).await;
-    let plan = accounts.plan(outline, &[facts]).await?;
+    let plan = accounts.plan(outline, &[facts], None).await?;
     if plan.is_empty() && plan.refused.is_empty() {
         return Ok(AccountsDone::default());
     }
