@@ -125,8 +125,8 @@ pub struct AccountFacts {
     pub role: Option<OutlineRole>,
     pub suspended: bool,
     pub authentik: AuthentikState,
-    /// The bridge made the account's suspension (its own record says so); only then does a re-activation
-    /// in Authentik activate it again.
+    /// The bridge's record names the account: it made the account's suspension, and only then does a
+    /// re-activation in Authentik activate it again. On an active account the entry is stale.
     pub suspended_by_bridge: bool,
 }
 
@@ -170,6 +170,10 @@ pub struct AccountPlan {
     pub suspend: Vec<AccountRef>,
     pub activate: Vec<AccountRef>,
     pub refused: Vec<AccountRefusal>,
+    /// Accounts found active that the bridge's record still names (someone activated them by hand): the
+    /// record forgets them, so that a later suspension by hand is not taken for the bridge's.
+    #[serde(skip)]
+    pub forget: Vec<OutlineUserId>,
 }
 
 impl AccountPlan {
@@ -192,6 +196,19 @@ impl AccountPlan {
                 .roles
                 .iter()
                 .filter(|r| !(r.from == OutlineRole::Admin && r.to != OutlineRole::Admin))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// The plan without any role lowered: for when the groups that give roles could not all be read.
+    pub fn without_lowering(&self) -> AccountPlan {
+        AccountPlan {
+            roles: self
+                .roles
+                .iter()
+                .filter(|r| r.to >= r.from)
                 .cloned()
                 .collect(),
             ..self.clone()
@@ -223,6 +240,9 @@ pub fn plan_accounts(
             email: a.email.clone(),
         };
         let is_active_admin = a.role == Some(OutlineRole::Admin) && !a.suspended;
+        if !a.suspended && a.suspended_by_bridge {
+            plan.forget.push(a.user.clone());
+        }
         match &a.authentik {
             AuthentikState::Inactive | AuthentikState::Deleted => {
                 if rules.suspend_deactivated && !a.suspended {

@@ -17,12 +17,16 @@ use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
 use crate::configuration::{MembershipMode, Settings};
 use crate::domain::accounts::{
-    plan_accounts, AccountFacts, AccountPlan, AccountRules, AuthentikState, OutlineRole,
-    RoleDefault, RoleMap,
+    plan_accounts, AccountFacts, AccountPlan, AccountRef, AccountRules, AuthentikState,
+    OutlineRole, RoleDefault, RoleMap,
 };
+use crate::domain::invites::RequestWindow;
 use crate::domain::snapshot::ancestors;
 use crate::domain::{AuthentikGroupId, DesiredMember, GroupName, GroupSummary, OutlineUserId};
 use crate::metrics::Metrics;
+
+/// The span `MAX_SUSPENSIONS` covers for pushes.
+const SUSPENSION_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub struct AccountSync {
     pub role_map: Option<RoleMap>,
@@ -30,6 +34,13 @@ pub struct AccountSync {
     pub max_suspensions: usize,
     /// Whom the bridge suspended: only they are activated again.
     pub record: SuspensionRecord,
+    /// Held from reading an account's facts to applying its plan, by every job and the pass: a plan made
+    /// from facts another job has just changed (a suspension, an activation) is never applied over it.
+    pub changes: tokio::sync::Mutex<()>,
+    /// Suspensions that pushes (user and role-group jobs) may make, at most `MAX_SUSPENSIONS` in any hour;
+    /// a pass has its own per-pass guard. A mass deactivation, or an Authentik that suddenly answers 404 for
+    /// everyone, suspends a few people, not everyone.
+    push_suspensions: std::sync::Mutex<RequestWindow>,
     /// The owner of the API key, read once: it never changes while the key works.
     key_owner: OnceCell<OutlineUserId>,
     metrics: Arc<Metrics>,
@@ -55,6 +66,11 @@ impl AccountSync {
             suspend_deactivated: settings.suspend_deactivated,
             max_suspensions: settings.max_suspensions,
             record,
+            changes: tokio::sync::Mutex::new(()),
+            push_suspensions: std::sync::Mutex::new(RequestWindow::new(
+                settings.max_suspensions,
+                SUSPENSION_WINDOW,
+            )),
             key_owner: OnceCell::new(),
             metrics,
         }
@@ -76,27 +92,18 @@ impl AccountSync {
             .cloned()
     }
 
-    /// The facts of one account. An account found active is dropped from the record of the bridge's
-    /// suspensions: someone activated it, and a later suspension is theirs until the bridge makes one.
+    /// The facts of one account; the record is only read here (a dry run changes nothing).
     pub async fn facts(&self, user: &OutlineUser, authentik: AuthentikState) -> AccountFacts {
-        let suspended_by_bridge = if user.suspended {
-            self.record.contains(&user.id).await
-        } else {
-            self.record.remove(&user.id).await;
-            false
-        };
         AccountFacts {
             user: user.id.clone(),
             email: user.email.clone(),
             role: OutlineRole::parse(&user.role),
             suspended: user.suspended,
             authentik,
-            suspended_by_bridge,
+            suspended_by_bridge: self.record.contains(&user.id).await,
         }
     }
 
-    /// Plans for these accounts. Outline's active admins are counted only when the plan could take admin
-    /// rights away from someone.
     /// `active_admins` is the count when the caller has just listed them; otherwise it is read here.
     pub async fn plan(
         &self,
@@ -124,8 +131,9 @@ impl AccountSync {
     }
 
     /// Applies a plan. Demotions from admin count with `removals` (the memberships the same run removes)
-    /// against `MAX_REMOVALS`; suspensions have their own guard, `MAX_SUSPENSIONS`. Held-back changes are
-    /// made by `reconcile --force`.
+    /// against `MAX_REMOVALS`. Suspensions have their own guard, `MAX_SUSPENSIONS`: per pass for a pass, per
+    /// hour for pushes. Held-back changes are made by `reconcile --force`. A change Outline refuses is
+    /// logged and counted, and the rest of the plan goes on; an outage stops the plan for a retry.
     pub async fn apply(
         &self,
         engine: &SyncEngine,
@@ -133,6 +141,7 @@ impl AccountSync {
         plan: &AccountPlan,
         removals: usize,
         guard: RemovalGuard,
+        pass: bool,
     ) -> Result<AccountsDone, SyncError> {
         for r in &plan.refused {
             self.metrics
@@ -142,6 +151,9 @@ impl AccountSync {
             let who = r.email.as_ref().map(|e| e.to_string()).unwrap_or_default();
             tracing::warn!(user = %r.user, email = %who, change = r.change, reason = r.reason, "refused: the bridge never demotes or suspends the API key's owner or the last admin (either would disable the key and its webhooks)");
         }
+        for id in &plan.forget {
+            self.record.remove(id).await;
+        }
         let mut plan = plan.clone();
         let mut held = None;
         let demotions = plan.admin_removals();
@@ -149,53 +161,139 @@ impl AccountSync {
             && demotions > 0
             && removals + demotions > engine.max_removals
         {
+            engine.metrics.removal_guard_tripped.inc();
+            engine
+                .metrics
+                .removal_guard_active
+                .with_label_values(&["outline"])
+                .set(1);
+            tracing::error!(removals = removals + demotions, max = engine.max_removals, "mass-removal guard: no admin rights taken away; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
             held = Some(SyncError::Guarded {
                 removals: removals + demotions,
                 max: engine.max_removals,
             });
             plan = plan.without_demotions();
         }
-        let suspensions = plan.suspend.len();
-        if guard == RemovalGuard::Enforce && suspensions > self.max_suspensions {
-            self.metrics.suspension_guard_tripped.inc();
-            self.metrics.suspension_guard_active.set(1);
-            tracing::error!(suspensions, max = self.max_suspensions, "suspension guard: nobody suspended; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
-            plan = plan.without_suspensions();
-            held = held.or(Some(SyncError::SuspensionsGuarded {
-                suspensions,
-                max: self.max_suspensions,
-            }));
-        } else {
-            self.metrics.suspension_guard_active.set(0);
-        }
+        plan.suspend = self.suspensions_allowed(plan.suspend, guard, pass, &mut held);
         let mut done = AccountsDone {
             refused: plan.refused.len(),
             ..AccountsDone::default()
         };
         // Activations first: Outline sets no role on a suspended account.
         for a in &plan.activate {
-            outline.activate(&a.user).await?;
-            self.record.remove(&a.user).await;
-            self.count("activate");
-            tracing::info!(user = %a.user, "activated in Outline again: active in Authentik, and the bridge had suspended them");
-            done.activated += 1;
+            if self.call(outline.activate(&a.user).await, "activate", &a.user)? {
+                self.record.remove(&a.user).await;
+                tracing::info!(user = %a.user, "activated in Outline again: active in Authentik, and the bridge had suspended them");
+                done.activated += 1;
+            }
         }
         for r in &plan.roles {
-            outline.update_role(&r.user, r.to.as_str()).await?;
-            self.count("role");
-            tracing::info!(user = %r.user, from = r.from.as_str(), to = r.to.as_str(), "Outline role set from Authentik groups");
-            done.roles += 1;
+            let result = match outline.update_role(&r.user, r.to.as_str()).await {
+                // Another job set it first (docs/upstream/outline.md §6.8): done.
+                Err(UpstreamError::Status {
+                    status: 400,
+                    message,
+                    ..
+                }) if message.contains("already in that role") => Ok(()),
+                other => other,
+            };
+            if self.call(result, "role", &r.user)? {
+                tracing::info!(user = %r.user, from = r.from.as_str(), to = r.to.as_str(), "Outline role set from Authentik groups");
+                done.roles += 1;
+            }
         }
         for s in &plan.suspend {
-            outline.suspend(&s.user).await?;
-            self.record.insert(&s.user).await;
-            self.count("suspend");
-            tracing::info!(user = %s.user, "suspended in Outline: deactivated or deleted in Authentik");
-            done.suspended += 1;
+            let result = outline.suspend(&s.user).await;
+            // Recorded once Outline confirms, or when the answer was lost on the way (the suspension may have
+            // happened, and an entry on an active account is dropped when it is next seen active): never for
+            // a refusal.
+            if result.is_ok() || matches!(result, Err(ref e) if e.status().is_none()) {
+                self.record.insert(&s.user).await;
+            }
+            if self.call(result, "suspend", &s.user)? {
+                tracing::info!(user = %s.user, "suspended in Outline: deactivated or deleted in Authentik");
+                done.suspended += 1;
+            }
         }
         match held {
             Some(e) => Err(e),
             None => Ok(done),
+        }
+    }
+
+    /// The suspensions the guard lets through now. A pass holds all of them when there are more than
+    /// `MAX_SUSPENSIONS`; pushes draw from an hourly allowance of the same size. Only a pass that holds
+    /// nothing clears `bridge_suspension_guard_active`.
+    fn suspensions_allowed(
+        &self,
+        suspend: Vec<AccountRef>,
+        guard: RemovalGuard,
+        pass: bool,
+        held: &mut Option<SyncError>,
+    ) -> Vec<AccountRef> {
+        if guard == RemovalGuard::Force || suspend.is_empty() {
+            if pass {
+                self.metrics.suspension_guard_active.set(0);
+            }
+            return suspend;
+        }
+        let wanted = suspend.len();
+        let allowed = if pass {
+            if wanted > self.max_suspensions {
+                0
+            } else {
+                wanted
+            }
+        } else {
+            let mut window = self
+                .push_suspensions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            let n = wanted.min(window.available(now));
+            for _ in 0..n {
+                window.record(now);
+            }
+            n
+        };
+        if allowed == wanted {
+            if pass {
+                self.metrics.suspension_guard_active.set(0);
+            }
+            return suspend;
+        }
+        self.metrics.suspension_guard_tripped.inc();
+        self.metrics.suspension_guard_active.set(1);
+        tracing::error!(suspensions = wanted, suspended_now = allowed, max = self.max_suspensions, per = if pass { "pass" } else { "hour of pushes" }, "suspension guard: suspensions held back; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+        *held = held.take().or(Some(SyncError::SuspensionsGuarded {
+            suspensions: wanted,
+            max: self.max_suspensions,
+        }));
+        suspend.into_iter().take(allowed).collect()
+    }
+
+    /// One account call's outcome: `Ok(true)` when it was made, `Ok(false)` when Outline refused it (logged
+    /// and counted; the rest of the plan goes on), an error when Outline could not be reached.
+    fn call(
+        &self,
+        result: Result<(), UpstreamError>,
+        change: &'static str,
+        user: &OutlineUserId,
+    ) -> Result<bool, SyncError> {
+        match result {
+            Ok(()) => {
+                self.count(change);
+                Ok(true)
+            }
+            Err(e) if e.is_refusal() => {
+                self.metrics
+                    .account_refusals
+                    .with_label_values(&[change, "outline_refused"])
+                    .inc();
+                tracing::warn!(user = %user, change, error = %e, "Outline refused an account change; the rest goes on");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -242,7 +340,19 @@ pub async fn plan_all(
         reader.authentik.list_users(),
         reader.full_catalog()
     );
-    let (users, people, catalog) = (users?, people?, catalog?);
+    let (users, people, mut catalog) = (users?, people?, catalog?);
+    let known: std::collections::HashSet<&AuthentikGroupId> =
+        catalog.iter().map(|c| &c.id).collect();
+    let unknown = people
+        .iter()
+        .flat_map(|p| &p.groups)
+        .any(|g| !known.contains(g));
+    drop(known);
+    if unknown {
+        // A group the cached catalog lacks would hide the role it gives: read it again.
+        reader.caches.catalog.invalidate(&()).await;
+        catalog = reader.full_catalog().await?;
+    }
     // A deletion event carries no email: the pass remembers everyone's, so that a later deletion can find
     // the person's Outline account and suspend it.
     for p in &people {
@@ -250,13 +360,31 @@ pub async fn plan_all(
             reader.caches.emails.remember(p.pk, email);
         }
     }
-    let by_email: BTreeMap<String, &crate::domain::UserSnapshot> = people
-        .iter()
-        .filter_map(|p| p.email.as_ref().map(|e| (e.folded().to_string(), p)))
-        .collect();
+    // An email two Authentik users share names nobody: an inactive namesake must not suspend the active
+    // one (`authentik_user_by_email` refuses such an email the same way).
+    let mut by_email: BTreeMap<String, Option<&crate::domain::UserSnapshot>> = BTreeMap::new();
+    for p in &people {
+        if let Some(e) = &p.email {
+            by_email
+                .entry(e.folded().to_string())
+                .and_modify(|held| *held = None)
+                .or_insert(Some(p));
+        }
+    }
+    let shared = by_email.values().filter(|p| p.is_none()).count();
+    if shared > 0 {
+        tracing::warn!(
+            emails = shared,
+            "several Authentik users share an email; their Outline accounts are left alone"
+        );
+    }
     let mut facts = Vec::new();
     for u in &users {
-        let Some(p) = u.email.as_ref().and_then(|e| by_email.get(e.folded())) else {
+        let Some(p) = u
+            .email
+            .as_ref()
+            .and_then(|e| by_email.get(e.folded()).copied().flatten())
+        else {
             continue;
         };
         let state = if p.is_active {
@@ -384,21 +512,40 @@ async fn mapped_members(
     let mut mapped: BTreeMap<DesiredMember, Vec<GroupName>> = BTreeMap::new();
     match reader.membership {
         MembershipMode::Direct => {
-            let catalog = reader.full_catalog().await?;
-            let mut reads = catalog
-                .iter()
-                .filter(|g| map.names(&g.name))
-                .map(|g| reader.fresh_group(&g.id))
-                .collect::<FuturesUnordered<_>>();
-            while let Some(group) = reads.next().await {
-                if let Some(group) = group? {
-                    for m in group.desired_members() {
-                        mapped
-                            .entry(m)
-                            .or_default()
-                            .push(group.summary.name.clone());
+            // A mapped group the cached catalog lacks, or that is gone under its cached id (deleted and
+            // re-created while its event was lost), would make its members look like leavers: the catalog
+            // is read again once before that is believed.
+            for attempt in 0..2 {
+                let catalog = reader.full_catalog().await?;
+                let named: Vec<&GroupSummary> =
+                    catalog.iter().filter(|g| map.names(&g.name)).collect();
+                let mut stale = map
+                    .groups
+                    .iter()
+                    .any(|(name, _)| !named.iter().any(|g| &g.name == name));
+                let mut reads = named
+                    .iter()
+                    .map(|g| reader.fresh_group(&g.id))
+                    .collect::<FuturesUnordered<_>>();
+                mapped.clear();
+                while let Some(group) = reads.next().await {
+                    match group? {
+                        Some(group) => {
+                            for m in group.desired_members() {
+                                mapped
+                                    .entry(m)
+                                    .or_default()
+                                    .push(group.summary.name.clone());
+                            }
+                        }
+                        None => stale = true,
                     }
                 }
+                drop(reads);
+                if !stale || attempt == 1 {
+                    break;
+                }
+                reader.caches.catalog.invalidate(&()).await;
             }
         }
         MembershipMode::Inherited => {
@@ -423,10 +570,11 @@ pub async fn accounts_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> 
     if !engine.accounts.enabled() {
         return Ok(JobOutcome::default());
     }
+    let _turn = engine.accounts.changes.lock().await;
     let plan = plan_role_groups(engine, &outline).await?;
     let done = engine
         .accounts
-        .apply(engine, &outline, &plan, 0, RemovalGuard::Enforce)
+        .apply(engine, &outline, &plan, 0, RemovalGuard::Enforce, false)
         .await?;
     Ok(super::engine::SyncReport {
         note: Some(format!(
@@ -449,12 +597,17 @@ pub async fn converge_one(
     if !accounts.enabled() {
         return Ok(AccountsDone::default());
     }
-    let facts = accounts.facts(user, authentik).await;
+    let _turn = accounts.changes.lock().await;
+    // Read again under the lock: another job may have suspended or activated the account meanwhile.
+    let Some(user) = outline.user(&user.id).await? else {
+        return Ok(AccountsDone::default());
+    };
+    let facts = accounts.facts(&user, authentik).await;
     let plan = accounts.plan(outline, &[facts], None).await?;
-    if plan.is_empty() && plan.refused.is_empty() {
+    if plan.is_empty() && plan.refused.is_empty() && plan.forget.is_empty() {
         return Ok(AccountsDone::default());
     }
     accounts
-        .apply(engine, outline, &plan, 0, RemovalGuard::Enforce)
+        .apply(engine, outline, &plan, 0, RemovalGuard::Enforce, false)
         .await
 }

@@ -192,6 +192,7 @@ pub async fn run_outline_reconcile(
     }
     // Accounts follow memberships, read fresh after the membership writes.
     let accounts = if engine.accounts.enabled() {
+        let _turn = engine.accounts.changes.lock().await;
         let account_plan = plan_all(engine, &outline).await?;
         let demotions = account_plan.admin_removals();
         if options.dry_run && !options.force {
@@ -206,7 +207,14 @@ pub async fn run_outline_reconcile(
             };
             match engine
                 .accounts
-                .apply(engine, &outline, &account_plan, plan.removes.len(), guard)
+                .apply(
+                    engine,
+                    &outline,
+                    &account_plan,
+                    plan.removes.len(),
+                    guard,
+                    true,
+                )
                 .await
             {
                 Ok(_) => {}

@@ -4,12 +4,16 @@
 //! and the activity events it does list leave suspensions out (docs/upstream/outline.md §6.8). So the bridge
 //! keeps its own record.
 //!
-//! With `STATE_DIR` the record is a small JSON file there, rewritten whole on each change (a temporary file, then
-//! a rename), so a restart keeps it. Without it the record lives in memory, and after a restart everyone the
-//! bridge had suspended counts as suspended by hand: re-activating them in Authentik leaves them suspended
-//! until an admin activates them in Outline. The bridge never activates anyone wrongly either way.
+//! With `STATE_DIR` the record is a small JSON file there. `serve` and a `reconcile` run from the CLI may
+//! share it, so every change takes an exclusive lock on a companion file, reads the record as it is on
+//! disk, applies only its own change, and writes the whole record next to it before renaming it into place:
+//! no process overwrites another's entries, and a crash leaves the old record or the new one. Reads go to
+//! the file too. Without `STATE_DIR` the record lives in memory, and after a restart everyone the bridge had
+//! suspended counts as suspended by hand: re-activating them in Authentik leaves them suspended until an
+//! admin activates them in Outline. The bridge never activates anyone wrongly either way.
 
 use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,11 +24,12 @@ use crate::domain::OutlineUserId;
 
 pub struct SuspensionRecord {
     path: Option<PathBuf>,
-    /// Held while the file is written, so two changes never race to rename an older snapshot last.
+    /// The record itself without `STATE_DIR`; with it, only a guard that keeps this process's own changes
+    /// in order (the file lock orders them with other processes).
     ids: Mutex<BTreeSet<OutlineUserId>>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Default)]
 struct RecordFile {
     /// Outline user ids the bridge suspended and has not activated since.
     suspended_by_bridge: BTreeSet<OutlineUserId>,
@@ -48,25 +53,16 @@ impl SuspensionRecord {
         }
     }
 
-    /// Reads the record from `path`; a file that does not exist yet is an empty record. A file that cannot
-    /// be read or parsed stops the start-up: going on without it would forget whom to activate.
+    /// The record kept at `path`; a file that does not exist yet is an empty record. A file that cannot be
+    /// read or parsed stops the start-up: going on without it would forget whom to activate.
     pub fn open(path: &Path) -> Result<SuspensionRecord, RecordError> {
-        let error = |message: String| RecordError {
+        read_file(path).map_err(|message| RecordError {
             path: path.display().to_string(),
             message,
-        };
-        let ids = match std::fs::read(path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<RecordFile>(&bytes)
-                    .map_err(|e| error(format!("not a record the bridge wrote: {e}")))?
-                    .suspended_by_bridge
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
-            Err(e) => return Err(error(e.to_string())),
-        };
+        })?;
         Ok(SuspensionRecord {
             path: Some(path.to_path_buf()),
-            ids: Mutex::new(ids),
+            ids: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -74,74 +70,128 @@ impl SuspensionRecord {
         self.path.is_some()
     }
 
-    /// Writes the record as it stands, so that `serve` finds a directory it cannot write to at start-up, not
-    /// at the first suspension. `reconcile --dry-run` and `check` never write.
+    /// Rewrites the record under its lock, so that `serve` finds a directory it cannot write to at start-up,
+    /// not at the first suspension. `reconcile --dry-run` and `check` never write.
     pub fn check_writable(&self) -> Result<(), RecordError> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        // Taken at start-up, before any job: a lock held by a job means a write is under way anyway.
-        let Ok(ids) = self.ids.try_lock() else {
-            return Ok(());
-        };
-        write_atomically(path, &ids).map_err(|e| RecordError {
-            path: path.display().to_string(),
-            message: format!("cannot be written: {e}"),
-        })
+        match &self.path {
+            Some(path) => change_file(path, |_| true).map_err(|message| RecordError {
+                path: path.display().to_string(),
+                message,
+            }),
+            None => Ok(()),
+        }
     }
 
     pub async fn contains(&self, id: &OutlineUserId) -> bool {
-        self.ids.lock().await.contains(id)
+        let ids = self.ids.lock().await;
+        match &self.path {
+            None => ids.contains(id),
+            Some(path) => {
+                let path = path.clone();
+                let id = id.clone();
+                match tokio::task::spawn_blocking(move || read_file(&path)).await {
+                    Ok(Ok(file)) => file.suspended_by_bridge.contains(&id),
+                    // Unreadable now: "not by the bridge", which only ever leaves someone suspended.
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot read the record in STATE_DIR; treating the account as suspended by hand");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the record in STATE_DIR did not finish");
+                        false
+                    }
+                }
+            }
+        }
     }
 
     pub async fn count(&self) -> usize {
-        self.ids.lock().await.len()
+        let ids = self.ids.lock().await;
+        match &self.path {
+            None => ids.len(),
+            Some(path) => read_file(path).map_or(0, |f| f.suspended_by_bridge.len()),
+        }
     }
 
-    /// Records a suspension the bridge made. A failed write keeps the entry in memory and is logged: until a
-    /// restart nothing is lost, and after one the account only stays suspended.
+    /// Records a suspension the bridge made (or may have made: see the caller). A failed write is logged:
+    /// the account then only stays suspended when the person is re-activated.
     pub async fn insert(&self, id: &OutlineUserId) {
-        self.change(|ids| ids.insert(id.clone())).await
+        let id = id.clone();
+        self.change(move |ids| ids.insert(id)).await
     }
 
     /// Forgets an account: activated by the bridge, or found active (an admin activated it by hand, so a
     /// later suspension is theirs until the bridge makes one).
     pub async fn remove(&self, id: &OutlineUserId) {
-        self.change(|ids| ids.remove(id)).await
+        let id = id.clone();
+        self.change(move |ids| ids.remove(&id)).await
     }
 
-    async fn change(&self, edit: impl FnOnce(&mut BTreeSet<OutlineUserId>) -> bool) {
+    async fn change(
+        &self,
+        edit: impl FnOnce(&mut BTreeSet<OutlineUserId>) -> bool + Send + 'static,
+    ) {
         let mut ids = self.ids.lock().await;
-        if !edit(&mut ids) {
+        let Some(path) = &self.path else {
+            edit(&mut ids);
             return;
-        }
-        let Some(path) = &self.path else { return };
-        let (path, snapshot) = (path.clone(), ids.clone());
-        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &snapshot)).await;
-        match written {
+        };
+        let path = path.clone();
+        match tokio::task::spawn_blocking(move || change_file(&path, edit)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "could not write the record in STATE_DIR; whom the bridge suspended is kept in memory only until the next restart")
+                tracing::error!(error = %e, "could not update the record in STATE_DIR; a person re-activated in Authentik may stay suspended")
             }
-            Err(e) => tracing::error!(error = %e, "writing the record in STATE_DIR did not finish"),
+            Err(e) => {
+                tracing::error!(error = %e, "updating the record in STATE_DIR did not finish")
+            }
         }
     }
 }
 
-/// Writes the whole record next to its final place, flushes it, then renames it over the old one: a crash
-/// leaves either the old record or the new one, never half of one.
-fn write_atomically(path: &Path, ids: &BTreeSet<OutlineUserId>) -> std::io::Result<()> {
-    let body = serde_json::to_vec_pretty(&RecordFile {
-        suspended_by_bridge: ids.clone(),
-    })?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&body)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
+fn read_file(path: &Path) -> Result<RecordFile, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<RecordFile>(&bytes)
+            .map_err(|e| format!("not a record the bridge wrote: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RecordFile::default()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Under an exclusive lock on `<record>.lock`: reads the record as it is on disk, applies `edit`, and when
+/// it changed anything writes the whole record to a file of this process's own, flushed, then renamed over
+/// the old one.
+fn change_file(
+    path: &Path,
+    edit: impl FnOnce(&mut BTreeSet<OutlineUserId>) -> bool,
+) -> Result<(), String> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(with_suffix(path, ".lock"))
+        .map_err(|e| format!("cannot be locked: {e}"))?;
+    lock.lock().map_err(|e| format!("cannot be locked: {e}"))?;
+    let mut file = read_file(path)?;
+    if !edit(&mut file.suspended_by_bridge) && path.exists() {
+        return Ok(());
+    }
+    let body = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
+    let tmp = with_suffix(path, &format!(".{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut out = File::create(&tmp)?;
+        out.write_all(&body)?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    written.map_err(|e| format!("cannot be written: {e}"))
+    // The lock is released when `lock` is dropped.
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 #[cfg(test)]
@@ -152,13 +202,16 @@ mod tests {
         OutlineUserId::new(format!("00000000-0000-4000-8000-{n:012}"))
     }
 
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bridge-record-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir.join(SuspensionRecord::FILE_NAME)
+    }
+
     #[tokio::test]
     async fn the_record_survives_a_restart_and_refuses_a_foreign_file() {
-        let dir = std::env::temp_dir().join(format!("bridge-record-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("state.json");
-        let _ = std::fs::remove_file(&path);
-
+        let path = scratch("restart");
         let record = SuspensionRecord::open(&path).expect("a missing file is an empty record");
         record.insert(&id(1)).await;
         record.insert(&id(2)).await;
@@ -174,6 +227,35 @@ mod tests {
             .err()
             .expect("a file the bridge did not write is refused");
         assert!(err.to_string().contains("STATE_DIR"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `serve` and a CLI `reconcile` on one STATE_DIR: neither loses the other's entries.
+    #[tokio::test]
+    async fn two_processes_sharing_the_record_keep_each_others_entries() {
+        let path = scratch("shared");
+        let serve = SuspensionRecord::open(&path).expect("opens");
+        let cli = SuspensionRecord::open(&path).expect("opens");
+        serve.insert(&id(1)).await;
+        cli.insert(&id(2)).await;
+        serve.insert(&id(3)).await;
+        cli.remove(&id(3)).await;
+        for r in [&serve, &cli] {
+            assert!(r.contains(&id(1)).await && r.contains(&id(2)).await);
+            assert!(!r.contains(&id(3)).await);
+        }
+        let ids: Vec<OutlineUserId> = (10..40).map(id).collect();
+        let in_parallel: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, i)| {
+                if n % 2 == 0 {
+                    serve.insert(i)
+                } else {
+                    cli.insert(i)
+                }
+            })
+            .collect();
+        futures::future::join_all(in_parallel).await;
+        assert_eq!(serve.count().await, 32, "every entry of both kept");
     }
 }

@@ -47,7 +47,7 @@ async fn joining_the_admin_group_makes_an_admin_and_leaving_it_a_member_again() 
         app.outline.role_of(&ojane).as_deref() == Some("viewer")
     })
     .await;
-    app.settle().await;
+    app.settle_deliveries().await;
     // Only changes are sent: one call per role change.
     assert_eq!(app.outline.count_calls("users.update_role"), 3);
 }
@@ -62,9 +62,10 @@ async fn the_pass_sets_roles_shows_them_in_the_dry_run_and_keeps_the_key_owner_a
     let obob = outline.add_user("Bob", "bob@example.com");
     let ocarol = outline.add_user_with("Carol", "carol@example.com", "admin", false);
     // The key's owner is an Authentik user in none of the mapped groups: the default would demote them.
+    // (The fakes seed both admins with one address, as a fresh install of each does.)
     let owner = outline.admin_id();
     let owner_email = outline.user_email(&owner).expect("the owner has an email");
-    authentik.add_user("bridge", "Bridge", &owner_email);
+    assert_eq!(owner_email, "admin@example.com", "akadmin's address");
     let app = spawn_app_with(authentik, outline, |s| {
         s.reconcile_interval = None;
         roles(s);
@@ -163,7 +164,7 @@ async fn deactivation_suspends_and_reactivation_undoes_only_what_the_bridge_did(
     app.outline.suspend_as(&obob, &other_admin);
     app.authentik.set_active(bob, false);
     app.authentik.set_active(bob, true);
-    app.settle().await;
+    app.settle_deliveries().await;
     assert!(
         app.outline.is_suspended(&obob),
         "a suspension made by hand stays"
@@ -178,6 +179,9 @@ async fn a_deleted_user_is_suspended_and_the_key_owner_never_is() {
     let ojane = outline.add_user("Jane", "jane@example.com");
     let owner = outline.admin_id();
     let owner_email = outline.user_email(&owner).expect("the owner has an email");
+    // akadmin keeps the API token; the key owner's Authentik twin is a user of their own.
+    let akadmin = authentik.user_by_username("akadmin").expect("akadmin");
+    authentik.set_email(akadmin, "akadmin@example.org");
     let bridge = authentik.add_user("bridge", "Bridge", &owner_email);
     let app = spawn_app_with(authentik, outline, offboarding).await;
     app.wire_authentik_webhook();
@@ -188,7 +192,7 @@ async fn a_deleted_user_is_suspended_and_the_key_owner_never_is() {
     })
     .await;
     app.authentik.set_active(bridge, false);
-    app.settle().await;
+    app.settle_deliveries().await;
     assert!(
         !app.outline.is_suspended(&owner),
         "the key's owner is never suspended"
@@ -249,7 +253,7 @@ async fn nothing_changes_for_someone_who_sets_neither() {
     app.wire_authentik_webhook();
     app.authentik.add_member(&admins, jane);
     app.authentik.set_active(jane, false);
-    app.settle().await;
+    app.settle_deliveries().await;
     assert_eq!(app.outline.role_of(&ojane).as_deref(), Some("viewer"));
     assert!(!app.outline.is_suspended(&ojane));
     for call in ["users.update_role", "users.suspend", "events.list"] {
@@ -432,7 +436,7 @@ async fn a_role_change_reads_the_mapped_groups_not_the_whole_directory() {
         app.outline.role_of(&ojane).as_deref() == Some("member")
     })
     .await;
-    app.settle().await;
+    app.settle_deliveries().await;
     let listed_everyone = app
         .outline
         .calls()
@@ -451,4 +455,68 @@ async fn a_role_change_reads_the_mapped_groups_not_the_whole_directory() {
         listings_before,
         "look-ups of the people concerned, no listing of Authentik's users"
     );
+}
+
+/// Pushes draw on an hourly allowance of `MAX_SUSPENSIONS`: four deactivations at once with a limit of two
+/// suspend two, hold the rest with the guard's gauge up, and `reconcile --force` suspends the others.
+#[tokio::test]
+async fn pushed_suspensions_keep_to_max_suspensions_an_hour() {
+    let (authentik, outline) = start_fakes().await;
+    let mut people = Vec::new();
+    for i in 0..4 {
+        let email = format!("u{i}@example.com");
+        let pk = authentik.add_user(&format!("u{i}"), "U", &email);
+        people.push((pk, outline.add_user("U", &email)));
+    }
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.reconcile_interval = None;
+        offboarding(s);
+        s.max_suspensions = 2;
+    })
+    .await;
+    app.wire_authentik_webhook();
+    for (pk, _) in &people {
+        app.authentik.set_active(*pk, false);
+    }
+    app.settle_deliveries().await;
+    let suspended = people
+        .iter()
+        .filter(|(_, o)| app.outline.is_suspended(o))
+        .count();
+    assert_eq!(suspended, 2, "two of four within the hour's allowance");
+    let text = app.metrics_text().await;
+    assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
+    assert!(metric(&text, "bridge_suspension_guard_tripped_total", &[]) >= 1.0);
+
+    run_reconcile(
+        app.queue.engine(),
+        ReconcileOptions {
+            dry_run: false,
+            force: true,
+        },
+    )
+    .await
+    .expect("forced pass");
+    assert!(people.iter().all(|(_, o)| app.outline.is_suspended(o)));
+}
+
+/// Two Authentik users with one email, one active and one not: the pass leaves the Outline account alone
+/// rather than suspend the active person.
+#[tokio::test]
+async fn a_shared_email_never_suspends_the_active_person() {
+    let (authentik, outline) = start_fakes().await;
+    authentik.add_user("jane", "Jane", "jane@example.com");
+    let old = authentik.add_user("jane-old", "Jane", "jane@example.com");
+    authentik.set_active(old, false);
+    let ojane = outline.add_user("Jane", "jane@example.com");
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.reconcile_interval = None;
+        offboarding(s);
+    })
+    .await;
+    run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        .await
+        .expect("pass");
+    assert!(!app.outline.is_suspended(&ojane));
+    assert_eq!(app.outline.count_calls("users.suspend"), 0);
 }

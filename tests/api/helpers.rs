@@ -22,6 +22,8 @@ pub struct TestApp {
     /// Present when the test configured the OpenFGA sink.
     pub openfga: Option<FakeOpenFga>,
     pub http: reqwest::Client,
+    /// How many events the fake Authentik had emitted when its webhook was wired to this bridge.
+    wired_at: std::sync::atomic::AtomicUsize,
 }
 
 /// Logs go to the test's captured output; `RUST_LOG=debug cargo test` shows them for a failing test.
@@ -101,6 +103,7 @@ pub async fn spawn_app_with_sinks(
         authentik,
         openfga,
         http: reqwest::Client::new(),
+        wired_at: std::sync::atomic::AtomicUsize::new(usize::MAX),
     };
     test_app.settle().await;
     test_app
@@ -116,10 +119,43 @@ pub fn now_ms() -> u64 {
 impl TestApp {
     /// Points the fake Authentik's transport at this bridge, with the token, as the blueprint does.
     pub fn wire_authentik_webhook(&self) {
+        self.wired_at.store(
+            self.authentik.events().len(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
         self.authentik.set_webhook(
             Some(format!("{}/webhooks/authentik", self.url)),
             Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
         );
+    }
+
+    /// Waits until the bridge has answered every event the fake Authentik emitted since the webhook was
+    /// wired, then until the queue drains. The fake delivers on its own task, so a plain `settle` right
+    /// after a change may run before the change's event has even arrived.
+    pub async fn settle_deliveries(&self) {
+        let from = self.wired_at.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(from != usize::MAX, "wire_authentik_webhook first");
+        eventually(
+            "every Authentik event answered",
+            Duration::from_secs(20),
+            || {
+                let answered: std::collections::BTreeSet<String> = self
+                    .authentik
+                    .deliveries()
+                    .into_iter()
+                    .filter(|d| d.status.is_some())
+                    .map(|d| d.event_pk)
+                    .collect();
+                self.authentik
+                    .events()
+                    .iter()
+                    .skip(from)
+                    .filter_map(|e| e["event_pk"].as_str())
+                    .all(|pk| answered.contains(pk))
+            },
+        )
+        .await;
+        self.settle().await;
     }
 
     /// Waits until the queue is empty: every job and trailing run has finished.
