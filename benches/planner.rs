@@ -52,7 +52,7 @@ fn reconcile_case() -> ReconcileCase {
             let g = (i + k * stride) % GROUPS;
             desired[g].insert(outline_user(i));
             n += 1;
-            if n % 100 != 0 {
+            if !n.is_multiple_of(100) {
                 present[g].insert(outline_user(i));
             }
         }
