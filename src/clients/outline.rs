@@ -596,7 +596,9 @@ impl OutlineClient {
             #[serde(default)]
             users: Vec<RawUser>,
         }
+        // One attempt: every request counts against the hour's 50, so the invite book counts and retries.
         let once = self.clone().with_retry_policy(RetryPolicy {
+            attempts: 1,
             throttled_attempts: 1,
             ..self.policy
         });

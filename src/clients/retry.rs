@@ -120,7 +120,11 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
             .then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or_default())
+    Some(
+        when.duration_since(now)
+            .unwrap_or_default()
+            .min(Duration::from_secs(86_400)),
+    )
 }
 
 /// Reads a one-line reason out of an error body: Outline's `message`, Authentik's `detail`, or the text.

@@ -7,8 +7,9 @@
 //! passes. Outline allows 50 invite requests an hour; the book sends as many as the hour allows, keeps the
 //! rest, and its pump wakes the job when the next request may go.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -20,21 +21,38 @@ use super::jobs::{JobKey, JobOutcome};
 use super::queue::JobQueue;
 use crate::clients::outline::Invitation;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
-use crate::configuration::Settings;
+use crate::configuration::{MembershipMode, Settings};
 use crate::domain::accounts::OutlineRole;
 use crate::domain::invites::{RequestWindow, INVITES_PER_REQUEST, REQUESTS_PER_WINDOW, WINDOW};
-use crate::domain::{AuthentikUserId, DesiredMember, UserSnapshot};
+use crate::domain::snapshot::ancestors;
+use crate::domain::{AuthentikGroupId, AuthentikUserId, DesiredMember, UserSnapshot};
 use crate::metrics::Metrics;
 
 pub struct InviteBook {
     pub enabled: bool,
     send_email: bool,
-    /// By lowercased email, as Outline compares invitations.
-    pending: Mutex<BTreeMap<String, DesiredMember>>,
+    state: Mutex<BookState>,
     window: Mutex<RequestWindow>,
     /// Rung when people are added or a send ends, for the pump.
     wake: Notify,
     metrics: Arc<Metrics>,
+}
+
+#[derive(Default)]
+struct BookState {
+    /// By lowercased email, as Outline compares invitations.
+    pending: BTreeMap<String, Waiting>,
+    /// Addresses Outline refused one by one (a name or address it will not take): not sent again until the
+    /// process restarts, so one bad entry never spends the hour's requests.
+    refused: BTreeSet<String>,
+    /// Sends that failed in a row (an outage, a key without `users:write`), and when the next may start.
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+struct Waiting {
+    member: DesiredMember,
+    noted: std::time::Instant,
 }
 
 /// What a dry run shows: who would be invited, and how much of the hour's allowance is left.
@@ -55,22 +73,23 @@ impl InviteBook {
         InviteBook {
             enabled: settings.invite_members && settings.outline.is_some(),
             send_email: settings.invite_email,
-            pending: Mutex::new(BTreeMap::new()),
+            state: Mutex::new(BookState::default()),
             window: Mutex::new(RequestWindow::new(REQUESTS_PER_WINDOW, WINDOW)),
             wake: Notify::new(),
             metrics,
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DesiredMember>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, BookState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn window(&self) -> std::sync::MutexGuard<'_, RequestWindow> {
         self.window.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, pending: usize) {
+    fn publish(&self) {
+        let pending = self.state().pending.len();
         self.metrics.invites_pending.set(pending as i64);
         let left = self.window().available(Instant::now());
         self.metrics.invite_requests_left.set(left as i64);
@@ -81,38 +100,66 @@ impl InviteBook {
         if !self.enabled || members.is_empty() {
             return;
         }
-        let n = {
-            let mut pending = self.pending();
+        {
+            let mut state = self.state();
+            let now = std::time::Instant::now();
             for m in members {
-                pending.insert(m.email.folded().to_string(), m.clone());
+                let key = m.email.folded().to_string();
+                if !state.refused.contains(&key) {
+                    state.pending.insert(
+                        key,
+                        Waiting {
+                            member: m.clone(),
+                            noted: now,
+                        },
+                    );
+                }
             }
-            pending.len()
-        };
-        self.publish(n);
+        }
+        self.publish();
         self.wake.notify_one();
     }
 
-    /// A pass sees every managed member, so the book becomes what it found: people who got an account
-    /// meanwhile, or left their groups, drop out.
-    pub fn replace(&self, members: &[DesiredMember]) {
+    /// A pass sees every managed member as they were when it read them (`read_at`), so the book becomes
+    /// what it found, plus what group jobs noted since: people who got an account meanwhile, or left their
+    /// groups, drop out.
+    pub fn replace(&self, members: &[DesiredMember], read_at: std::time::Instant) {
         if !self.enabled {
             return;
         }
-        let n = {
-            let mut pending = self.pending();
-            *pending = members
-                .iter()
-                .map(|m| (m.email.folded().to_string(), m.clone()))
+        {
+            let mut state = self.state();
+            let noted_since: Vec<(String, Waiting)> = std::mem::take(&mut state.pending)
+                .into_iter()
+                .filter(|(_, w)| w.noted >= read_at)
                 .collect();
-            pending.len()
-        };
-        self.publish(n);
+            let now = std::time::Instant::now();
+            for m in members {
+                let key = m.email.folded().to_string();
+                if !state.refused.contains(&key) {
+                    state.pending.insert(
+                        key,
+                        Waiting {
+                            member: m.clone(),
+                            noted: now,
+                        },
+                    );
+                }
+            }
+            state.pending.extend(noted_since);
+        }
+        self.publish();
         self.wake.notify_one();
     }
 
     pub fn preview(&self, members: &[DesiredMember]) -> InvitePreview {
         let left = self.window().available(Instant::now());
-        let mut emails: Vec<String> = members.iter().map(|m| m.email.to_string()).collect();
+        let refused = self.state().refused.clone();
+        let mut emails: Vec<String> = members
+            .iter()
+            .filter(|m| !refused.contains(m.email.folded()))
+            .map(|m| m.email.to_string())
+            .collect();
         emails.sort();
         emails.dedup();
         InvitePreview {
@@ -125,15 +172,23 @@ impl InviteBook {
         }
     }
 
-    fn forget(&self, emails: &[String]) {
-        let n = {
-            let mut pending = self.pending();
-            for e in emails {
-                pending.remove(e);
+    fn forget(&self, keys: &[String]) {
+        {
+            let mut state = self.state();
+            for k in keys {
+                state.pending.remove(k);
             }
-            pending.len()
-        };
-        self.publish(n);
+        }
+        self.publish();
+    }
+
+    fn refuse(&self, key: &str) {
+        {
+            let mut state = self.state();
+            state.pending.remove(key);
+            state.refused.insert(key.to_string());
+        }
+        self.publish();
     }
 
     fn count(&self, result: &str, n: usize) {
@@ -145,36 +200,68 @@ impl InviteBook {
         }
     }
 
-    /// When the pump should next queue a send: `None` when nobody waits, else the time the allowance
-    /// permits (now, or later).
+    /// When the pump should next queue a send: `None` when nobody waits, else the time the allowance and
+    /// any backoff after failed sends permit (now, or later).
     fn next_send(&self, now: Instant) -> Option<Instant> {
-        if self.pending().is_empty() {
-            return None;
-        }
-        Some(self.window().next_free(now).unwrap_or(now))
+        let retry_at = {
+            let state = self.state();
+            if state.pending.is_empty() {
+                return None;
+            }
+            state.retry_at
+        };
+        let free = self.window().next_free(now).unwrap_or(now);
+        Some(retry_at.map_or(free, |r| r.max(free)))
+    }
+
+    /// A send failed as a whole: the next waits a minute, doubling to an hour.
+    fn failed(&self, now: Instant) {
+        let mut state = self.state();
+        state.failures = state.failures.saturating_add(1);
+        let wait = Duration::from_secs(60)
+            .saturating_mul(1 << state.failures.saturating_sub(1).min(6))
+            .min(WINDOW);
+        state.retry_at = Some(now + wait);
+    }
+
+    fn succeeded(&self) {
+        let mut state = self.state();
+        state.failures = 0;
+        state.retry_at = None;
     }
 }
 
-/// Sends the invitations the hour allows, oldest address first in email order, and returns who was invited
-/// (or whom Outline already had): their user jobs put them in their groups and set their role.
+/// Sends the invitations the hour allows, in email order, and returns who was invited (or whom Outline
+/// already had): their user jobs put them in their groups and set their role.
 pub async fn send_invites(
     engine: &SyncEngine,
     outline: &OutlineClient,
 ) -> Result<Vec<AuthentikUserId>, SyncError> {
     let book = &engine.invites;
     let mut invited = Vec::new();
-    if !book.enabled {
+    let backing_off = book.state().retry_at.is_some_and(|r| r > Instant::now());
+    if !book.enabled || backing_off {
         return Ok(invited);
     }
     let result = send_batches(engine, outline, &mut invited).await;
+    match &result {
+        Ok(()) => book.succeeded(),
+        Err(_) => book.failed(Instant::now()),
+    }
     // The Outline user index now lacks the new accounts.
     if !invited.is_empty() {
         engine.reader.caches.outline_users.invalidate(&()).await;
     }
-    let n = book.pending().len();
-    book.publish(n);
+    book.publish();
     book.wake.notify_one();
     result.map(|()| invited)
+}
+
+/// One `users.invite` request's people.
+struct Batch {
+    keys: Vec<String>,
+    invitations: Vec<Invitation>,
+    people: Vec<AuthentikUserId>,
 }
 
 async fn send_batches(
@@ -187,65 +274,116 @@ async fn send_batches(
         if book.window().available(Instant::now()) == 0 {
             return Ok(());
         }
-        let batch: Vec<(String, DesiredMember)> = book
-            .pending()
+        let next: Vec<(String, DesiredMember)> = book
+            .state()
+            .pending
             .iter()
             .take(INVITES_PER_REQUEST)
-            .map(|(k, m)| (k.clone(), m.clone()))
+            .map(|(k, w)| (k.clone(), w.member.clone()))
             .collect();
-        if batch.is_empty() {
+        if next.is_empty() {
             return Ok(());
         }
-        let mut invitations = Vec::new();
-        let mut people = Vec::new();
+        let mut batch = Batch {
+            keys: Vec::new(),
+            invitations: Vec::new(),
+            people: Vec::new(),
+        };
         let mut dropped = Vec::new();
-        for (key, m) in &batch {
+        for (key, m) in &next {
             match engine.reader.fresh_user(m.pk).await? {
-                // Still active, with the address the group job saw: invited with their role.
-                Some(u) if u.is_active && u.email.as_ref() == Some(&m.email) => {
-                    invitations.push(Invitation {
+                // Still active, with the address the group job saw, and still in a managed group.
+                Some(u)
+                    if u.is_active
+                        && u.email.as_ref() == Some(&m.email)
+                        && in_managed_group(engine, &u).await? =>
+                {
+                    batch.keys.push(key.clone());
+                    batch.invitations.push(Invitation {
                         email: m.email.clone(),
                         name: display_name(&u),
                         role: invite_role(engine, &u).await?.as_str(),
                     });
-                    people.push(m.pk);
+                    batch.people.push(m.pk);
                 }
-                // Deleted, deactivated or re-addressed since: the next pass finds them if they still count.
+                // Deleted, deactivated, re-addressed or gone from the groups since: the next pass finds them
+                // if they still count.
                 _ => dropped.push(key.clone()),
             }
         }
         book.count("dropped", dropped.len());
         book.forget(&dropped);
-        if invitations.is_empty() {
+        if batch.keys.is_empty() {
             continue;
         }
-        book.window().record(Instant::now());
-        match outline.invite(&invitations, !book.send_email).await {
-            Ok(answer) => {
-                book.count("sent", answer.created.len());
-                book.count("already_there", answer.already_there);
-                let keys: Vec<String> = batch.into_iter().map(|(k, _)| k).collect();
-                book.forget(&keys);
-                tracing::info!(
-                    invited = answer.created.len(),
-                    already_there = answer.already_there,
-                    "invited to Outline: members of managed groups without an account"
-                );
-                invited.extend(people);
-            }
-            Err(e) if e.status() == Some(429) => {
-                let wait = match &e {
-                    UpstreamError::Throttled { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                book.window().block(Instant::now(), wait);
-                book.count("throttled", invitations.len());
-                tracing::warn!(error = %e, waiting_s = wait.map(|w| w.as_secs()), "Outline's invite limit is spent; the invitations stay queued");
+        // A batch Outline refuses as a whole (one name or address it will not take) is split until the
+        // entry it refuses is alone; that one is set aside, the others go.
+        let mut parts = vec![batch];
+        while let Some(part) = parts.pop() {
+            if book.window().available(Instant::now()) == 0 {
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
+            book.window().record(Instant::now());
+            match outline.invite(&part.invitations, !book.send_email).await {
+                Ok(answer) => {
+                    book.count("sent", answer.created.len());
+                    book.count("already_there", answer.already_there);
+                    book.forget(&part.keys);
+                    tracing::info!(
+                        invited = answer.created.len(),
+                        already_there = answer.already_there,
+                        "invited to Outline: members of managed groups without an account"
+                    );
+                    invited.extend(part.people);
+                }
+                Err(e) if e.status() == Some(429) => {
+                    let wait = match &e {
+                        UpstreamError::Throttled { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    book.window().block(Instant::now(), wait);
+                    book.count("throttled", book.state().pending.len());
+                    tracing::warn!(error = %e, waiting_s = wait.map(|w| w.as_secs()), "Outline's invite limit is spent; the invitations stay queued");
+                    return Ok(());
+                }
+                Err(e) if e.status() == Some(400) && part.keys.len() == 1 => {
+                    book.count("refused", 1);
+                    book.refuse(&part.keys[0]);
+                    tracing::warn!(email = %part.invitations[0].email, error = %e, "Outline refused this invitation; it is not sent again until the bridge restarts (check the person's name and address in Authentik)");
+                }
+                // 400 is about the entries; a 403 (the key's scope or role) is about every request.
+                Err(e) if e.status() == Some(400) => {
+                    let half = part.keys.len() / 2;
+                    let mut first = part;
+                    let second = Batch {
+                        keys: first.keys.split_off(half),
+                        invitations: first.invitations.split_off(half),
+                        people: first.people.split_off(half),
+                    };
+                    parts.push(second);
+                    parts.push(first);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
+}
+
+/// Whether the person is in a managed group now (or below one, with `MEMBERSHIP=inherited`).
+async fn in_managed_group(engine: &SyncEngine, u: &UserSnapshot) -> Result<bool, SyncError> {
+    let reader = &engine.reader;
+    let catalog = reader.full_catalog().await?;
+    let mut ids: BTreeSet<&AuthentikGroupId> = u.groups.iter().collect();
+    let anc;
+    if reader.membership == MembershipMode::Inherited {
+        anc = ancestors(&catalog);
+        for g in &u.groups {
+            ids.extend(anc.get(g).into_iter().flatten());
+        }
+    }
+    Ok(catalog
+        .iter()
+        .any(|g| ids.contains(&g.id) && reader.is_managed(g)))
 }
 
 /// Outline's invitation takes a name; Authentik's display name, else the username, else the address.
@@ -281,10 +419,17 @@ pub async fn invite_and_place(engine: &SyncEngine) -> Result<usize, SyncError> {
     Ok(invited.len())
 }
 
-/// The invitations as a queued job: woken by the pump; the invited people's user jobs follow.
+/// The invitations as a queued job: woken by the pump; the invited people's user jobs follow. A failed send
+/// is not retried by the queue: the book backs off and the pump wakes the job again.
 pub async fn invites_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> {
     let outline = engine.outline()?.in_lane(Lane::Bulk);
-    let invited = send_invites(engine, &outline).await?;
+    let invited = match send_invites(engine, &outline).await {
+        Ok(invited) => invited,
+        Err(e) => {
+            tracing::warn!(error = %e, "invitations not sent; trying again after a pause (a minute, doubling to an hour)");
+            return Ok(SyncReport::noted("invitations not sent; backing off").into());
+        }
+    };
     Ok(JobOutcome {
         report: SyncReport::noted(format!("{} invited", invited.len())),
         follow_ups: invited.into_iter().map(JobKey::AuthentikUser).collect(),

@@ -233,7 +233,7 @@ pub async fn run_outline_reconcile(
     let invites = if engine.invites.enabled {
         let preview = engine.invites.preview(&planned.unmatched);
         if !options.dry_run {
-            engine.invites.replace(&planned.unmatched);
+            engine.invites.replace(&planned.unmatched, started);
         }
         Some(preview)
     } else {

@@ -159,3 +159,74 @@ async fn invitations_wait_out_the_limit_and_survive_a_restart() {
         0.0
     );
 }
+
+/// Outline refuses a whole request when one name carries a URL (the `User` model's `NotContainsUrl`). The
+/// bridge splits the batch until that one is alone, sets it aside, and invites the others; nothing loops.
+#[tokio::test]
+async fn one_name_outline_refuses_costs_a_few_requests_not_the_hour() {
+    let (authentik, outline) = start_fakes().await;
+    let docs = authentik.add_group("Docs");
+    let odocs = outline.add_group("Docs", None);
+    for i in 0..5 {
+        let name = if i == 2 {
+            "Visit https://spam.example.com".to_string()
+        } else {
+            format!("Person {i}")
+        };
+        let pk = authentik.add_user(&format!("p{i}"), &name, &format!("p{i}@example.com"));
+        authentik.add_member(&docs, pk);
+    }
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.invite_members = true;
+        s.reconcile_interval = None;
+    })
+    .await;
+    eventually(
+        "the four others are in Docs",
+        Duration::from_secs(10),
+        || app.outline.members(&odocs).len() == 4,
+    )
+    .await;
+    app.settle().await;
+    let requests = app.outline.count_calls("users.invite");
+    assert!(requests <= 7, "split, not retried: {requests} requests");
+    let text = app.metrics_text().await;
+    assert_eq!(
+        metric(&text, "bridge_invites_total", &[("result", "refused")]),
+        1.0
+    );
+    assert_eq!(metric(&text, "bridge_invites_pending", &[]), 0.0);
+    // The next pass does not send it again.
+    run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        .await
+        .expect("pass");
+    app.settle().await;
+    assert_eq!(app.outline.count_calls("users.invite"), requests);
+    assert!(app.outline.user_by_email("p2@example.com").is_none());
+}
+
+/// A key that may not invite (no `users:write`) gets 403 on every request: the bridge backs off rather than
+/// spend the hour's requests, and sets nobody aside.
+#[tokio::test]
+async fn a_key_that_may_not_invite_backs_off() {
+    let (authentik, outline) = start_fakes().await;
+    let docs = authentik.add_group("Docs");
+    outline.add_group("Docs", None);
+    let pk = authentik.add_user("p0", "P", "p0@example.com");
+    authentik.add_member(&docs, pk);
+    outline.set_key_scopes(Some(vec!["users:read".into(), "groups:write".into()]));
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.invite_members = true;
+        s.reconcile_interval = None;
+    })
+    .await;
+    app.settle().await;
+    let requests = app.outline.count_calls("users.invite");
+    assert!((1..=2).contains(&requests), "{requests} requests");
+    let text = app.metrics_text().await;
+    assert_eq!(metric(&text, "bridge_invites_pending", &[]), 1.0);
+    assert_eq!(
+        metric(&text, "bridge_invites_total", &[("result", "refused")]),
+        0.0
+    );
+}
