@@ -3,6 +3,7 @@
 
 use super::engine::SyncEngine;
 use super::jobs::JobKey;
+use crate::configuration::MembershipMode;
 use crate::domain::GroupName;
 use crate::webhooks::authentik::{AuthentikChange, ModelAction};
 
@@ -30,9 +31,11 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
             // renamed out of the filter, and its job warns about that. Without a cached Outline index the
             // job decides.
             // A group `ROLE_MAP` names is followed whether or not it is synced as a group: it decides roles.
+            // With `MEMBERSHIP=inherited` any group may sit below a synced or mapped one, so the job decides.
             let name = GroupName::new(name.as_str());
             if !engine.reader.selector.is_managed(&name, false)
                 && !engine.accounts.decides_roles(&name)
+                && engine.reader.membership == MembershipMode::Direct
             {
                 let linked = match caches.outline_groups.get(&()).await {
                     Some(groups) => groups

@@ -352,7 +352,13 @@ pub async fn group_job(
             let anc = ancestors(&summaries);
             let mut affected: BTreeSet<AuthentikGroupId> = anc.get(id).cloned().unwrap_or_default();
             affected.insert(id.clone());
-            role_group = summaries.iter().find(|g| &g.id == id).cloned();
+            // In inherited mode a change below a mapped group changes the roles it gives too.
+            role_group = summaries
+                .iter()
+                .filter(|g| affected.contains(&g.id))
+                .find(|g| engine.accounts.decides_roles(&g.name))
+                .or_else(|| summaries.iter().find(|g| &g.id == id))
+                .cloned();
             for g in directory {
                 let summary = g.summary.clone();
                 reader.caches.remember_members(&g);

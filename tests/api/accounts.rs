@@ -520,3 +520,32 @@ async fn a_shared_email_never_suspends_the_active_person() {
     assert!(!app.outline.is_suspended(&ojane));
     assert_eq!(app.outline.count_calls("users.suspend"), 0);
 }
+
+/// With `MEMBERSHIP=inherited`, joining a group below `outline-admins` (itself not synced) makes an admin on
+/// push, as the pass would.
+#[tokio::test]
+async fn inherited_a_group_below_the_admin_group_gives_its_role_on_push() {
+    let (authentik, outline) = start_fakes().await;
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let admins = authentik.add_group("outline-admins");
+    let eu = authentik.add_group_with("admins-eu", false, std::slice::from_ref(&admins));
+    let ojane = outline.add_user("Jane", "jane@example.com");
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.reconcile_interval = None;
+        s.membership = authentik_bridge::configuration::MembershipMode::Inherited;
+        s.group_filter = Some(regex::Regex::new("(?i)^wiki-").expect("regex"));
+        roles(s);
+    })
+    .await;
+    app.wire_authentik_webhook();
+    app.authentik.add_member(&eu, jane);
+    eventually("jane is an admin", Duration::from_secs(5), || {
+        app.outline.role_of(&ojane).as_deref() == Some("admin")
+    })
+    .await;
+    app.authentik.remove_member(&eu, jane);
+    eventually("jane is a member again", Duration::from_secs(5), || {
+        app.outline.role_of(&ojane).as_deref() == Some("member")
+    })
+    .await;
+}
