@@ -457,6 +457,16 @@ mod tests {
     }
 
     proptest! {
+        /// `ROLE_MAP` and `ROLE_DEFAULT` come from the environment: any text parses or gives an error, and
+        /// what parses names only roles Outline has.
+        #[test]
+        fn the_role_map_parser_never_panics(map in ".{0,80}", default in ".{0,12}") {
+            if let Ok(parsed) = RoleMap::parse(&map, &default) {
+                prop_assert!(!parsed.groups.is_empty());
+                prop_assert!(parsed.groups.iter().all(|(g, _)| !g.as_str().trim().is_empty()));
+            }
+        }
+
         /// Whatever the accounts, a plan never demotes or suspends the key's owner, and never leaves Outline
         /// without an active admin when it had one.
         #[test]

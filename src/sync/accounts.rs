@@ -92,15 +92,21 @@ impl AccountSync {
             .cloned()
     }
 
-    /// The facts of one account; the record is only read here (a dry run changes nothing).
-    pub async fn facts(&self, user: &OutlineUser, authentik: AuthentikState) -> AccountFacts {
+    /// The facts of one account, with the bridge's record as read once for the whole plan (`recorded`);
+    /// the record is only read here, so a dry run changes nothing.
+    pub fn facts(
+        &self,
+        user: &OutlineUser,
+        authentik: AuthentikState,
+        recorded: &BTreeSet<OutlineUserId>,
+    ) -> AccountFacts {
         AccountFacts {
             user: user.id.clone(),
             email: user.email.clone(),
             role: OutlineRole::parse(&user.role),
             suspended: user.suspended,
             authentik,
-            suspended_by_bridge: self.record.contains(&user.id).await,
+            suspended_by_bridge: recorded.contains(&user.id),
         }
     }
 
@@ -378,6 +384,7 @@ pub async fn plan_all(
             "several Authentik users share an email; their Outline accounts are left alone"
         );
     }
+    let recorded = accounts.record.snapshot().await;
     let mut facts = Vec::new();
     for u in &users {
         let Some(p) = u
@@ -392,7 +399,7 @@ pub async fn plan_all(
         } else {
             AuthentikState::Inactive
         };
-        facts.push(accounts.facts(u, state).await);
+        facts.push(accounts.facts(u, state, &recorded));
     }
     accounts
         .plan(outline, &facts, Some(active_admin_count(&users)))
@@ -483,18 +490,15 @@ pub async fn plan_role_groups(
     let (read, leaver_states) = tokio::join!(outline.users_by_ids(&unread), leaver_states);
     let (read, leaver_states) = (read?, leaver_states?);
 
+    let recorded = accounts.record.snapshot().await;
     let mut facts = Vec::new();
     for u in read.iter().chain(known.values().copied()) {
         if let Some(groups) = by_id.get(&u.id).and_then(|m| mapped.get(*m)) {
-            facts.push(
-                accounts
-                    .facts(u, AuthentikState::Active(groups.clone()))
-                    .await,
-            );
+            facts.push(accounts.facts(u, AuthentikState::Active(groups.clone()), &recorded));
         }
     }
     for (u, state) in leaver_states {
-        facts.push(accounts.facts(u, state).await);
+        facts.push(accounts.facts(u, state, &recorded));
     }
     let admins = holders
         .iter()
@@ -602,7 +606,8 @@ pub async fn converge_one(
     let Some(user) = outline.user(&user.id).await? else {
         return Ok(AccountsDone::default());
     };
-    let facts = accounts.facts(&user, authentik).await;
+    let recorded = accounts.record.snapshot().await;
+    let facts = accounts.facts(&user, authentik, &recorded);
     let plan = accounts.plan(outline, &[facts], None).await?;
     if plan.is_empty() && plan.refused.is_empty() && plan.forget.is_empty() {
         return Ok(AccountsDone::default());

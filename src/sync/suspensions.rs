@@ -82,35 +82,33 @@ impl SuspensionRecord {
         }
     }
 
-    pub async fn contains(&self, id: &OutlineUserId) -> bool {
+    /// The record as it is now, read once for a whole plan. An unreadable file reads as empty: "not by the
+    /// bridge", which only ever leaves someone suspended.
+    pub async fn snapshot(&self) -> BTreeSet<OutlineUserId> {
         let ids = self.ids.lock().await;
-        match &self.path {
-            None => ids.contains(id),
-            Some(path) => {
-                let path = path.clone();
-                let id = id.clone();
-                match tokio::task::spawn_blocking(move || read_file(&path)).await {
-                    Ok(Ok(file)) => file.suspended_by_bridge.contains(&id),
-                    // Unreadable now: "not by the bridge", which only ever leaves someone suspended.
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "cannot read the record in STATE_DIR; treating the account as suspended by hand");
-                        false
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "reading the record in STATE_DIR did not finish");
-                        false
-                    }
-                }
+        let Some(path) = &self.path else {
+            return ids.clone();
+        };
+        let path = path.clone();
+        match tokio::task::spawn_blocking(move || read_file(&path)).await {
+            Ok(Ok(file)) => file.suspended_by_bridge,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the record in STATE_DIR; treating suspended accounts as suspended by hand");
+                BTreeSet::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the record in STATE_DIR did not finish");
+                BTreeSet::new()
             }
         }
     }
 
+    pub async fn contains(&self, id: &OutlineUserId) -> bool {
+        self.snapshot().await.contains(id)
+    }
+
     pub async fn count(&self) -> usize {
-        let ids = self.ids.lock().await;
-        match &self.path {
-            None => ids.len(),
-            Some(path) => read_file(path).map_or(0, |f| f.suspended_by_bridge.len()),
-        }
+        self.snapshot().await.len()
     }
 
     /// Records a suspension the bridge made (or may have made: see the caller). A failed write is logged:
