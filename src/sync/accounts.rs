@@ -185,15 +185,40 @@ impl AccountSync {
             refused: plan.refused.len(),
             ..AccountsDone::default()
         };
+        // A pass planned from reads made without the lock, so each of its changes is made under the lock on
+        // the account as it is now: a job that changed the account meanwhile wins. Jobs hold the lock around
+        // their whole plan (one account, or the few a role group moves).
+        let turn = || async {
+            if pass {
+                Some(self.changes.lock().await)
+            } else {
+                None
+            }
+        };
         // Activations first: Outline sets no role on a suspended account.
         for a in &plan.activate {
-            if self.call(outline.activate(&a.user).await, "activate", &a.user)? {
+            let _turn = turn().await;
+            if pass && !still(outline, &a.user, |u| u.suspended).await? {
+                continue;
+            }
+            if self.call(
+                outline.activate(&a.user).await,
+                "activate",
+                &a.user,
+                &mut done,
+            )? {
                 self.record.remove(&a.user).await;
                 tracing::info!(user = %a.user, "activated in Outline again: active in Authentik, and the bridge had suspended them");
                 done.activated += 1;
             }
         }
         for r in &plan.roles {
+            let _turn = turn().await;
+            let unchanged =
+                |u: &OutlineUser| !u.suspended && OutlineRole::parse(&u.role) == Some(r.from);
+            if pass && !still(outline, &r.user, unchanged).await? {
+                continue;
+            }
             let result = match outline.update_role(&r.user, r.to.as_str()).await {
                 // Another job set it first (docs/upstream/outline.md §6.8): done.
                 Err(UpstreamError::Status {
@@ -203,23 +228,45 @@ impl AccountSync {
                 }) if message.contains("already in that role") => Ok(()),
                 other => other,
             };
-            if self.call(result, "role", &r.user)? {
+            if self.call(result, "role", &r.user, &mut done)? {
                 tracing::info!(user = %r.user, from = r.from.as_str(), to = r.to.as_str(), "Outline role set from Authentik groups");
                 done.roles += 1;
             }
         }
+        let mut held_by_the_hour = 0;
         for s in &plan.suspend {
+            let _turn = turn().await;
+            if pass && !still(outline, &s.user, |u| !u.suspended).await? {
+                continue;
+            }
+            let by_push = !pass && guard == RemovalGuard::Enforce;
+            if by_push && self.push_window().available(tokio::time::Instant::now()) == 0 {
+                held_by_the_hour += 1;
+                continue;
+            }
             let result = outline.suspend(&s.user).await;
             // Recorded once Outline confirms, or when the answer was lost on the way (the suspension may have
             // happened, and an entry on an active account is dropped when it is next seen active): never for
-            // a refusal.
+            // a refusal. The hour's allowance is spent the same way.
             if result.is_ok() || matches!(result, Err(ref e) if e.status().is_none()) {
                 self.record.insert(&s.user).await;
+                if by_push {
+                    self.push_window().record(tokio::time::Instant::now());
+                }
             }
-            if self.call(result, "suspend", &s.user)? {
+            if self.call(result, "suspend", &s.user, &mut done)? {
                 tracing::info!(user = %s.user, "suspended in Outline: deactivated or deleted in Authentik");
                 done.suspended += 1;
             }
+        }
+        if held_by_the_hour > 0 {
+            self.metrics.suspension_guard_tripped.inc();
+            self.metrics.suspension_guard_active.set(1);
+            tracing::error!(held = held_by_the_hour, max = self.max_suspensions, "suspension guard: this hour's suspensions by push are spent; the rest are held back. Check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+            held = held.or(Some(SyncError::SuspensionsGuarded {
+                suspensions: held_by_the_hour,
+                max: self.max_suspensions,
+            }));
         }
         match held {
             Some(e) => Err(e),
@@ -227,9 +274,15 @@ impl AccountSync {
         }
     }
 
-    /// The suspensions the guard lets through now. A pass holds all of them when there are more than
-    /// `MAX_SUSPENSIONS`; pushes draw from an hourly allowance of the same size. Only a pass that holds
-    /// nothing clears `bridge_suspension_guard_active`.
+    fn push_window(&self) -> std::sync::MutexGuard<'_, RequestWindow> {
+        self.push_suspensions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The suspensions a pass may make: all of them, or none when there are more than `MAX_SUSPENSIONS`.
+    /// Pushes are held to the hour's allowance as they go (`apply`). Only a pass that holds nothing back
+    /// clears `bridge_suspension_guard_active`.
     fn suspensions_allowed(
         &self,
         suspend: Vec<AccountRef>,
@@ -237,45 +290,22 @@ impl AccountSync {
         pass: bool,
         held: &mut Option<SyncError>,
     ) -> Vec<AccountRef> {
-        if guard == RemovalGuard::Force || suspend.is_empty() {
-            if pass {
-                self.metrics.suspension_guard_active.set(0);
-            }
+        if !pass {
             return suspend;
         }
         let wanted = suspend.len();
-        let allowed = if pass {
-            if wanted > self.max_suspensions {
-                0
-            } else {
-                wanted
-            }
-        } else {
-            let mut window = self
-                .push_suspensions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let now = tokio::time::Instant::now();
-            let n = wanted.min(window.available(now));
-            for _ in 0..n {
-                window.record(now);
-            }
-            n
-        };
-        if allowed == wanted {
-            if pass {
-                self.metrics.suspension_guard_active.set(0);
-            }
+        if guard == RemovalGuard::Force || wanted <= self.max_suspensions {
+            self.metrics.suspension_guard_active.set(0);
             return suspend;
         }
         self.metrics.suspension_guard_tripped.inc();
         self.metrics.suspension_guard_active.set(1);
-        tracing::error!(suspensions = wanted, suspended_now = allowed, max = self.max_suspensions, per = if pass { "pass" } else { "hour of pushes" }, "suspension guard: suspensions held back; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+        tracing::error!(suspensions = wanted, max = self.max_suspensions, "suspension guard: nobody suspended; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
         *held = held.take().or(Some(SyncError::SuspensionsGuarded {
             suspensions: wanted,
             max: self.max_suspensions,
         }));
-        suspend.into_iter().take(allowed).collect()
+        Vec::new()
     }
 
     /// One account call's outcome: `Ok(true)` when it was made, `Ok(false)` when Outline refused it (logged
@@ -285,6 +315,7 @@ impl AccountSync {
         result: Result<(), UpstreamError>,
         change: &'static str,
         user: &OutlineUserId,
+        done: &mut AccountsDone,
     ) -> Result<bool, SyncError> {
         match result {
             Ok(()) => {
@@ -292,6 +323,7 @@ impl AccountSync {
                 Ok(true)
             }
             Err(e) if e.is_refusal() => {
+                done.refused += 1;
                 self.metrics
                     .account_refusals
                     .with_label_values(&[change, "outline_refused"])
@@ -309,6 +341,15 @@ impl AccountSync {
             .with_label_values(&[change])
             .inc();
     }
+}
+
+/// Whether the account, read now, is still as the plan found it; a vanished account is not.
+async fn still(
+    outline: &OutlineClient,
+    user: &OutlineUserId,
+    as_planned: impl Fn(&OutlineUser) -> bool,
+) -> Result<bool, UpstreamError> {
+    Ok(outline.user(user).await?.as_ref().is_some_and(as_planned))
 }
 
 /// The names of a person's groups that count for roles: direct ones, plus their ancestors in
@@ -447,6 +488,7 @@ pub async fn plan_role_groups(
     let (mapped, holders, catalog) =
         tokio::join!(mapped_members(engine, map), holders, reader.full_catalog());
     let (mapped, holders, catalog) = (mapped?, holders?, catalog?);
+    let (mapped, vanished) = mapped;
 
     let members: BTreeSet<DesiredMember> = mapped.keys().cloned().collect();
     let resolved = reader.resolve_members(outline, &members).await?;
@@ -504,16 +546,24 @@ pub async fn plan_role_groups(
         .iter()
         .find(|(role, _)| *role == OutlineRole::Admin)
         .map(|(_, users)| active_admin_count(users));
-    accounts.plan(outline, &facts, admins).await
+    let plan = accounts.plan(outline, &facts, admins).await?;
+    if vanished {
+        tracing::warn!("a group ROLE_MAP names vanished while it was read; nobody's role is lowered until the next pass");
+        return Ok(plan.without_lowering());
+    }
+    Ok(plan)
 }
 
 /// Active members of the mapped groups, each with the mapped groups they are in: all that `role_for` reads.
+/// The flag is true when a mapped group vanished under its id even after the catalog was read again: then
+/// nobody should be moved down on what was read.
 async fn mapped_members(
     engine: &SyncEngine,
     map: &RoleMap,
-) -> Result<BTreeMap<DesiredMember, Vec<GroupName>>, UpstreamError> {
+) -> Result<(BTreeMap<DesiredMember, Vec<GroupName>>, bool), UpstreamError> {
     let reader = &engine.reader;
     let mut mapped: BTreeMap<DesiredMember, Vec<GroupName>> = BTreeMap::new();
+    let mut vanished = false;
     match reader.membership {
         MembershipMode::Direct => {
             // A mapped group the cached catalog lacks, or that is gone under its cached id (deleted and
@@ -523,10 +573,14 @@ async fn mapped_members(
                 let catalog = reader.full_catalog().await?;
                 let named: Vec<&GroupSummary> =
                     catalog.iter().filter(|g| map.names(&g.name)).collect();
-                let mut stale = map
-                    .groups
-                    .iter()
-                    .any(|(name, _)| !named.iter().any(|g| &g.name == name));
+                // A name the cached catalog lacks is worth one fresh read; after it, a missing group simply
+                // does not exist (it has no members).
+                let mut stale = attempt == 0
+                    && map
+                        .groups
+                        .iter()
+                        .any(|(name, _)| !named.iter().any(|g| &g.name == name));
+                vanished = false;
                 let mut reads = named
                     .iter()
                     .map(|g| reader.fresh_group(&g.id))
@@ -542,7 +596,10 @@ async fn mapped_members(
                                     .push(group.summary.name.clone());
                             }
                         }
-                        None => stale = true,
+                        None => {
+                            stale = true;
+                            vanished = true;
+                        }
                     }
                 }
                 drop(reads);
@@ -565,7 +622,7 @@ async fn mapped_members(
             }
         }
     }
-    Ok(mapped)
+    Ok((mapped, vanished))
 }
 
 /// The accounts pass as a queued job, after a change to a group that `ROLE_MAP` names.

@@ -22,9 +22,19 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
             action, id, name, ..
         } => {
             engine.clock.group_changed(id);
+            // Whether the group gave roles under the name it had: deleted or renamed, the roles it gave go.
+            let gave_roles = match caches.catalog.get(&()).await {
+                Some(catalog) => catalog
+                    .iter()
+                    .any(|g| &g.id == id && engine.accounts.decides_roles(&g.name)),
+                None => false,
+            };
             caches.catalog.invalidate(&()).await;
             if *action == ModelAction::Deleted {
                 tracing::warn!(group = %name, authentik_group = %id, "Authentik group deleted; its Outline group and members are kept. Delete the Outline group by hand if it should go, or create a group of the same name to take it over");
+                if gave_roles {
+                    return Intake::Queue(JobKey::Accounts);
+                }
                 return Intake::Ignore("kept");
             }
             // A group outside the filter is ignored, unless an Outline group is linked to it: then it was
@@ -43,6 +53,9 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
                         .any(|og| og.linked_authentik_group().as_ref() == Some(id)),
                     None => true,
                 };
+                if gave_roles {
+                    return Intake::Queue(JobKey::Accounts);
+                }
                 if !linked {
                     return Intake::Ignore("ignored");
                 }

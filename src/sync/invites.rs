@@ -42,9 +42,10 @@ pub struct InviteBook {
 struct BookState {
     /// By lowercased email, as Outline compares invitations.
     pending: BTreeMap<String, Waiting>,
-    /// Addresses Outline refused one by one (a name or address it will not take): not sent again until the
-    /// process restarts, so one bad entry never spends the hour's requests.
-    refused: BTreeSet<String>,
+    /// Invitations Outline refused one by one (a name or address it will not take), by address with the
+    /// name that was refused: not sent again with that name until the process restarts, so one bad entry
+    /// never spends the hour's requests; a corrected name in Authentik is tried again.
+    refused: BTreeMap<String, String>,
     /// Sends that failed in a row (an outage, a key without `users:write`), and when the next may start.
     failures: u32,
     retry_at: Option<Instant>,
@@ -104,16 +105,13 @@ impl InviteBook {
             let mut state = self.state();
             let now = std::time::Instant::now();
             for m in members {
-                let key = m.email.folded().to_string();
-                if !state.refused.contains(&key) {
-                    state.pending.insert(
-                        key,
-                        Waiting {
-                            member: m.clone(),
-                            noted: now,
-                        },
-                    );
-                }
+                state.pending.insert(
+                    m.email.folded().to_string(),
+                    Waiting {
+                        member: m.clone(),
+                        noted: now,
+                    },
+                );
             }
         }
         self.publish();
@@ -135,16 +133,13 @@ impl InviteBook {
                 .collect();
             let now = std::time::Instant::now();
             for m in members {
-                let key = m.email.folded().to_string();
-                if !state.refused.contains(&key) {
-                    state.pending.insert(
-                        key,
-                        Waiting {
-                            member: m.clone(),
-                            noted: now,
-                        },
-                    );
-                }
+                state.pending.insert(
+                    m.email.folded().to_string(),
+                    Waiting {
+                        member: m.clone(),
+                        noted: now,
+                    },
+                );
             }
             state.pending.extend(noted_since);
         }
@@ -154,12 +149,7 @@ impl InviteBook {
 
     pub fn preview(&self, members: &[DesiredMember]) -> InvitePreview {
         let left = self.window().available(Instant::now());
-        let refused = self.state().refused.clone();
-        let mut emails: Vec<String> = members
-            .iter()
-            .filter(|m| !refused.contains(m.email.folded()))
-            .map(|m| m.email.to_string())
-            .collect();
+        let mut emails: Vec<String> = members.iter().map(|m| m.email.to_string()).collect();
         emails.sort();
         emails.dedup();
         InvitePreview {
@@ -182,13 +172,17 @@ impl InviteBook {
         self.publish();
     }
 
-    fn refuse(&self, key: &str) {
+    fn refuse(&self, key: &str, name: &str) {
         {
             let mut state = self.state();
             state.pending.remove(key);
-            state.refused.insert(key.to_string());
+            state.refused.insert(key.to_string(), name.to_string());
         }
         self.publish();
+    }
+
+    fn was_refused(&self, key: &str, name: &str) -> bool {
+        self.state().refused.get(key).is_some_and(|n| n == name)
     }
 
     fn count(&self, result: &str, n: usize) {
@@ -233,15 +227,16 @@ impl InviteBook {
 
 /// Sends the invitations the hour allows, in email order, and returns who was invited (or whom Outline
 /// already had): their user jobs put them in their groups and set their role.
+/// On an error, those invited before it are still returned with it, so that they are placed.
 pub async fn send_invites(
     engine: &SyncEngine,
     outline: &OutlineClient,
-) -> Result<Vec<AuthentikUserId>, SyncError> {
+) -> (Vec<AuthentikUserId>, Result<(), SyncError>) {
     let book = &engine.invites;
     let mut invited = Vec::new();
     let backing_off = book.state().retry_at.is_some_and(|r| r > Instant::now());
     if !book.enabled || backing_off {
-        return Ok(invited);
+        return (invited, Ok(()));
     }
     let result = send_batches(engine, outline, &mut invited).await;
     match &result {
@@ -254,7 +249,7 @@ pub async fn send_invites(
     }
     book.publish();
     book.wake.notify_one();
-    result.map(|()| invited)
+    (invited, result)
 }
 
 /// One `users.invite` request's people.
@@ -298,10 +293,15 @@ async fn send_batches(
                         && u.email.as_ref() == Some(&m.email)
                         && in_managed_group(engine, &u).await? =>
                 {
+                    let name = display_name(&u);
+                    if book.was_refused(key, &name) {
+                        dropped.push(key.clone());
+                        continue;
+                    }
                     batch.keys.push(key.clone());
                     batch.invitations.push(Invitation {
                         email: m.email.clone(),
-                        name: display_name(&u),
+                        name,
                         role: invite_role(engine, &u).await?.as_str(),
                     });
                     batch.people.push(m.pk);
@@ -319,6 +319,12 @@ async fn send_batches(
         // A batch Outline refuses as a whole (one name or address it will not take) is split until the
         // entry it refuses is alone; that one is set aside, the others go.
         let mut parts = vec![batch];
+        // Set aside in this batch, and whether any part of it went through: a batch where every entry is
+        // refused alone is a refusal of every request (a setting, not a name), so it is undone and the
+        // send backs off.
+        let mut set_aside: Vec<String> = Vec::new();
+        let mut any_sent = false;
+        let size = parts[0].keys.len();
         while let Some(part) = parts.pop() {
             if book.window().available(Instant::now()) == 0 {
                 return Ok(());
@@ -326,6 +332,7 @@ async fn send_batches(
             book.window().record(Instant::now());
             match outline.invite(&part.invitations, !book.send_email).await {
                 Ok(answer) => {
+                    any_sent = true;
                     book.count("sent", answer.created.len());
                     book.count("already_there", answer.already_there);
                     book.forget(&part.keys);
@@ -347,8 +354,17 @@ async fn send_batches(
                     return Ok(());
                 }
                 Err(e) if e.status() == Some(400) && part.keys.len() == 1 => {
+                    set_aside.push(part.keys[0].clone());
+                    if !any_sent && size > 1 && set_aside.len() == size {
+                        let mut state = book.state();
+                        for k in &set_aside {
+                            state.refused.remove(k);
+                        }
+                        drop(state);
+                        return Err(e.into());
+                    }
                     book.count("refused", 1);
-                    book.refuse(&part.keys[0]);
+                    book.refuse(&part.keys[0], &part.invitations[0].name);
                     tracing::warn!(email = %part.invitations[0].email, error = %e, "Outline refused this invitation; it is not sent again until the bridge restarts (check the person's name and address in Authentik)");
                 }
                 // 400 is about the entries; a 403 (the key's scope or role) is about every request.
@@ -410,28 +426,33 @@ async fn invite_role(engine: &SyncEngine, u: &UserSnapshot) -> Result<OutlineRol
 /// invitations job and its user jobs do under `serve`.
 pub async fn invite_and_place(engine: &SyncEngine) -> Result<usize, SyncError> {
     let outline = engine.outline()?.in_lane(Lane::Bulk);
-    let invited = send_invites(engine, &outline).await?;
+    let (invited, sent) = send_invites(engine, &outline).await;
     for pk in &invited {
         if let Err(e) = super::jobs::user_job(engine, *pk).await {
             tracing::warn!(user = %pk, error = %e, "invited, but not yet put in their groups; their sign-in or the next pass does it");
         }
     }
-    Ok(invited.len())
+    sent.map(|()| invited.len())
 }
 
 /// The invitations as a queued job: woken by the pump; the invited people's user jobs follow. A failed send
 /// is not retried by the queue: the book backs off and the pump wakes the job again.
 pub async fn invites_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> {
     let outline = engine.outline()?.in_lane(Lane::Bulk);
-    let invited = match send_invites(engine, &outline).await {
-        Ok(invited) => invited,
+    let (invited, sent) = send_invites(engine, &outline).await;
+    let note = match sent {
+        Ok(()) => format!("{} invited", invited.len()),
         Err(e) => {
             tracing::warn!(error = %e, "invitations not sent; trying again after a pause (a minute, doubling to an hour)");
-            return Ok(SyncReport::noted("invitations not sent; backing off").into());
+            format!(
+                "{} invited, then the send failed; backing off",
+                invited.len()
+            )
         }
     };
+    // Whoever was invited is placed, even when a later request failed.
     Ok(JobOutcome {
-        report: SyncReport::noted(format!("{} invited", invited.len())),
+        report: SyncReport::noted(note),
         follow_ups: invited.into_iter().map(JobKey::AuthentikUser).collect(),
     })
 }

@@ -8,7 +8,7 @@ use super::accounts::{converge_one, group_names};
 use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
-use crate::clients::{Lane, OutlineClient};
+use crate::clients::{Lane, OutlineClient, UpstreamError};
 use crate::configuration::MembershipMode;
 use crate::domain::accounts::AuthentikState;
 use crate::domain::plan::GroupIndex;
@@ -155,14 +155,24 @@ pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOut
     let Some(email) = au.email.clone() else {
         return Ok(SyncReport::noted("the Authentik user has no email").into());
     };
-    let found = match outline.find_user_by_email(&email).await? {
-        Some(u) => Some(u),
-        // An email changed in Authentik: Outline keeps the old one until the next sign-in.
-        None => match engine.reader.caches.emails.previous(pk) {
-            Some(old) => outline.find_user_by_email(&old).await?,
-            None => None,
-        },
+    let find = async {
+        Ok::<_, UpstreamError>(match outline.find_user_by_email(&email).await? {
+            Some(u) => Some(u),
+            // An email changed in Authentik: Outline keeps the old one until the next sign-in.
+            None => match engine.reader.caches.emails.previous(pk) {
+                Some(old) => outline.find_user_by_email(&old).await?,
+                None => None,
+            },
+        })
     };
+    // The Outline account is this user's only if nobody else in Authentik holds the address: an inactive
+    // namesake must not take the active person's groups away, nor suspend them.
+    let (found, holder) = tokio::join!(find, engine.reader.authentik_user_by_email(&email));
+    let (found, holder) = (found?, holder?);
+    if holder.as_ref().map(|h| h.pk) != Some(pk) {
+        tracing::warn!(user = %pk, "another Authentik user has this email; their Outline account is left alone");
+        return Ok(SyncReport::noted("another Authentik user has this email; left alone").into());
+    }
     let Some(user) = found else {
         if au.is_active && engine.invites.enabled {
             let catalog = engine.reader.full_catalog().await?;
@@ -345,6 +355,21 @@ pub async fn group_job(
             targets.push((group.summary.clone(), group.desired_members()));
         }
         MembershipMode::Inherited => {
+            // Intake passes every group here. One that is neither synced nor mapped, and not below such a
+            // group, costs only the catalog (which has the parents), not the directory with its members.
+            let catalog = reader.full_catalog().await?;
+            let above = ancestors(&catalog);
+            let counts = |g: &AuthentikGroupId| {
+                catalog.iter().any(|c| {
+                    &c.id == g && (reader.is_managed(c) || engine.accounts.decides_roles(&c.name))
+                })
+            };
+            let known = catalog.iter().any(|c| &c.id == id);
+            if known && !counts(id) && !above.get(id).into_iter().flatten().any(counts) {
+                return Ok(
+                    SyncReport::noted("neither synced nor mapped, nor below such a group").into(),
+                );
+            }
             let directory = reader.authentik.list_groups(true).await?;
             let desired = inherited_members(&directory);
             let summaries: Vec<GroupSummary> =

@@ -192,7 +192,6 @@ pub async fn run_outline_reconcile(
     }
     // Accounts follow memberships, read fresh after the membership writes.
     let accounts = if engine.accounts.enabled() {
-        let _turn = engine.accounts.changes.lock().await;
         let account_plan = plan_all(engine, &outline).await?;
         let demotions = account_plan.admin_removals();
         if options.dry_run && !options.force {

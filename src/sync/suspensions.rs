@@ -163,11 +163,14 @@ fn change_file(
     path: &Path,
     edit: impl FnOnce(&mut BTreeSet<OutlineUserId>) -> bool,
 ) -> Result<(), String> {
+    // flock needs only a readable file: one another user created (a CLI run as root) still serves.
+    let lock_path = with_suffix(path, ".lock");
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(with_suffix(path, ".lock"))
+        .open(&lock_path)
+        .or_else(|_| File::open(&lock_path))
         .map_err(|e| format!("cannot be locked: {e}"))?;
     lock.lock().map_err(|e| format!("cannot be locked: {e}"))?;
     let mut file = read_file(path)?;
@@ -180,7 +183,15 @@ fn change_file(
         let mut out = File::create(&tmp)?;
         out.write_all(&body)?;
         out.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself reaches the disk with the directory's own flush (best effort: not every
+        // filesystem lets a directory be opened for it).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(dir) = File::open(dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok::<(), std::io::Error>(())
     })();
     written.map_err(|e| format!("cannot be written: {e}"))
     // The lock is released when `lock` is dropped.

@@ -500,25 +500,70 @@ async fn pushed_suspensions_keep_to_max_suspensions_an_hour() {
     assert!(people.iter().all(|(_, o)| app.outline.is_suspended(o)));
 }
 
-/// Two Authentik users with one email, one active and one not: the pass leaves the Outline account alone
-/// rather than suspend the active person.
+/// Two Authentik users with one email, one active and one not, created in either order: neither the pass
+/// nor a push of the namesake's deactivation suspends the active person or takes her groups away.
 #[tokio::test]
 async fn a_shared_email_never_suspends_the_active_person() {
+    for inactive_first in [false, true] {
+        let (authentik, outline) = start_fakes().await;
+        let docs = authentik.add_group("Docs");
+        let odocs = outline.add_group("Docs", None);
+        let add = |username: &str| authentik.add_user(username, "Jane", "jane@example.com");
+        let (jane, old) = if inactive_first {
+            let old = add("jane-old");
+            (add("jane"), old)
+        } else {
+            let jane = add("jane");
+            (jane, add("jane-old"))
+        };
+        authentik.add_member(&docs, jane);
+        let ojane = outline.add_user("Jane", "jane@example.com");
+        outline.add_member(&odocs, &ojane, "member");
+        let app = spawn_app_with(authentik, outline, |s| {
+            s.reconcile_interval = None;
+            offboarding(s);
+        })
+        .await;
+        app.wire_authentik_webhook();
+        app.authentik.set_active(old, false);
+        app.settle_deliveries().await;
+        run_reconcile(app.queue.engine(), ReconcileOptions::default())
+            .await
+            .expect("pass");
+        assert!(
+            !app.outline.is_suspended(&ojane),
+            "inactive first: {inactive_first}"
+        );
+        assert_eq!(app.outline.count_calls("users.suspend"), 0);
+        assert!(
+            app.outline.members(&odocs).contains_key(&ojane),
+            "still in Docs"
+        );
+    }
+}
+
+/// Deleting the admin group in Authentik takes the role it gave away on push.
+#[tokio::test]
+async fn deleting_a_mapped_group_takes_its_role_away() {
     let (authentik, outline) = start_fakes().await;
-    authentik.add_user("jane", "Jane", "jane@example.com");
-    let old = authentik.add_user("jane-old", "Jane", "jane@example.com");
-    authentik.set_active(old, false);
+    let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+    let admins = authentik.add_group("outline-admins");
+    authentik.add_member(&admins, jane);
     let ojane = outline.add_user("Jane", "jane@example.com");
+    outline.add_user_with("Ada", "ada@example.com", "admin", false);
     let app = spawn_app_with(authentik, outline, |s| {
         s.reconcile_interval = None;
-        offboarding(s);
+        s.group_filter = Some(regex::Regex::new("(?i)^wiki-").expect("regex"));
+        roles(s);
     })
     .await;
-    run_reconcile(app.queue.engine(), ReconcileOptions::default())
-        .await
-        .expect("pass");
-    assert!(!app.outline.is_suspended(&ojane));
-    assert_eq!(app.outline.count_calls("users.suspend"), 0);
+    assert_eq!(app.outline.role_of(&ojane).as_deref(), Some("admin"));
+    app.wire_authentik_webhook();
+    app.authentik.delete_group(&admins);
+    eventually("jane is a member again", Duration::from_secs(5), || {
+        app.outline.role_of(&ojane).as_deref() == Some("member")
+    })
+    .await;
 }
 
 /// With `MEMBERSHIP=inherited`, joining a group below `outline-admins` (itself not synced) makes an admin on
