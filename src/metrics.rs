@@ -72,6 +72,12 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 }
 
 impl Metrics {
+    /// A sink's mass-removal guard held removals back: counted, and shown as active until a pass clears it.
+    pub fn trip_removal_guard(&self, sink: &str) {
+        self.removal_guard_tripped.inc();
+        self.removal_guard_active.with_label_values(&[sink]).set(1);
+    }
+
     pub fn new() -> Metrics {
         let r = Registry::new();
         let job_duration = HistogramVec::new(

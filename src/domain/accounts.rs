@@ -214,13 +214,6 @@ impl AccountPlan {
             ..self.clone()
         }
     }
-
-    pub fn without_suspensions(&self) -> AccountPlan {
-        AccountPlan {
-            suspend: Vec::new(),
-            ..self.clone()
-        }
-    }
 }
 
 /// Plans roles, suspensions and activations for a set of accounts. `active_admins` is how many active

@@ -167,12 +167,7 @@ impl AccountSync {
             && demotions > 0
             && removals + demotions > engine.max_removals
         {
-            engine.metrics.removal_guard_tripped.inc();
-            engine
-                .metrics
-                .removal_guard_active
-                .with_label_values(&["outline"])
-                .set(1);
+            engine.metrics.trip_removal_guard("outline");
             tracing::error!(removals = removals + demotions, max = engine.max_removals, "mass-removal guard: no admin rights taken away; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
             held = Some(SyncError::Guarded {
                 removals: removals + demotions,
@@ -352,23 +347,29 @@ async fn still(
     Ok(outline.user(user).await?.as_ref().is_some_and(as_planned))
 }
 
-/// The names of a person's groups that count for roles: direct ones, plus their ancestors in
-/// `MEMBERSHIP=inherited`.
-pub fn group_names(
-    catalog: &[GroupSummary],
+/// A person's groups that count: direct ones, plus their ancestors in `MEMBERSHIP=inherited`.
+pub fn counted_groups<'a>(
+    catalog: &'a [GroupSummary],
     direct: &[AuthentikGroupId],
     membership: MembershipMode,
-) -> Vec<GroupName> {
-    let mut ids: Vec<AuthentikGroupId> = direct.to_vec();
+) -> impl Iterator<Item = &'a GroupSummary> {
+    let mut ids: BTreeSet<AuthentikGroupId> = direct.iter().cloned().collect();
     if membership == MembershipMode::Inherited {
         let anc = ancestors(catalog);
         for g in direct {
             ids.extend(anc.get(g).into_iter().flatten().cloned());
         }
     }
-    catalog
-        .iter()
-        .filter(|g| ids.contains(&g.id))
+    catalog.iter().filter(move |g| ids.contains(&g.id))
+}
+
+/// The names of a person's groups that count for roles.
+pub fn group_names(
+    catalog: &[GroupSummary],
+    direct: &[AuthentikGroupId],
+    membership: MembershipMode,
+) -> Vec<GroupName> {
+    counted_groups(catalog, direct, membership)
         .map(|g| g.name.clone())
         .collect()
 }

@@ -268,11 +268,7 @@ impl SyncEngine {
     ) -> Result<SyncReport, SyncError> {
         let removals = plan.removes.len();
         if guard == RemovalGuard::Enforce && removals > self.max_removals {
-            self.metrics.removal_guard_tripped.inc();
-            self.metrics
-                .removal_guard_active
-                .with_label_values(&["outline"])
-                .set(1);
+            self.metrics.trip_removal_guard("outline");
             tracing::error!(removals, max = self.max_removals, "mass-removal guard: no removal made; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
             self.apply(outline, &plan.without_removals()).await?;
             return Err(SyncError::Guarded {

@@ -7,7 +7,7 @@
 //! passes. Outline allows 50 invite requests an hour; the book sends as many as the hour allows, keeps the
 //! rest, and its pump wakes the job when the next request may go.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,17 +15,16 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::accounts::group_names;
+use super::accounts::{counted_groups, group_names};
 use super::engine::{SyncEngine, SyncError, SyncReport};
 use super::jobs::{JobKey, JobOutcome};
 use super::queue::JobQueue;
 use crate::clients::outline::Invitation;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
-use crate::configuration::{MembershipMode, Settings};
+use crate::configuration::Settings;
 use crate::domain::accounts::OutlineRole;
 use crate::domain::invites::{RequestWindow, INVITES_PER_REQUEST, REQUESTS_PER_WINDOW, WINDOW};
-use crate::domain::snapshot::ancestors;
-use crate::domain::{AuthentikGroupId, AuthentikUserId, DesiredMember, UserSnapshot};
+use crate::domain::{AuthentikUserId, DesiredMember, UserSnapshot};
 use crate::metrics::Metrics;
 
 pub struct InviteBook {
@@ -101,19 +100,7 @@ impl InviteBook {
         if !self.enabled || members.is_empty() {
             return;
         }
-        {
-            let mut state = self.state();
-            let now = std::time::Instant::now();
-            for m in members {
-                state.pending.insert(
-                    m.email.folded().to_string(),
-                    Waiting {
-                        member: m.clone(),
-                        noted: now,
-                    },
-                );
-            }
-        }
+        wait_for_invitation(&mut self.state(), members);
         self.publish();
         self.wake.notify_one();
     }
@@ -131,16 +118,7 @@ impl InviteBook {
                 .into_iter()
                 .filter(|(_, w)| w.noted >= read_at)
                 .collect();
-            let now = std::time::Instant::now();
-            for m in members {
-                state.pending.insert(
-                    m.email.folded().to_string(),
-                    Waiting {
-                        member: m.clone(),
-                        noted: now,
-                    },
-                );
-            }
+            wait_for_invitation(&mut state, members);
             state.pending.extend(noted_since);
         }
         self.publish();
@@ -222,6 +200,19 @@ impl InviteBook {
         let mut state = self.state();
         state.failures = 0;
         state.retry_at = None;
+    }
+}
+
+fn wait_for_invitation(state: &mut BookState, members: &[DesiredMember]) {
+    let now = std::time::Instant::now();
+    for m in members {
+        state.pending.insert(
+            m.email.folded().to_string(),
+            Waiting {
+                member: m.clone(),
+                noted: now,
+            },
+        );
     }
 }
 
@@ -389,17 +380,8 @@ async fn send_batches(
 async fn in_managed_group(engine: &SyncEngine, u: &UserSnapshot) -> Result<bool, SyncError> {
     let reader = &engine.reader;
     let catalog = reader.full_catalog().await?;
-    let mut ids: BTreeSet<&AuthentikGroupId> = u.groups.iter().collect();
-    let anc;
-    if reader.membership == MembershipMode::Inherited {
-        anc = ancestors(&catalog);
-        for g in &u.groups {
-            ids.extend(anc.get(g).into_iter().flatten());
-        }
-    }
-    Ok(catalog
-        .iter()
-        .any(|g| ids.contains(&g.id) && reader.is_managed(g)))
+    let mut counted = counted_groups(&catalog, &u.groups, reader.membership);
+    Ok(counted.any(|g| reader.is_managed(g)))
 }
 
 /// Outline's invitation takes a name; Authentik's display name, else the username, else the address.

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::accounts::{converge_one, group_names};
+use super::accounts::{converge_one, counted_groups, group_names};
 use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
@@ -176,11 +176,8 @@ pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOut
     let Some(user) = found else {
         if au.is_active && engine.invites.enabled {
             let catalog = engine.reader.full_catalog().await?;
-            let managed = au.groups.iter().any(|g| {
-                catalog
-                    .iter()
-                    .any(|c| &c.id == g && engine.reader.is_managed(c))
-            });
+            let managed = counted_groups(&catalog, &au.groups, engine.reader.membership)
+                .any(|c| engine.reader.is_managed(c));
             if managed {
                 engine.invites.note(&[DesiredMember { email, pk }]);
             }

@@ -158,12 +158,7 @@ pub async fn run_outline_reconcile(
     let mut handed_over = Vec::new();
     if !options.dry_run {
         if guarded {
-            engine.metrics.removal_guard_tripped.inc();
-            engine
-                .metrics
-                .removal_guard_active
-                .with_label_values(&["outline"])
-                .set(1);
+            engine.metrics.trip_removal_guard("outline");
             tracing::error!(removals = plan.removes.len(), max = engine.max_removals, "mass-removal guard: no removal made; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
         } else {
             engine

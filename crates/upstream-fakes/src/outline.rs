@@ -263,6 +263,27 @@ struct UserRec {
     invited_by_id: Option<String>,
 }
 
+impl UserRec {
+    /// A signed-in, active user; callers change what differs (an invite has no `lastActiveAt`).
+    fn new(id: String, seq: u64, name: &str, email: &str, role: &str, now: SystemTime) -> UserRec {
+        UserRec {
+            color: color_for(&id),
+            id,
+            seq,
+            name: name.to_string(),
+            email: Some(email.to_string()),
+            role: role.to_string(),
+            suspended_at: None,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            last_active_at: Some(now),
+            suspended_by_id: None,
+            invited_by_id: None,
+        }
+    }
+}
+
 /// A row of the `events` table, as `Model.insertEvent` writes it for a user model
 /// (server/models/base/Model.ts): `modelId` and `userId` are the user, `actorId` the caller.
 #[derive(Clone, Debug)]
@@ -1853,19 +1874,9 @@ impl State {
             self.users.insert(
                 id.clone(),
                 UserRec {
-                    id: id.clone(),
-                    seq,
-                    name: name.clone(),
-                    color: color_for(&id),
-                    email: Some(email.clone()),
-                    role: role.clone(),
-                    suspended_at: None,
-                    created_at: now,
-                    updated_at: now,
-                    deleted_at: None,
                     last_active_at: None,
-                    suspended_by_id: None,
                     invited_by_id: Some(actor.clone()),
+                    ..UserRec::new(id.clone(), seq, name, email, &role, now)
                 },
             );
             self.invited.push(email.clone());
@@ -2325,21 +2336,14 @@ impl FakeOutline {
         let mut users = BTreeMap::new();
         users.insert(
             admin_id.clone(),
-            UserRec {
-                id: admin_id.clone(),
-                seq: 0,
-                name: "Bridge Admin".into(),
-                color: color_for(&admin_id),
-                email: Some("admin@example.com".into()),
-                role: "admin".into(),
-                suspended_at: None,
-                created_at: now,
-                updated_at: now,
-                deleted_at: None,
-                last_active_at: Some(now),
-                suspended_by_id: None,
-                invited_by_id: None,
-            },
+            UserRec::new(
+                admin_id.clone(),
+                0,
+                "Bridge Admin",
+                "admin@example.com",
+                "admin",
+                now,
+            ),
         );
         let state = Arc::new(Mutex::new(State {
             token: opts.api_token,
@@ -2432,19 +2436,8 @@ impl FakeOutline {
         st.users.insert(
             id.clone(),
             UserRec {
-                id: id.clone(),
-                seq,
-                name: name.to_string(),
-                color: color_for(&id),
-                email: Some(email.to_string()),
-                role: role.to_string(),
                 suspended_at: suspended.then_some(now),
-                created_at: now,
-                updated_at: now,
-                deleted_at: None,
-                last_active_at: Some(now),
-                suspended_by_id: None,
-                invited_by_id: None,
+                ..UserRec::new(id.clone(), seq, name, email, role, now)
             },
         );
         id
