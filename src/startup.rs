@@ -14,6 +14,8 @@ use crate::clients::{AuthentikClient, ClientBuildError, OpenFgaClient, OutlineCl
 use crate::configuration::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
+use crate::sync::invites::InviteBook;
+use crate::sync::state_file::StateFile;
 use crate::sync::{EventDeduper, JobKey, JobQueue, SuspensionRecord, SyncEngine};
 use crate::telemetry::RedactedRootSpan;
 
@@ -56,12 +58,21 @@ pub fn build_engine(
         )?),
         None => None,
     };
-    let record = match &settings.state_dir {
-        Some(dir) => SuspensionRecord::open(&dir.join(SuspensionRecord::FILE_NAME))?,
-        None => SuspensionRecord::in_memory(),
+    let (record, invite_requests) = match &settings.state_dir {
+        Some(dir) => (
+            SuspensionRecord::open(&dir.join(SuspensionRecord::FILE_NAME))?,
+            StateFile::open(&dir.join(InviteBook::FILE_NAME))?,
+        ),
+        None => (SuspensionRecord::in_memory(), StateFile::in_memory()),
     };
     Ok(Arc::new(SyncEngine::new(
-        settings, authentik, outline, openfga, record, metrics,
+        settings,
+        authentik,
+        outline,
+        openfga,
+        record,
+        invite_requests,
+        metrics,
     )))
 }
 
@@ -92,6 +103,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let engine = build_engine(&settings, metrics.clone())?;
         engine.accounts.record.check_writable()?;
+        engine.invites.check_writable()?;
         let queue = JobQueue::new(
             engine,
             settings.queue_capacity,

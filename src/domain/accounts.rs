@@ -174,6 +174,10 @@ pub struct AccountPlan {
     /// record forgets them, so that a later suspension by hand is not taken for the bridge's.
     #[serde(skip)]
     pub forget: Vec<OutlineUserId>,
+    /// Accounts the plan covered that need no suspension (active in Authentik, suspended already, or
+    /// protected by a guard): if the suspension guard held one back earlier, it no longer waits.
+    #[serde(skip)]
+    pub settled: Vec<OutlineUserId>,
 }
 
 impl AccountPlan {
@@ -235,6 +239,15 @@ pub fn plan_accounts(
         let is_active_admin = a.role == Some(OutlineRole::Admin) && !a.suspended;
         if !a.suspended && a.suspended_by_bridge {
             plan.forget.push(a.user.clone());
+        }
+        let due_for_suspension = rules.suspend_deactivated
+            && !a.suspended
+            && matches!(
+                a.authentik,
+                AuthentikState::Inactive | AuthentikState::Deleted
+            );
+        if !due_for_suspension {
+            plan.settled.push(a.user.clone());
         }
         match &a.authentik {
             AuthentikState::Inactive | AuthentikState::Deleted => {
@@ -307,6 +320,13 @@ pub fn plan_accounts(
             }),
         }
     }
+    // A suspension the key-owner or last-admin guard refuses is not waiting for the suspension guard.
+    plan.settled.extend(
+        plan.refused
+            .iter()
+            .filter(|r| r.change == "suspend")
+            .map(|r| r.user.clone()),
+    );
     plan
 }
 

@@ -5,9 +5,9 @@
 //! Pure: the caller passes the clock in.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::time::Instant;
+use serde::{Deserialize, Serialize};
 
 /// `UserValidation.maxInvitesPerRequest` in Outline's `shared/validations.ts`.
 pub const INVITES_PER_REQUEST: usize = 20;
@@ -15,65 +15,92 @@ pub const INVITES_PER_REQUEST: usize = 20;
 pub const REQUESTS_PER_WINDOW: usize = 50;
 pub const WINDOW: Duration = Duration::from_secs(3600);
 
-/// The requests sent in the last hour, oldest first.
-#[derive(Debug)]
-pub struct RequestWindow {
-    limit: usize,
-    window: Duration,
-    sent: VecDeque<Instant>,
-    /// After a 429: no request before this, whatever the log says (a restart forgot earlier requests).
-    blocked_until: Option<Instant>,
+/// Wall-clock time in milliseconds since 1970: a window kept in `STATE_DIR` must mean the same to the next
+/// process, and to a CLI run beside `serve`, which a monotonic clock cannot.
+pub type UnixMs = u64;
+
+pub fn unix_ms_now() -> UnixMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as UnixMs)
+        .unwrap_or_default()
 }
 
-impl RequestWindow {
-    pub fn new(limit: usize, window: Duration) -> RequestWindow {
-        RequestWindow {
-            limit,
-            window,
-            sent: VecDeque::new(),
-            blocked_until: None,
-        }
-    }
+/// How many in how long: `REQUESTS_PER_WINDOW` invite requests, or `MAX_SUSPENSIONS` suspensions, an hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowRule {
+    pub limit: usize,
+    pub window: Duration,
+}
 
-    fn forget_old(&mut self, now: Instant) {
-        while self
-            .sent
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
-        {
-            self.sent.pop_front();
-        }
+impl WindowRule {
+    fn window_ms(&self) -> UnixMs {
+        self.window.as_millis() as UnixMs
+    }
+}
+
+/// What was spent in the last window, oldest first: the part of a window that is kept, in memory or in
+/// `STATE_DIR`. The rule is the caller's, from the settings of the process that reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowLog {
+    #[serde(default)]
+    sent: VecDeque<UnixMs>,
+    /// After a 429: no request before this, whatever the log says (a restart without `STATE_DIR` forgot
+    /// earlier requests).
+    #[serde(default)]
+    blocked_until: Option<UnixMs>,
+}
+
+impl WindowLog {
+    fn forget_old(&mut self, rule: WindowRule, now: UnixMs) {
+        let window = rule.window_ms();
+        // An entry from further ahead than one window means the clock was set back: it no longer counts.
+        self.sent
+            .retain(|t| now.saturating_sub(*t) < window && t.saturating_sub(now) <= window);
         if self.blocked_until.is_some_and(|b| b <= now) {
             self.blocked_until = None;
         }
     }
 
-    /// Requests that may go out now.
-    pub fn available(&mut self, now: Instant) -> usize {
-        self.forget_old(now);
+    /// What may be spent now.
+    pub fn available(&mut self, rule: WindowRule, now: UnixMs) -> usize {
+        self.forget_old(rule, now);
         if self.blocked_until.is_some() {
             return 0;
         }
-        self.limit.saturating_sub(self.sent.len())
+        rule.limit.saturating_sub(self.sent.len())
     }
 
-    pub fn record(&mut self, now: Instant) {
-        self.forget_old(now);
+    /// Spends one if one is left; the check and the spending are one step, so two processes sharing the log
+    /// under its lock never both take the last one.
+    pub fn take(&mut self, rule: WindowRule, now: UnixMs) -> bool {
+        if self.available(rule, now) == 0 {
+            return false;
+        }
         self.sent.push_back(now);
+        true
     }
 
-    /// Outline answered 429: nothing more until `wait` has passed (an hour when it did not say).
-    pub fn block(&mut self, now: Instant, wait: Option<Duration>) {
-        self.blocked_until = Some(now + wait.unwrap_or(self.window));
+    /// Returns what `take` spent at `at`, for a call that was refused and so did nothing.
+    pub fn give_back(&mut self, at: UnixMs) {
+        if let Some(i) = self.sent.iter().rposition(|t| *t == at) {
+            self.sent.remove(i);
+        }
     }
 
-    /// When the next request may go out; `None` when one may go now.
-    pub fn next_free(&mut self, now: Instant) -> Option<Instant> {
-        if self.available(now) > 0 {
+    /// Outline answered 429: nothing more until `wait` has passed (a whole window when it did not say).
+    pub fn block(&mut self, rule: WindowRule, now: UnixMs, wait: Option<Duration>) {
+        let wait = wait.unwrap_or(rule.window).as_millis() as UnixMs;
+        self.blocked_until = Some(now.saturating_add(wait));
+    }
+
+    /// When the next one may be spent; `None` when one may be now.
+    pub fn next_free(&mut self, rule: WindowRule, now: UnixMs) -> Option<UnixMs> {
+        if self.available(rule, now) > 0 {
             return None;
         }
-        let oldest_expires = if self.sent.len() >= self.limit {
-            self.sent.front().map(|t| *t + self.window)
+        let oldest_expires = if self.sent.len() >= rule.limit {
+            self.sent.front().map(|t| t + rule.window_ms())
         } else {
             None
         };
@@ -89,17 +116,39 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const S: UnixMs = 1000;
+
     #[test]
     fn a_429_blocks_until_its_wait_has_passed() {
-        let t0 = Instant::now();
-        let mut w = RequestWindow::new(2, Duration::from_secs(60));
-        w.record(t0);
-        w.block(t0, Some(Duration::from_secs(5)));
-        assert_eq!(w.available(t0 + Duration::from_secs(4)), 0);
-        assert_eq!(w.next_free(t0), Some(t0 + Duration::from_secs(5)));
-        assert_eq!(w.available(t0 + Duration::from_secs(5)), 1);
-        w.block(t0, None);
-        assert_eq!(w.next_free(t0), Some(t0 + Duration::from_secs(60)));
+        let t0: UnixMs = 1_800_000_000_000;
+        let rule = WindowRule {
+            limit: 2,
+            window: Duration::from_secs(60),
+        };
+        let mut w = WindowLog::default();
+        assert!(w.take(rule, t0));
+        w.block(rule, t0, Some(Duration::from_secs(5)));
+        assert_eq!(w.available(rule, t0 + 4 * S), 0);
+        assert_eq!(w.next_free(rule, t0), Some(t0 + 5 * S));
+        assert_eq!(w.available(rule, t0 + 5 * S), 1);
+        w.block(rule, t0, None);
+        assert_eq!(w.next_free(rule, t0), Some(t0 + 60 * S));
+    }
+
+    #[test]
+    fn a_refused_call_gives_its_share_back_and_a_clock_set_back_frees_the_window() {
+        let t0: UnixMs = 1_800_000_000_000;
+        let rule = WindowRule {
+            limit: 1,
+            window: Duration::from_secs(60),
+        };
+        let mut w = WindowLog::default();
+        assert!(w.take(rule, t0));
+        assert!(!w.take(rule, t0 + S), "spent");
+        w.give_back(t0);
+        assert!(w.take(rule, t0 + S), "given back");
+        // The clock went back two hours: the entry "from the future" no longer counts.
+        assert_eq!(w.available(rule, t0 - 7200 * S), 1);
     }
 
     proptest! {
@@ -110,23 +159,22 @@ mod tests {
             gaps in prop::collection::vec(0u64..400, 1..300),
             limit in 1usize..8,
         ) {
-            let window = Duration::from_secs(100);
-            let t0 = Instant::now();
-            let mut w = RequestWindow::new(limit, window);
+            let rule = WindowRule { limit, window: Duration::from_secs(100) };
+            let t0: UnixMs = 1_800_000_000_000;
+            let mut w = WindowLog::default();
             let mut now = t0;
-            let mut sent: Vec<Instant> = Vec::new();
+            let mut sent: Vec<UnixMs> = Vec::new();
             for gap in gaps {
-                now += Duration::from_secs(gap / 10);
-                if w.available(now) > 0 {
-                    w.record(now);
+                now += (gap / 10) * S;
+                if w.take(rule, now) {
                     sent.push(now);
                 } else {
-                    let free = w.next_free(now).expect("a time when one is free");
+                    let free = w.next_free(rule, now).expect("a time when one is free");
                     prop_assert!(free > now);
                 }
             }
             for (i, start) in sent.iter().enumerate() {
-                let within = sent[i..].iter().filter(|t| t.duration_since(*start) < window).count();
+                let within = sent[i..].iter().filter(|t| *t - *start < 100 * S).count();
                 prop_assert!(within <= limit, "{} requests within one window (limit {})", within, limit);
             }
         }

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::OnceCell;
 
+use super::changes::Tick;
 use super::engine::{RemovalGuard, SyncEngine, SyncError};
 use super::jobs::JobOutcome;
 use super::snapshots::inherited_members;
-use super::suspensions::SuspensionRecord;
+use super::suspensions::{RecordSnapshot, SuspensionRecord};
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
 use crate::configuration::{MembershipMode, Settings};
@@ -20,12 +21,14 @@ use crate::domain::accounts::{
     plan_accounts, AccountFacts, AccountPlan, AccountRef, AccountRules, AuthentikState,
     OutlineRole, RoleDefault, RoleMap,
 };
-use crate::domain::invites::RequestWindow;
+use crate::domain::invites::{unix_ms_now, WindowRule};
 use crate::domain::snapshot::ancestors;
-use crate::domain::{AuthentikGroupId, DesiredMember, GroupName, GroupSummary, OutlineUserId};
+use crate::domain::{
+    AuthentikGroupId, AuthentikUserId, DesiredMember, GroupName, GroupSummary, OutlineUserId,
+};
 use crate::metrics::Metrics;
 
-/// The span `MAX_SUSPENSIONS` covers for pushes.
+/// The span `MAX_SUSPENSIONS` covers.
 const SUSPENSION_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub struct AccountSync {
@@ -37,10 +40,9 @@ pub struct AccountSync {
     /// Held from reading an account's facts to applying its plan, by every job and the pass: a plan made
     /// from facts another job has just changed (a suspension, an activation) is never applied over it.
     pub changes: tokio::sync::Mutex<()>,
-    /// Suspensions that pushes (user and role-group jobs) may make, at most `MAX_SUSPENSIONS` in any hour;
-    /// a pass has its own per-pass guard. A mass deactivation, or an Authentik that suddenly answers 404 for
-    /// everyone, suspends a few people, not everyone.
-    push_suspensions: std::sync::Mutex<RequestWindow>,
+    /// The groups `ROLE_MAP` names, by id, as last seen, kept while the bridge runs: a rename or deletion
+    /// names the group by id, and the cached catalog that knew its old name may have expired.
+    role_groups: std::sync::Mutex<BTreeSet<AuthentikGroupId>>,
     /// The owner of the API key, read once: it never changes while the key works.
     key_owner: OnceCell<OutlineUserId>,
     metrics: Arc<Metrics>,
@@ -53,6 +55,64 @@ pub struct AccountsDone {
     pub suspended: usize,
     pub activated: usize,
     pub refused: usize,
+    /// People a pass left to fresh user jobs: an event for them, or for the role groups, arrived after the
+    /// pass read their account.
+    pub handed_over: BTreeSet<AuthentikUserId>,
+}
+
+/// How an account plan is written.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountWrite<'a> {
+    /// A job's plan, made from fresh reads while the job holds the accounts lock.
+    Push,
+    /// A pass's plan, made from reads at `read_at` without the lock: each change is made under the lock on
+    /// the account as it is now, and only if no event for the person, or for the role groups, arrived since
+    /// (the change clock, as for groups). Otherwise the person is handed to a fresh user job, so a pass never
+    /// undoes a role or suspension change pushed while it ran.
+    Pass {
+        read_at: Tick,
+        people: &'a BTreeMap<OutlineUserId, AuthentikUserId>,
+    },
+}
+
+/// The turns of one plan's changes.
+struct Turns<'a> {
+    engine: &'a SyncEngine,
+    outline: &'a OutlineClient,
+    write: AccountWrite<'a>,
+}
+
+/// A turn to change one account; for a pass it holds the accounts lock until dropped.
+struct Turn<'a>(#[allow(dead_code)] Option<tokio::sync::MutexGuard<'a, ()>>);
+
+impl<'a> Turns<'a> {
+    /// Whether to go ahead with one account's change. A job already holds the lock, and planned from what it
+    /// just read. A pass takes the lock, then checks the change clock and the account as it is now.
+    async fn take(
+        &self,
+        user: &OutlineUserId,
+        as_planned: impl Fn(&OutlineUser) -> bool,
+        done: &mut AccountsDone,
+    ) -> Result<Option<Turn<'a>>, SyncError> {
+        let AccountWrite::Pass { read_at, people } = self.write else {
+            return Ok(Some(Turn(None)));
+        };
+        let turn = self.engine.accounts.changes.lock().await;
+        if let Some(pk) = people.get(user) {
+            if self.engine.clock.account_changed_since(*pk, read_at) {
+                done.handed_over.insert(*pk);
+                return Ok(None);
+            }
+        }
+        if !still(self.outline, user, as_planned).await? {
+            return Ok(None);
+        }
+        Ok(Some(Turn(Some(turn))))
+    }
+}
+
+fn email_of(email: &Option<crate::domain::Email>) -> String {
+    email.as_ref().map(|e| e.to_string()).unwrap_or_default()
 }
 
 impl AccountSync {
@@ -67,10 +127,7 @@ impl AccountSync {
             max_suspensions: settings.max_suspensions,
             record,
             changes: tokio::sync::Mutex::new(()),
-            push_suspensions: std::sync::Mutex::new(RequestWindow::new(
-                settings.max_suspensions,
-                SUSPENSION_WINDOW,
-            )),
+            role_groups: std::sync::Mutex::new(BTreeSet::new()),
             key_owner: OnceCell::new(),
             metrics,
         }
@@ -83,6 +140,60 @@ impl AccountSync {
     /// Whether a change to this group can change someone's role.
     pub fn decides_roles(&self, group: &GroupName) -> bool {
         self.role_map.as_ref().is_some_and(|m| m.names(group))
+    }
+
+    /// Whether a group gives roles under `name`, or gave them under the name the bridge last saw it with.
+    pub fn gives_roles(&self, id: &AuthentikGroupId, name: &GroupName) -> bool {
+        self.decides_roles(name) || self.gave_roles(id)
+    }
+
+    /// Whether the group had a mapped name when the bridge last saw it.
+    pub fn gave_roles(&self, id: &AuthentikGroupId) -> bool {
+        self.role_groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
+    /// Notes a group an event names with a mapped name; it is forgotten when a catalog no longer maps it.
+    pub fn note_role_group(&self, id: &AuthentikGroupId, name: &GroupName) {
+        if self.decides_roles(name) {
+            self.role_groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone());
+        }
+    }
+
+    /// Notes which groups of a complete catalog give roles now.
+    pub fn note_role_groups(&self, catalog: &[GroupSummary]) {
+        if self.role_map.is_none() {
+            return;
+        }
+        let ids = catalog
+            .iter()
+            .filter(|g| self.decides_roles(&g.name))
+            .map(|g| g.id.clone())
+            .collect();
+        *self.role_groups.lock().unwrap_or_else(|e| e.into_inner()) = ids;
+    }
+
+    fn suspension_rule(&self) -> WindowRule {
+        WindowRule {
+            limit: self.max_suspensions,
+            window: SUSPENSION_WINDOW,
+        }
+    }
+
+    /// What a dry run reports: whether the suspension guard would hold any of these back.
+    pub async fn suspensions_would_be_held(&self, suspend: &[AccountRef]) -> bool {
+        let held = self.record.snapshot().await.held_by_guard;
+        let left = self
+            .record
+            .allowance_left(self.suspension_rule(), unix_ms_now())
+            .await;
+        let fresh = suspend.iter().filter(|s| !held.contains(&s.user)).count();
+        fresh > left || fresh < suspend.len()
     }
 
     async fn key_owner(&self, outline: &OutlineClient) -> Result<OutlineUserId, UpstreamError> {
@@ -98,7 +209,7 @@ impl AccountSync {
         &self,
         user: &OutlineUser,
         authentik: AuthentikState,
-        recorded: &BTreeSet<OutlineUserId>,
+        recorded: &RecordSnapshot,
     ) -> AccountFacts {
         AccountFacts {
             user: user.id.clone(),
@@ -106,7 +217,7 @@ impl AccountSync {
             role: OutlineRole::parse(&user.role),
             suspended: user.suspended,
             authentik,
-            suspended_by_bridge: recorded.contains(&user.id),
+            suspended_by_bridge: recorded.suspended_by_bridge.contains(&user.id),
         }
     }
 
@@ -137,9 +248,9 @@ impl AccountSync {
     }
 
     /// Applies a plan. Demotions from admin count with `removals` (the memberships the same run removes)
-    /// against `MAX_REMOVALS`. Suspensions have their own guard, `MAX_SUSPENSIONS`: per pass for a pass, per
-    /// hour for pushes. Held-back changes are made by `reconcile --force`. A change Outline refuses is
-    /// logged and counted, and the rest of the plan goes on; an outage stops the plan for a retry.
+    /// against `MAX_REMOVALS`. Suspensions have their own guard (see [`AccountSync::suspend_all`]). A change
+    /// Outline refuses is logged and counted, and the rest of the plan goes on; an outage stops the plan for a
+    /// retry.
     pub async fn apply(
         &self,
         engine: &SyncEngine,
@@ -147,15 +258,14 @@ impl AccountSync {
         plan: &AccountPlan,
         removals: usize,
         guard: RemovalGuard,
-        pass: bool,
+        write: AccountWrite<'_>,
     ) -> Result<AccountsDone, SyncError> {
         for r in &plan.refused {
             self.metrics
                 .account_refusals
                 .with_label_values(&[r.change, r.reason])
                 .inc();
-            let who = r.email.as_ref().map(|e| e.to_string()).unwrap_or_default();
-            tracing::warn!(user = %r.user, email = %who, change = r.change, reason = r.reason, "refused: the bridge never demotes or suspends the API key's owner or the last admin (either would disable the key and its webhooks)");
+            tracing::warn!(user = %r.user, email = %email_of(&r.email), change = r.change, reason = r.reason, "refused: the bridge never demotes or suspends the API key's owner or the last admin (either would disable the key and its webhooks)");
         }
         for id in &plan.forget {
             self.record.remove(id).await;
@@ -175,27 +285,20 @@ impl AccountSync {
             });
             plan = plan.without_demotions();
         }
-        plan.suspend = self.suspensions_allowed(plan.suspend, guard, pass, &mut held);
         let mut done = AccountsDone {
             refused: plan.refused.len(),
             ..AccountsDone::default()
         };
-        // A pass planned from reads made without the lock, so each of its changes is made under the lock on
-        // the account as it is now: a job that changed the account meanwhile wins. Jobs hold the lock around
-        // their whole plan (one account, or the few a role group moves).
-        let turn = || async {
-            if pass {
-                Some(self.changes.lock().await)
-            } else {
-                None
-            }
+        let turns = Turns {
+            engine,
+            outline,
+            write,
         };
         // Activations first: Outline sets no role on a suspended account.
         for a in &plan.activate {
-            let _turn = turn().await;
-            if pass && !still(outline, &a.user, |u| u.suspended).await? {
+            let Some(_turn) = turns.take(&a.user, |u| u.suspended, &mut done).await? else {
                 continue;
-            }
+            };
             if self.call(
                 outline.activate(&a.user).await,
                 "activate",
@@ -203,17 +306,16 @@ impl AccountSync {
                 &mut done,
             )? {
                 self.record.remove(&a.user).await;
-                tracing::info!(user = %a.user, "activated in Outline again: active in Authentik, and the bridge had suspended them");
+                tracing::info!(user = %a.user, email = %email_of(&a.email), "activated in Outline again: active in Authentik, and the bridge had suspended them");
                 done.activated += 1;
             }
         }
         for r in &plan.roles {
-            let _turn = turn().await;
             let unchanged =
                 |u: &OutlineUser| !u.suspended && OutlineRole::parse(&u.role) == Some(r.from);
-            if pass && !still(outline, &r.user, unchanged).await? {
+            let Some(_turn) = turns.take(&r.user, unchanged, &mut done).await? else {
                 continue;
-            }
+            };
             let result = match outline.update_role(&r.user, r.to.as_str()).await {
                 // Another job set it first (docs/upstream/outline.md §6.8): done.
                 Err(UpstreamError::Status {
@@ -224,44 +326,15 @@ impl AccountSync {
                 other => other,
             };
             if self.call(result, "role", &r.user, &mut done)? {
-                tracing::info!(user = %r.user, from = r.from.as_str(), to = r.to.as_str(), "Outline role set from Authentik groups");
+                tracing::info!(user = %r.user, email = %email_of(&r.email), from = r.from.as_str(), to = r.to.as_str(), "Outline role set from Authentik groups");
                 done.roles += 1;
             }
         }
-        let mut held_by_the_hour = 0;
-        for s in &plan.suspend {
-            let _turn = turn().await;
-            if pass && !still(outline, &s.user, |u| !u.suspended).await? {
-                continue;
-            }
-            let by_push = !pass && guard == RemovalGuard::Enforce;
-            if by_push && self.push_window().available(tokio::time::Instant::now()) == 0 {
-                held_by_the_hour += 1;
-                continue;
-            }
-            let result = outline.suspend(&s.user).await;
-            // Recorded once Outline confirms, or when the answer was lost on the way (the suspension may have
-            // happened, and an entry on an active account is dropped when it is next seen active): never for
-            // a refusal. The hour's allowance is spent the same way.
-            if result.is_ok() || matches!(result, Err(ref e) if e.status().is_none()) {
-                self.record.insert(&s.user).await;
-                if by_push {
-                    self.push_window().record(tokio::time::Instant::now());
-                }
-            }
-            if self.call(result, "suspend", &s.user, &mut done)? {
-                tracing::info!(user = %s.user, "suspended in Outline: deactivated or deleted in Authentik");
-                done.suspended += 1;
-            }
-        }
-        if held_by_the_hour > 0 {
-            self.metrics.suspension_guard_tripped.inc();
-            self.metrics.suspension_guard_active.set(1);
-            tracing::error!(held = held_by_the_hour, max = self.max_suspensions, "suspension guard: this hour's suspensions by push are spent; the rest are held back. Check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
-            held = held.or(Some(SyncError::SuspensionsGuarded {
-                suspensions: held_by_the_hour,
-                max: self.max_suspensions,
-            }));
+        if let Err(e) = self.suspend_all(&turns, &plan, guard, &mut done).await {
+            held = match e {
+                SyncError::SuspensionsGuarded { .. } => held.or(Some(e)),
+                other => return Err(other),
+            };
         }
         match held {
             Some(e) => Err(e),
@@ -269,38 +342,96 @@ impl AccountSync {
         }
     }
 
-    fn push_window(&self) -> std::sync::MutexGuard<'_, RequestWindow> {
-        self.push_suspensions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The suspensions a pass may make: all of them, or none when there are more than `MAX_SUSPENSIONS`.
-    /// Pushes are held to the hour's allowance as they go (`apply`). Only a pass that holds nothing back
-    /// clears `bridge_suspension_guard_active`.
-    fn suspensions_allowed(
+    /// The suspensions of a plan, under the one rule of the suspension guard: without `--force`, at most
+    /// `MAX_SUSPENSIONS` suspensions in any hour, by pushes and passes together (and by a CLI run sharing
+    /// `STATE_DIR`). Whoever is over the allowance is held back, and stays held until `reconcile --force`,
+    /// even once the hour has passed, or until they no longer need suspending. While anyone is held,
+    /// `bridge_suspension_guard_active` is 1.
+    async fn suspend_all(
         &self,
-        suspend: Vec<AccountRef>,
+        turns: &Turns<'_>,
+        plan: &AccountPlan,
         guard: RemovalGuard,
-        pass: bool,
-        held: &mut Option<SyncError>,
-    ) -> Vec<AccountRef> {
-        if !pass {
-            return suspend;
+        done: &mut AccountsDone,
+    ) -> Result<(), SyncError> {
+        let already_held = self.record.snapshot().await.held_by_guard;
+        let mut held_now = Vec::new();
+        let mut outcome = Ok(());
+        for s in &plan.suspend {
+            let turn = match turns.take(&s.user, |u| !u.suspended, done).await {
+                Ok(Some(turn)) => turn,
+                Ok(None) => continue,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            };
+            // What `--force` makes is not counted: the operator has looked at the plan.
+            let taken = match guard {
+                RemovalGuard::Force => None,
+                RemovalGuard::Enforce if already_held.contains(&s.user) => {
+                    held_now.push(s.user.clone());
+                    continue;
+                }
+                RemovalGuard::Enforce => {
+                    match self
+                        .record
+                        .take_allowance(self.suspension_rule(), unix_ms_now())
+                        .await
+                    {
+                        Some(at) => Some(at),
+                        None => {
+                            held_now.push(s.user.clone());
+                            continue;
+                        }
+                    }
+                }
+            };
+            let result = turns.outline.suspend(&s.user).await;
+            // Recorded once Outline confirms, or when the answer was lost on the way (the suspension may have
+            // happened, and an entry on an active account is dropped when it is next seen active): never for
+            // a refusal, which gives its share of the hour back.
+            if result.is_ok() || matches!(result, Err(ref e) if e.status().is_none()) {
+                self.record.insert(&s.user).await;
+            } else if let Some(at) = taken {
+                self.record.give_back(at).await;
+            }
+            drop(turn);
+            match self.call(result, "suspend", &s.user, done) {
+                Ok(true) => {
+                    tracing::info!(user = %s.user, email = %email_of(&s.email), "suspended in Outline: deactivated or deleted in Authentik");
+                    done.suspended += 1;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
         }
-        let wanted = suspend.len();
-        if guard == RemovalGuard::Force || wanted <= self.max_suspensions {
-            self.metrics.suspension_guard_active.set(0);
-            return suspend;
+        let newly_held = held_now
+            .iter()
+            .filter(|id| !already_held.contains(*id))
+            .count();
+        let still_held = self
+            .record
+            .hold(held_now.clone(), plan.settled.clone())
+            .await;
+        self.metrics
+            .suspension_guard_active
+            .set(i64::from(still_held > 0));
+        if newly_held > 0 {
+            self.metrics.suspension_guard_tripped.inc();
         }
-        self.metrics.suspension_guard_tripped.inc();
-        self.metrics.suspension_guard_active.set(1);
-        tracing::error!(suspensions = wanted, max = self.max_suspensions, "suspension guard: nobody suspended; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
-        *held = held.take().or(Some(SyncError::SuspensionsGuarded {
-            suspensions: wanted,
+        outcome?;
+        if held_now.is_empty() {
+            return Ok(());
+        }
+        tracing::error!(held = held_now.len(), max = self.max_suspensions, "suspension guard: this hour's suspensions are spent, so the rest are held back until `reconcile --force`. Check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+        Err(SyncError::SuspensionsGuarded {
+            suspensions: held_now.len(),
             max: self.max_suspensions,
-        }));
-        Vec::new()
+        })
     }
 
     /// One account call's outcome: `Ok(true)` when it was made, `Ok(false)` when Outline refused it (logged
@@ -380,9 +511,10 @@ pub fn group_names(
 pub async fn plan_all(
     engine: &SyncEngine,
     outline: &OutlineClient,
-) -> Result<AccountPlan, UpstreamError> {
+) -> Result<PassAccountPlan, UpstreamError> {
     let accounts = &engine.accounts;
     let reader = &engine.reader;
+    let read_at = engine.clock.now();
     let (users, people, catalog) = tokio::join!(
         outline.list_users(),
         reader.authentik.list_users(),
@@ -401,6 +533,7 @@ pub async fn plan_all(
         reader.caches.catalog.invalidate(&()).await;
         catalog = reader.full_catalog().await?;
     }
+    accounts.note_role_groups(&catalog);
     // A deletion event carries no email: the pass remembers everyone's, so that a later deletion can find
     // the person's Outline account and suspend it.
     for p in &people {
@@ -428,6 +561,7 @@ pub async fn plan_all(
     }
     let recorded = accounts.record.snapshot().await;
     let mut facts = Vec::new();
+    let mut pks = BTreeMap::new();
     for u in &users {
         let Some(p) = u
             .email
@@ -442,10 +576,32 @@ pub async fn plan_all(
             AuthentikState::Inactive
         };
         facts.push(accounts.facts(u, state, &recorded));
+        pks.insert(u.id.clone(), p.pk);
     }
-    accounts
+    let plan = accounts
         .plan(outline, &facts, Some(active_admin_count(&users)))
-        .await
+        .await?;
+    Ok(PassAccountPlan {
+        plan,
+        read_at,
+        people: pks,
+    })
+}
+
+/// A pass's account plan, with what it needs to hand a person changed since over to a user job.
+pub struct PassAccountPlan {
+    pub plan: AccountPlan,
+    pub read_at: Tick,
+    pub people: BTreeMap<OutlineUserId, AuthentikUserId>,
+}
+
+impl PassAccountPlan {
+    pub fn write(&self) -> AccountWrite<'_> {
+        AccountWrite::Pass {
+            read_at: self.read_at,
+            people: &self.people,
+        }
+    }
 }
 
 fn active_admin_count(users: &[OutlineUser]) -> usize {
@@ -490,6 +646,8 @@ pub async fn plan_role_groups(
         tokio::join!(mapped_members(engine, map), holders, reader.full_catalog());
     let (mapped, holders, catalog) = (mapped?, holders?, catalog?);
     let (mapped, vanished) = mapped;
+    // The catalog as read last (the mapped groups' read may have refreshed it): which groups give roles now.
+    accounts.note_role_groups(&reader.full_catalog().await?);
 
     let members: BTreeSet<DesiredMember> = mapped.keys().cloned().collect();
     let resolved = reader.resolve_members(outline, &members).await?;
@@ -636,7 +794,14 @@ pub async fn accounts_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> 
     let plan = plan_role_groups(engine, &outline).await?;
     let done = engine
         .accounts
-        .apply(engine, &outline, &plan, 0, RemovalGuard::Enforce, false)
+        .apply(
+            engine,
+            &outline,
+            &plan,
+            0,
+            RemovalGuard::Enforce,
+            AccountWrite::Push,
+        )
         .await?;
     Ok(super::engine::SyncReport {
         note: Some(format!(
@@ -665,12 +830,20 @@ pub async fn converge_one(
         return Ok(AccountsDone::default());
     };
     let recorded = accounts.record.snapshot().await;
+    let was_held = recorded.held_by_guard.contains(&user.id);
     let facts = accounts.facts(&user, authentik, &recorded);
     let plan = accounts.plan(outline, &[facts], None).await?;
-    if plan.is_empty() && plan.refused.is_empty() && plan.forget.is_empty() {
+    if plan.is_empty() && plan.refused.is_empty() && plan.forget.is_empty() && !was_held {
         return Ok(AccountsDone::default());
     }
     accounts
-        .apply(engine, outline, &plan, 0, RemovalGuard::Enforce, false)
+        .apply(
+            engine,
+            outline,
+            &plan,
+            0,
+            RemovalGuard::Enforce,
+            AccountWrite::Push,
+        )
         .await
 }

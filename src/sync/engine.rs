@@ -17,9 +17,11 @@ use super::jobs::Sink;
 use super::openfga::OpenFgaSink;
 use super::progress::PassProgress;
 use super::snapshots::SnapshotReader;
+use super::state_file::StateFile;
 use super::suspensions::SuspensionRecord;
 use crate::clients::{AuthentikClient, OpenFgaClient, OutlineClient, UpstreamError};
 use crate::configuration::Settings;
+use crate::domain::invites::WindowLog;
 use crate::domain::plan::GroupIndex;
 use crate::domain::{
     plan_membership, AuthentikGroupId, DesiredMember, GroupSelector, GroupSummary, GroupTarget,
@@ -121,6 +123,7 @@ impl SyncEngine {
         outline: Option<OutlineClient>,
         openfga: Option<OpenFgaClient>,
         record: SuspensionRecord,
+        invite_requests: StateFile<WindowLog>,
         metrics: Arc<Metrics>,
     ) -> SyncEngine {
         let openfga = openfga.and_then(|client| {
@@ -140,7 +143,7 @@ impl SyncEngine {
             outline,
             openfga,
             accounts: AccountSync::new(settings, record, metrics.clone()),
-            invites: InviteBook::new(settings, metrics.clone()),
+            invites: InviteBook::new(settings, invite_requests, metrics.clone()),
             clock: ChangeClock::new(),
             progress: PassProgress::default(),
             auto_create: settings.auto_create_groups,

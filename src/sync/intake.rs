@@ -17,22 +17,30 @@ pub enum Intake {
 
 pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Intake {
     let caches = &engine.reader.caches;
+
     match change {
         AuthentikChange::Group {
             action, id, name, ..
         } => {
             engine.clock.group_changed(id);
-            // Whether the group gave roles under the name it had: deleted or renamed, the roles it gave go.
-            let gave_roles = match caches.catalog.get(&()).await {
-                Some(catalog) => catalog
-                    .iter()
-                    .any(|g| &g.id == id && engine.accounts.decides_roles(&g.name)),
-                None => false,
-            };
+            let name = GroupName::new(name.as_str());
+            let accounts = &engine.accounts;
+            // Whether the group gives roles under its new name, or gave them under the name the bridge last
+            // saw: a rename or deletion takes those roles away. The bridge remembers which groups gave roles
+            // for as long as it runs, since a cached catalog may have expired when the admin acts.
+            let gave_roles = accounts.gives_roles(id, &name);
+            accounts.note_role_group(id, &name);
+            let inherited = engine.reader.membership == MembershipMode::Inherited;
+            let deleted = *action == ModelAction::Deleted;
+            if accounts.role_map.is_some() && (gave_roles || inherited || deleted) {
+                engine.clock.roles_changed();
+            }
             caches.catalog.invalidate(&()).await;
-            if *action == ModelAction::Deleted {
+            if deleted {
                 tracing::warn!(group = %name, authentik_group = %id, "Authentik group deleted; its Outline group and members are kept. Delete the Outline group by hand if it should go, or create a group of the same name to take it over");
-                if gave_roles {
+                // With `ROLE_MAP`, any deletion re-reads the mapped groups: a few reads, and no deleted admin
+                // group is missed, whatever the bridge saw of it before.
+                if accounts.role_map.is_some() {
                     return Intake::Queue(JobKey::Accounts);
                 }
                 return Intake::Ignore("kept");
@@ -42,10 +50,9 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
             // job decides.
             // A group `ROLE_MAP` names is followed whether or not it is synced as a group: it decides roles.
             // With `MEMBERSHIP=inherited` any group may sit below a synced or mapped one, so the job decides.
-            let name = GroupName::new(name.as_str());
             if !engine.reader.selector.is_managed(&name, false)
-                && !engine.accounts.decides_roles(&name)
-                && engine.reader.membership == MembershipMode::Direct
+                && !accounts.decides_roles(&name)
+                && !inherited
             {
                 let linked = match caches.outline_groups.get(&()).await {
                     Some(groups) => groups
@@ -64,7 +71,7 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
         }
         AuthentikChange::User { pk, .. } => {
             // A user-side change (groups, deactivation) alters group member lists without a group event.
-            engine.clock.user_changed();
+            engine.clock.user_changed(*pk);
             Intake::Queue(JobKey::AuthentikUser(*pk))
         }
         // No target to re-read: a full pass, debounced by the queue's coalescing.

@@ -6,8 +6,14 @@
 //! again (members without an account), and the start-up pass refills it. Group jobs add to it between
 //! passes. Outline allows 50 invite requests an hour; the book sends as many as the hour allows, keeps the
 //! rest, and its pump wakes the job when the next request may go.
+//!
+//! The requests of the last hour are counted in `STATE_DIR` (`invite-requests.json`), shared by `serve` and
+//! the CLI, so neither a restart nor a `reconcile` beside `serve` sends more than 50 in any hour. Without
+//! `STATE_DIR` a restart forgets them; the new process then invites nothing before its first pass has ended,
+//! and a 429 from Outline still stops every request until its `Retry-After`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,11 +25,14 @@ use super::accounts::{counted_groups, group_names};
 use super::engine::{SyncEngine, SyncError, SyncReport};
 use super::jobs::{JobKey, JobOutcome};
 use super::queue::JobQueue;
+use super::state_file::StateFile;
 use crate::clients::outline::Invitation;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
 use crate::configuration::Settings;
 use crate::domain::accounts::OutlineRole;
-use crate::domain::invites::{RequestWindow, INVITES_PER_REQUEST, REQUESTS_PER_WINDOW, WINDOW};
+use crate::domain::invites::{
+    unix_ms_now, UnixMs, WindowLog, WindowRule, INVITES_PER_REQUEST, REQUESTS_PER_WINDOW, WINDOW,
+};
 use crate::domain::{AuthentikUserId, DesiredMember, UserSnapshot};
 use crate::metrics::Metrics;
 
@@ -31,7 +40,10 @@ pub struct InviteBook {
     pub enabled: bool,
     send_email: bool,
     state: Mutex<BookState>,
-    window: Mutex<RequestWindow>,
+    /// The `users.invite` requests of the last hour.
+    window: StateFile<WindowLog>,
+    /// False until the first pass has ended, when a restart forgot the last hour's requests (no `STATE_DIR`).
+    ready: AtomicBool,
     /// Rung when people are added or a send ends, for the pump.
     wake: Notify,
     metrics: Arc<Metrics>,
@@ -41,11 +53,13 @@ pub struct InviteBook {
 struct BookState {
     /// By lowercased email, as Outline compares invitations.
     pending: BTreeMap<String, Waiting>,
-    /// Invitations Outline refused one by one (a name or address it will not take), by address with the
-    /// name that was refused: not sent again with that name until the process restarts, so one bad entry
-    /// never spends the hour's requests; a corrected name in Authentik is tried again.
+    /// Invitations Outline refused on their own (a name or address it will not take), by address with the
+    /// name that was refused: set aside, and not sent again with that name until the process restarts, so a
+    /// bad entry never spends the hour's requests nor delays anyone else; a corrected name or address in
+    /// Authentik is tried again.
     refused: BTreeMap<String, String>,
-    /// Sends that failed in a row (an outage, a key without `users:write`), and when the next may start.
+    /// Sends that failed in a row for everyone (an outage, a key without `users:write`), and when the next
+    /// may start.
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -69,30 +83,96 @@ pub struct InvitePreview {
 }
 
 impl InviteBook {
-    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> InviteBook {
+    /// The name of the request count in `STATE_DIR`.
+    pub const FILE_NAME: &'static str = "invite-requests.json";
+
+    const RULE: WindowRule = WindowRule {
+        limit: REQUESTS_PER_WINDOW,
+        window: WINDOW,
+    };
+
+    pub fn new(
+        settings: &Settings,
+        window: StateFile<WindowLog>,
+        metrics: Arc<Metrics>,
+    ) -> InviteBook {
         InviteBook {
             enabled: settings.invite_members && settings.outline.is_some(),
             send_email: settings.invite_email,
             state: Mutex::new(BookState::default()),
-            window: Mutex::new(RequestWindow::new(REQUESTS_PER_WINDOW, WINDOW)),
+            ready: AtomicBool::new(window.is_persistent()),
+            window,
             wake: Notify::new(),
             metrics,
         }
+    }
+
+    pub fn check_writable(&self) -> Result<(), super::state_file::RecordError> {
+        if self.enabled {
+            self.window.check_writable()?;
+        }
+        Ok(())
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, BookState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn window(&self) -> std::sync::MutexGuard<'_, RequestWindow> {
-        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    /// The requests the hour has left. A count that cannot be read allows none: better a late invitation
+    /// than a burst past Outline's limit.
+    async fn requests_left(&self) -> usize {
+        let left = match self.window.read().await {
+            Ok(mut w) => w.available(Self::RULE, unix_ms_now()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the invite request count; no invitation is sent");
+                0
+            }
+        };
+        self.metrics.invite_requests_left.set(left as i64);
+        left
+    }
+
+    /// Spends one request of the hour, if one is left (one step, shared with other processes).
+    async fn take_request(&self) -> bool {
+        let now = unix_ms_now();
+        let taken = self
+            .window
+            .change(move |w| {
+                let taken = w.take(Self::RULE, now);
+                (taken, taken)
+            })
+            .await;
+        match taken {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot count an invite request; no invitation is sent");
+                false
+            }
+        }
+    }
+
+    async fn block(&self, wait: Option<Duration>) {
+        let now = unix_ms_now();
+        let _ = self
+            .window
+            .change(move |w| {
+                w.block(Self::RULE, now, wait);
+                ((), true)
+            })
+            .await;
+    }
+
+    async fn next_free(&self) -> Option<UnixMs> {
+        match self.window.read().await {
+            Ok(mut w) => w.next_free(Self::RULE, unix_ms_now()),
+            // Unreadable: look again in a minute.
+            Err(_) => Some(unix_ms_now() + 60_000),
+        }
     }
 
     fn publish(&self) {
         let pending = self.state().pending.len();
         self.metrics.invites_pending.set(pending as i64);
-        let left = self.window().available(Instant::now());
-        self.metrics.invite_requests_left.set(left as i64);
     }
 
     /// Members a group job found without an Outline account.
@@ -112,6 +192,7 @@ impl InviteBook {
         if !self.enabled {
             return;
         }
+        self.ready.store(true, Ordering::SeqCst);
         {
             let mut state = self.state();
             let noted_since: Vec<(String, Waiting)> = std::mem::take(&mut state.pending)
@@ -125,8 +206,8 @@ impl InviteBook {
         self.wake.notify_one();
     }
 
-    pub fn preview(&self, members: &[DesiredMember]) -> InvitePreview {
-        let left = self.window().available(Instant::now());
+    pub async fn preview(&self, members: &[DesiredMember]) -> InvitePreview {
+        let left = self.requests_left().await;
         let mut emails: Vec<String> = members.iter().map(|m| m.email.to_string()).collect();
         emails.sort();
         emails.dedup();
@@ -172,9 +253,13 @@ impl InviteBook {
         }
     }
 
-    /// When the pump should next queue a send: `None` when nobody waits, else the time the allowance and
-    /// any backoff after failed sends permit (now, or later).
-    fn next_send(&self, now: Instant) -> Option<Instant> {
+    /// When the pump should next queue a send: `None` when nobody waits (or, after a restart that forgot
+    /// the hour's requests, before the first pass has ended), else the time the allowance and any backoff
+    /// after failed sends permit (now, or later).
+    async fn next_send(&self, now: Instant) -> Option<Instant> {
+        if !self.ready.load(Ordering::SeqCst) {
+            return None;
+        }
         let retry_at = {
             let state = self.state();
             if state.pending.is_empty() {
@@ -182,7 +267,10 @@ impl InviteBook {
             }
             state.retry_at
         };
-        let free = self.window().next_free(now).unwrap_or(now);
+        let free = match self.next_free().await {
+            Some(at) => now + Duration::from_millis(at.saturating_sub(unix_ms_now())),
+            None => now,
+        };
         Some(retry_at.map_or(free, |r| r.max(free)))
     }
 
@@ -234,6 +322,7 @@ pub async fn send_invites(
         Ok(()) => book.succeeded(),
         Err(_) => book.failed(Instant::now()),
     }
+    book.requests_left().await;
     // The Outline user index now lacks the new accounts.
     if !invited.is_empty() {
         engine.reader.caches.outline_users.invalidate(&()).await;
@@ -257,7 +346,7 @@ async fn send_batches(
 ) -> Result<(), SyncError> {
     let book = &engine.invites;
     loop {
-        if book.window().available(Instant::now()) == 0 {
+        if book.requests_left().await == 0 {
             return Ok(());
         }
         let next: Vec<(String, DesiredMember)> = book
@@ -308,22 +397,16 @@ async fn send_batches(
             continue;
         }
         // A batch Outline refuses as a whole (one name or address it will not take) is split until the
-        // entry it refuses is alone; that one is set aside, the others go.
+        // entry it refuses is alone; that one is set aside, the others go. A 400 is about the entries it was
+        // given, never about everyone: only another failure (a 403 for the key's scope or role, an outage)
+        // stops the send and backs off.
         let mut parts = vec![batch];
-        // Set aside in this batch, and whether any part of it went through: a batch where every entry is
-        // refused alone is a refusal of every request (a setting, not a name), so it is undone and the
-        // send backs off.
-        let mut set_aside: Vec<String> = Vec::new();
-        let mut any_sent = false;
-        let size = parts[0].keys.len();
         while let Some(part) = parts.pop() {
-            if book.window().available(Instant::now()) == 0 {
+            if !book.take_request().await {
                 return Ok(());
             }
-            book.window().record(Instant::now());
             match outline.invite(&part.invitations, !book.send_email).await {
                 Ok(answer) => {
-                    any_sent = true;
                     book.count("sent", answer.created.len());
                     book.count("already_there", answer.already_there);
                     book.forget(&part.keys);
@@ -339,24 +422,15 @@ async fn send_batches(
                         UpstreamError::Throttled { retry_after, .. } => *retry_after,
                         _ => None,
                     };
-                    book.window().block(Instant::now(), wait);
+                    book.block(wait).await;
                     book.count("throttled", book.state().pending.len());
                     tracing::warn!(error = %e, waiting_s = wait.map(|w| w.as_secs()), "Outline's invite limit is spent; the invitations stay queued");
                     return Ok(());
                 }
                 Err(e) if e.status() == Some(400) && part.keys.len() == 1 => {
-                    set_aside.push(part.keys[0].clone());
-                    if !any_sent && size > 1 && set_aside.len() == size {
-                        let mut state = book.state();
-                        for k in &set_aside {
-                            state.refused.remove(k);
-                        }
-                        drop(state);
-                        return Err(e.into());
-                    }
                     book.count("refused", 1);
                     book.refuse(&part.keys[0], &part.invitations[0].name);
-                    tracing::warn!(email = %part.invitations[0].email, error = %e, "Outline refused this invitation; it is not sent again until the bridge restarts (check the person's name and address in Authentik)");
+                    tracing::warn!(email = %part.invitations[0].email, error = %e, "Outline refused this invitation; it is set aside and not sent again until the person's name or address changes in Authentik, or the bridge restarts");
                 }
                 // 400 is about the entries; a 403 (the key's scope or role) is about every request.
                 Err(e) if e.status() == Some(400) => {
@@ -449,7 +523,7 @@ pub async fn pump(queue: JobQueue) {
     }
     loop {
         let now = Instant::now();
-        let due = book.next_send(now);
+        let due = book.next_send(now).await;
         if due.is_some_and(|t| t <= now) {
             if let Err(e) = queue.submit(JobKey::Invites) {
                 tracing::warn!(error = %e, "invitations not queued; the next pass tries again");

@@ -302,6 +302,8 @@ pub async fn group_job(
     let outline = engine.outline()?.in_lane(Lane::Bulk);
     let reader = &engine.reader;
     let _turn = engine.clock.lock_group(id).await;
+    // Read before anything below refreshes what the bridge knows of the group's name.
+    let gave_roles = engine.accounts.gave_roles(id);
     let mut targets: Vec<(GroupSummary, BTreeSet<DesiredMember>)> = Vec::new();
     let mut known_members = BTreeMap::new();
     let mut linked_by_id = false;
@@ -341,7 +343,7 @@ pub async fn group_job(
                 }
                 return Ok(JobOutcome {
                     report: SyncReport::noted("the group is not managed (AUTHENTIK_GROUP_REGEXP)"),
-                    follow_ups: roles_follow_up(engine, &group.summary),
+                    follow_ups: roles_follow_up(engine, &group.summary, gave_roles),
                 });
             }
             role_group = Some(group.summary.clone());
@@ -409,14 +411,15 @@ pub async fn group_job(
     Ok(JobOutcome {
         report,
         follow_ups: role_group
-            .map(|g| roles_follow_up(engine, &g))
+            .map(|g| roles_follow_up(engine, &g, gave_roles))
             .unwrap_or_default(),
     })
 }
 
-/// A change to a group `ROLE_MAP` names can change anyone's role: the accounts job follows.
-fn roles_follow_up(engine: &SyncEngine, group: &GroupSummary) -> Vec<JobKey> {
-    if engine.accounts.decides_roles(&group.name) {
+/// A change to a group `ROLE_MAP` names can change anyone's role: the accounts job follows. So does a change
+/// to a group that gave roles before this job (`gave_roles`): renamed to another synced name, it gives none.
+fn roles_follow_up(engine: &SyncEngine, group: &GroupSummary, gave_roles: bool) -> Vec<JobKey> {
+    if gave_roles || engine.accounts.decides_roles(&group.name) {
         vec![JobKey::Accounts]
     } else {
         Vec::new()

@@ -21,10 +21,12 @@ pub mod progress;
 pub mod queue;
 pub mod reconcile;
 pub mod snapshots;
+pub mod state_file;
 pub mod suspensions;
 
 pub use engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
 pub use jobs::{JobKey, JobOutcome, Sink};
 pub use queue::{EventDeduper, JobQueue, SubmitError};
 pub use reconcile::{run_reconcile, ReconcileOptions, ReconcileReport};
-pub use suspensions::{RecordError, SuspensionRecord};
+pub use state_file::RecordError;
+pub use suspensions::SuspensionRecord;

@@ -22,7 +22,9 @@ use super::snapshots::inherited_members;
 use crate::clients::{Lane, OutlineClient};
 use crate::configuration::MembershipMode;
 use crate::domain::accounts::AccountPlan;
-use crate::domain::{AuthentikGroupId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId};
+use crate::domain::{
+    AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId,
+};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReconcileOptions {
@@ -44,6 +46,9 @@ pub struct ReconcileReport {
     /// Groups that changed in Authentik while the pass ran: left to fresh group jobs, not written from the
     /// pass's plan.
     pub handed_to_group_jobs: Vec<AuthentikGroupId>,
+    /// People whose account changed in Authentik (or whose role groups did) while the pass ran: left to fresh
+    /// user jobs, not changed from the pass's plan.
+    pub handed_to_user_jobs: Vec<AuthentikUserId>,
     /// Outline roles, suspensions and activations (`ROLE_MAP`, `SUSPEND_DEACTIVATED`), when either is set;
     /// with the guards' refusals.
     pub accounts: Option<AccountPlan>,
@@ -97,6 +102,7 @@ pub async fn run_reconcile(
             duration_ms: 0,
             emails: BTreeMap::new(),
             handed_to_group_jobs: Vec::new(),
+            handed_to_user_jobs: Vec::new(),
             accounts: None,
             invites: None,
             sinks: Vec::new(),
@@ -117,6 +123,13 @@ pub async fn reconcile_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError>
             .iter()
             .cloned()
             .map(JobKey::AuthentikGroup)
+            .chain(
+                report
+                    .handed_to_user_jobs
+                    .iter()
+                    .copied()
+                    .map(JobKey::AuthentikUser),
+            )
             .collect(),
         report: report.summary,
     })
@@ -186,12 +199,17 @@ pub async fn run_outline_reconcile(
         }
     }
     // Accounts follow memberships, read fresh after the membership writes.
+    let mut handed_to_user_jobs = Vec::new();
     let accounts = if engine.accounts.enabled() {
-        let account_plan = plan_all(engine, &outline).await?;
+        let pass_plan = plan_all(engine, &outline).await?;
+        let account_plan = &pass_plan.plan;
         let demotions = account_plan.admin_removals();
         if options.dry_run && !options.force {
             guarded |= demotions > 0 && plan.removes.len() + demotions > engine.max_removals;
-            guarded |= account_plan.suspend.len() > engine.accounts.max_suspensions;
+            guarded |= engine
+                .accounts
+                .suspensions_would_be_held(&account_plan.suspend)
+                .await;
         }
         if !options.dry_run {
             let guard = if options.force {
@@ -204,28 +222,28 @@ pub async fn run_outline_reconcile(
                 .apply(
                     engine,
                     &outline,
-                    &account_plan,
+                    account_plan,
                     plan.removes.len(),
                     guard,
-                    true,
+                    pass_plan.write(),
                 )
                 .await
             {
-                Ok(_) => {}
+                Ok(done) => handed_to_user_jobs.extend(done.handed_over),
                 Err(SyncError::Guarded { .. } | SyncError::SuspensionsGuarded { .. }) => {
                     guarded = true
                 }
                 Err(e) => return Err(e),
             }
         }
-        Some(account_plan)
+        Some(pass_plan.plan)
     } else {
         None
     };
     // Members without an account: the book becomes what the pass found. The invitations job sends them
     // (`serve`), or the CLI right after the pass (`invite_and_place`).
     let invites = if engine.invites.enabled {
-        let preview = engine.invites.preview(&planned.unmatched);
+        let preview = engine.invites.preview(&planned.unmatched).await;
         if !options.dry_run {
             engine.invites.replace(&planned.unmatched, started);
         }
@@ -300,6 +318,7 @@ pub async fn run_outline_reconcile(
         summary,
         duration_ms: started.elapsed().as_millis(),
         handed_to_group_jobs: handed_over,
+        handed_to_user_jobs,
         accounts,
         invites,
         sinks: vec!["outline"],
@@ -348,6 +367,9 @@ async fn plan_everything(
             groups.push((summary.clone(), members));
         }
         catalog.push(summary);
+    }
+    if engine.clock.now() == read_at {
+        engine.accounts.note_role_groups(&catalog);
     }
     // The early group list goes into the cache only if no event made it stale meanwhile: sign-ins would
     // plan from it, and rename a group back.

@@ -4,42 +4,46 @@
 //! and the activity events it does list leave suspensions out (docs/upstream/outline.md §6.8). So the bridge
 //! keeps its own record.
 //!
-//! With `STATE_DIR` the record is a small JSON file there. `serve` and a `reconcile` run from the CLI may
-//! share it, so every change takes an exclusive lock on a companion file, reads the record as it is on
-//! disk, applies only its own change, and writes the whole record next to it before renaming it into place:
-//! no process overwrites another's entries, and a crash leaves the old record or the new one. Reads go to
-//! the file too. Without `STATE_DIR` the record lives in memory, and after a restart everyone the bridge had
-//! suspended counts as suspended by hand: re-activating them in Authentik leaves them suspended until an
-//! admin activates them in Outline. The bridge never activates anyone wrongly either way.
+//! The record also keeps the suspension guard's state: the suspensions made in the last hour
+//! (`MAX_SUSPENSIONS`, one allowance for pushes, passes and the CLI) and whom the guard held back.
+//!
+//! With `STATE_DIR` the record is a small JSON file there, shared safely by `serve` and a `reconcile` run from
+//! the CLI (`state_file.rs`). Without it the record lives in memory, and after a restart everyone the bridge
+//! had suspended counts as suspended by hand: re-activating them in Authentik leaves them suspended until an
+//! admin activates them in Outline. The bridge never activates anyone wrongly either way. The hour's
+//! allowance and the held list then start afresh too.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
+use super::state_file::{RecordError, StateFile};
+use crate::domain::invites::{UnixMs, WindowLog, WindowRule};
 use crate::domain::OutlineUserId;
 
 pub struct SuspensionRecord {
-    path: Option<PathBuf>,
-    /// The record itself without `STATE_DIR`; with it, only a guard that keeps this process's own changes
-    /// in order (the file lock orders them with other processes).
-    ids: Mutex<BTreeSet<OutlineUserId>>,
+    file: StateFile<RecordFile>,
 }
 
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Serialize, Deserialize, Default, Clone)]
 struct RecordFile {
     /// Outline user ids the bridge suspended and has not activated since.
     suspended_by_bridge: BTreeSet<OutlineUserId>,
+    /// Outline user ids the suspension guard held back: they wait for `reconcile --force`, whatever the hour
+    /// allows later, and leave when they no longer need suspending.
+    #[serde(default)]
+    held_by_guard: BTreeSet<OutlineUserId>,
+    /// The suspensions made without `--force` in the last hour, by pushes and passes alike (`MAX_SUSPENSIONS`).
+    #[serde(default)]
+    suspensions: WindowLog,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("STATE_DIR {path}: {message}")]
-pub struct RecordError {
-    path: String,
-    message: String,
+/// The record as read once for a whole plan.
+#[derive(Debug, Clone, Default)]
+pub struct RecordSnapshot {
+    pub suspended_by_bridge: BTreeSet<OutlineUserId>,
+    pub held_by_guard: BTreeSet<OutlineUserId>,
 }
 
 impl SuspensionRecord {
@@ -48,53 +52,37 @@ impl SuspensionRecord {
 
     pub fn in_memory() -> SuspensionRecord {
         SuspensionRecord {
-            path: None,
-            ids: Mutex::new(BTreeSet::new()),
+            file: StateFile::in_memory(),
         }
     }
 
     /// The record kept at `path`; a file that does not exist yet is an empty record. A file that cannot be
     /// read or parsed stops the start-up: going on without it would forget whom to activate.
     pub fn open(path: &Path) -> Result<SuspensionRecord, RecordError> {
-        read_file(path).map_err(|message| RecordError {
-            path: path.display().to_string(),
-            message,
-        })?;
         Ok(SuspensionRecord {
-            path: Some(path.to_path_buf()),
-            ids: Mutex::new(BTreeSet::new()),
+            file: StateFile::open(path)?,
         })
     }
 
-    /// Rewrites the record under its lock, so that `serve` finds a directory it cannot write to at start-up,
-    /// not at the first suspension. `reconcile --dry-run` and `check` never write.
+    pub fn is_persistent(&self) -> bool {
+        self.file.is_persistent()
+    }
+
     pub fn check_writable(&self) -> Result<(), RecordError> {
-        match &self.path {
-            Some(path) => change_file(path, |_| true).map_err(|message| RecordError {
-                path: path.display().to_string(),
-                message,
-            }),
-            None => Ok(()),
-        }
+        self.file.check_writable()
     }
 
     /// The record as it is now, read once for a whole plan. An unreadable file reads as empty: "not by the
     /// bridge", which only ever leaves someone suspended.
-    pub async fn snapshot(&self) -> BTreeSet<OutlineUserId> {
-        let ids = self.ids.lock().await;
-        let Some(path) = &self.path else {
-            return ids.clone();
-        };
-        let path = path.clone();
-        match tokio::task::spawn_blocking(move || read_file(&path)).await {
-            Ok(Ok(file)) => file.suspended_by_bridge,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the record in STATE_DIR; treating suspended accounts as suspended by hand");
-                BTreeSet::new()
-            }
+    pub async fn snapshot(&self) -> RecordSnapshot {
+        match self.file.read().await {
+            Ok(f) => RecordSnapshot {
+                suspended_by_bridge: f.suspended_by_bridge,
+                held_by_guard: f.held_by_guard,
+            },
             Err(e) => {
-                tracing::error!(error = %e, "reading the record in STATE_DIR did not finish");
-                BTreeSet::new()
+                tracing::error!(error = %e, "cannot read the record in STATE_DIR; treating suspended accounts as suspended by hand");
+                RecordSnapshot::default()
             }
         }
     }
@@ -103,97 +91,97 @@ impl SuspensionRecord {
     /// the account then only stays suspended when the person is re-activated.
     pub async fn insert(&self, id: &OutlineUserId) {
         let id = id.clone();
-        self.change(move |ids| ids.insert(id)).await
+        self.change(move |f| {
+            let held = f.held_by_guard.remove(&id);
+            f.suspended_by_bridge.insert(id) | held
+        })
+        .await
     }
 
     /// Forgets an account: activated by the bridge, or found active (an admin activated it by hand, so a
     /// later suspension is theirs until the bridge makes one).
     pub async fn remove(&self, id: &OutlineUserId) {
         let id = id.clone();
-        self.change(move |ids| ids.remove(&id)).await
+        self.change(move |f| f.suspended_by_bridge.remove(&id))
+            .await
     }
 
-    async fn change(
-        &self,
-        edit: impl FnOnce(&mut BTreeSet<OutlineUserId>) -> bool + Send + 'static,
-    ) {
-        let mut ids = self.ids.lock().await;
-        let Some(path) = &self.path else {
-            edit(&mut ids);
-            return;
-        };
-        let path = path.clone();
-        match tokio::task::spawn_blocking(move || change_file(&path, edit)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "could not update the record in STATE_DIR; a person re-activated in Authentik may stay suspended")
-            }
+    /// Takes one suspension from the hour's allowance, shared by pushes, passes and the CLI. `None` when the
+    /// allowance is spent, or when the record cannot be written: a suspension the record cannot count is not
+    /// made.
+    pub async fn take_allowance(&self, rule: WindowRule, now: UnixMs) -> Option<UnixMs> {
+        let taken = self
+            .file
+            .change(move |f| {
+                let taken = f.suspensions.take(rule, now);
+                (taken, taken)
+            })
+            .await;
+        match taken {
+            Ok(true) => Some(now),
+            Ok(false) => None,
             Err(e) => {
-                tracing::error!(error = %e, "updating the record in STATE_DIR did not finish")
+                tracing::error!(error = %e, "cannot count a suspension in STATE_DIR; it is held back");
+                None
             }
         }
     }
-}
 
-fn read_file(path: &Path) -> Result<RecordFile, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice::<RecordFile>(&bytes)
-            .map_err(|e| format!("not a record the bridge wrote: {e}")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RecordFile::default()),
-        Err(e) => Err(e.to_string()),
+    /// Gives back what `take_allowance` took, for a suspension Outline refused.
+    pub async fn give_back(&self, at: UnixMs) {
+        let _ = self
+            .file
+            .change(move |f| {
+                f.suspensions.give_back(at);
+                ((), true)
+            })
+            .await;
     }
-}
 
-/// Under an exclusive lock on `<record>.lock`: reads the record as it is on disk, applies `edit`, and when
-/// it changed anything writes the whole record to a file of this process's own, flushed, then renamed over
-/// the old one.
-fn change_file(
-    path: &Path,
-    edit: impl FnOnce(&mut BTreeSet<OutlineUserId>) -> bool,
-) -> Result<(), String> {
-    // flock needs only a readable file: one another user created (a CLI run as root) still serves.
-    let lock_path = with_suffix(path, ".lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .or_else(|_| File::open(&lock_path))
-        .map_err(|e| format!("cannot be locked: {e}"))?;
-    lock.lock().map_err(|e| format!("cannot be locked: {e}"))?;
-    let mut file = read_file(path)?;
-    if !edit(&mut file.suspended_by_bridge) && path.exists() {
-        return Ok(());
+    /// What the hour's allowance has left, for a dry run.
+    pub async fn allowance_left(&self, rule: WindowRule, now: UnixMs) -> usize {
+        match self.file.read().await {
+            Ok(mut f) => f.suspensions.available(rule, now),
+            Err(_) => 0,
+        }
     }
-    let body = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
-    let tmp = with_suffix(path, &format!(".{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut out = File::create(&tmp)?;
-        out.write_all(&body)?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename itself reaches the disk with the directory's own flush (best effort: not every
-        // filesystem lets a directory be opened for it).
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(dir) = File::open(dir) {
-                let _ = dir.sync_all();
+
+    /// Adds the accounts the guard held back and drops those that no longer need suspending (`settled`),
+    /// and returns how many are held now. On an unwritable record, the held ones count as still held.
+    pub async fn hold(&self, held: Vec<OutlineUserId>, settled: Vec<OutlineUserId>) -> usize {
+        let count = held.len();
+        let result = self
+            .file
+            .change(move |f| {
+                let before = f.held_by_guard.clone();
+                for id in &settled {
+                    f.held_by_guard.remove(id);
+                }
+                f.held_by_guard.extend(held);
+                let changed = f.held_by_guard != before;
+                (f.held_by_guard.len(), changed)
+            })
+            .await;
+        match result {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "could not update the record in STATE_DIR");
+                count
             }
         }
-        Ok::<(), std::io::Error>(())
-    })();
-    written.map_err(|e| format!("cannot be written: {e}"))
-    // The lock is released when `lock` is dropped.
-}
+    }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
+    async fn change(&self, edit: impl FnOnce(&mut RecordFile) -> bool + Send + 'static) {
+        if let Err(e) = self.file.change(move |f| ((), edit(f))).await {
+            tracing::error!(error = %e, "could not update the record in STATE_DIR; a person re-activated in Authentik may stay suspended");
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn id(n: u32) -> OutlineUserId {
         OutlineUserId::new(format!("00000000-0000-4000-8000-{n:012}"))
@@ -216,8 +204,8 @@ mod tests {
         drop(record);
 
         let again = SuspensionRecord::open(&path).expect("reopens");
-        assert!(!again.snapshot().await.contains(&id(1)));
-        assert!(again.snapshot().await.contains(&id(2)));
+        assert!(!again.snapshot().await.suspended_by_bridge.contains(&id(1)));
+        assert!(again.snapshot().await.suspended_by_bridge.contains(&id(2)));
 
         std::fs::write(&path, b"{\"something\": \"else\"}").expect("write");
         let err = SuspensionRecord::open(&path)
@@ -237,7 +225,7 @@ mod tests {
         serve.insert(&id(3)).await;
         cli.remove(&id(3)).await;
         for r in [&serve, &cli] {
-            let ids = r.snapshot().await;
+            let ids = r.snapshot().await.suspended_by_bridge;
             assert!(ids.contains(&id(1)) && ids.contains(&id(2)));
             assert!(!ids.contains(&id(3)));
         }
@@ -254,6 +242,10 @@ mod tests {
             })
             .collect();
         futures::future::join_all(in_parallel).await;
-        assert_eq!(serve.snapshot().await.len(), 32, "every entry of both kept");
+        assert_eq!(
+            serve.snapshot().await.suspended_by_bridge.len(),
+            32,
+            "every entry of both kept"
+        );
     }
 }

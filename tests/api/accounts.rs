@@ -207,6 +207,9 @@ async fn a_deleted_user_is_suspended_and_the_key_owner_never_is() {
     );
 }
 
+/// One rule for pushes and passes: at most `MAX_SUSPENSIONS` suspensions in any hour without `--force`.
+/// A pass that finds three people deactivated with a limit of two suspends two and holds the third; a second
+/// pass holds them still (only `--force` suspends what the guard held), and the gauge stays up until then.
 #[tokio::test]
 async fn max_suspensions_holds_a_mass_suspension_until_forced() {
     let (authentik, outline) = start_fakes().await;
@@ -224,14 +227,32 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
     for (pk, _) in &pairs {
         app.authentik.set_active(*pk, false);
     }
-    let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
-        .await
-        .expect("pass");
-    assert!(report.guarded, "three suspensions, MAX_SUSPENSIONS=2");
-    assert!(pairs.iter().all(|(_, o)| !app.outline.is_suspended(o)));
-    let text = app.metrics_text().await;
-    assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
-    run_reconcile(
+    let suspended = |app: &TestApp| {
+        pairs
+            .iter()
+            .filter(|(_, o)| app.outline.is_suspended(o))
+            .count()
+    };
+    let dry = run_reconcile(
+        app.queue.engine(),
+        ReconcileOptions {
+            dry_run: true,
+            force: false,
+        },
+    )
+    .await
+    .expect("dry run");
+    assert!(dry.guarded, "the dry run says the guard would hold some");
+    for _ in 0..2 {
+        let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+            .await
+            .expect("pass");
+        assert!(report.guarded, "three suspensions, MAX_SUSPENSIONS=2");
+        assert_eq!(suspended(&app), 2, "the hour's allowance, and no more");
+        let text = app.metrics_text().await;
+        assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
+    }
+    let report = run_reconcile(
         app.queue.engine(),
         ReconcileOptions {
             dry_run: false,
@@ -240,7 +261,10 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
     )
     .await
     .expect("forced pass");
-    assert!(pairs.iter().all(|(_, o)| app.outline.is_suspended(o)));
+    assert!(!report.guarded);
+    assert_eq!(suspended(&app), 3);
+    let text = app.metrics_text().await;
+    assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 0.0);
 }
 
 #[tokio::test]
@@ -593,4 +617,240 @@ async fn inherited_a_group_below_the_admin_group_gives_its_role_on_push() {
         app.outline.role_of(&ojane).as_deref() == Some("member")
     })
     .await;
+}
+
+/// Deleting or renaming the admin group revokes admin rights on push whatever the catalog cache holds: here
+/// it expires at once (`CACHE_TTL` of a millisecond), as it does for ten minutes in every fifteen with the
+/// defaults, and no group filter is set, so the deleted group is also a synced one.
+#[tokio::test]
+async fn deleting_or_renaming_the_admin_group_revokes_the_role_whatever_the_cache_holds() {
+    for rename in [false, true] {
+        let (authentik, outline) = start_fakes().await;
+        let jane = authentik.add_user("jane", "Jane", "jane@example.com");
+        let admins = authentik.add_group("outline-admins");
+        authentik.add_member(&admins, jane);
+        let ojane = outline.add_user("Jane", "jane@example.com");
+        outline.add_user_with("Ada", "ada@example.com", "admin", false);
+        let app = spawn_app_with(authentik, outline, |s| {
+            s.reconcile_interval = None;
+            s.cache_ttl = Duration::from_millis(1);
+            roles(s);
+        })
+        .await;
+        assert_eq!(app.outline.role_of(&ojane).as_deref(), Some("admin"));
+        app.wire_authentik_webhook();
+        if rename {
+            // Still a synced group under its new name: its group job runs, and the role must go too.
+            app.authentik.rename_group(&admins, "former-admins");
+        } else {
+            app.authentik.delete_group(&admins);
+        }
+        eventually(
+            &format!("jane is a member again (rename: {rename})"),
+            Duration::from_secs(5),
+            || app.outline.role_of(&ojane).as_deref() == Some("member"),
+        )
+        .await;
+    }
+}
+
+/// The hour's allowance is shared by pushes and passes: six deactivations pushed with `MAX_SUSPENSIONS=3`
+/// suspend three, and the next pass does not suspend the other three behind the guard's back. The gauge stays
+/// up until `reconcile --force`.
+#[tokio::test]
+async fn a_pass_never_makes_the_suspensions_the_hours_guard_held_back() {
+    let (authentik, outline) = start_fakes().await;
+    let mut people = Vec::new();
+    for i in 0..6 {
+        let email = format!("u{i}@example.com");
+        let pk = authentik.add_user(&format!("u{i}"), "U", &email);
+        people.push((pk, outline.add_user("U", &email)));
+    }
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.reconcile_interval = None;
+        offboarding(s);
+        s.max_suspensions = 3;
+    })
+    .await;
+    app.wire_authentik_webhook();
+    for (pk, _) in &people {
+        app.authentik.set_active(*pk, false);
+    }
+    app.settle_deliveries().await;
+    let suspended = |app: &TestApp| {
+        people
+            .iter()
+            .filter(|(_, o)| app.outline.is_suspended(o))
+            .count()
+    };
+    assert_eq!(suspended(&app), 3);
+    let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        .await
+        .expect("pass");
+    assert!(report.guarded);
+    assert_eq!(suspended(&app), 3, "the pass kept to the guard");
+    let text = app.metrics_text().await;
+    assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
+
+    // One of the held people is active again: they no longer wait.
+    app.authentik.set_active(people[5].0, true);
+    app.settle_deliveries().await;
+    run_reconcile(
+        app.queue.engine(),
+        ReconcileOptions {
+            dry_run: false,
+            force: true,
+        },
+    )
+    .await
+    .expect("forced pass");
+    assert_eq!(suspended(&app), 5);
+    assert!(!app.outline.is_suspended(&people[5].1));
+    let text = app.metrics_text().await;
+    assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 0.0);
+}
+
+/// The race that the change clock closes for memberships, on accounts: a pass plans 30 promotions, a
+/// demotion and a suspension from one read, with Outline answering in 60 ms. Right after its first role
+/// change, pushes remove two of the 30 from the admin group, put the one it would demote back in, and
+/// re-activate the one it would suspend. Every pushed change stands once the pass and its hand-overs are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_never_undoes_role_or_suspension_changes_pushed_while_it_runs() {
+    let (authentik, outline) = start_fakes().await;
+    let admins = authentik.add_group("outline-admins");
+    let mut people = Vec::new();
+    for i in 0..30 {
+        let email = format!("p{i:02}@example.com");
+        let pk = authentik.add_user(&format!("p{i:02}"), "P", &email);
+        people.push((pk, outline.add_user("P", &email)));
+    }
+    let xavier = authentik.add_user("xavier", "Xavier", "xavier@example.com");
+    authentik.add_member(&admins, xavier);
+    let oxavier = outline.add_user_with("Xavier", "xavier@example.com", "admin", false);
+    let yara = authentik.add_user("yara", "Yara", "yara@example.com");
+    let oyara = outline.add_user("Yara", "yara@example.com");
+    let ada = authentik.add_user("ada", "Ada", "ada@example.com");
+    authentik.add_member(&admins, ada);
+    outline.add_user_with("Ada", "ada@example.com", "admin", false);
+    outline.set_rate_limit(1_000_000, Duration::from_secs(60));
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.reconcile_interval = None;
+        s.outline_rate_limit.requests = 1_000_000;
+        s.max_removals = 100;
+        roles(s);
+        offboarding(s);
+    })
+    .await;
+    assert_eq!(app.outline.role_of(&oxavier).as_deref(), Some("admin"));
+    // Unseen by the bridge (no webhook yet): what the next pass reads.
+    app.authentik.remove_member(&admins, xavier);
+    for (pk, _) in &people {
+        app.authentik.add_member(&admins, *pk);
+    }
+    app.authentik.set_active(yara, false);
+    app.wire_authentik_webhook();
+    app.outline.set_latency(Duration::from_millis(60));
+    app.outline.clear_calls();
+    app.queue
+        .submit(authentik_bridge::sync::JobKey::Reconcile)
+        .expect("queued");
+    eventually(
+        "the pass has made its first role change",
+        Duration::from_secs(20),
+        || app.outline.count_calls("users.update_role") >= 1,
+    )
+    .await;
+    let (late, early) = (&people[28..], &people[..28]);
+    for (pk, _) in late {
+        app.authentik.remove_member(&admins, *pk);
+    }
+    app.authentik.add_member(&admins, xavier);
+    app.authentik.set_active(yara, true);
+    let changes_at_push = app.outline.count_calls("users.update_role");
+    app.settle_deliveries().await;
+    assert!(
+        changes_at_push < 20,
+        "pushed while the pass was still writing ({changes_at_push} role changes made)"
+    );
+    let mut undone = Vec::new();
+    for (i, (_, o)) in late.iter().enumerate() {
+        if app.outline.role_of(o).as_deref() != Some("member") {
+            undone.push(format!("p{} promoted after leaving", 28 + i));
+        }
+    }
+    if app.outline.role_of(&oxavier).as_deref() != Some("admin") {
+        undone.push("xavier demoted after joining".into());
+    }
+    if app.outline.is_suspended(&oyara) {
+        undone.push("yara suspended after her re-activation".into());
+    }
+    assert!(undone.is_empty(), "pushed changes undone: {undone:?}");
+    assert!(
+        early
+            .iter()
+            .all(|(_, o)| app.outline.role_of(o).as_deref() == Some("admin")),
+        "the pass's other promotions were made"
+    );
+}
+
+/// With `STATE_DIR` the hour's suspensions are counted across a restart (here `kill -9`): three pushed
+/// suspensions with `MAX_SUSPENSIONS=3`, a restart, and a fourth deactivation is held, not made.
+#[tokio::test]
+async fn the_hours_suspensions_are_counted_across_a_restart_with_state_dir() {
+    let (authentik, outline) = start_fakes().await;
+    let mut people = Vec::new();
+    for i in 0..4 {
+        let email = format!("u{i}@example.com");
+        let pk = authentik.add_user(&format!("u{i}"), "U", &email);
+        people.push((pk, outline.add_user("U", &email)));
+    }
+    let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("state-window-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let state_str = state.to_string_lossy().to_string();
+    let env = [
+        ("SUSPEND_DEACTIVATED", "true"),
+        ("MAX_SUSPENSIONS", "3"),
+        ("STATE_DIR", state_str.as_str()),
+    ];
+    let http = reqwest::Client::new();
+    let wire = |p: &BridgeProcess| {
+        authentik.set_webhook(
+            Some(format!("{}/webhooks/authentik", p.url)),
+            Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
+        )
+    };
+    let mut first = BridgeProcess::start(&authentik, &outline, "window-1", &env);
+    first.wait_reconciled(&http).await;
+    wire(&first);
+    for (pk, _) in &people[..3] {
+        authentik.set_active(*pk, false);
+    }
+    eventually("three suspended", Duration::from_secs(10), || {
+        people[..3].iter().all(|(_, o)| outline.is_suspended(o))
+    })
+    .await;
+    first.kill_9();
+
+    let mut second = BridgeProcess::start(&authentik, &outline, "window-2", &env);
+    second.wait_reconciled(&http).await;
+    wire(&second);
+    authentik.set_active(people[3].0, false);
+    let started = std::time::Instant::now();
+    loop {
+        let text = second.metrics(&http).await;
+        if metric(&text, "bridge_suspension_guard_active", &[]) == 1.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the fourth was not held\n{}",
+            second.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!outline.is_suspended(&people[3].1), "held, not suspended");
+    second.kill_9();
+    let _ = std::fs::remove_dir_all(&state);
 }
