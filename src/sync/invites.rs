@@ -58,6 +58,10 @@ struct BookState {
     /// bad entry never spends the hour's requests nor delays anyone else; a corrected name or address in
     /// Authentik is tried again.
     refused: BTreeMap<String, String>,
+    /// Who this process invited, and when. A job that read Outline before the invitation would note them
+    /// again and spend a request on an `unsent` answer, so they are not taken back until a pass that read
+    /// Outline after the invitation still finds them without an account.
+    invited: BTreeMap<String, std::time::Instant>,
     /// Sends that failed in a row for everyone (an outage, a key without `users:write`), and when the next
     /// may start.
     failures: u32,
@@ -199,6 +203,7 @@ impl InviteBook {
                 .into_iter()
                 .filter(|(_, w)| w.noted >= read_at)
                 .collect();
+            state.invited.retain(|_, at| *at >= read_at);
             wait_for_invitation(&mut state, members);
             state.pending.extend(noted_since);
         }
@@ -219,6 +224,19 @@ impl InviteBook {
             per_request: INVITES_PER_REQUEST,
             invited_now: 0,
         }
+    }
+
+    /// Invited: out of the book, and not taken back from reads made before the invitation.
+    fn invited(&self, keys: &[String]) {
+        let now = std::time::Instant::now();
+        {
+            let mut state = self.state();
+            for k in keys {
+                state.pending.remove(k);
+                state.invited.insert(k.clone(), now);
+            }
+        }
+        self.publish();
     }
 
     fn forget(&self, keys: &[String]) {
@@ -294,6 +312,9 @@ impl InviteBook {
 fn wait_for_invitation(state: &mut BookState, members: &[DesiredMember]) {
     let now = std::time::Instant::now();
     for m in members {
+        if state.invited.contains_key(m.email.folded()) {
+            continue;
+        }
         state.pending.insert(
             m.email.folded().to_string(),
             Waiting {
@@ -409,7 +430,7 @@ async fn send_batches(
                 Ok(answer) => {
                     book.count("sent", answer.created.len());
                     book.count("already_there", answer.already_there);
-                    book.forget(&part.keys);
+                    book.invited(&part.keys);
                     tracing::info!(
                         invited = answer.created.len(),
                         already_there = answer.already_there,

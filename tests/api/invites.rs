@@ -230,3 +230,116 @@ async fn a_key_that_may_not_invite_backs_off() {
         0.0
     );
 }
+
+/// Two addresses Outline refuses (`x@localhost`, no dot in the domain) wait alone in the queue. Each is set
+/// aside on its own refusal; that is never taken for a refusal of everyone, so the next person to join is
+/// invited at once, and neither bad address is sent again.
+#[tokio::test]
+async fn two_refused_addresses_alone_never_delay_the_next_person() {
+    let (authentik, outline) = start_fakes().await;
+    let docs = authentik.add_group("Docs");
+    let odocs = outline.add_group("Docs", None);
+    for who in ["ann", "bob"] {
+        let pk = authentik.add_user(who, who, &format!("{who}@localhost"));
+        authentik.add_member(&docs, pk);
+    }
+    let app = spawn_app_with(authentik, outline, |s| {
+        s.invite_members = true;
+        s.reconcile_interval = None;
+    })
+    .await;
+    app.settle().await;
+    let with_bad_address = |app: &TestApp| {
+        app.outline
+            .calls()
+            .iter()
+            .filter(|c| c.method == "users.invite" && c.body.to_string().contains("@localhost"))
+            .count()
+    };
+    let bad_sent = with_bad_address(&app);
+    assert!((1..=3).contains(&bad_sent), "{bad_sent} requests");
+    app.wire_authentik_webhook();
+    let carol = app
+        .authentik
+        .add_user("carol", "Carol", "carol@example.com");
+    app.authentik.add_member(&docs, carol);
+    eventually("carol invited and placed", Duration::from_secs(5), || {
+        app.outline.members(&odocs).len() == 1
+    })
+    .await;
+    run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        .await
+        .expect("pass");
+    app.settle_deliveries().await;
+    assert_eq!(with_bad_address(&app), bad_sent, "never sent again");
+    let text = app.metrics_text().await;
+    assert_eq!(
+        metric(&text, "bridge_invites_total", &[("result", "refused")]),
+        2.0
+    );
+    assert_eq!(metric(&text, "bridge_invites_pending", &[]), 0.0);
+}
+
+/// With `STATE_DIR`, the hour's invite requests are counted across a restart (here `kill -9`): 30 people
+/// join one at a time, the bridge restarts, 25 more join, and exactly 50 requests go out; the last five
+/// wait, and Outline never has to answer 429.
+#[tokio::test]
+async fn the_hours_invite_requests_are_counted_across_a_restart_with_state_dir() {
+    let (authentik, outline) = start_fakes().await;
+    let docs = authentik.add_group("Docs");
+    outline.add_group("Docs", None);
+    outline.set_rate_limit(100_000, Duration::from_secs(60));
+    let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("state-invites-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let state_str = state.to_string_lossy().to_string();
+    let env = [
+        ("INVITE_MEMBERS", "true"),
+        ("OUTLINE_RATE_LIMIT_REQUESTS", "100000"),
+        ("STATE_DIR", state_str.as_str()),
+    ];
+    let http = reqwest::Client::new();
+    let join = |i: usize| {
+        let email = format!("p{i:02}@example.com");
+        let pk = authentik.add_user(&format!("p{i:02}"), "P", &email);
+        authentik.add_member(&docs, pk);
+        email
+    };
+    let mut next = 0;
+    for (tag, joining) in [("invites-state-1", 30), ("invites-state-2", 25)] {
+        let mut bridge = BridgeProcess::start(&authentik, &outline, tag, &env);
+        bridge.wait_reconciled(&http).await;
+        authentik.set_webhook(
+            Some(format!("{}/webhooks/authentik", bridge.url)),
+            Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
+        );
+        for _ in 0..joining {
+            let email = join(next);
+            next += 1;
+            if next > 50 {
+                continue;
+            }
+            eventually(&format!("{email} invited"), Duration::from_secs(10), || {
+                outline.invited_emails().contains(&email)
+            })
+            .await;
+        }
+        if next > 50 {
+            let started = std::time::Instant::now();
+            while metric(&bridge.metrics(&http).await, "bridge_invites_pending", &[]) < 5.0 {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the last five are not waiting\n{}",
+                    bridge.log_tail()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        bridge.kill_9();
+    }
+    assert_eq!(outline.count_calls("users.invite"), 50);
+    assert_eq!(outline.invited_emails().len(), 50);
+    assert_eq!(outline.throttled_count(), 0, "Outline never answered 429");
+    let _ = std::fs::remove_dir_all(&state);
+}
