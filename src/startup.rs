@@ -14,9 +14,8 @@ use crate::clients::{AuthentikClient, ClientBuildError, OpenFgaClient, OutlineCl
 use crate::configuration::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
-use crate::sync::invites::InviteBook;
-use crate::sync::state_file::StateFile;
-use crate::sync::{EventDeduper, JobKey, JobQueue, SuspensionRecord, SyncEngine};
+use crate::sync::engine::BridgeState;
+use crate::sync::{EventDeduper, JobKey, JobQueue, SyncEngine};
 use crate::telemetry::RedactedRootSpan;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,21 +57,12 @@ pub fn build_engine(
         )?),
         None => None,
     };
-    let (record, invite_requests) = match &settings.state_dir {
-        Some(dir) => (
-            SuspensionRecord::open(&dir.join(SuspensionRecord::FILE_NAME))?,
-            StateFile::open(&dir.join(InviteBook::FILE_NAME))?,
-        ),
-        None => (SuspensionRecord::in_memory(), StateFile::in_memory()),
+    let state = match &settings.state_dir {
+        Some(dir) => BridgeState::open(dir)?,
+        None => BridgeState::in_memory(),
     };
     Ok(Arc::new(SyncEngine::new(
-        settings,
-        authentik,
-        outline,
-        openfga,
-        record,
-        invite_requests,
-        metrics,
+        settings, authentik, outline, openfga, state, metrics,
     )))
 }
 
@@ -102,7 +92,7 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let metrics = Arc::new(Metrics::new());
         let engine = build_engine(&settings, metrics.clone())?;
-        engine.accounts.record.check_writable()?;
+        engine.accounts.check_writable()?;
         engine.invites.check_writable()?;
         let queue = JobQueue::new(
             engine,

@@ -56,9 +56,16 @@ pub struct RoleMap {
 
 impl RoleMap {
     /// Parses `group=role` pairs separated by commas. A group name may itself hold `=`: the role is after
-    /// the last one.
+    /// the last one. What looks like a typo is refused with the fix, since a misread map demotes people: a
+    /// `;`, `|` or line break between pairs, two pairs run together (`a=admin b=viewer`), or one group named
+    /// twice (names compare without case).
     pub fn parse(map: &str, default: &str) -> Result<RoleMap, String> {
-        let mut groups = Vec::new();
+        if let Some(sep) = map.chars().find(|c| matches!(c, ';' | '|' | '\n' | '\r')) {
+            return Err(format!(
+                "{sep:?} is not a separator: separate the pairs with commas, e.g. outline-admins=admin,outline-readers=viewer"
+            ));
+        }
+        let mut groups: Vec<(GroupName, OutlineRole)> = Vec::new();
         for pair in map.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((name, role)) = pair.rsplit_once('=') else {
                 return Err(format!("{pair:?} is not group=role"));
@@ -70,7 +77,22 @@ impl RoleMap {
             if name.is_empty() {
                 return Err(format!("{pair:?} has no group name"));
             }
-            groups.push((GroupName::new(name), role));
+            if let Some((_, tail)) = name.rsplit_once('=') {
+                let word: String = tail.chars().take_while(char::is_ascii_alphabetic).collect();
+                if OutlineRole::parse(&word).is_some() {
+                    return Err(format!(
+                        "{pair:?} looks like two pairs: separate the pairs with commas"
+                    ));
+                }
+            }
+            let name = GroupName::new(name);
+            if groups.iter().any(|(g, _)| g == &name) {
+                return Err(format!(
+                    "{:?} is named twice (group names compare without case): keep one",
+                    name.as_str()
+                ));
+            }
+            groups.push((name, role));
         }
         if groups.is_empty() {
             return Err("names no group".into());
@@ -82,6 +104,21 @@ impl RoleMap {
             })?),
         };
         Ok(RoleMap { groups, default })
+    }
+
+    /// The map in one normal form, to tell whether it changed since it was last applied.
+    pub fn canonical(&self) -> String {
+        let mut pairs: Vec<String> = self
+            .groups
+            .iter()
+            .map(|(g, r)| format!("{}={}", g.folded(), r.as_str()))
+            .collect();
+        pairs.sort();
+        let default = match self.default {
+            RoleDefault::Keep => "keep",
+            RoleDefault::Role(r) => r.as_str(),
+        };
+        format!("{};default={default}", pairs.join(","))
     }
 
     /// Whether a group's name is one of the mapped ones.
@@ -386,6 +423,35 @@ mod tests {
         assert!(RoleMap::parse("x=admin", "boss").is_err());
     }
 
+    /// Typos that would make a group nobody has, and so demote its people, are refused with the fix.
+    #[test]
+    fn typos_in_the_map_are_refused_with_the_fix() {
+        for (bad, says) in [
+            (
+                "outline-admins=admin;outline-readers=viewer",
+                "separate the pairs with commas",
+            ),
+            (
+                "outline-admins=admin|outline-readers=viewer",
+                "separate the pairs with commas",
+            ),
+            (
+                "outline-admins=admin outline-readers=viewer",
+                "looks like two pairs",
+            ),
+            ("a=admin,A=viewer", "named twice"),
+            ("Admins=admin, admins =admin", "named twice"),
+        ] {
+            let err = RoleMap::parse(bad, "member").expect_err(bad);
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+        let a = RoleMap::parse("B=viewer,a=admin", "member").expect("parses");
+        let b = RoleMap::parse("A=admin, b=viewer", "member").expect("parses");
+        assert_eq!(a.canonical(), b.canonical(), "order and case do not matter");
+        let keep = RoleMap::parse("a=admin,b=viewer", "keep").expect("parses");
+        assert_ne!(a.canonical(), keep.canonical(), "the default counts");
+    }
+
     #[test]
     fn the_highest_mapped_role_wins_and_the_default_covers_the_rest() {
         let m = map();
@@ -477,7 +543,21 @@ mod tests {
             if let Ok(parsed) = RoleMap::parse(&map, &default) {
                 prop_assert!(!parsed.groups.is_empty());
                 prop_assert!(parsed.groups.iter().all(|(g, _)| !g.as_str().trim().is_empty()));
+                prop_assert!(!map.contains(';') && !map.contains('|'), "a separator typo was accepted");
+                let names: BTreeSet<String> = parsed.groups.iter().map(|(g, _)| g.folded()).collect();
+                prop_assert_eq!(names.len(), parsed.groups.len(), "a group named twice");
             }
+        }
+
+        /// Any two well-formed pairs joined by a wrong separator are refused, never read as one group.
+        #[test]
+        fn two_pairs_joined_by_a_wrong_separator_are_refused(
+            a in "[a-z][a-z-]{0,10}", b in "[a-z][a-z-]{0,10}",
+            ra in 0usize..4, rb in 0usize..4, sep in prop::sample::select(vec![";", "|", " ", "\n", " ; "]),
+        ) {
+            let roles = ["admin", "member", "viewer", "guest"];
+            let map = format!("{a}={}{sep}{b}={}", roles[ra], roles[rb]);
+            prop_assert!(RoleMap::parse(&map, "member").is_err(), "{:?} accepted", map);
         }
 
         /// Whatever the accounts, a plan never demotes or suspends the key's owner, and never leaves Outline

@@ -13,6 +13,7 @@ use super::changes::Tick;
 use super::engine::{RemovalGuard, SyncEngine, SyncError};
 use super::jobs::JobOutcome;
 use super::snapshots::inherited_members;
+use super::state_file::StateFile;
 use super::suspensions::{RecordSnapshot, SuspensionRecord};
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
@@ -43,10 +44,25 @@ pub struct AccountSync {
     /// The groups `ROLE_MAP` names, by id, as last seen, kept while the bridge runs: a rename or deletion
     /// names the group by id, and the cached catalog that knew its old name may have expired.
     role_groups: std::sync::Mutex<BTreeSet<AuthentikGroupId>>,
+    /// Mapped names the bridge has seen in Authentik while it runs. A mapped name missing from Authentik that
+    /// was seen was deleted or renamed, and its role goes; one never seen may be a typo, and lowers nobody.
+    seen_mapped: std::sync::Mutex<BTreeSet<String>>,
+    /// The `ROLE_MAP` last applied (in `STATE_DIR`, or memory): a new or changed map takes admin rights from
+    /// nobody until `reconcile --force` has applied it or a pass found nobody to demote.
+    applied_map: StateFile<AppliedRoleMap>,
     /// The owner of the API key, read once: it never changes while the key works.
     key_owner: OnceCell<OutlineUserId>,
     metrics: Arc<Metrics>,
 }
+
+/// The `ROLE_MAP` last applied, in its canonical form (`RoleMap::canonical`).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct AppliedRoleMap {
+    pub role_map: Option<String>,
+}
+
+/// Name of the applied map's file in `STATE_DIR`.
+pub const APPLIED_MAP_FILE: &str = "role-map.json";
 
 /// What applying an account plan did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -119,6 +135,7 @@ impl AccountSync {
     pub fn new(
         settings: &Settings,
         record: SuspensionRecord,
+        applied_map: StateFile<AppliedRoleMap>,
         metrics: Arc<Metrics>,
     ) -> AccountSync {
         AccountSync {
@@ -128,9 +145,85 @@ impl AccountSync {
             record,
             changes: tokio::sync::Mutex::new(()),
             role_groups: std::sync::Mutex::new(BTreeSet::new()),
+            seen_mapped: std::sync::Mutex::new(BTreeSet::new()),
+            applied_map,
             key_owner: OnceCell::new(),
             metrics,
         }
+    }
+
+    pub fn check_writable(&self) -> Result<(), super::state_file::RecordError> {
+        self.record.check_writable()?;
+        if self.role_map.is_some() {
+            self.applied_map.check_writable()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the `ROLE_MAP` in force is the one last applied. Unreadable counts as not applied: the map then
+    /// takes admin rights from nobody, which is the safe side.
+    pub async fn role_map_applied(&self) -> bool {
+        let Some(map) = &self.role_map else {
+            return true;
+        };
+        match self.applied_map.read().await {
+            Ok(applied) => applied.role_map.as_deref() == Some(map.canonical().as_str()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the applied ROLE_MAP; admin rights are taken from nobody");
+                false
+            }
+        }
+    }
+
+    /// Remembers the map in force as applied.
+    async fn confirm_role_map(&self) {
+        let Some(map) = &self.role_map else { return };
+        let canonical = map.canonical();
+        let result = self
+            .applied_map
+            .change(move |applied| {
+                let changed = applied.role_map.as_deref() != Some(canonical.as_str());
+                applied.role_map = Some(canonical);
+                ((), changed)
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not remember the applied ROLE_MAP");
+        }
+    }
+
+    /// The mapped names a complete catalog lacks, and whether any of them was never seen while the bridge
+    /// ran (a typo, or a group deleted while it was down): then no role is lowered, as after a failed read.
+    pub fn missing_mapped(&self, catalog: &[GroupSummary]) -> (Vec<GroupName>, bool) {
+        let Some(map) = &self.role_map else {
+            return (Vec::new(), false);
+        };
+        let seen = self.seen_mapped.lock().unwrap_or_else(|e| e.into_inner());
+        let missing: Vec<GroupName> = map
+            .groups
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| !catalog.iter().any(|g| &g.name == *name))
+            .cloned()
+            .collect();
+        let unseen = missing.iter().any(|m| !seen.contains(&m.folded()));
+        (missing, unseen)
+    }
+
+    /// A plan from a catalog that lacks a mapped group never seen: nothing lowered, and a warning that names
+    /// the groups.
+    fn hold_lowering_for_missing(
+        &self,
+        plan: AccountPlan,
+        catalog: &[GroupSummary],
+    ) -> AccountPlan {
+        let (missing, unseen) = self.missing_mapped(catalog);
+        if !unseen {
+            return plan;
+        }
+        let names: Vec<&str> = missing.iter().map(|g| g.as_str()).collect();
+        tracing::warn!(groups = %names.join(", "), "ROLE_MAP names groups that do not exist in Authentik; no role is lowered until they exist — fix: correct the names in ROLE_MAP (compared without case), or create the groups");
+        plan.without_lowering()
     }
 
     pub fn enabled(&self) -> bool {
@@ -170,12 +263,16 @@ impl AccountSync {
         if self.role_map.is_none() {
             return;
         }
-        let ids = catalog
+        let mapped: Vec<&GroupSummary> = catalog
             .iter()
             .filter(|g| self.decides_roles(&g.name))
-            .map(|g| g.id.clone())
             .collect();
-        *self.role_groups.lock().unwrap_or_else(|e| e.into_inner()) = ids;
+        self.seen_mapped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(mapped.iter().map(|g| g.name.folded()));
+        *self.role_groups.lock().unwrap_or_else(|e| e.into_inner()) =
+            mapped.iter().map(|g| g.id.clone()).collect();
     }
 
     fn suspension_rule(&self) -> WindowRule {
@@ -273,7 +370,29 @@ impl AccountSync {
         let mut plan = plan.clone();
         let mut held = None;
         let demotions = plan.admin_removals();
-        if guard == RemovalGuard::Enforce
+        let map_applied = self.role_map_applied().await;
+        if guard == RemovalGuard::Enforce && demotions > 0 && !map_applied {
+            engine.metrics.trip_removal_guard("outline");
+            let who: Vec<String> = plan
+                .roles
+                .iter()
+                .filter(|r| r.from == OutlineRole::Admin && r.to != OutlineRole::Admin)
+                .map(|r| {
+                    format!(
+                        "{} ({} -> {})",
+                        email_of(&r.email),
+                        r.from.as_str(),
+                        r.to.as_str()
+                    )
+                })
+                .collect();
+            tracing::error!(demotions, plan = %who.join(", "), "ROLE_MAP is new or changed since it was last applied: admin rights are taken from nobody until you check the plan with `authentik-bridge reconcile --dry-run` and apply it with `reconcile --force`");
+            held = Some(SyncError::Guarded {
+                removals: removals + demotions,
+                max: engine.max_removals,
+            });
+            plan = plan.without_demotions();
+        } else if guard == RemovalGuard::Enforce
             && demotions > 0
             && removals + demotions > engine.max_removals
         {
@@ -329,6 +448,11 @@ impl AccountSync {
                 tracing::info!(user = %r.user, email = %email_of(&r.email), from = r.from.as_str(), to = r.to.as_str(), "Outline role set from Authentik groups");
                 done.roles += 1;
             }
+        }
+        // A pass that took admin rights from everyone its map asked for (or had none to take) has applied it.
+        let pass = matches!(write, AccountWrite::Pass { .. });
+        if !map_applied && held.is_none() && (pass || guard == RemovalGuard::Force) {
+            self.confirm_role_map().await;
         }
         if let Err(e) = self.suspend_all(&turns, &plan, guard, &mut done).await {
             held = match e {
@@ -581,6 +705,7 @@ pub async fn plan_all(
     let plan = accounts
         .plan(outline, &facts, Some(active_admin_count(&users)))
         .await?;
+    let plan = accounts.hold_lowering_for_missing(plan, &catalog);
     Ok(PassAccountPlan {
         plan,
         read_at,
@@ -647,7 +772,8 @@ pub async fn plan_role_groups(
     let (mapped, holders, catalog) = (mapped?, holders?, catalog?);
     let (mapped, vanished) = mapped;
     // The catalog as read last (the mapped groups' read may have refreshed it): which groups give roles now.
-    accounts.note_role_groups(&reader.full_catalog().await?);
+    let latest = reader.full_catalog().await?;
+    accounts.note_role_groups(&latest);
 
     let members: BTreeSet<DesiredMember> = mapped.keys().cloned().collect();
     let resolved = reader.resolve_members(outline, &members).await?;
@@ -706,6 +832,7 @@ pub async fn plan_role_groups(
         .find(|(role, _)| *role == OutlineRole::Admin)
         .map(|(_, users)| active_admin_count(users));
     let plan = accounts.plan(outline, &facts, admins).await?;
+    let plan = accounts.hold_lowering_for_missing(plan, &latest);
     if vanished {
         tracing::warn!("a group ROLE_MAP names vanished while it was read; nobody's role is lowered until the next pass");
         return Ok(plan.without_lowering());

@@ -9,6 +9,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
 use super::accounts::AccountSync;
+use super::accounts::AppliedRoleMap;
 use super::apply::{OutlineSink, WarnOnce};
 use super::cache::SnapshotCaches;
 use super::changes::ChangeClock;
@@ -110,6 +111,32 @@ pub struct SyncEngine {
     warned: WarnOnce,
 }
 
+/// What the bridge keeps in `STATE_DIR` (in memory without it).
+pub struct BridgeState {
+    pub record: SuspensionRecord,
+    pub invite_requests: StateFile<WindowLog>,
+    pub applied_map: StateFile<AppliedRoleMap>,
+}
+
+impl BridgeState {
+    pub fn in_memory() -> BridgeState {
+        BridgeState {
+            record: SuspensionRecord::in_memory(),
+            invite_requests: StateFile::in_memory(),
+            applied_map: StateFile::in_memory(),
+        }
+    }
+
+    /// Opens every file in `dir`; one that cannot be read stops the start-up.
+    pub fn open(dir: &std::path::Path) -> Result<BridgeState, super::state_file::RecordError> {
+        Ok(BridgeState {
+            record: SuspensionRecord::open(&dir.join(SuspensionRecord::FILE_NAME))?,
+            invite_requests: StateFile::open(&dir.join(super::invites::InviteBook::FILE_NAME))?,
+            applied_map: StateFile::open(&dir.join(super::accounts::APPLIED_MAP_FILE))?,
+        })
+    }
+}
+
 /// A plan and what it was made from.
 pub struct GroupPlan {
     pub plan: MembershipPlan,
@@ -122,8 +149,7 @@ impl SyncEngine {
         authentik: AuthentikClient,
         outline: Option<OutlineClient>,
         openfga: Option<OpenFgaClient>,
-        record: SuspensionRecord,
-        invite_requests: StateFile<WindowLog>,
+        state: BridgeState,
         metrics: Arc<Metrics>,
     ) -> SyncEngine {
         let openfga = openfga.and_then(|client| {
@@ -142,8 +168,8 @@ impl SyncEngine {
             sink: OutlineSink::new(metrics.clone()),
             outline,
             openfga,
-            accounts: AccountSync::new(settings, record, metrics.clone()),
-            invites: InviteBook::new(settings, invite_requests, metrics.clone()),
+            accounts: AccountSync::new(settings, state.record, state.applied_map, metrics.clone()),
+            invites: InviteBook::new(settings, state.invite_requests, metrics.clone()),
             clock: ChangeClock::new(),
             progress: PassProgress::default(),
             auto_create: settings.auto_create_groups,

@@ -11,7 +11,13 @@ use authentik_bridge::sync::{run_reconcile, ReconcileOptions};
 use crate::faults::{metric, BridgeProcess};
 use crate::helpers::*;
 
+/// The admin group alone; tests that also create `outline-readers` map it with [`roles_and_readers`]. A
+/// mapped group that does not exist lowers nobody's role.
 fn roles(s: &mut Settings) {
+    s.role_map = Some(RoleMap::parse("outline-admins=admin", "member").expect("parses"));
+}
+
+fn roles_and_readers(s: &mut Settings) {
     s.role_map = Some(
         RoleMap::parse("outline-admins=admin,outline-readers=viewer", "member").expect("parses"),
     );
@@ -28,7 +34,7 @@ async fn joining_the_admin_group_makes_an_admin_and_leaving_it_a_member_again() 
     let admins = authentik.add_group("outline-admins");
     let readers = authentik.add_group("outline-readers");
     let ojane = outline.add_user("Jane", "jane@example.com");
-    let app = spawn_app_with(authentik, outline, roles).await;
+    let app = spawn_app_with(authentik, outline, roles_and_readers).await;
     app.wire_authentik_webhook();
     assert_eq!(app.outline.role_of(&ojane).as_deref(), Some("member"));
 
@@ -71,9 +77,10 @@ async fn the_pass_sets_roles_shows_them_in_the_dry_run_and_keeps_the_key_owner_a
         roles(s);
     })
     .await;
-    // The start-up pass made bob an admin and carol a member, and refused to demote the owner.
+    // The start-up pass is the first with this ROLE_MAP: it made bob an admin, refused to demote the owner,
+    // and held carol's demotion for `--force`, with the guard's gauge up.
     assert_eq!(app.outline.role_of(&obob).as_deref(), Some("admin"));
-    assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("member"));
+    assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("admin"));
     assert_eq!(app.outline.role_of(&owner).as_deref(), Some("admin"));
     let text = app.metrics_text().await;
     assert!(
@@ -84,6 +91,32 @@ async fn the_pass_sets_roles_shows_them_in_the_dry_run_and_keeps_the_key_owner_a
         ) >= 1.0,
         "{text}"
     );
+    assert_eq!(
+        metric(&text, "bridge_removal_guard_active", &[("sink", "outline")]),
+        1.0
+    );
+    let again = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        .await
+        .expect("pass");
+    assert!(again.guarded, "still held without --force");
+    assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("admin"));
+    run_reconcile(
+        app.queue.engine(),
+        ReconcileOptions {
+            dry_run: false,
+            force: true,
+        },
+    )
+    .await
+    .expect("forced pass");
+    assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("member"));
+    // Applied: from now on a demotion needs no --force.
+    app.outline.set_role(&ocarol, "admin");
+    let applied = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        .await
+        .expect("pass");
+    assert!(!applied.guarded);
+    assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("member"));
 
     app.outline.set_role(&ocarol, "admin");
     let report = run_reconcile(
@@ -120,6 +153,19 @@ async fn a_demotion_from_admin_counts_toward_max_removals() {
         s.max_removals = 0;
     })
     .await;
+    let force = ReconcileOptions {
+        dry_run: false,
+        force: true,
+    };
+    // The map is applied once; after that only MAX_REMOVALS holds a demotion.
+    run_reconcile(app.queue.engine(), force)
+        .await
+        .expect("forced pass");
+    app.outline.set_role(&ocarol, "admin");
+    let held = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        .await
+        .expect("pass");
+    assert!(held.guarded);
     assert_eq!(
         app.outline.role_of(&ocarol).as_deref(),
         Some("admin"),
@@ -852,5 +898,76 @@ async fn the_hours_suspensions_are_counted_across_a_restart_with_state_dir() {
     }
     assert!(!outline.is_suspended(&people[3].1), "held, not suspended");
     second.kill_9();
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// Settings that cannot demote the wrong people: a `ROLE_MAP` naming a group Authentik does not have (a typo)
+/// lowers nobody, even forced; a map that is new, or changed since it was last applied, takes admin rights
+/// from nobody without `--force`; and with `STATE_DIR` the applied map is remembered across a restart.
+#[tokio::test]
+async fn a_missing_mapped_group_or_a_changed_map_demotes_nobody_without_force() {
+    let (authentik, outline) = start_fakes().await;
+    let admins = authentik.add_group("outline-admins");
+    let bob = authentik.add_user("bob", "Bob", "bob@example.com");
+    authentik.add_member(&admins, bob);
+    authentik.add_user("carol", "Carol", "carol@example.com");
+    outline.add_user("Bob", "bob@example.com");
+    let ocarol = outline.add_user_with("Carol", "carol@example.com", "admin", false);
+    let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("state-role-map-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let engine_with = |map: &str| {
+        let mut s = settings_for(&authentik, &outline);
+        s.role_map = Some(RoleMap::parse(map, "member").expect("parses"));
+        s.state_dir = Some(state.clone());
+        authentik_bridge::startup::build_engine(
+            &s,
+            std::sync::Arc::new(authentik_bridge::metrics::Metrics::new()),
+        )
+        .expect("engine")
+    };
+    let pass = ReconcileOptions::default();
+    let force = ReconcileOptions {
+        dry_run: false,
+        force: true,
+    };
+    let carol_role = || outline.role_of(&ocarol);
+
+    // A typo: no group is called `outline-admin`. Nobody is lowered, not even by --force.
+    let typo = engine_with("outline-admin=admin");
+    run_reconcile(&typo, force).await.expect("pass");
+    assert_eq!(
+        carol_role().as_deref(),
+        Some("admin"),
+        "kept: missing group"
+    );
+
+    // The right map, first applied: held without --force, made with it.
+    let right = engine_with("outline-admins=admin");
+    let report = run_reconcile(&right, pass).await.expect("pass");
+    assert!(report.guarded);
+    assert_eq!(carol_role().as_deref(), Some("admin"), "held: a new map");
+    run_reconcile(&right, force).await.expect("forced pass");
+    assert_eq!(carol_role().as_deref(), Some("member"));
+
+    // A restart with the same map: remembered in STATE_DIR, so no --force is needed.
+    outline.set_role(&ocarol, "admin");
+    let restarted = engine_with("outline-admins=admin");
+    let report = run_reconcile(&restarted, pass).await.expect("pass");
+    assert!(!report.guarded);
+    assert_eq!(carol_role().as_deref(), Some("member"));
+
+    // The map changes: held again.
+    authentik.add_group("outline-readers");
+    outline.set_role(&ocarol, "admin");
+    let changed = engine_with("outline-admins=admin,outline-readers=viewer");
+    let report = run_reconcile(&changed, pass).await.expect("pass");
+    assert!(report.guarded);
+    assert_eq!(
+        carol_role().as_deref(),
+        Some("admin"),
+        "held: a changed map"
+    );
     let _ = std::fs::remove_dir_all(&state);
 }
