@@ -22,7 +22,8 @@ use crate::sync::{run_reconcile, ReconcileOptions, SyncEngine};
 #[command(
     name = "authentik-bridge",
     version,
-    about = "Keeps Outline's groups in step with Authentik, in real time."
+    about = "Keeps Outline's groups in step with Authentik, in real time.",
+    after_help = "Settings come from the environment and a .env file in the working directory; every one is listed, with its default, in .env.example, and explained in the README."
 )]
 pub struct Cli {
     /// A TOML file of settings, read between the defaults and the environment.
@@ -78,6 +79,18 @@ pub fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
     Settings::load_layers(cli.config.as_deref(), &[&dotenv, &ProcessEnv]).map_err(config_error)
 }
 
+/// Variables in `.env` and the environment that look like settings but are not, each with the closest real
+/// one; `serve` logs them and `check` prints them.
+pub fn unknown_variables() -> Vec<String> {
+    let from_file = DotEnv::read(Path::new(".env"))
+        .map(|d| d.names())
+        .unwrap_or_default();
+    let from_env: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    Settings::unknown_variables(from_file.iter().chain(&from_env).map(String::as_str))
+}
+
 /// Resolves on SIGTERM (Docker, Kubernetes, systemd) or Ctrl-C.
 pub async fn shutdown_signal() {
     let interrupt = async {
@@ -105,16 +118,32 @@ pub async fn shutdown_signal() {
 pub async fn serve(settings: Settings) -> ExitCode {
     // With Outline, the sign-in webhook is the connector's whole job; a bridge that would answer it 503 should
     // not start.
-    if settings.outline.is_some() && settings.outline_webhook_secret.is_none() {
-        eprintln!("configuration error: OUTLINE_WEBHOOK_SECRET is required but not set");
+    let missing = settings.missing_for_serve();
+    if !missing.is_empty() {
+        let e = crate::configuration::ConfigError::MissingAll { names: missing };
+        eprintln!("configuration error: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
     if settings.authentik_webhook_token.is_none() {
         tracing::warn!("AUTHENTIK_WEBHOOK_TOKEN is not set: /webhooks/authentik answers 503, so only sign-ins and reconcile sync");
     }
+    for warning in unknown_variables() {
+        tracing::warn!("{warning}");
+    }
+    if settings.role_map.is_some() && settings.state_dir.is_none() {
+        tracing::warn!("STATE_DIR is not set: the applied ROLE_MAP is remembered in memory only, so after every restart the first pass takes admin rights from nobody until `reconcile --force`");
+    }
     let addr = settings.listen_addr;
     let app = match Application::build(settings) {
         Ok(app) => app,
+        // A port still held by the process being replaced is not a configuration error: exit 1, which
+        // systemd's Restart=on-failure tries again (exit 2 is not restarted).
+        Err(e @ crate::startup::StartupError::Bind { .. }) => {
+            eprintln!(
+                "error: {e} — is another process listening there? Set LISTEN_ADDR to a free port"
+            );
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("configuration error: {e}");
             return ExitCode::from(EXIT_CONFIG);
@@ -267,14 +296,32 @@ fn progress_line(engine: &SyncEngine) -> String {
     )
 }
 
+/// One line of `check`. Written without `println!`, which panics when the reader has gone (`check | head -1`):
+/// a closed pipe simply ends the output.
 fn line(ok: bool, what: &str, detail: &str) -> bool {
-    println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+    print_line(if ok { "ok  " } else { "FAIL" }, what, detail);
     ok
+}
+
+/// A line that is neither a pass nor a failure: something the operator should know.
+fn warn_line(what: &str, detail: &str) {
+    print_line("warn", what, detail);
+}
+
+fn print_line(mark: &str, what: &str, detail: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{mark} {what}: {detail}");
 }
 
 fn explain(e: &UpstreamError, fix_forbidden: &str) -> String {
     match e.status() {
         Some(401) => format!("{e} — fix: the token is wrong or expired; create a new one"),
+        // Authentik answers 403 both for a bad token and for a missing permission; its body tells which.
+        Some(403)
+            if e.to_string().contains("Token invalid") || e.to_string().contains("expired") =>
+        {
+            format!("{e} — fix: the token is invalid or expired; create an API token (intent `api`) in Authentik (Directory → Tokens and App passwords), not an app password")
+        }
         Some(403) => format!("{e} — fix: {fix_forbidden}"),
         None if matches!(e, UpstreamError::Transport { .. }) => {
             format!("{e} — fix: check the URL and that the server is reachable from here")
@@ -297,6 +344,10 @@ pub async fn check(settings: Settings) -> ExitCode {
         "configuration",
         &format!("loaded; listening on {}", settings.listen_addr),
     );
+    for warning in unknown_variables() {
+        warn_line("configuration", &warning);
+    }
+    all_ok &= check_state_dir(&settings);
     let ak_fix = "give the token's user a role with authentik_core.view_user and authentik_core.view_group (Authentik answers 403 without them)";
     for what in ["users", "groups"] {
         all_ok &= match engine.reader.authentik.probe(what).await {
@@ -322,6 +373,43 @@ pub async fn check(settings: Settings) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `STATE_DIR`: a folder the bridge can write, or a warning of what a restart forgets without it.
+fn check_state_dir(settings: &Settings) -> bool {
+    let Some(dir) = &settings.state_dir else {
+        warn_line("state", "STATE_DIR is not set: whom the bridge suspended or held, the hour's suspensions and invite requests, and the applied ROLE_MAP are kept in memory and forgotten at a restart (see the README)");
+        return true;
+    };
+    if !dir.is_dir() {
+        return line(
+            false,
+            "state",
+            &format!(
+                "STATE_DIR {} is not a folder — fix: create it (mkdir -p) for the user the bridge runs as",
+                dir.display()
+            ),
+        );
+    }
+    let probe = dir.join(format!(".check-{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            line(
+                true,
+                "state",
+                &format!("STATE_DIR {} is writable", dir.display()),
+            )
+        }
+        Err(e) => line(
+            false,
+            "state",
+            &format!(
+                "STATE_DIR {} cannot be written ({e}) — fix: give the bridge's user write access",
+                dir.display()
+            ),
+        ),
     }
 }
 
@@ -384,9 +472,6 @@ async fn check_outline(outline: &OutlineClient, settings: &Settings) -> bool {
                 &format!("probing the user calls failed: {}", explain(&e, fix)),
             ),
         };
-        if settings.suspend_deactivated && settings.state_dir.is_none() {
-            line(true, "accounts", "STATE_DIR is not set: whom the bridge suspended is kept in memory, so after a restart a re-activation in Authentik leaves them suspended (see the README)");
-        }
     }
     all_ok &= match &settings.outline_webhook_secret {
         Some(_) => line(true, "outline webhook", "OUTLINE_WEBHOOK_SECRET is set"),

@@ -68,8 +68,8 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec("ROLE_MAP", None, false, "Authentik groups that decide Outline roles, e.g. outline-admins=admin,outline-readers=viewer; unset leaves roles alone"),
     spec("ROLE_DEFAULT", Some("member"), false, "with ROLE_MAP: the role of people in none of the mapped groups, or keep"),
     spec("SUSPEND_DEACTIVATED", Some("false"), false, "suspend in Outline a user deactivated or deleted in Authentik, and activate them again when the bridge did it"),
-    spec("MAX_SUSPENSIONS", Some("10"), false, "a pass that would suspend more people suspends none (guard)"),
-    spec("STATE_DIR", None, false, "directory where the bridge records whom it suspended (suspended-by-bridge.json), so a restart still re-activates them; unset keeps the record in memory"),
+    spec("MAX_SUSPENSIONS", Some("10"), false, "at most this many suspensions in any hour, pushes and passes together; the rest wait for reconcile --force (guard)"),
+    spec("STATE_DIR", None, false, "directory for what must survive a restart: whom the bridge suspended or held, the hour's suspensions and invite requests, the applied ROLE_MAP; unset keeps them in memory"),
     spec("INVITE_MEMBERS", Some("false"), false, "invite members of managed groups who have no Outline account yet, then add them to their groups"),
     spec("INVITE_EMAIL", Some("false"), false, "with INVITE_MEMBERS: let Outline email the invitation (suppressEmail is sent otherwise)"),
     spec("OPENFGA_URL", None, false, "OpenFGA HTTP API base URL, e.g. http://openfga:8080; set it (with OPENFGA_STORE_ID) to keep OpenFGA's member tuples in step"),
@@ -183,6 +183,9 @@ pub struct Settings {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// The halves of the URL and token pairs that are missing while the other half is set, so that every
+    /// missing setting is named at once.
+    pub unset_halves: Vec<&'static str>,
 }
 
 /// A setting that is missing or cannot be parsed. The message names the setting and never its value when it
@@ -191,6 +194,8 @@ pub struct Settings {
 pub enum ConfigError {
     #[error("{name} is required but not set")]
     Missing { name: &'static str },
+    #[error("required but not set: {} (each is described in .env.example)", names.join(", "))]
+    MissingAll { names: Vec<&'static str> },
     #[error("{name}: {reason}")]
     Invalid { name: String, reason: String },
     #[error("config file {path}: {reason}")]
@@ -248,10 +253,30 @@ impl DotEnv {
         };
         let mut vars = BTreeMap::new();
         for entry in entries {
-            let (key, value) = entry.map_err(|e| file_error(e.to_string()))?;
+            let (key, value) = entry.map_err(|e| match e {
+                dotenvy::Error::LineParse(text, _) => {
+                    let number = std::fs::read_to_string(path)
+                        .ok()
+                        .and_then(|all| all.lines().position(|l| l.contains(text.trim())))
+                        .map(|n| format!("line {}", n + 1))
+                        .unwrap_or_else(|| "a line".into());
+                    file_error(format!(
+                        "{number} cannot be read: {:?} — fix: write NAME=value, quoting a value that holds spaces or #",
+                        text.trim()
+                    ))
+                }
+                e => file_error(e.to_string()),
+            })?;
             vars.insert(key, value);
         }
         Ok(DotEnv(vars))
+    }
+}
+
+impl DotEnv {
+    /// The names the file sets.
+    pub fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
     }
 }
 
@@ -311,33 +336,27 @@ impl Settings {
         let secret = |name: &'static str| get(name).map(Secret::new);
         let url = |name: &'static str| get(name).map(|v| parse_url(name, v)).transpose();
 
+        // Every half-set pair is named at once, not one per run.
+        let mut missing = Vec::new();
+        let mut pair = |url_name: &'static str, token_name: &'static str| {
+            let u = get(url_name).is_some();
+            let t = get(token_name).is_some();
+            if u && !t {
+                missing.push(token_name);
+            }
+            if t && !u {
+                missing.push(url_name);
+            }
+        };
+        pair("AUTHENTIK_URL", "AUTHENTIK_TOKEN");
+        pair("OUTLINE_URL", "OUTLINE_TOKEN");
         let authentik = match (url("AUTHENTIK_URL")?, secret("AUTHENTIK_TOKEN")) {
             (Some(url), Some(token)) => Some(UpstreamSettings { url, token }),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::Missing {
-                    name: "AUTHENTIK_TOKEN",
-                })
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Missing {
-                    name: "AUTHENTIK_URL",
-                })
-            }
+            _ => None,
         };
         let outline = match (url("OUTLINE_URL")?, secret("OUTLINE_TOKEN")) {
             (Some(url), Some(token)) => Some(UpstreamSettings { url, token }),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::Missing {
-                    name: "OUTLINE_TOKEN",
-                })
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Missing {
-                    name: "OUTLINE_URL",
-                })
-            }
+            _ => None,
         };
         let regex_source = get("SYNC_GROUP_REGEX")
             .map(|v| ("SYNC_GROUP_REGEX", v))
@@ -352,7 +371,7 @@ impl Settings {
         let listen_addr = listen_addr.parse().map_err(|_| {
             ConfigError::invalid(
                 "LISTEN_ADDR",
-                format!("not a socket address: {listen_addr}"),
+                format!("{listen_addr:?} is not an IP address and port — fix: e.g. 0.0.0.0:8430 (all interfaces) or 127.0.0.1:8430 (this machine only)"),
             )
         })?;
         let log_format = match with_default("LOG_FORMAT")?.to_ascii_lowercase().as_str() {
@@ -459,22 +478,107 @@ impl Settings {
             header_timeout: positive_seconds("HEADER_TIMEOUT")?,
             body_timeout: positive_seconds("BODY_TIMEOUT")?,
             shutdown_grace: seconds("SHUTDOWN_GRACE")?,
+            unset_halves: missing,
         })
     }
 
     /// The settings `serve` and `reconcile` cannot run without, checked in one place so that the error names
     /// the first one missing: Authentik, and at least one sink (Outline, OpenFGA or both).
     pub fn require_upstreams(&self) -> Result<&UpstreamSettings, ConfigError> {
-        let authentik = self.authentik.as_ref().ok_or(ConfigError::Missing {
-            name: "AUTHENTIK_URL",
-        })?;
-        if self.outline.is_none() && self.openfga.is_none() {
-            return Err(ConfigError::invalid(
-                "OUTLINE_URL",
-                "no sink is set: set OUTLINE_URL and OUTLINE_TOKEN, or OPENFGA_URL and OPENFGA_STORE_ID, or both",
-            ));
+        let mut missing = Vec::new();
+        let mut need = |url: &'static str, token: &'static str| {
+            let halves: Vec<&'static str> = self
+                .unset_halves
+                .iter()
+                .copied()
+                .filter(|h| *h == url || *h == token)
+                .collect();
+            if halves.is_empty() {
+                missing.extend([url, token]);
+            } else {
+                missing.extend(halves);
+            }
+        };
+        if self.authentik.is_none() {
+            need("AUTHENTIK_URL", "AUTHENTIK_TOKEN");
         }
-        Ok(authentik)
+        if self.outline.is_none() && self.openfga.is_none() {
+            need("OUTLINE_URL", "OUTLINE_TOKEN");
+        }
+        match (&self.authentik, missing.is_empty()) {
+            (Some(authentik), true) => Ok(authentik),
+            _ => Err(ConfigError::MissingAll { names: missing }),
+        }
+    }
+
+    /// What `serve` needs: the upstreams, and with Outline (set, or implied by no sink at all) the secret of
+    /// its sign-in webhook, all named at once.
+    pub fn missing_for_serve(&self) -> Vec<&'static str> {
+        let mut missing = match self.require_upstreams() {
+            Err(ConfigError::MissingAll { names }) => names,
+            _ => Vec::new(),
+        };
+        let outline_wanted = self.outline.is_some() || self.openfga.is_none();
+        if outline_wanted && self.outline_webhook_secret.is_none() {
+            missing.push("OUTLINE_WEBHOOK_SECRET");
+        }
+        missing
+    }
+
+    /// Variables that look like the bridge's (one of its prefixes) but are not settings: a misspelt setting
+    /// is otherwise silently ignored, and `AUTHENTIK_GROUP_REGEX` for `AUTHENTIK_GROUP_REGEXP` manages every
+    /// group. Each comes with the closest real setting. Authentik's own variables (`AUTHENTIK_POSTGRESQL__…`)
+    /// may share an environment with the bridge, so this warns and never stops it.
+    pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        const PREFIXES: &[&str] = &[
+            "AUTHENTIK_",
+            "OUTLINE_",
+            "OPENFGA_",
+            "ROLE_",
+            "INVITE_",
+            "SUSPEND_",
+            "MAX_",
+            "RECONCILE_",
+            "STATE_",
+            "SYNC_",
+            "QUEUE_",
+            "WORKER_",
+            "UPSTREAM_",
+            "CACHE_",
+            "HEADER_",
+            "BODY_",
+            "SHUTDOWN_",
+            "LISTEN_",
+            "AUTO_CREATE",
+            "MEMBERSHIP",
+            "BRIDGE_",
+        ];
+        let known = |name: &str| {
+            name == "BRIDGE_CONFIG"
+                || SETTINGS.iter().any(|s| {
+                    s.name == name || (s.secret && name.strip_suffix("_FILE") == Some(s.name))
+                })
+        };
+        let mut unknown: Vec<String> = names
+            .into_iter()
+            .filter(|n| PREFIXES.iter().any(|p| n.starts_with(p)) && !known(n))
+            // Authentik's own settings use double underscores for nesting; they are not typos of ours.
+            .filter(|n| !n.contains("__"))
+            .map(|n| {
+                let closest = SETTINGS
+                    .iter()
+                    .map(|s| (strsim::levenshtein(n, s.name), s.name))
+                    .min()
+                    .filter(|(d, _)| *d <= 4);
+                match closest {
+                    Some((_, name)) => format!("{n} is not a setting; did you mean {name}?"),
+                    None => format!("{n} is not a setting (see .env.example)"),
+                }
+            })
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        unknown
     }
 
     /// Settings for tests and the demo: everything at its default, with the given upstreams and secrets.
@@ -698,15 +802,34 @@ pub fn parse_seconds(name: &str, v: &str) -> Result<Duration, ConfigError> {
 
 /// Trailing slashes are dropped so that paths can be appended; only http and https are accepted.
 fn parse_url(name: &str, value: &str) -> Result<String, ConfigError> {
-    let parsed = reqwest::Url::parse(value)
-        .map_err(|e| ConfigError::invalid(name, format!("not a valid URL ({e})")))?;
+    let parsed = reqwest::Url::parse(value).map_err(|e| match e {
+        url_error
+            if url_error
+                .to_string()
+                .contains("relative URL without a base") =>
+        {
+            ConfigError::invalid(
+                name,
+                format!("{value:?} has no scheme — fix: add http:// or https://"),
+            )
+        }
+        e => ConfigError::invalid(name, format!("not a valid URL ({e})")),
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(ConfigError::invalid(
             name,
             "expected an http:// or https:// URL",
         ));
     }
-    Ok(value.trim_end_matches('/').to_string())
+    // The base URL is wanted, but the API's own root is a common paste: it is accepted as the base.
+    let base = value.trim_end_matches('/');
+    let base = base.strip_suffix("/api/v3").unwrap_or(base);
+    let base = if name.starts_with("OUTLINE") {
+        base.strip_suffix("/api").unwrap_or(base)
+    } else {
+        base
+    };
+    Ok(base.trim_end_matches('/').to_string())
 }
 
 /// The Python connector compiles the pattern with `re.IGNORECASE` and uses `re.match`, which anchors at the

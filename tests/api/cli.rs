@@ -40,7 +40,11 @@ fn a_bad_setting_exits_2_with_one_line_naming_it() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTHENTIK_TOKEN is required"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("required but not set: AUTHENTIK_TOKEN"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -75,7 +79,12 @@ async fn check_passes_and_explains_each_failure() {
     let out = tokio::task::block_in_place(|| check(&app, true));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.lines().all(|l| l.starts_with("ok")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.starts_with("ok") || l.starts_with("warn state: STATE_DIR is not set")),
+        "{stdout}"
+    );
 
     app.authentik.set_forbidden(true);
     let out = tokio::task::block_in_place(|| check(&app, false));
@@ -235,4 +244,138 @@ async fn check_with_roles_needs_a_key_that_can_change_users() {
             "the probe changes nobody: {call}"
         );
     }
+}
+
+/// Every missing setting is named at once, in one line, and each message names the cause and the fix.
+#[test]
+fn settings_errors_name_every_missing_setting_the_cause_and_the_fix() {
+    let out = bridge().arg("serve").output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for name in [
+        "AUTHENTIK_URL",
+        "AUTHENTIK_TOKEN",
+        "OUTLINE_URL",
+        "OUTLINE_TOKEN",
+        "OUTLINE_WEBHOOK_SECRET",
+    ] {
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = bridge();
+        cmd.arg("serve")
+            .env("AUTHENTIK_URL", "https://auth.example.com")
+            .env("AUTHENTIK_TOKEN", "ak")
+            .env("OUTLINE_URL", "https://docs.example.com")
+            .env("OUTLINE_TOKEN", "ol")
+            .env("OUTLINE_WEBHOOK_SECRET", "whs");
+        cmd.envs(vars.iter().copied());
+        let out = cmd.output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{vars:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("AUTHENTIK_URL", "auth.example.com")],
+            "add http:// or https://",
+        ),
+        (
+            &[("LISTEN_ADDR", "localhost:8431")],
+            "is not an IP address and port",
+        ),
+        (
+            &[("ROLE_MAP", "outline-admins=admin;outline-readers=viewer")],
+            "separate the pairs with commas",
+        ),
+    ];
+    for (vars, says) in cases {
+        let stderr = run(vars);
+        assert!(stderr.contains(says), "{vars:?}: {stderr}");
+        assert!(
+            stderr.contains("fix") || stderr.contains("separate"),
+            "{stderr}"
+        );
+    }
+}
+
+/// A line `.env` cannot read is named by its number and text.
+#[test]
+fn a_bad_line_in_dot_env_is_named_by_number_and_text() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dotenv-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    std::fs::write(
+        dir.join(".env"),
+        "AUTHENTIK_URL=https://auth.example.com\nthis line is wrong\n",
+    )
+    .expect("write .env");
+    let out = bridge()
+        .arg("check")
+        .current_dir(&dir)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(stderr.contains("this line is wrong"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `check` warns about a misspelt setting with the closest real one, fails on a `STATE_DIR` that does not
+/// exist, and ends quietly when its reader goes away (`check | head -1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_misspelt_settings_and_a_missing_state_dir() {
+    let app = spawn_app().await;
+    let out = tokio::task::block_in_place(|| {
+        let mut cmd = bridge();
+        cmd.arg("check")
+            .env("AUTHENTIK_URL", app.authentik.url())
+            .env("AUTHENTIK_TOKEN", app.authentik.token())
+            .env("OUTLINE_URL", app.outline.url())
+            .env("OUTLINE_TOKEN", app.outline.token())
+            .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
+            .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+            .env("AUTHENTIK_GROUP_REGEX", "^wiki-")
+            .env("STATE_DIR", "/nonexistent/bridge-state");
+        cmd.output().expect("runs")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("warn")
+            && l.contains(
+                "AUTHENTIK_GROUP_REGEX is not a setting; did you mean AUTHENTIK_GROUP_REGEXP?"
+            )),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL state") && l.contains("not a folder")),
+        "{stdout}"
+    );
+
+    let (url, token) = (app.authentik.url(), app.authentik.token());
+    let status = tokio::task::block_in_place(|| {
+        use std::io::Read;
+        let mut child = bridge()
+            .arg("check")
+            .env("AUTHENTIK_URL", &url)
+            .env("AUTHENTIK_TOKEN", &token)
+            .env("OUTLINE_URL", app.outline.url())
+            .env("OUTLINE_TOKEN", app.outline.token())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts");
+        let mut first = [0u8; 8];
+        let mut stdout = child.stdout.take().expect("stdout");
+        let _ = stdout.read(&mut first);
+        drop(stdout);
+        let out = child.wait_with_output().expect("ends");
+        (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+    });
+    assert!(!status.1.contains("panicked"), "{}", status.1);
+    assert_ne!(status.0.code(), Some(101), "no panic on a closed pipe");
 }
