@@ -977,10 +977,12 @@ mod tests {
             .into_iter()
             .filter(|(k, _)| *k != "OUTLINE_TOKEN")
             .collect();
-        let err = Settings::load(None, &env(&e))
-            .expect_err("missing")
-            .to_string();
-        assert_eq!(err, "OUTLINE_TOKEN is required but not set");
+        let half = Settings::load(None, &env(&e)).expect("a half-set pair loads");
+        let err = half.require_upstreams().expect_err("missing").to_string();
+        assert_eq!(
+            err,
+            "required but not set: OUTLINE_TOKEN (each is described in .env.example)"
+        );
 
         let s = Settings::load(None, &env(&base())).expect("loads");
         assert!(!format!("{s:?}").contains("ak-token"));

@@ -259,12 +259,7 @@ async fn a_deleted_user_is_suspended_and_the_key_owner_never_is() {
 #[tokio::test]
 async fn max_suspensions_holds_a_mass_suspension_until_forced() {
     let (authentik, outline) = start_fakes().await;
-    let mut pairs = Vec::new();
-    for i in 0..3 {
-        let email = format!("u{i}@example.com");
-        let pk = authentik.add_user(&format!("u{i}"), "U", &email);
-        pairs.push((pk, outline.add_user("U", &email)));
-    }
+    let pairs = people_on_both_sides(&authentik, &outline, 3);
     let app = spawn_app_with(authentik, outline, |s| {
         offboarding(s);
         s.max_suspensions = 2;
@@ -532,12 +527,7 @@ async fn a_role_change_reads_the_mapped_groups_not_the_whole_directory() {
 #[tokio::test]
 async fn pushed_suspensions_keep_to_max_suspensions_an_hour() {
     let (authentik, outline) = start_fakes().await;
-    let mut people = Vec::new();
-    for i in 0..4 {
-        let email = format!("u{i}@example.com");
-        let pk = authentik.add_user(&format!("u{i}"), "U", &email);
-        people.push((pk, outline.add_user("U", &email)));
-    }
+    let people = people_on_both_sides(&authentik, &outline, 4);
     let app = spawn_app_with(authentik, outline, |s| {
         s.reconcile_interval = None;
         offboarding(s);
@@ -706,12 +696,7 @@ async fn deleting_or_renaming_the_admin_group_revokes_the_role_whatever_the_cach
 #[tokio::test]
 async fn a_pass_never_makes_the_suspensions_the_hours_guard_held_back() {
     let (authentik, outline) = start_fakes().await;
-    let mut people = Vec::new();
-    for i in 0..6 {
-        let email = format!("u{i}@example.com");
-        let pk = authentik.add_user(&format!("u{i}"), "U", &email);
-        people.push((pk, outline.add_user("U", &email)));
-    }
+    let people = people_on_both_sides(&authentik, &outline, 6);
     let app = spawn_app_with(authentik, outline, |s| {
         s.reconcile_interval = None;
         offboarding(s);
@@ -844,16 +829,8 @@ async fn a_pass_never_undoes_role_or_suspension_changes_pushed_while_it_runs() {
 #[tokio::test]
 async fn the_hours_suspensions_are_counted_across_a_restart_with_state_dir() {
     let (authentik, outline) = start_fakes().await;
-    let mut people = Vec::new();
-    for i in 0..4 {
-        let email = format!("u{i}@example.com");
-        let pk = authentik.add_user(&format!("u{i}"), "U", &email);
-        people.push((pk, outline.add_user("U", &email)));
-    }
-    let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("state-window-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).expect("state dir");
+    let people = people_on_both_sides(&authentik, &outline, 4);
+    let state = scratch_state_dir("window");
     let state_str = state.to_string_lossy().to_string();
     let env = [
         ("SUSPEND_DEACTIVATED", "true"),
@@ -913,10 +890,7 @@ async fn a_missing_mapped_group_or_a_changed_map_demotes_nobody_without_force() 
     authentik.add_user("carol", "Carol", "carol@example.com");
     outline.add_user("Bob", "bob@example.com");
     let ocarol = outline.add_user_with("Carol", "carol@example.com", "admin", false);
-    let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("state-role-map-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).expect("state dir");
+    let state = scratch_state_dir("role-map");
     let engine_with = |map: &str| {
         let mut s = settings_for(&authentik, &outline);
         s.role_map = Some(RoleMap::parse(map, "member").expect("parses"));

@@ -248,3 +248,27 @@ pub fn user_event(event_pk: &str, action: &str, pk: i64, name: &str) -> serde_js
         "model": {"pk": pk, "app": "authentik_core", "name": name, "model_name": "user"},
     })
 }
+
+/// An empty `STATE_DIR` of the test's own under the target's scratch folder.
+pub fn scratch_state_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("state-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("state dir");
+    dir
+}
+
+/// `n` people who are both Authentik users and Outline members, as `(pk, Outline id)`.
+pub fn people_on_both_sides(
+    authentik: &upstream_fakes::FakeAuthentik,
+    outline: &upstream_fakes::FakeOutline,
+    n: usize,
+) -> Vec<(i64, String)> {
+    (0..n)
+        .map(|i| {
+            let email = format!("u{i}@example.com");
+            let pk = authentik.add_user(&format!("u{i}"), "U", &email);
+            (pk, outline.add_user("U", &email))
+        })
+        .collect()
+}

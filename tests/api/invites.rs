@@ -289,10 +289,7 @@ async fn the_hours_invite_requests_are_counted_across_a_restart_with_state_dir()
     let docs = authentik.add_group("Docs");
     outline.add_group("Docs", None);
     outline.set_rate_limit(100_000, Duration::from_secs(60));
-    let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("state-invites-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).expect("state dir");
+    let state = scratch_state_dir("invites");
     let state_str = state.to_string_lossy().to_string();
     let env = [
         ("INVITE_MEMBERS", "true"),
