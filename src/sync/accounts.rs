@@ -50,6 +50,9 @@ pub struct AccountSync {
     /// The `ROLE_MAP` last applied (in `STATE_DIR`, or memory): a new or changed map takes admin rights from
     /// nobody until `reconcile --force` has applied it or a pass found nobody to demote.
     applied_map: StateFile<AppliedRoleMap>,
+    /// Set once the map in force is known to be applied: it cannot change while the process runs, so every
+    /// job after that skips the read of `role-map.json`.
+    map_applied: std::sync::atomic::AtomicBool,
     /// The owner of the API key, read once: it never changes while the key works.
     key_owner: OnceCell<OutlineUserId>,
     metrics: Arc<Metrics>,
@@ -147,6 +150,7 @@ impl AccountSync {
             role_groups: std::sync::Mutex::new(BTreeSet::new()),
             seen_mapped: std::sync::Mutex::new(BTreeSet::new()),
             applied_map,
+            map_applied: std::sync::atomic::AtomicBool::new(false),
             key_owner: OnceCell::new(),
             metrics,
         }
@@ -166,8 +170,16 @@ impl AccountSync {
         let Some(map) = &self.role_map else {
             return true;
         };
+        if self.map_applied.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
         match self.applied_map.read().await {
-            Ok(applied) => applied.role_map.as_deref() == Some(map.canonical().as_str()),
+            Ok(applied) => {
+                let applied = applied.role_map.as_deref() == Some(map.canonical().as_str());
+                self.map_applied
+                    .store(applied, std::sync::atomic::Ordering::Relaxed);
+                applied
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the applied ROLE_MAP; admin rights are taken from nobody");
                 false
@@ -187,8 +199,11 @@ impl AccountSync {
                 ((), changed)
             })
             .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "could not remember the applied ROLE_MAP");
+        match result {
+            Ok(()) => self
+                .map_applied
+                .store(true, std::sync::atomic::Ordering::Relaxed),
+            Err(e) => tracing::error!(error = %e, "could not remember the applied ROLE_MAP"),
         }
     }
 
