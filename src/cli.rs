@@ -194,21 +194,9 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
                 print!("{}", crate::report::render_reconcile(&report));
             }
             if report.any_guarded() {
-                let removals = report.plan.removes.len()
-                    + report.openfga.as_ref().map_or(0, |f| f.planned_deletes)
-                    + report.accounts.as_ref().map_or(0, |a| a.admin_removals());
-                let suspensions = report.accounts.as_ref().map_or(0, |a| a.suspend.len());
-                if suspensions > settings.max_suspensions {
-                    eprintln!(
-                        "suspension guard: the plan suspends {suspensions} people, more than MAX_SUSPENSIONS={}; nobody was suspended. Check the plan, then run with --force.",
-                        settings.max_suspensions
-                    );
-                }
-                if removals > settings.max_removals {
-                    eprintln!(
-                        "mass-removal guard: the plan removes {removals} memberships or admin roles, more than MAX_REMOVALS={}; no removal was made. Check the plan, then run with --force.",
-                        settings.max_removals
-                    );
+                // Once per guard: the pass's own log lines for them are off in this command.
+                for reason in report.hold_reasons() {
+                    eprintln!("{}", reason.explanation());
                 }
                 ExitCode::from(EXIT_GUARDED)
             } else if report.refused_groups() > 0 {

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         };
         match command {
             Command::Serve => {
-                init_subscriber(settings.debug, settings.log_format, std::io::stdout);
+                init_subscriber(settings.debug, settings.log_format, std::io::stdout, &[]);
                 cli::serve(settings).await
             }
             Command::Check => cli::check(settings).await,
@@ -45,6 +45,8 @@ fn main() -> ExitCode {
                     settings.debug,
                     settings.log_format,
                     authentik_bridge::telemetry::StderrAroundProgress,
+                    // The report explains each guard that held something back, once.
+                    &[authentik_bridge::domain::held::GUARD_LOG],
                 );
                 cli::reconcile(settings, *dry_run, *json, *force).await
             }

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub account_refusals: IntCounterVec,
     pub suspension_guard_tripped: IntCounter,
     pub suspension_guard_active: IntGauge,
+    pub webhooks_refused_in_a_row: IntGaugeVec,
     pub invites: IntCounterVec,
     pub invites_pending: IntGauge,
     pub invite_requests_left: IntGauge,
@@ -230,6 +231,12 @@ impl Metrics {
                 &r,
                 "bridge_suspension_guard_active",
                 "1 while the last run was held back by the suspension guard.",
+            ),
+            webhooks_refused_in_a_row: gauge_vec(
+                &r,
+                "bridge_webhooks_refused_in_a_row",
+                "Webhooks refused for a wrong token or signature since the last one accepted, by source: a wrong AUTHENTIK_WEBHOOK_TOKEN or OUTLINE_WEBHOOK_SECRET shows here (and in /readyz) from the first push.",
+                &["source"],
             ),
             ids_skipped: counter_vec(
                 &r,

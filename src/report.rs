@@ -13,15 +13,20 @@ fn who(report: &ReconcileReport, user: &OutlineUserId) -> String {
     }
 }
 
+/// "1 add", "2 adds".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 pub fn render_reconcile(report: &ReconcileReport) -> String {
     let mut out = String::new();
     let plan = &report.plan;
     let verb = if report.dry_run { "would" } else { "did" };
     let _ = writeln!(
         out,
-        "reconcile{}: {} managed groups, {} ms",
+        "reconcile{}: {}, {} ms",
         if report.dry_run { " (dry run)" } else { "" },
-        report.managed_groups,
+        count(report.managed_groups, "managed group", "managed groups"),
         report.duration_ms
     );
     for c in &plan.creates {
@@ -60,11 +65,14 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
             a.group_name.as_str()
         );
     }
+    let held = &report.held_back;
+    // What a guard held back was not done, whatever the run: "would", and marked.
+    let (held_verb, mark) = ("would", " (held back)");
     for r in &plan.removes {
-        let held = if report.guarded {
-            " [held back by MAX_REMOVALS]"
+        let (verb, held) = if held.removals {
+            (held_verb, mark)
         } else {
-            ""
+            (verb, "")
         };
         let _ = writeln!(
             out,
@@ -79,10 +87,11 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
     }
     if let Some(accounts) = &report.accounts {
         for r in &accounts.roles {
-            let held = if report.guarded && r.from == OutlineRole::Admin {
-                " [held back by MAX_REMOVALS]"
+            let demotion = r.from == OutlineRole::Admin && r.to != OutlineRole::Admin;
+            let (verb, held) = if demotion && held.demotions.is_some() {
+                (held_verb, mark)
             } else {
-                ""
+                (verb, "")
             };
             let _ = writeln!(
                 out,
@@ -93,7 +102,12 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
             );
         }
         for a in &accounts.suspend {
-            let _ = writeln!(out, "  {verb} suspend {}", who(report, &a.user));
+            let (verb, held) = if held.suspensions.contains(&a.user) {
+                (held_verb, mark)
+            } else {
+                (verb, "")
+            };
+            let _ = writeln!(out, "  {verb} suspend {}{held}", who(report, &a.user));
         }
         for a in &accounts.activate {
             let _ = writeln!(out, "  {verb} activate {}", who(report, &a.user));
@@ -121,12 +135,11 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
         }
     }
     if let Some(fga) = &report.openfga {
-        let held = if fga.guarded {
-            " [held back by MAX_REMOVALS]"
-        } else {
-            ""
-        };
-        let _ = writeln!(out, "openfga: {} managed groups", fga.managed_groups);
+        let _ = writeln!(
+            out,
+            "openfga: {}",
+            count(fga.managed_groups, "managed group", "managed groups")
+        );
         for t in &fga.writes {
             let _ = writeln!(
                 out,
@@ -135,9 +148,21 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
             );
         }
         for t in &fga.deletes {
+            let (verb, held) = if fga.guarded {
+                (held_verb, mark)
+            } else {
+                (verb, "")
+            };
             let _ = writeln!(
                 out,
                 "  {verb} delete {} {} {}{held}",
+                t.user, fga.relation, t.object
+            );
+        }
+        for t in &fga.held_deletes {
+            let _ = writeln!(
+                out,
+                "  {held_verb} delete {} {} {}{mark}",
                 t.user, fga.relation, t.object
             );
         }
@@ -146,24 +171,44 @@ pub fn render_reconcile(report: &ReconcileReport) -> String {
         }
         let _ = writeln!(
             out,
-            "openfga total: {} tuples to write, {} to delete, {} ids skipped",
-            fga.writes.len(),
+            "openfga total: {} {}, {} {}, {} skipped",
+            count(fga.writes.len(), "tuple", "tuples"),
+            if report.dry_run {
+                "to write"
+            } else {
+                "written"
+            },
             fga.deletes.len(),
-            fga.skipped_ids.len()
+            if report.dry_run {
+                "to delete"
+            } else {
+                "deleted"
+            },
+            count(fga.skipped_ids.len(), "id", "ids"),
         );
     }
     if !report.sinks.contains(&"outline") {
         return out;
     }
+    // What was done (a run), or what would be (a dry run): never what a guard held back.
+    let done = &report.summary;
     let _ = writeln!(
         out,
-        "total: {} adds, {} removes, {} creates, {} links, {} renames; {} Authentik members have no Outline account yet",
-        plan.adds.len(),
-        plan.removes.len(),
-        plan.creates.len(),
-        plan.links.len(),
-        plan.renames.len(),
-        report.summary.unmatched_members
+        "total{}: {}, {}, {}, {}, {}; {} no Outline account yet",
+        if report.dry_run {
+            " (would)"
+        } else {
+            " (done)"
+        },
+        count(done.adds, "add", "adds"),
+        count(done.removes, "remove", "removes"),
+        count(done.creates, "create", "creates"),
+        count(done.links, "link", "links"),
+        count(done.renames, "rename", "renames"),
+        match done.unmatched_members {
+            1 => "1 Authentik member has".to_string(),
+            n => format!("{n} Authentik members have"),
+        }
     );
     out
 }

@@ -15,8 +15,9 @@ use tracing_subscriber::EnvFilter;
 use crate::configuration::LogFormat;
 
 /// Installs the global subscriber. `DEBUG=True` turns on debug logs for the bridge itself; `RUST_LOG`, when
-/// set, wins. HTTP libraries stay at `warn` unless `RUST_LOG` says otherwise.
-pub fn init_subscriber<W>(debug: bool, format: LogFormat, writer: W)
+/// set, wins. HTTP libraries stay at `warn` unless `RUST_LOG` says otherwise, and so do the `quiet` log
+/// targets (a command that prints the same words itself).
+pub fn init_subscriber<W>(debug: bool, format: LogFormat, writer: W, quiet: &[&str])
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -25,6 +26,9 @@ where
     } else {
         "info,actix_server=warn,h2=warn,hyper=warn,reqwest=warn,rustls=warn"
     };
+    let default = quiet
+        .iter()
+        .fold(default.to_string(), |d, target| format!("{d},{target}=off"));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colour codes only on a terminal: journald, files and log shippers get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());

@@ -2,6 +2,7 @@
 //! that make Outline match Authentik. Nothing here does I/O, so every rule is tested exhaustively.
 
 pub mod accounts;
+pub mod held;
 pub mod identity;
 pub mod invites;
 pub mod plan;

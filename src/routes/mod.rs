@@ -187,6 +187,16 @@ pub fn record_outcome(
         .webhooks
         .with_label_values(&[source, outcome])
         .inc();
+    // A wrong token refuses every push: counted until one gets through, which clears it.
+    let in_a_row = state
+        .metrics
+        .webhooks_refused_in_a_row
+        .with_label_values(&[source]);
+    match &result {
+        Err(WebhookError::Unauthorized(_)) => in_a_row.inc(),
+        Err(_) => {}
+        Ok(_) => in_a_row.set(0),
+    }
     state
         .metrics
         .webhook_intake_seconds

@@ -22,6 +22,7 @@ use crate::domain::accounts::{
     plan_accounts, AccountFacts, AccountPlan, AccountRef, AccountRules, AuthentikState,
     OutlineRole, RoleDefault, RoleMap,
 };
+use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::domain::invites::{unix_ms_now, WindowRule};
 use crate::domain::snapshot::ancestors;
 use crate::domain::{
@@ -297,15 +298,57 @@ impl AccountSync {
         }
     }
 
-    /// What a dry run reports: whether the suspension guard would hold any of these back.
-    pub async fn suspensions_would_be_held(&self, suspend: &[AccountRef]) -> bool {
+    /// Who of these the suspension guard holds back: those it holds already, and those over the hour's
+    /// allowance left. A dry run reports it; a real run reads the same list from the record afterwards.
+    pub async fn suspensions_held_back(&self, suspend: &[AccountRef]) -> Vec<OutlineUserId> {
         let held = self.record.snapshot().await.held_by_guard;
-        let left = self
+        let mut left = self
             .record
             .allowance_left(self.suspension_rule(), unix_ms_now())
             .await;
-        let fresh = suspend.iter().filter(|s| !held.contains(&s.user)).count();
-        fresh > left || fresh < suspend.len()
+        let mut out = Vec::new();
+        for s in suspend {
+            if held.contains(&s.user) {
+                out.push(s.user.clone());
+            } else if left == 0 {
+                out.push(s.user.clone());
+            } else {
+                left -= 1;
+            }
+        }
+        out
+    }
+
+    /// Of these, the people the suspension guard holds now (after a real run).
+    pub async fn held_now(&self, suspend: &[AccountRef]) -> Vec<OutlineUserId> {
+        let held = self.record.snapshot().await.held_by_guard;
+        suspend
+            .iter()
+            .filter(|s| held.contains(&s.user))
+            .map(|s| s.user.clone())
+            .collect()
+    }
+
+    /// Which guard, if any, holds back a plan's demotions from admin: a `ROLE_MAP` not yet applied (new or
+    /// changed), or more removals and demotions together than `MAX_REMOVALS`. `apply` and the report both
+    /// ask here, so they never disagree.
+    pub async fn demotion_hold(
+        &self,
+        plan: &AccountPlan,
+        removals: usize,
+        max_removals: usize,
+        guard: RemovalGuard,
+    ) -> Option<HoldReason> {
+        let demotions = plan.admin_removals();
+        if guard == RemovalGuard::Force || demotions == 0 {
+            None
+        } else if !self.role_map_applied().await {
+            Some(HoldReason::RoleMapNotApplied)
+        } else if removals + demotions > max_removals {
+            Some(HoldReason::MaxRemovals)
+        } else {
+            None
+        }
     }
 
     async fn key_owner(&self, outline: &OutlineClient) -> Result<OutlineUserId, UpstreamError> {
@@ -386,33 +429,32 @@ impl AccountSync {
         let mut held = None;
         let demotions = plan.admin_removals();
         let map_applied = self.role_map_applied().await;
-        if guard == RemovalGuard::Enforce && demotions > 0 && !map_applied {
+        let hold = self
+            .demotion_hold(&plan, removals, engine.max_removals, guard)
+            .await;
+        if let Some(hold) = hold {
             engine.metrics.trip_removal_guard("outline");
-            let who: Vec<String> = plan
-                .roles
-                .iter()
-                .filter(|r| r.from == OutlineRole::Admin && r.to != OutlineRole::Admin)
-                .map(|r| {
-                    format!(
-                        "{} ({} -> {})",
-                        email_of(&r.email),
-                        r.from.as_str(),
-                        r.to.as_str()
-                    )
-                })
-                .collect();
-            tracing::error!(demotions, plan = %who.join(", "), "ROLE_MAP is new or changed since it was last applied: admin rights are taken from nobody until you check the plan with `authentik-bridge reconcile --dry-run` and apply it with `reconcile --force`");
-            held = Some(SyncError::Guarded {
-                removals: removals + demotions,
-                max: engine.max_removals,
-            });
-            plan = plan.without_demotions();
-        } else if guard == RemovalGuard::Enforce
-            && demotions > 0
-            && removals + demotions > engine.max_removals
-        {
-            engine.metrics.trip_removal_guard("outline");
-            tracing::error!(removals = removals + demotions, max = engine.max_removals, "mass-removal guard: no admin rights taken away; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+            match hold {
+                HoldReason::RoleMapNotApplied => {
+                    let who: Vec<String> = plan
+                        .roles
+                        .iter()
+                        .filter(|r| r.from == OutlineRole::Admin && r.to != OutlineRole::Admin)
+                        .map(|r| {
+                            format!(
+                                "{} ({} -> {})",
+                                email_of(&r.email),
+                                r.from.as_str(),
+                                r.to.as_str()
+                            )
+                        })
+                        .collect();
+                    tracing::error!(target: GUARD_LOG, demotions, plan = %who.join(", "), "{}", hold.explanation());
+                }
+                _ => {
+                    tracing::error!(target: GUARD_LOG, removals = removals + demotions, max = engine.max_removals, "{}", hold.explanation());
+                }
+            }
             held = Some(SyncError::Guarded {
                 removals: removals + demotions,
                 max: engine.max_removals,
@@ -566,7 +608,7 @@ impl AccountSync {
         if held_now.is_empty() {
             return Ok(());
         }
-        tracing::error!(held = held_now.len(), max = self.max_suspensions, "suspension guard: this hour's suspensions are spent, so the rest are held back until `reconcile --force`. Check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+        tracing::error!(target: GUARD_LOG, held = held_now.len(), max = self.max_suspensions, "{}", HoldReason::MaxSuspensions.explanation());
         Err(SyncError::SuspensionsGuarded {
             suspensions: held_now.len(),
             max: self.max_suspensions,

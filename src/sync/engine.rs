@@ -22,6 +22,7 @@ use super::state_file::StateFile;
 use super::suspensions::SuspensionRecord;
 use crate::clients::{AuthentikClient, OpenFgaClient, OutlineClient, UpstreamError};
 use crate::configuration::Settings;
+use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::domain::invites::WindowLog;
 use crate::domain::plan::GroupIndex;
 use crate::domain::{
@@ -298,7 +299,7 @@ impl SyncEngine {
         let removals = plan.removes.len();
         if guard == RemovalGuard::Enforce && removals > self.max_removals {
             self.metrics.trip_removal_guard("outline");
-            tracing::error!(removals, max = self.max_removals, "mass-removal guard: no removal made; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+            tracing::error!(target: GUARD_LOG, removals, max = self.max_removals, "{}", HoldReason::MaxRemovals.explanation());
             self.apply(outline, &plan.without_removals()).await?;
             return Err(SyncError::Guarded {
                 removals,

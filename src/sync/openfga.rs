@@ -23,6 +23,7 @@ use super::reconcile::ReconcileOptions;
 use crate::clients::openfga::OpenFgaClient;
 use crate::clients::UpstreamError;
 use crate::configuration::MembershipMode;
+use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::domain::snapshot::ancestors;
 use crate::domain::tuples::{InvalidId, MemberTuple, Person, TupleNaming, TuplePlan, UserIdForm};
 use crate::domain::{AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, GroupSummary};
@@ -64,6 +65,9 @@ pub struct OpenFgaPassReport {
     pub guarded: bool,
     /// Deletes the pass planned: with `guarded`, more than were made.
     pub planned_deletes: usize,
+    /// In a run (not a dry run) that the guard held: the deletes it did not make.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_deletes: Vec<MemberTuple>,
     pub refused_groups: usize,
     pub handed_to_group_jobs: Vec<AuthentikGroupId>,
     /// Every tuple the bridge keeps in OpenFGA once the pass is written: what `fga model test` is fed.
@@ -217,7 +221,7 @@ impl OpenFgaSink {
         if guard == RemovalGuard::Enforce && removals > engine.max_removals {
             engine.metrics.removal_guard_tripped.inc();
             self.set_guard_active(engine, true);
-            tracing::error!(removals, max = engine.max_removals, "mass-removal guard: no OpenFGA tuple deleted; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+            tracing::error!(target: GUARD_LOG, removals, max = engine.max_removals, "{}", HoldReason::MaxRemovals.explanation());
             self.write(&plan.without_deletes()).await?;
             return Err(SyncError::Guarded {
                 removals,
@@ -718,7 +722,7 @@ async fn reconcile_inner(
     sink.set_guard_active(engine, report.guarded);
     if report.guarded {
         engine.metrics.removal_guard_tripped.inc();
-        tracing::error!(removals = deletes, max = engine.max_removals, "mass-removal guard: no OpenFGA tuple deleted; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+        tracing::error!(target: GUARD_LOG, removals = deletes, max = engine.max_removals, "{}", HoldReason::MaxRemovals.explanation());
     }
     for part in parts {
         if part.plan.is_empty() {
@@ -732,6 +736,9 @@ async fn reconcile_inner(
         }
         let checked_at = engine.clock.now();
         let plan = if report.guarded {
+            report
+                .held_deletes
+                .extend(part.plan.deletes.iter().cloned());
             part.plan.without_deletes()
         } else {
             part.plan

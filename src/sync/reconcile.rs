@@ -22,6 +22,7 @@ use super::snapshots::inherited_members;
 use crate::clients::{Lane, OutlineClient};
 use crate::configuration::MembershipMode;
 use crate::domain::accounts::AccountPlan;
+use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId,
 };
@@ -37,8 +38,11 @@ pub struct ReconcileReport {
     pub dry_run: bool,
     pub managed_groups: usize,
     pub plan: MembershipPlan,
-    /// True when the removals exceed `MAX_REMOVALS` and `--force` was not given.
+    /// True when a guard held anything of Outline's back (`held_back` says what) and `--force` was not
+    /// given.
     pub guarded: bool,
+    /// What the guards held back of Outline's changes, or would in a dry run.
+    pub held_back: HeldBack,
     pub summary: SyncReport,
     pub duration_ms: u128,
     /// The emails of the users the plan names, so a person can read it.
@@ -61,7 +65,33 @@ pub struct ReconcileReport {
     pub openfga: Option<OpenFgaPassReport>,
 }
 
+/// What the guards held back in one pass, or would in a dry run: the report marks each such line
+/// "(held back)" and explains each guard once.
+#[derive(Debug, Default, Serialize)]
+pub struct HeldBack {
+    /// Outline's membership removals, held by `MAX_REMOVALS`.
+    pub removals: bool,
+    /// Demotions from admin, and the guard that holds them.
+    pub demotions: Option<HoldReason>,
+    /// The people whose suspension the suspension guard holds.
+    pub suspensions: Vec<OutlineUserId>,
+}
+
 impl ReconcileReport {
+    /// Each guard that held something back, once, in a stable order.
+    pub fn hold_reasons(&self) -> BTreeSet<HoldReason> {
+        let held = &self.held_back;
+        let mut reasons = BTreeSet::new();
+        if held.removals || self.openfga.as_ref().is_some_and(|f| f.guarded) {
+            reasons.insert(HoldReason::MaxRemovals);
+        }
+        reasons.extend(held.demotions);
+        if !held.suspensions.is_empty() {
+            reasons.insert(HoldReason::MaxSuspensions);
+        }
+        reasons
+    }
+
     /// True when either sink held its removals back.
     pub fn any_guarded(&self) -> bool {
         self.guarded || self.openfga.as_ref().is_some_and(|f| f.guarded)
@@ -98,6 +128,7 @@ pub async fn run_reconcile(
             managed_groups: 0,
             plan: MembershipPlan::default(),
             guarded: false,
+            held_back: HeldBack::default(),
             summary: SyncReport::default(),
             duration_ms: 0,
             emails: BTreeMap::new(),
@@ -154,7 +185,11 @@ pub async fn run_outline_reconcile(
         }
     };
     let plan = planned.plan;
-    let mut guarded = !options.force && plan.removes.len() > engine.max_removals;
+    let removals_held = !options.force && plan.removes.len() > engine.max_removals;
+    let mut held_back = HeldBack {
+        removals: removals_held,
+        ..HeldBack::default()
+    };
     // A dry run reports what it would do; a real run overwrites this with what it did.
     let mut summary = SyncReport {
         adds: plan.adds.len(),
@@ -168,11 +203,15 @@ pub async fn run_outline_reconcile(
             .dry_run
             .then(|| "dry run: nothing written".to_string()),
     };
+    if removals_held {
+        // What a run would do: the guard would hold these back.
+        summary.removes = 0;
+    }
     let mut handed_over = Vec::new();
     if !options.dry_run {
-        if guarded {
+        if removals_held {
             engine.metrics.trip_removal_guard("outline");
-            tracing::error!(removals = plan.removes.len(), max = engine.max_removals, "mass-removal guard: no removal made; check the plan with `authentik-bridge reconcile --dry-run`, then run it with --force");
+            tracing::error!(target: GUARD_LOG, removals = plan.removes.len(), max = engine.max_removals, "{}", HoldReason::MaxRemovals.explanation());
         } else {
             engine
                 .metrics
@@ -180,7 +219,15 @@ pub async fn run_outline_reconcile(
                 .with_label_values(&["outline"])
                 .set(0);
         }
-        match write_group_by_group(engine, &outline, plan.clone(), planned.read_at, guarded).await {
+        match write_group_by_group(
+            engine,
+            &outline,
+            plan.clone(),
+            planned.read_at,
+            removals_held,
+        )
+        .await
+        {
             Ok((applied, handed)) => {
                 summary = SyncReport {
                     unmatched_members: planned.unmatched.len(),
@@ -203,20 +250,24 @@ pub async fn run_outline_reconcile(
     let accounts = if engine.accounts.enabled() {
         let pass_plan = plan_all(engine, &outline).await?;
         let account_plan = &pass_plan.plan;
-        let demotions = account_plan.admin_removals();
-        if options.dry_run && !options.force {
-            guarded |= demotions > 0 && plan.removes.len() + demotions > engine.max_removals;
-            guarded |= engine
-                .accounts
-                .suspensions_would_be_held(&account_plan.suspend)
-                .await;
-        }
-        if !options.dry_run {
-            let guard = if options.force {
-                RemovalGuard::Force
-            } else {
-                RemovalGuard::Enforce
-            };
+        let guard = if options.force {
+            RemovalGuard::Force
+        } else {
+            RemovalGuard::Enforce
+        };
+        // Asked before the writes: a pass that applies the map confirms it.
+        held_back.demotions = engine
+            .accounts
+            .demotion_hold(account_plan, plan.removes.len(), engine.max_removals, guard)
+            .await;
+        if options.dry_run {
+            if !options.force {
+                held_back.suspensions = engine
+                    .accounts
+                    .suspensions_held_back(&account_plan.suspend)
+                    .await;
+            }
+        } else {
             match engine
                 .accounts
                 .apply(
@@ -230,11 +281,10 @@ pub async fn run_outline_reconcile(
                 .await
             {
                 Ok(done) => handed_to_user_jobs.extend(done.handed_over),
-                Err(SyncError::Guarded { .. } | SyncError::SuspensionsGuarded { .. }) => {
-                    guarded = true
-                }
+                Err(SyncError::Guarded { .. } | SyncError::SuspensionsGuarded { .. }) => {}
                 Err(e) => return Err(e),
             }
+            held_back.suspensions = engine.accounts.held_now(&account_plan.suspend).await;
         }
         Some(pass_plan.plan)
     } else {
@@ -251,6 +301,8 @@ pub async fn run_outline_reconcile(
     } else {
         None
     };
+    let guarded =
+        held_back.removals || held_back.demotions.is_some() || !held_back.suspensions.is_empty();
     if guarded {
         engine
             .metrics
@@ -315,6 +367,7 @@ pub async fn run_outline_reconcile(
         managed_groups: planned.managed_groups,
         plan,
         guarded,
+        held_back,
         summary,
         duration_ms: started.elapsed().as_millis(),
         handed_to_group_jobs: handed_over,

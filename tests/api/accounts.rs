@@ -2,11 +2,14 @@
 //! suspended (`SUSPEND_DEACTIVATED`), with the API key's owner and the last admin never demoted or
 //! suspended. Against the stateful fakes, through the real bridge.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use authentik_bridge::configuration::Settings;
 use authentik_bridge::domain::accounts::RoleMap;
-use authentik_bridge::sync::{run_reconcile, ReconcileOptions};
+use authentik_bridge::domain::held::HoldReason;
+use authentik_bridge::report::render_reconcile;
+use authentik_bridge::sync::{run_reconcile, ReconcileOptions, ReconcileReport};
 
 use crate::faults::{metric, BridgeProcess};
 use crate::helpers::*;
@@ -167,6 +170,10 @@ async fn a_demotion_from_admin_counts_toward_max_removals() {
         .expect("pass");
     assert!(held.guarded);
     assert_eq!(
+        held.hold_reasons(),
+        BTreeSet::from([HoldReason::MaxRemovals])
+    );
+    assert_eq!(
         app.outline.role_of(&ocarol).as_deref(),
         Some("admin"),
         "held back by the guard"
@@ -284,11 +291,24 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
     .await
     .expect("dry run");
     assert!(dry.guarded, "the dry run says the guard would hold some");
-    for _ in 0..2 {
+    let held_lines = |report: &ReconcileReport| {
+        let text = render_reconcile(report);
+        let held = text
+            .lines()
+            .filter(|l| l.contains("would suspend") && l.ends_with("(held back)"))
+            .count();
+        (held, text)
+    };
+    assert_eq!(held_lines(&dry).0, 1, "{}", held_lines(&dry).1);
+    for round in 0..2 {
         let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
             .await
             .expect("pass");
         assert!(report.guarded, "three suspensions, MAX_SUSPENSIONS=2");
+        let (held, text) = held_lines(&report);
+        assert_eq!(held, 1, "the held one is not reported as done: {text}");
+        let done = text.lines().filter(|l| l.contains("did suspend")).count();
+        assert_eq!(done, [2, 0][round], "{text}");
         assert_eq!(suspended(&app), 2, "the hour's allowance, and no more");
         let text = app.metrics_text().await;
         assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
@@ -922,6 +942,17 @@ async fn a_missing_mapped_group_or_a_changed_map_demotes_nobody_without_force() 
     let report = run_reconcile(&right, pass).await.expect("pass");
     assert!(report.guarded);
     assert_eq!(carol_role().as_deref(), Some("admin"), "held: a new map");
+    assert_eq!(
+        report.hold_reasons(),
+        BTreeSet::from([HoldReason::RoleMapNotApplied]),
+        "held by the new map, not by MAX_REMOVALS"
+    );
+    let text = render_reconcile(&report);
+    assert!(
+        text.contains("would set role admin -> member for carol@example.com")
+            && text.contains("(held back)"),
+        "{text}"
+    );
     run_reconcile(&right, force).await.expect("forced pass");
     assert_eq!(carol_role().as_deref(), Some("member"));
 

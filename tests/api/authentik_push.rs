@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::faults::metric;
 use crate::helpers::*;
 
 /// A bridge and fake Authentik wired like the blueprint: every change posts the v1 document with the token.
@@ -401,4 +402,68 @@ async fn events_outside_the_managed_set_are_counted_and_ignored() {
         .metrics_text()
         .await
         .contains(r#"bridge_webhooks_total{outcome="ignored",source="authentik"} 3"#));
+}
+
+/// A wrong `AUTHENTIK_WEBHOOK_TOKEN` refuses every push. From the third refusal in a row `/readyz` names the
+/// cause (and stays 200: the Outline sign-ins signed right must still arrive), and the gauge behind the
+/// alert counts them; one accepted push clears both.
+#[tokio::test]
+async fn pushes_refused_in_a_row_show_in_readyz_until_one_is_accepted() {
+    // Not wired: only this test's posts reach the bridge.
+    let app = spawn_app().await;
+    let readyz = || async {
+        let resp = app
+            .http
+            .get(format!("{}/readyz", app.url))
+            .send()
+            .await
+            .expect("readyz");
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.expect("JSON");
+        (status, body)
+    };
+    let g = app.authentik.add_group("Team");
+    let event = group_event("e-1", "model_updated", &g, "Team");
+    for n in 1..=3 {
+        let resp = app
+            .http
+            .post(format!("{}/webhooks/authentik", app.url))
+            .bearer_auth("an-old-token")
+            .json(&event)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), 401);
+        let text = app.metrics_text().await;
+        assert_eq!(
+            metric(
+                &text,
+                "bridge_webhooks_refused_in_a_row",
+                &[("source", "authentik")]
+            ),
+            f64::from(n)
+        );
+        let (status, body) = readyz().await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["warnings"].is_array(), n >= 3, "after {n}: {body}");
+    }
+    let (_, body) = readyz().await;
+    let warning = body["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("the last 3 authentik webhooks were refused")
+            && warning.contains("AUTHENTIK_WEBHOOK_TOKEN"),
+        "{warning}"
+    );
+    assert_eq!(app.post_authentik(&event).await.status().as_u16(), 202);
+    let (_, body) = readyz().await;
+    assert!(body.get("warnings").is_none(), "{body}");
+    let text = app.metrics_text().await;
+    assert_eq!(
+        metric(
+            &text,
+            "bridge_webhooks_refused_in_a_row",
+            &[("source", "authentik")]
+        ),
+        0.0
+    );
 }

@@ -1417,6 +1417,22 @@ tests:
         alertname: AuthentikBridgeUpstreamErrors
         exp_alerts:
           - exp_labels: {severity: warning, job: authentik-bridge, instance: "b:8430", upstream: outline, call: groups.add_user}
+  # A wrong webhook token: three refusals in a row page; one accepted push clears it.
+  - interval: 1m
+    input_series:
+      - series: 'bridge_webhooks_refused_in_a_row{job="authentik-bridge", instance="b:8430", source="authentik"}'
+        values: '0 1 2 3 4 5 6 0x10'
+    alert_rule_test:
+      - eval_time: 2m
+        alertname: AuthentikBridgeWebhookTokenWrong
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: AuthentikBridgeWebhookTokenWrong
+        exp_alerts:
+          - exp_labels: {severity: critical, job: authentik-bridge, instance: "b:8430", source: authentik}
+      - eval_time: 10m
+        alertname: AuthentikBridgeWebhookTokenWrong
+        exp_alerts: []
   # Held-back suspensions page at once; invitations waiting alert only after two hours of a full backlog.
   - interval: 1m
     input_series:

@@ -88,6 +88,29 @@ async fn dry_run_writes_nothing_and_the_guard_holds_until_forced() {
         "nothing removed, keep added"
     );
     assert!(app.outline.members(&og).contains_key(&keep));
+    // The report says what was done, and marks what the guard held back as not done.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let held: Vec<&str> = stdout.lines().filter(|l| l.contains("remove")).collect();
+    assert_eq!(
+        held.iter()
+            .filter(|l| l.contains("would remove old"))
+            .count(),
+        5,
+        "{stdout}"
+    );
+    assert!(held.iter().all(|l| !l.contains("did remove")), "{stdout}");
+    assert!(
+        stdout.contains("total (done): 1 add, 0 removes,"),
+        "only what was done is counted: {stdout}"
+    );
+    assert_eq!(
+        format!("{stdout}{stderr}")
+            .matches("than MAX_REMOVALS")
+            .count(),
+        1,
+        "the explanation is printed once: {stdout}{stderr}"
+    );
 
     let out = tokio::task::block_in_place(|| cli(app_ref, &["reconcile", "--force"], 2));
     assert!(
