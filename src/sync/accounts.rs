@@ -308,9 +308,7 @@ impl AccountSync {
             .await;
         let mut out = Vec::new();
         for s in suspend {
-            if held.contains(&s.user) {
-                out.push(s.user.clone());
-            } else if left == 0 {
+            if held.contains(&s.user) || left == 0 {
                 out.push(s.user.clone());
             } else {
                 left -= 1;
