@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use crate::clients::authentik::WebhookTransport;
 use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::{DotEnv, ProcessEnv, Settings};
 use crate::metrics::Metrics;
@@ -308,11 +309,22 @@ fn explain(e: &UpstreamError, fix_forbidden: &str) -> String {
         Some(403)
             if e.to_string().contains("Token invalid") || e.to_string().contains("expired") =>
         {
-            format!("{e} — fix: the token is invalid or expired; create an API token (intent `api`) in Authentik (Directory → Tokens and App passwords), not an app password")
+            format!("{e} — fix: the token is wrong, expired, or not an API token. The token that POST /api/v3/core/users/service_account/ returns is an app password, which the API refuses. Create one with intent `api` for the service account: Directory → Tokens and App passwords → Create (intent API, expiring off), or POST /api/v3/core/tokens/ {{\"identifier\": \"authentik-bridge\", \"intent\": \"api\", \"user\": <pk>, \"expiring\": false}} then GET /api/v3/core/tokens/authentik-bridge/view_key/")
         }
         Some(403) => format!("{e} — fix: {fix_forbidden}"),
+        // The message names the server and the cause; the fix follows from the cause.
         None if matches!(e, UpstreamError::Transport { .. }) => {
-            format!("{e} — fix: check the URL and that the server is reachable from here")
+            let text = e.to_string();
+            let fix = if text.contains("connection refused") {
+                "start the server, or correct the port in the URL"
+            } else if text.contains("did not resolve") {
+                "correct the host name, or use one this machine resolves"
+            } else if text.contains("TLS failed") {
+                "use http:// for a plain-HTTP port, or make this machine trust the server's certificate"
+            } else {
+                "check the URL and that the server is reachable from here"
+            };
+            format!("{text} — fix: {fix}")
         }
         _ => e.to_string(),
     }
@@ -353,6 +365,21 @@ pub async fn check(settings: Settings) -> ExitCode {
     if let Some(sink) = &engine.openfga {
         all_ok &= check_openfga(sink).await;
     }
+    let transports = engine.reader.authentik.webhook_transports().await;
+    for (mark, detail) in transport_lines(
+        transports,
+        settings.listen_addr,
+        settings.authentik_webhook_token.is_some(),
+    ) {
+        all_ok &= match mark {
+            Mark::Ok => line(true, "authentik transport", &detail),
+            Mark::Fail => line(false, "authentik transport", &detail),
+            Mark::Warn => {
+                warn_line("authentik transport", &detail);
+                true
+            }
+        };
+    }
     all_ok &= match &settings.authentik_webhook_token {
         Some(_) => line(true, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is set"),
         None => line(false, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is not set, so /webhooks/authentik answers 503 — fix: set the same value here and in Authentik's server and worker, then re-apply the blueprint"),
@@ -362,6 +389,107 @@ pub async fn check(settings: Settings) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// The path Authentik's transport must post to.
+const AUTHENTIK_WEBHOOK_PATH: &str = "/webhooks/authentik";
+
+/// What `check` says of Authentik's webhook transports: whether one posts to this bridge's path, and
+/// whether its port is `LISTEN_ADDR`'s. The host cannot be checked from here (a proxy or a Service may
+/// stand between), so even a match says what it did not check; and when the transports cannot be read,
+/// it says it cannot tell, never `ok`.
+fn transport_lines(
+    transports: Result<Vec<WebhookTransport>, UpstreamError>,
+    listen: std::net::SocketAddr,
+    token_set: bool,
+) -> Vec<(Mark, String)> {
+    let apply_again = format!("set AUTHENTIK_BRIDGE_URL=http://<this bridge's host>:{}{AUTHENTIK_WEBHOOK_PATH} in Authentik's server and worker (or `bridge_url` in the blueprint instance's context) and apply the blueprint again", listen.port());
+    let transports = match transports {
+        Ok(t) => t,
+        Err(e) if e.status() == Some(403) => {
+            return vec![(Mark::Warn, "cannot tell whether Authentik posts to this bridge: the token may not read notification transports (give its role authentik_events.view_notificationtransport to have it checked)".to_string())];
+        }
+        Err(e) => {
+            return vec![(
+                Mark::Warn,
+                format!("cannot tell whether Authentik posts to this bridge: {e}"),
+            )];
+        }
+    };
+    let parsed: Vec<(&WebhookTransport, reqwest::Url)> = transports
+        .iter()
+        .filter_map(|t| {
+            let url = reqwest::Url::parse(t.webhook_url.as_deref()?).ok()?;
+            Some((t, url))
+        })
+        .collect();
+    let ours: Vec<&(&WebhookTransport, reqwest::Url)> = parsed
+        .iter()
+        .filter(|(_, url)| {
+            url.path()
+                .trim_end_matches('/')
+                .ends_with(AUTHENTIK_WEBHOOK_PATH)
+        })
+        .collect();
+    if ours.is_empty() {
+        if let Some((t, url)) = parsed
+            .iter()
+            .find(|(t, _)| t.name.contains("authentik-bridge"))
+        {
+            return vec![(
+                Mark::Fail,
+                format!(
+                    "transport {:?} posts to {}, whose path is not {AUTHENTIK_WEBHOOK_PATH} — fix: {apply_again}",
+                    t.name,
+                    without_query(url)
+                ),
+            )];
+        }
+        let text = format!("no webhook transport posts to a URL ending in {AUTHENTIK_WEBHOOK_PATH}, so Authentik pushes nothing here — fix: import authentik-blueprints/outline-bridge.yaml (README: the first hour)");
+        return vec![(if token_set { Mark::Fail } else { Mark::Warn }, text)];
+    }
+    let mut out = Vec::new();
+    for (t, url) in ours {
+        let shown = without_query(url);
+        let has_token =
+            t.webhook_mapping_headers.is_some() || url.query_pairs().any(|(k, _)| k == "token");
+        if !has_token {
+            out.push((Mark::Fail, format!("transport {:?} posts to {shown} without a token (no header mapping, no ?token=), so every push is refused — fix: apply the blueprint again, with AUTHENTIK_WEBHOOK_TOKEN set in Authentik's server and worker", t.name)));
+            continue;
+        }
+        match url.port_or_known_default() {
+            Some(port) if port == listen.port() => out.push((
+                Mark::Ok,
+                format!(
+                    "transport {:?} posts to {shown}: path and port match LISTEN_ADDR {listen} (whether its host reaches this machine shows at the first push)",
+                    t.name
+                ),
+            )),
+            port => out.push((
+                Mark::Warn,
+                format!(
+                    "transport {:?} posts to {shown}, port {}, but LISTEN_ADDR is {listen}: right only behind a proxy or a Service that maps that port here; otherwise {apply_again}",
+                    t.name,
+                    port.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+                ),
+            )),
+        }
+    }
+    out
+}
+
+/// A URL as `check` prints it: without its query, which may hold `?token=`.
+fn without_query(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
 }
 
 /// `STATE_DIR`: a folder the bridge can write, or a warning of what a restart forgets without it.

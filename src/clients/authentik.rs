@@ -34,6 +34,17 @@ pub struct AuthentikClient {
     policy: RetryPolicy,
 }
 
+/// A notification transport in webhook mode (docs/upstream/authentik.md §2).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookTransport {
+    pub name: String,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The header mapping that carries the bearer token; without it only a `?token=` authenticates.
+    #[serde(default)]
+    pub webhook_mapping_headers: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct Page<T> {
     pagination: RawPagination,
@@ -394,6 +405,18 @@ impl AuthentikClient {
             .list_all("users.list", "core/users/", &[("ordering", "pk".into())])
             .await?;
         rows.into_iter().map(|u| to_user("users.list", u)).collect()
+    }
+
+    /// The notification transports that post webhooks, for `check` to find the one that points here. Needs
+    /// `authentik_events.view_notificationtransport`, which the bridge itself never needs: a 403 here means
+    /// only that `check` cannot tell.
+    pub async fn webhook_transports(&self) -> Result<Vec<WebhookTransport>, UpstreamError> {
+        self.list_all(
+            "transports.list",
+            "events/transports/",
+            &[("mode", "webhook".into()), ("ordering", "name".into())],
+        )
+        .await
     }
 
     /// One harmless read per permission the bridge needs, for `check`: `view_user` and `view_group`. Without

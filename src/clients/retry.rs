@@ -267,7 +267,7 @@ impl Call<'_> {
                     let message = if e.is_timeout() {
                         "timed out".to_string()
                     } else if e.is_connect() {
-                        "connection failed".to_string()
+                        connect_failure(&e)
                     } else {
                         e.without_url().to_string()
                     };
@@ -290,6 +290,49 @@ impl Call<'_> {
             .await;
         }
     }
+}
+
+/// Why a connection could not be made, named so a person can fix it: the server (scheme, host and port,
+/// never a path or query) and the cause, read from the error's source chain.
+fn connect_failure(e: &reqwest::Error) -> String {
+    let server = e.url().map_or_else(
+        || "the server".to_string(),
+        |u| match (u.host_str(), u.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", u.scheme()),
+            _ => u.scheme().to_string(),
+        },
+    );
+    let mut chain = Vec::new();
+    let mut refused = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        chain.push(err.to_string());
+        source = err.source();
+    }
+    let all = chain.join(": ").to_lowercase();
+    let innermost = chain.last().cloned().unwrap_or_default();
+    let cause = if refused || all.contains("connection refused") {
+        "connection refused (nothing listens on that port)".to_string()
+    } else if all.contains("dns error") || all.contains("lookup address") {
+        "the host name did not resolve (DNS)".to_string()
+    } else if [
+        "tls",
+        "certificate",
+        "corrupt message",
+        "invalidcontenttype",
+        "handshake",
+    ]
+    .iter()
+    .any(|w| all.contains(w))
+    {
+        format!("TLS failed ({innermost})")
+    } else {
+        format!("connection failed ({innermost})")
+    };
+    format!("cannot connect to {server}: {cause}")
 }
 
 #[cfg(test)]

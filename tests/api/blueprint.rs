@@ -375,9 +375,28 @@ fn blueprint_header_and_context() {
             .as_str()
             .is_some_and(|d| !d.is_empty())
     );
+    // The bridge's URL comes from the environment of the process that applies the blueprint, with the
+    // Compose service as the default, so nobody edits the YAML; an instance's context still wins.
+    let bridge_url = tagged(&raw["context"]["bridge_url"], "Env")
+        .and_then(Yaml::as_sequence)
+        .expect("context bridge_url is `!Env [AUTHENTIK_BRIDGE_URL, default]`");
+    assert_eq!(bridge_url[0].as_str(), Some("AUTHENTIK_BRIDGE_URL"));
+    assert_eq!(bridge_url[1].as_str(), Some(DEFAULT_BRIDGE_URL));
+    let url_of = |env: &BTreeMap<&str, &str>| {
+        let resolved = resolved_blueprint(&raw, env);
+        single_entry(&resolved, "authentik_events.notificationtransport")["attrs"]["webhook_url"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(url_of(&test_env()).as_deref(), Some(DEFAULT_BRIDGE_URL));
+    let mut env = test_env();
+    env.insert(
+        "AUTHENTIK_BRIDGE_URL",
+        "https://bridge.example.com/webhooks/authentik",
+    );
     assert_eq!(
-        raw["context"]["bridge_url"].as_str(),
-        Some(DEFAULT_BRIDGE_URL)
+        url_of(&env).as_deref(),
+        Some("https://bridge.example.com/webhooks/authentik")
     );
 }
 

@@ -4,6 +4,9 @@ use std::process::Command;
 
 use crate::helpers::*;
 
+/// Where the blueprint's transport posts when the bridge listens on the default `LISTEN_ADDR`.
+const BRIDGE_TRANSPORT_URL: &str = "http://127.0.0.1:8430/webhooks/authentik";
+
 fn bridge() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_authentik-bridge"));
     cmd.env_clear();
@@ -76,6 +79,8 @@ fn check(app: &TestApp, webhook_token: bool) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_and_explains_each_failure() {
     let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
     let out = tokio::task::block_in_place(|| check(&app, true));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{stdout}");
@@ -113,6 +118,8 @@ async fn check_passes_and_explains_each_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dot_env_is_read_and_the_environment_wins() {
     let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("dotenv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
@@ -175,6 +182,8 @@ async fn dot_env_is_read_and_the_environment_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_fails_for_a_key_that_cannot_write_groups() {
     let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
     for scopes in [
         vec!["users:read", "groups:read"],
         vec!["users:read", "groups:read", "/api/groups.memberships"],
@@ -203,6 +212,8 @@ async fn check_fails_for_a_key_that_cannot_write_groups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_with_roles_needs_a_key_that_can_change_users() {
     let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
     let run = |scopes: &[&str]| {
         app.outline
             .set_key_scopes(Some(scopes.iter().map(|s| s.to_string()).collect()));
@@ -327,6 +338,8 @@ fn a_bad_line_in_dot_env_is_named_by_number_and_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_misspelt_settings_and_a_missing_state_dir() {
     let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
     let out = tokio::task::block_in_place(|| {
         let mut cmd = bridge();
         cmd.arg("check")
@@ -378,4 +391,186 @@ async fn check_names_misspelt_settings_and_a_missing_state_dir() {
     });
     assert!(!status.1.contains("panicked"), "{}", status.1);
     assert_ne!(status.0.code(), Some(101), "no panic on a closed pipe");
+}
+
+/// A server that cannot be reached is named, with the cause and its fix: a closed port, a host name that
+/// does not resolve, and https:// to a plain-HTTP port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_server_and_why_it_cannot_be_reached() {
+    let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        listener.local_addr().expect("addr").port()
+    };
+    let plain = app.outline.url().replace("http://", "https://");
+    let cases = [
+        (
+            format!("http://127.0.0.1:{closed}"),
+            format!("cannot connect to http://127.0.0.1:{closed}: connection refused"),
+            "correct the port",
+        ),
+        (
+            "http://no-such-host.invalid".to_string(),
+            "cannot connect to http://no-such-host.invalid:80: the host name did not resolve"
+                .to_string(),
+            "correct the host name",
+        ),
+        (
+            plain.clone(),
+            format!(
+                "cannot connect to {}: TLS failed",
+                plain.trim_end_matches('/')
+            ),
+            "use http://",
+        ),
+    ];
+    for (url, cause, fix) in cases {
+        let out = tokio::task::block_in_place(|| {
+            bridge()
+                .arg("check")
+                .env("AUTHENTIK_URL", &url)
+                .env("AUTHENTIK_TOKEN", app.authentik.token())
+                .env("OUTLINE_URL", app.outline.url())
+                .env("OUTLINE_TOKEN", app.outline.token())
+                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
+                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+                .output()
+                .expect("runs")
+        });
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{stdout}");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("FAIL authentik"))
+            .unwrap_or_else(|| panic!("a failed Authentik line: {stdout}"));
+        assert!(line.contains(&cause) && line.contains(fix), "{url}: {line}");
+    }
+}
+
+/// Authentik answers 403 both for a token it does not take and for a missing permission; `check` tells them
+/// apart by the body. A wrong token, or the app password `core/users/service_account/` returns, gets the
+/// steps to an API token; a missing permission gets the role to add.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_tells_a_wrong_authentik_token_from_a_missing_permission() {
+    let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let run = |token: &str| {
+        tokio::task::block_in_place(|| {
+            bridge()
+                .arg("check")
+                .env("AUTHENTIK_URL", app.authentik.url())
+                .env("AUTHENTIK_TOKEN", token)
+                .env("OUTLINE_URL", app.outline.url())
+                .env("OUTLINE_TOKEN", app.outline.token())
+                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
+                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+                .output()
+                .expect("runs")
+        })
+    };
+    let out = run("an-app-password-not-an-api-token");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL authentik"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains("Token invalid/expired")
+            && line.contains("app password")
+            && line.contains("\"intent\": \"api\"")
+            && line.contains("view_key")
+            && !line.contains("view_group"),
+        "{line}"
+    );
+    app.authentik.set_forbidden(true);
+    let out = run(&app.authentik.token());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL authentik"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains("authentik_core.view_group") && !line.contains("app password"),
+        "{line}"
+    );
+}
+
+/// `check` finds Authentik's transport that posts to `/webhooks/authentik` and compares it with
+/// `LISTEN_ADDR`; where it cannot read the transports it says it cannot tell, never `ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_compares_authentiks_transport_with_listen_addr() {
+    let (authentik, outline) = start_fakes().await;
+    let run = |listen: &str| {
+        tokio::task::block_in_place(|| {
+            let out = bridge()
+                .arg("check")
+                .env("AUTHENTIK_URL", authentik.url())
+                .env("AUTHENTIK_TOKEN", authentik.token())
+                .env("OUTLINE_URL", outline.url())
+                .env("OUTLINE_TOKEN", outline.token())
+                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
+                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+                .env("LISTEN_ADDR", listen)
+                .output()
+                .expect("runs");
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            let transport: Vec<String> = stdout
+                .lines()
+                .filter(|l| l.contains("authentik transport"))
+                .map(str::to_owned)
+                .collect();
+            (out.status.success(), transport, stdout)
+        })
+    };
+    // None yet: pushes cannot arrive.
+    let (ok, lines, stdout) = run("0.0.0.0:8430");
+    assert!(!ok, "{stdout}");
+    assert!(
+        lines[0].starts_with("FAIL")
+            && lines[0].contains("import authentik-blueprints/outline-bridge.yaml"),
+        "{stdout}"
+    );
+    // A transport posting elsewhere, under the blueprint's name: the path is wrong.
+    authentik.add_webhook_transport("authentik-bridge", "http://bridge:8430/sync", true);
+    let (ok, lines, stdout) = run("0.0.0.0:8430");
+    assert!(
+        !ok && lines[0].contains("whose path is not /webhooks/authentik"),
+        "{stdout}"
+    );
+    assert!(lines[0].contains("AUTHENTIK_BRIDGE_URL"), "{stdout}");
+    // The right one, with its token in the URL (which check never prints).
+    authentik.add_webhook_transport(
+        "bridge-url-token",
+        "http://bridge.internal:8430/webhooks/authentik?token=s3cret",
+        false,
+    );
+    let (ok, lines, stdout) = run("0.0.0.0:8430");
+    assert!(ok, "{stdout}");
+    assert!(
+        lines[0].starts_with("ok") && lines[0].contains("path and port match LISTEN_ADDR"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    // Another port: right only behind a proxy, so a warning that says so.
+    let (ok, lines, stdout) = run("0.0.0.0:9000");
+    assert!(ok, "{stdout}");
+    assert!(
+        lines[0].starts_with("warn")
+            && lines[0].contains("port 8430, but LISTEN_ADDR is 0.0.0.0:9000"),
+        "{stdout}"
+    );
+    // A token that may not read transports: it cannot tell.
+    authentik.set_transports_forbidden(true);
+    let (ok, lines, stdout) = run("0.0.0.0:8430");
+    assert!(ok, "{stdout}");
+    assert!(
+        lines.len() == 1
+            && lines[0].starts_with("warn")
+            && lines[0].contains("cannot tell")
+            && lines[0].contains("view_notificationtransport"),
+        "{stdout}"
+    );
 }

@@ -1322,6 +1322,39 @@ async fn authentik_auth_and_permission_failures_are_403() {
     assert_eq!(fake.count_calls("/api/v3/core/groups/"), 5);
 }
 
+/// The transports list `check` reads: the spec's shape, filtered by `mode`, and 403 without
+/// `view_notificationtransport` (docs/upstream/authentik.md §7.7).
+#[tokio::test]
+async fn authentik_transports_list_has_the_specs_shape() {
+    let fake = start_authentik().await;
+    fake.add_webhook_transport(
+        "authentik-bridge",
+        "http://bridge:8430/webhooks/authentik",
+        true,
+    );
+    fake.add_webhook_transport("other", "http://elsewhere/hook?token=x", false);
+    let a = authentik(
+        &fake,
+        "/events/transports/",
+        "/events/transports/?mode=webhook&ordering=name",
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["pagination"]["count"], 2);
+    assert_eq!(a.body["results"][0]["mode"], "webhook");
+    assert!(a.body["results"][1]["webhook_mapping_headers"].is_null());
+    let none = authentik(
+        &fake,
+        "/events/transports/",
+        "/events/transports/?mode=email",
+    )
+    .await;
+    assert_eq!(none.body["pagination"]["count"], 0);
+    fake.set_transports_forbidden(true);
+    let a = authentik(&fake, "/events/transports/", "/events/transports/").await;
+    assert_eq!(a.status, 403);
+}
+
 #[tokio::test]
 async fn authentik_partial_pages_keep_count() {
     let fake = start_authentik().await;

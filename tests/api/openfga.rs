@@ -536,6 +536,11 @@ async fn the_exported_tuples_pass_openfgas_own_engine_for_every_user_id_form() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_finds_a_wrong_store_and_a_model_that_refuses_users() {
     let (authentik, _) = start_fakes().await;
+    authentik.add_webhook_transport(
+        "authentik-bridge",
+        "http://127.0.0.1:8430/webhooks/authentik",
+        true,
+    );
     let fake = start_openfga().await;
     let run = |store: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_authentik-bridge"))

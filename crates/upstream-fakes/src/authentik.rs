@@ -160,6 +160,10 @@ struct State {
     /// serializer, which the client must treat as an error, never as an empty group.
     omit_member_lists: bool,
     forbidden: bool,
+    /// Notification transports, as the API presents them (docs/upstream/authentik.md §2).
+    transports: Vec<Value>,
+    /// The token may read users and groups but not transports (no `view_notificationtransport`).
+    transports_forbidden: bool,
     licensed: bool,
     webhook: Option<Webhook>,
     events: Vec<Value>,
@@ -999,6 +1003,7 @@ fn route(
             | ["core", "groups"]
             | ["core", "groups", _]
             | ["core", "groups", _, "add_user" | "remove_user"]
+            | ["events", "transports"]
     );
     if !known {
         return (detail(404, "Not found."), vec![]);
@@ -1042,6 +1047,26 @@ fn route(
         );
     }
     let answer = match segments.as_slice() {
+        ["events", "transports"] if st.transports_forbidden => Err(detail(
+            403,
+            "You do not have permission to perform this action.",
+        )),
+        ["events", "transports"] => {
+            let rows: Vec<Value> = st
+                .transports
+                .iter()
+                .filter(|t| q.get("mode").is_none_or(|m| t["mode"] == m))
+                .cloned()
+                .collect();
+            st.paginate(rows, &q).map(|(results, pagination)| {
+                (
+                    200,
+                    Some(
+                        json!({ "pagination": pagination, "results": results, "autocomplete": {} }),
+                    ),
+                )
+            })
+        }
         ["core", "users"] => st.list_users(&q).map(|v| (200, Some(v))),
         ["core", "users", "me"] => match st.users.get(&st.owner_pk) {
             Some(u) => Ok((200, Some(st.present_me(u)))),
@@ -1202,6 +1227,8 @@ impl FakeAuthentik {
             partial_pages: false,
             omit_member_lists: false,
             forbidden: false,
+            transports: Vec::new(),
+            transports_forbidden: false,
             licensed: false,
             webhook: None,
             events: Vec::new(),
@@ -1515,6 +1542,34 @@ impl FakeAuthentik {
     /// (docs/upstream/authentik.md §7.7); `/users/me/` still works.
     pub fn set_forbidden(&self, forbidden: bool) {
         self.lock().forbidden = forbidden;
+    }
+
+    /// A webhook transport as the blueprint makes it: `send_once`, a body mapping, and a header mapping
+    /// when `with_header` (the token travels there, or as `?token=` in the URL).
+    pub fn add_webhook_transport(&self, name: &str, url: &str, with_header: bool) {
+        let mut st = self.lock();
+        st.transports.push(json!({
+            "pk": new_uuid(),
+            "name": name,
+            "mode": "webhook",
+            "mode_verbose": "Webhook (generic)",
+            "webhook_url": url,
+            "webhook_ca": null,
+            "webhook_mapping_body": new_uuid(),
+            "webhook_mapping_headers": if with_header {
+                json!(new_uuid())
+            } else {
+                Value::Null
+            },
+            "email_subject_prefix": "authentik Notification: ",
+            "email_template": "email/event_notification.html",
+            "send_once": true,
+        }));
+    }
+
+    /// The token lacks `authentik_events.view_notificationtransport`: the transports list answers 403.
+    pub fn set_transports_forbidden(&self, forbidden: bool) {
+        self.lock().transports_forbidden = forbidden;
     }
 
     /// With an enterprise licence, events carry a `diff` (docs/upstream/authentik.md §4.3); off by default.
