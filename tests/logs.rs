@@ -390,6 +390,13 @@ async fn no_secret_reaches_the_logs_at_trace() {
             "the captured logs lack {expected:?}"
         );
     }
+    // People are named by email where the bridge knows it, not only by an id (emails are not secrets).
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("sync done") && l.contains("jane@example.com")),
+        "a sign-in's job line names the person: {:?}",
+        lines_with(&logs, "sync done")
+    );
     let targets: std::collections::BTreeSet<&str> = logs
         .lines()
         .filter_map(|l| l.split_once("\"target\":\""))

@@ -476,7 +476,7 @@ impl AccountSync {
             if self.call(
                 outline.activate(&a.user).await,
                 "activate",
-                &a.user,
+                (&a.user, &a.email),
                 &mut done,
             )? {
                 self.record.remove(&a.user).await;
@@ -499,7 +499,7 @@ impl AccountSync {
                 }) if message.contains("already in that role") => Ok(()),
                 other => other,
             };
-            if self.call(result, "role", &r.user, &mut done)? {
+            if self.call(result, "role", (&r.user, &r.email), &mut done)? {
                 tracing::info!(user = %r.user, email = %email_of(&r.email), from = r.from.as_str(), to = r.to.as_str(), "Outline role set from Authentik groups");
                 done.roles += 1;
             }
@@ -576,7 +576,7 @@ impl AccountSync {
                 self.record.give_back(at).await;
             }
             drop(turn);
-            match self.call(result, "suspend", &s.user, done) {
+            match self.call(result, "suspend", (&s.user, &s.email), done) {
                 Ok(true) => {
                     tracing::info!(user = %s.user, email = %email_of(&s.email), "suspended in Outline: deactivated or deleted in Authentik");
                     done.suspended += 1;
@@ -619,7 +619,7 @@ impl AccountSync {
         &self,
         result: Result<(), UpstreamError>,
         change: &'static str,
-        user: &OutlineUserId,
+        (user, email): (&OutlineUserId, &Option<crate::domain::Email>),
         done: &mut AccountsDone,
     ) -> Result<bool, SyncError> {
         match result {
@@ -633,7 +633,7 @@ impl AccountSync {
                     .account_refusals
                     .with_label_values(&[change, "outline_refused"])
                     .inc();
-                tracing::warn!(user = %user, change, error = %e, "Outline refused an account change; the rest goes on");
+                tracing::warn!(user = %user, email = %email_of(email), change, error = %e, "Outline refused an account change; the rest goes on");
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -741,13 +741,27 @@ pub async fn plan_all(
     let recorded = accounts.record.snapshot().await;
     let mut facts = Vec::new();
     let mut pks = BTreeMap::new();
+    let mut forget = Vec::new();
     for u in &users {
-        let Some(p) = u
-            .email
-            .as_ref()
-            .and_then(|e| by_email.get(e.folded()).copied().flatten())
-        else {
+        let Some(email) = u.email.as_ref() else {
             continue;
+        };
+        let p = match by_email.get(email.folded()).copied() {
+            Some(Some(p)) => p,
+            // Shared by several Authentik users: left alone.
+            Some(None) => continue,
+            // No Authentik user has this email: deleted, or never in Authentik. The record still follows
+            // its rules for them. Someone a push found deleted and the guard held stays held until
+            // `--force` suspends them (or an admin suspends them by hand); someone the bridge suspended and an
+            // admin activated by hand leaves the record.
+            None => {
+                if recorded.held_by_guard.contains(&u.id) {
+                    facts.push(accounts.facts(u, AuthentikState::Deleted, &recorded));
+                } else if !u.suspended && recorded.suspended_by_bridge.contains(&u.id) {
+                    forget.push(u.id.clone());
+                }
+                continue;
+            }
         };
         let state = if p.is_active {
             AuthentikState::Active(group_names(&catalog, &p.groups, reader.membership))
@@ -760,7 +774,8 @@ pub async fn plan_all(
     let plan = accounts
         .plan(outline, &facts, Some(active_admin_count(&users)))
         .await?;
-    let plan = accounts.hold_lowering_for_missing(plan, &catalog);
+    let mut plan = accounts.hold_lowering_for_missing(plan, &catalog);
+    plan.forget.extend(forget);
     Ok(PassAccountPlan {
         plan,
         read_at,

@@ -117,6 +117,7 @@ pub async fn signin_job(engine: &SyncEngine, id: &OutlineUserId) -> Result<JobOu
         )
         .into());
     };
+    tracing::Span::current().record("email", email.as_str());
     let Some(au) = engine.reader.authentik_user_by_email(&email).await? else {
         // Not an Authentik user: nothing is changed, and their groups are not removed.
         tracing::info!(user = %id, "no Authentik user with this email; memberships left as they are");
@@ -155,6 +156,7 @@ pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOut
     let Some(email) = au.email.clone() else {
         return Ok(SyncReport::noted("the Authentik user has no email").into());
     };
+    tracing::Span::current().record("email", email.as_str());
     let find = async {
         Ok::<_, UpstreamError>(match outline.find_user_by_email(&email).await? {
             Some(u) => Some(u),

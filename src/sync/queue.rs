@@ -436,7 +436,9 @@ impl JobQueue {
             "job",
             sink = job.sink.as_str(),
             kind = key.kind(),
-            target = %key.target()
+            target = %key.target(),
+            // Filled in by the job once it knows whom the target is: people read emails, not ids.
+            email = tracing::field::Empty
         );
         let result = async {
             match (job.sink, key) {

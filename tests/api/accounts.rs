@@ -260,6 +260,91 @@ async fn a_deleted_user_is_suspended_and_the_key_owner_never_is() {
     );
 }
 
+/// The record follows its rules for people Authentik no longer has (a deletion leaves no email to match).
+/// Deleted people the guard held stay held through a pass, and `--force` suspends them; someone the bridge
+/// suspended and an admin activated by hand leaves the record at the next pass, so a later suspension by hand
+/// is the admin's.
+#[tokio::test]
+async fn deleted_people_follow_the_records_rules_at_a_pass() {
+    let (authentik, outline) = start_fakes().await;
+    let people = people_on_both_sides(&authentik, &outline, 3);
+    let state = scratch_state_dir("deleted-record");
+    let dir = state.clone();
+    let app = spawn_app_with(authentik, outline, move |s| {
+        s.reconcile_interval = None;
+        offboarding(s);
+        s.max_suspensions = 2;
+        s.state_dir = Some(dir);
+    })
+    .await;
+    app.wire_authentik_webhook();
+    for (pk, _) in &people {
+        app.authentik.delete_user(*pk);
+    }
+    app.settle_deliveries().await;
+    let suspended = |app: &TestApp| {
+        people
+            .iter()
+            .filter(|(_, o)| app.outline.is_suspended(o))
+            .count()
+    };
+    assert_eq!(suspended(&app), 2, "the hour's allowance");
+    let record = || {
+        let text = std::fs::read_to_string(state.join("suspended-by-bridge.json"))
+            .expect("the record is in STATE_DIR");
+        serde_json::from_str::<serde_json::Value>(&text).expect("JSON")
+    };
+    let listed = |field: &str, id: &str| {
+        record()[field]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == id))
+    };
+    let held = people
+        .iter()
+        .find(|(_, o)| !app.outline.is_suspended(o))
+        .map(|(_, o)| o.clone())
+        .expect("one held");
+    let by_bridge = people
+        .iter()
+        .find(|(_, o)| app.outline.is_suspended(o))
+        .map(|(_, o)| o.clone())
+        .expect("one suspended");
+    assert!(listed("held_by_guard", &held), "{}", record());
+
+    // An admin activates one the bridge suspended; a pass takes them off the record, and keeps the held one.
+    app.outline.set_suspended(&by_bridge, false);
+    let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        .await
+        .expect("pass");
+    assert!(!listed("suspended_by_bridge", &by_bridge), "{}", record());
+    assert!(
+        !app.outline.is_suspended(&by_bridge),
+        "the admin's choice stands"
+    );
+    assert!(
+        report.guarded && listed("held_by_guard", &held),
+        "{}",
+        record()
+    );
+    assert!(!app.outline.is_suspended(&held), "held until --force");
+
+    // --force suspends the held one, and the gauge drops.
+    run_reconcile(
+        app.queue.engine(),
+        ReconcileOptions {
+            dry_run: false,
+            force: true,
+        },
+    )
+    .await
+    .expect("forced pass");
+    assert!(app.outline.is_suspended(&held));
+    assert!(!listed("held_by_guard", &held), "{}", record());
+    let text = app.metrics_text().await;
+    assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 0.0);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 /// One rule for pushes and passes: at most `MAX_SUSPENSIONS` suspensions in any hour without `--force`.
 /// A pass that finds three people deactivated with a limit of two suspends two and holds the third; a second
 /// pass holds them still (only `--force` suspends what the guard held), and the gauge stays up until then.
