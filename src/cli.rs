@@ -302,13 +302,20 @@ fn print_line(mark: &str, what: &str, detail: &str) {
     let _ = writeln!(std::io::stdout(), "{mark} {what}: {detail}");
 }
 
+/// Authentik answers 403 both for a token it does not take and for a missing permission; its body tells
+/// which.
+fn is_token_refused(e: &UpstreamError) -> bool {
+    let text = e.to_string();
+    e.status() == Some(403)
+        && (text.contains("Token invalid")
+            || text.contains("expired")
+            || text.contains("credentials were not provided"))
+}
+
 fn explain(e: &UpstreamError, fix_forbidden: &str) -> String {
     match e.status() {
         Some(401) => format!("{e} — fix: the token is wrong or expired; create a new one"),
-        // Authentik answers 403 both for a bad token and for a missing permission; its body tells which.
-        Some(403)
-            if e.to_string().contains("Token invalid") || e.to_string().contains("expired") =>
-        {
+        Some(403) if is_token_refused(e) => {
             format!("{e} — fix: the token is wrong, expired, or not an API token. The token that POST /api/v3/core/users/service_account/ returns is an app password, which the API refuses. Create one with intent `api` for the service account: Directory → Tokens and App passwords → Create (intent API, expiring off), or POST /api/v3/core/tokens/ {{\"identifier\": \"authentik-bridge\", \"intent\": \"api\", \"user\": <pk>, \"expiring\": false}} then GET /api/v3/core/tokens/authentik-bridge/view_key/")
         }
         Some(403) => format!("{e} — fix: {fix_forbidden}"),
@@ -413,7 +420,8 @@ fn transport_lines(
     let apply_again = format!("set AUTHENTIK_BRIDGE_URL=http://<this bridge's host>:{}{AUTHENTIK_WEBHOOK_PATH} in Authentik's server and worker (or `bridge_url` in the blueprint instance's context) and apply the blueprint again", listen.port());
     let transports = match transports {
         Ok(t) => t,
-        Err(e) if e.status() == Some(403) => {
+        // A 403 for the token itself is named by the Authentik lines above; this one is a permission.
+        Err(e) if e.status() == Some(403) && !is_token_refused(&e) => {
             return vec![(Mark::Warn, "cannot tell whether Authentik posts to this bridge: the token may not read notification transports (give its role authentik_events.view_notificationtransport to have it checked)".to_string())];
         }
         Err(e) => {

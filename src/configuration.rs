@@ -565,6 +565,9 @@ impl Settings {
             // Authentik's own settings use double underscores for nesting; they are not typos of ours.
             .filter(|n| !n.contains("__"))
             .map(|n| {
+                if n == "AUTHENTIK_BRIDGE_URL" {
+                    return format!("{n} is read by Authentik, not by the bridge: set it in Authentik's server and worker, where the blueprint is applied");
+                }
                 let closest = SETTINGS
                     .iter()
                     .map(|s| (strsim::levenshtein(n, s.name), s.name))

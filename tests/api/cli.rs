@@ -350,6 +350,10 @@ async fn check_names_misspelt_settings_and_a_missing_state_dir() {
             .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
             .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
             .env("AUTHENTIK_GROUP_REGEX", "^wiki-")
+            .env(
+                "AUTHENTIK_BRIDGE_URL",
+                "http://bridge:8430/webhooks/authentik",
+            )
             .env("STATE_DIR", "/nonexistent/bridge-state");
         cmd.output().expect("runs")
     });
@@ -361,6 +365,11 @@ async fn check_names_misspelt_settings_and_a_missing_state_dir() {
                 "AUTHENTIK_GROUP_REGEX is not a setting; did you mean AUTHENTIK_GROUP_REGEXP?"
             )),
         "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("warn")
+            && l.contains("AUTHENTIK_BRIDGE_URL is read by Authentik, not by the bridge")),
+        "the blueprint's variable, set on the wrong side: {stdout}"
     );
     assert!(
         stdout
@@ -484,6 +493,10 @@ async fn check_tells_a_wrong_authentik_token_from_a_missing_permission() {
             && line.contains("view_key")
             && !line.contains("view_group"),
         "{line}"
+    );
+    assert!(
+        !stdout.contains("view_notificationtransport"),
+        "a refused token is not a missing permission: {stdout}"
     );
     app.authentik.set_forbidden(true);
     let out = run(&app.authentik.token());
