@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::clients::authentik::WebhookTransport;
 use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::{DotEnv, ProcessEnv, Settings};
+use crate::domain::accounts::RoleMap;
 use crate::metrics::Metrics;
 use crate::startup::{build_engine, Application};
 use crate::sync::invites::invite_and_place;
@@ -366,6 +367,9 @@ pub async fn check(settings: Settings) -> ExitCode {
             ),
         };
     }
+    if let Some(map) = &settings.role_map {
+        all_ok &= check_role_map_groups(&engine, map).await;
+    }
     if let Some(outline) = &engine.outline {
         all_ok &= check_outline(outline, &settings).await;
     }
@@ -498,6 +502,32 @@ fn without_query(url: &reqwest::Url) -> String {
     let mut url = url.clone();
     url.set_query(None);
     url.to_string()
+}
+
+/// Every group `ROLE_MAP` names must exist in Authentik: a typo would otherwise give nobody its role, and
+/// with the default `ROLE_DEFAULT` it would demote the admins it was meant for (the bridge holds that, but
+/// the fix belongs here, before anything runs).
+async fn check_role_map_groups(engine: &SyncEngine, map: &RoleMap) -> bool {
+    match engine.reader.full_catalog().await {
+        Ok(catalog) => {
+            let (missing, _) = engine.accounts.missing_mapped(&catalog);
+            let missing: Vec<&str> = missing.iter().map(|g| g.as_str()).collect();
+            if missing.is_empty() {
+                line(
+                    true,
+                    "role map",
+                    &format!("every group ROLE_MAP names exists in Authentik ({})", map.canonical()),
+                )
+            } else {
+                line(false, "role map", &format!("ROLE_MAP names groups Authentik does not have: {} — fix: correct the names (compared without case) or create the groups; until then no role is lowered", missing.join(", ")))
+            }
+        }
+        Err(e) => line(
+            false,
+            "role map",
+            &format!("cannot read Authentik's groups to check ROLE_MAP: {e}"),
+        ),
+    }
 }
 
 /// `STATE_DIR`: a folder the bridge can write, or a warning of what a restart forgets without it.

@@ -214,6 +214,7 @@ async fn check_with_roles_needs_a_key_that_can_change_users() {
     let app = spawn_app().await;
     app.authentik
         .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    app.authentik.add_group("outline-admins");
     let run = |scopes: &[&str]| {
         app.outline
             .set_key_scopes(Some(scopes.iter().map(|s| s.to_string()).collect()));
@@ -584,6 +585,69 @@ async fn check_compares_authentiks_transport_with_listen_addr() {
             && lines[0].starts_with("warn")
             && lines[0].contains("cannot tell")
             && lines[0].contains("view_notificationtransport"),
+        "{stdout}"
+    );
+}
+
+/// The API's own root is a common paste: `AUTHENTIK_URL=…/api/v3/` and `OUTLINE_URL=…/api` are taken as the
+/// base URLs, not turned into `…/api/v3/api/v3/core/users/` and a bare 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_root_pasted_as_the_url_is_taken_as_the_base() {
+    let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let out = tokio::task::block_in_place(|| {
+        bridge()
+            .arg("check")
+            .env("AUTHENTIK_URL", format!("{}/api/v3/", app.authentik.url()))
+            .env("AUTHENTIK_TOKEN", app.authentik.token())
+            .env("OUTLINE_URL", format!("{}/api", app.outline.url()))
+            .env("OUTLINE_TOKEN", app.outline.token())
+            .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
+            .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+            .output()
+            .expect("runs")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok   authentik: token can read users"), "{stdout}");
+}
+
+/// `check` names every group `ROLE_MAP` names that Authentik does not have (compared without case): a typo
+/// there would otherwise demote the admins it was meant for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_role_map_groups_authentik_does_not_have() {
+    let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    app.authentik.add_group("Outline-Admins");
+    let run = |map: &str| {
+        tokio::task::block_in_place(|| {
+            let out = bridge()
+                .arg("check")
+                .env("AUTHENTIK_URL", app.authentik.url())
+                .env("AUTHENTIK_TOKEN", app.authentik.token())
+                .env("OUTLINE_URL", app.outline.url())
+                .env("OUTLINE_TOKEN", app.outline.token())
+                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
+                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+                .env("ROLE_MAP", map)
+                .output()
+                .expect("runs");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+            )
+        })
+    };
+    let (ok, stdout) = run("outline-admins=admin");
+    assert!(ok, "names compare without case: {stdout}");
+    assert!(stdout.contains("ok   role map"), "{stdout}");
+    let (ok, stdout) = run("outline-admin=admin,outline-readers=viewer");
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("FAIL role map")
+            && l.contains("outline-admin, outline-readers")),
         "{stdout}"
     );
 }
