@@ -516,7 +516,10 @@ async fn check_role_map_groups(engine: &SyncEngine, map: &RoleMap) -> bool {
                 line(
                     true,
                     "role map",
-                    &format!("every group ROLE_MAP names exists in Authentik ({})", map.canonical()),
+                    &format!(
+                        "every group ROLE_MAP names exists in Authentik ({})",
+                        map.canonical()
+                    ),
                 )
             } else {
                 line(false, "role map", &format!("ROLE_MAP names groups Authentik does not have: {} — fix: correct the names (compared without case) or create the groups; until then no role is lowered", missing.join(", ")))

@@ -610,7 +610,10 @@ async fn an_api_root_pasted_as_the_url_is_taken_as_the_base() {
     });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("ok   authentik: token can read users"), "{stdout}");
+    assert!(
+        stdout.contains("ok   authentik: token can read users"),
+        "{stdout}"
+    );
 }
 
 /// `check` names every group `ROLE_MAP` names that Authentik does not have (compared without case): a typo
