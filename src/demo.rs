@@ -128,6 +128,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     let app = Application::build_with_listener(settings, listener)?;
     let bridge = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
+    let engine = app.engine();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     authentik.set_webhook(
         Some(format!("{bridge}/webhooks/authentik")),
@@ -340,7 +341,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     let (u, r, o) = member("bob", &docs);
     openfga.remove_tuple(&u, &r, &o);
     let t0 = Instant::now();
-    let report = run_reconcile(queue.engine(), ReconcileOptions::default()).await?;
+    let report = run_reconcile(&engine, ReconcileOptions::default()).await?;
     let took = t0.elapsed();
     let repaired = !outline.members(&og_eng).contains_key(&jane)
         && og_docs().is_some_and(|d| outline.members(&d).contains_key(&bob))

@@ -70,6 +70,7 @@ pub struct Application {
     port: u16,
     server: Server,
     queue: JobQueue,
+    engine: Arc<SyncEngine>,
     metrics: Arc<Metrics>,
     shutdown_grace: Duration,
 }
@@ -95,7 +96,7 @@ impl Application {
         engine.accounts.check_writable()?;
         engine.invites.check_writable()?;
         let queue = JobQueue::new(
-            engine,
+            crate::sync::sinks::registered(&engine),
             settings.queue_capacity,
             settings.worker_concurrency,
             metrics.clone(),
@@ -105,6 +106,7 @@ impl Application {
             outline_webhook_secret: settings.outline_webhook_secret.clone(),
             authentik_webhook_token: settings.authentik_webhook_token.clone(),
             queue: queue.clone(),
+            engine: engine.clone(),
             dedupe: EventDeduper::new(),
             metrics: metrics.clone(),
             body_timeout: settings.body_timeout,
@@ -140,7 +142,7 @@ impl Application {
         })?
         .run();
 
-        tokio::spawn(crate::sync::invites::pump(queue.clone()));
+        tokio::spawn(crate::sync::invites::pump(queue.clone(), engine.clone()));
         // The start-up reconcile runs as soon as the server listens, then every interval.
         let _ = queue.submit(JobKey::Reconcile);
         if let Some(interval) = settings.reconcile_interval {
@@ -161,6 +163,7 @@ impl Application {
             port,
             server,
             queue,
+            engine,
             metrics,
             shutdown_grace: settings.shutdown_grace,
         })
@@ -172,6 +175,11 @@ impl Application {
 
     pub fn queue(&self) -> JobQueue {
         self.queue.clone()
+    }
+
+    /// What the jobs share: for the CLI, the demo and tests that run a pass beside the queue.
+    pub fn engine(&self) -> Arc<SyncEngine> {
+        self.engine.clone()
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {

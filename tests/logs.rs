@@ -142,6 +142,7 @@ async fn no_secret_reaches_the_logs_at_trace() {
     let app = Application::build_with_listener(settings, listener).expect("app builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
+    let engine = app.engine();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     wait_idle(&queue).await;
     let http = reqwest::Client::new();
@@ -349,7 +350,7 @@ async fn no_secret_reaches_the_logs_at_trace() {
 
     // Reconciles: a dry run, one with a failed read, and one that applies drift.
     outline.add_member(&og_docs, &bob, "member");
-    let engine = queue.engine().clone();
+
     run_reconcile(
         &engine,
         ReconcileOptions {

@@ -65,7 +65,7 @@ async fn handle(
             return Ok((accepted("duplicate"), "duplicate"));
         }
     }
-    let key = match accept_change(state.queue.engine(), &change).await {
+    let key = match accept_change(&state.engine, &change).await {
         Intake::Queue(key) => key,
         Intake::Ignore(why) => return Ok((accepted(why), "ignored")),
     };

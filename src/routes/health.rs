@@ -19,7 +19,7 @@ const REFUSED_IN_A_ROW_WARNING: i64 = 3;
 /// webhooks that are signed right (Outline's sign-ins, say) would stop as well.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut upstreams = vec!["authentik"];
-    upstreams.extend(state.queue.engine().sinks().iter().map(|s| s.as_str()));
+    upstreams.extend(state.engine.sinks());
     let down: Vec<&str> = upstreams
         .into_iter()
         .filter(|u| state.metrics.upstream_up.with_label_values(&[u]).get() != 1)

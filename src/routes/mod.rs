@@ -15,13 +15,15 @@ use futures::StreamExt;
 
 use crate::configuration::Secret;
 use crate::metrics::Metrics;
-use crate::sync::{EventDeduper, JobQueue};
+use crate::sync::{EventDeduper, JobQueue, SyncEngine};
 
 /// What the handlers share.
 pub struct AppState {
     pub outline_webhook_secret: Option<Secret>,
     pub authentik_webhook_token: Option<Secret>,
     pub queue: JobQueue,
+    /// What intake reads and invalidates before it queues (caches, change clock, which groups give roles).
+    pub engine: std::sync::Arc<SyncEngine>,
     pub dedupe: EventDeduper,
     pub metrics: std::sync::Arc<Metrics>,
     /// `BODY_TIMEOUT`: the server's own timeout covers only the headers, so without this a client trickling

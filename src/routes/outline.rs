@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{accepted, read_body, record_outcome, AppState, WebhookError};
-use crate::sync::JobKey;
+use crate::sync::jobs::signin_key;
 use crate::webhooks::outline::{parse_outline_delivery, verify_outline_signature, SIGNIN_EVENT};
 use crate::webhooks::MAX_BODY_BYTES;
 
@@ -40,7 +40,7 @@ async fn handle(
     let delivery =
         parse_outline_delivery(&body).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
     // Without Outline settings there is no sink a sign-in could change.
-    if delivery.event != SIGNIN_EVENT || state.queue.engine().outline.is_none() {
+    if delivery.event != SIGNIN_EVENT || state.engine.outline.is_none() {
         return Ok((accepted("ignored"), "ignored"));
     }
     let Some(user) = delivery.user_id else {
@@ -51,7 +51,7 @@ async fn handle(
     tracing::debug!(user = %user, "users.signin accepted; sync queued");
     state
         .queue
-        .submit(JobKey::Signin(user))
+        .submit(signin_key(&user))
         .map_err(|e| WebhookError::QueueFull(e.to_string()))?;
     Ok((accepted("queued"), "accepted"))
 }

@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::changes::Tick;
 use super::engine::{RemovalGuard, SyncEngine, SyncError};
-use super::jobs::JobOutcome;
+use super::job::JobOutcome;
 use super::snapshots::inherited_members;
 use super::state_file::StateFile;
 use super::suspensions::{RecordSnapshot, SuspensionRecord};

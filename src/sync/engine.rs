@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde::Serialize;
 
 use super::accounts::AccountSync;
 use super::accounts::AppliedRoleMap;
@@ -14,7 +13,7 @@ use super::apply::{OutlineSink, WarnOnce};
 use super::cache::SnapshotCaches;
 use super::changes::ChangeClock;
 use super::invites::InviteBook;
-use super::jobs::Sink;
+pub use super::job::{RemovalGuard, SyncError, SyncReport};
 use super::openfga::OpenFgaSink;
 use super::progress::PassProgress;
 use super::snapshots::SnapshotReader;
@@ -33,65 +32,6 @@ use crate::metrics::Metrics;
 
 /// Outline member lists read at once while planning; the rate limiter paces them.
 const MEMBER_LISTS_AT_ONCE: usize = 8;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    #[error("the plan removes {removals} memberships, more than MAX_REMOVALS={max}; no removal was made (run `authentik-bridge reconcile --force` once you have checked the plan)")]
-    Guarded { removals: usize, max: usize },
-    #[error("the plan suspends {suspensions} people, more than MAX_SUSPENSIONS={max}; nobody was suspended (run `authentik-bridge reconcile --force` once you have checked the plan)")]
-    SuspensionsGuarded { suspensions: usize, max: usize },
-}
-
-/// What one job did, for the log line and the CLI.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct SyncReport {
-    pub adds: usize,
-    pub removes: usize,
-    pub creates: usize,
-    pub renames: usize,
-    pub links: usize,
-    /// Authentik members with no Outline account yet (they are added once they exist).
-    pub unmatched_members: usize,
-    /// Groups whose writes Outline refused for good; see `apply.rs`.
-    pub refused_groups: usize,
-    pub note: Option<String>,
-}
-
-impl SyncReport {
-    pub fn noted(note: impl Into<String>) -> SyncReport {
-        SyncReport {
-            note: Some(note.into()),
-            ..SyncReport::default()
-        }
-    }
-
-    /// The sum of several reports, as one pass writes group by group.
-    pub fn total<'a>(reports: impl IntoIterator<Item = &'a SyncReport>) -> SyncReport {
-        let mut sum = SyncReport::default();
-        for r in reports {
-            sum.add(r);
-        }
-        sum
-    }
-
-    fn add(&mut self, other: &SyncReport) {
-        self.adds += other.adds;
-        self.removes += other.removes;
-        self.creates += other.creates;
-        self.renames += other.renames;
-        self.links += other.links;
-        self.refused_groups += other.refused_groups;
-    }
-}
-
-/// Whether removals may exceed `MAX_REMOVALS` in this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemovalGuard {
-    Enforce,
-    Force,
-}
 
 /// The shared half of every job: the Authentik reader, the change clock, the guard and the metrics, and the
 /// sinks that are configured. Outline's writes go through `sink`; OpenFGA's through `openfga`.
@@ -180,14 +120,14 @@ impl SyncEngine {
         }
     }
 
-    /// The sinks that are configured, in the order their jobs are queued.
-    pub fn sinks(&self) -> Vec<Sink> {
+    /// The names of the sinks that are configured, in the order their jobs are queued.
+    pub fn sinks(&self) -> Vec<&'static str> {
         let mut sinks = Vec::new();
         if self.outline.is_some() {
-            sinks.push(Sink::Outline);
+            sinks.push(super::jobs::OUTLINE);
         }
         if self.openfga.is_some() {
-            sinks.push(Sink::OpenFga);
+            sinks.push(super::openfga::OPENFGA);
         }
         sinks
     }

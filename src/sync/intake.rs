@@ -2,7 +2,8 @@
 //! the change clock ticks before the job is queued, so the job, and any pass running meanwhile, see it.
 
 use super::engine::SyncEngine;
-use super::jobs::JobKey;
+use super::job::JobKey;
+use super::jobs::accounts_key;
 use crate::configuration::MembershipMode;
 use crate::domain::GroupName;
 use crate::webhooks::authentik::{AuthentikChange, ModelAction};
@@ -41,7 +42,7 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
                 // With `ROLE_MAP`, any deletion re-reads the mapped groups: a few reads, and no deleted admin
                 // group is missed, whatever the bridge saw of it before.
                 if accounts.role_map.is_some() {
-                    return Intake::Queue(JobKey::Accounts);
+                    return Intake::Queue(accounts_key());
                 }
                 return Intake::Ignore("kept");
             }
@@ -61,7 +62,7 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
                     None => true,
                 };
                 if gave_roles {
-                    return Intake::Queue(JobKey::Accounts);
+                    return Intake::Queue(accounts_key());
                 }
                 if !linked {
                     return Intake::Ignore("ignored");

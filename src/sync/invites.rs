@@ -23,7 +23,8 @@ use tokio::time::Instant;
 
 use super::accounts::{counted_groups, group_names};
 use super::engine::{SyncEngine, SyncError, SyncReport};
-use super::jobs::{JobKey, JobOutcome};
+use super::job::{JobKey, JobOutcome};
+use super::jobs::invites_key;
 use super::queue::JobQueue;
 use super::state_file::StateFile;
 use crate::clients::outline::Invitation;
@@ -536,8 +537,7 @@ pub async fn invites_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> {
 
 /// Queues the invitations job whenever people wait and the hour allows a request; sleeps until then
 /// otherwise. Ends when the queue closes.
-pub async fn pump(queue: JobQueue) {
-    let engine = queue.engine().clone();
+pub async fn pump(queue: JobQueue, engine: Arc<SyncEngine>) {
     let book = &engine.invites;
     if !book.enabled {
         return;
@@ -546,7 +546,7 @@ pub async fn pump(queue: JobQueue) {
         let now = Instant::now();
         let due = book.next_send(now).await;
         if due.is_some_and(|t| t <= now) {
-            if let Err(e) = queue.submit(JobKey::Invites) {
+            if let Err(e) = queue.submit(invites_key()) {
                 tracing::warn!(error = %e, "invitations not queued; the next pass tries again");
             }
             // The job rings when it ends; so does anyone adding people.

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::accounts::{converge_one, counted_groups, group_names};
-use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
+use super::engine::SyncEngine;
+use super::job::{JobKey, JobOutcome, OwnJob, RemovalGuard, SyncError, SyncReport};
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
@@ -18,91 +19,38 @@ use crate::domain::{
     OutlineGroupId, OutlineUserId, PlanInput, UserSnapshot,
 };
 
-/// Where a job writes. Each configured sink gets its own job for every target, so the two never wait on
-/// each other, and each is retried on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Sink {
-    Outline,
-    OpenFga,
+/// The Outline sink's name: its jobs' and metrics' `sink` label.
+pub const OUTLINE: &str = "outline";
+
+/// A `users.signin` from Outline: that person's groups (and role) follow Authentik.
+pub fn signin_key(id: &OutlineUserId) -> JobKey {
+    JobKey::Own(OwnJob {
+        sink: OUTLINE,
+        kind: "signin",
+        target: id.to_string(),
+        interactive: true,
+    })
 }
 
-impl Sink {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Sink::Outline => "outline",
-            Sink::OpenFga => "openfga",
-        }
-    }
-
-    /// Whether this sink has a job for `key`: sign-ins, accounts and invitations are Outline's alone.
-    pub fn handles(&self, key: &JobKey) -> bool {
-        !matches!(
-            (self, key),
-            (
-                Sink::OpenFga,
-                JobKey::Signin(_) | JobKey::Accounts | JobKey::Invites
-            )
-        )
-    }
+/// Every Outline account's role and suspension (`ROLE_MAP`, `SUSPEND_DEACTIVATED`), after a change to a group
+/// that decides roles.
+pub fn accounts_key() -> JobKey {
+    JobKey::Own(OwnJob {
+        sink: OUTLINE,
+        kind: "accounts",
+        target: String::new(),
+        interactive: false,
+    })
 }
 
-/// What a job converges. The queue runs one job at a time per key and folds events for a key into it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum JobKey {
-    Signin(OutlineUserId),
-    AuthentikUser(AuthentikUserId),
-    AuthentikGroup(AuthentikGroupId),
-    Reconcile,
-    /// Every Outline account's role and suspension (`ROLE_MAP`, `SUSPEND_DEACTIVATED`), after a change to a
-    /// group that decides roles.
-    Accounts,
-    /// Invitations for members of managed groups without an Outline account (`INVITE_MEMBERS`).
-    Invites,
-}
-
-impl JobKey {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            JobKey::Signin(_) => "signin",
-            JobKey::AuthentikUser(_) => "user",
-            JobKey::AuthentikGroup(_) => "group",
-            JobKey::Reconcile => "reconcile",
-            JobKey::Accounts => "accounts",
-            JobKey::Invites => "invites",
-        }
-    }
-
-    /// The target's id, for the job's log span.
-    pub fn target(&self) -> String {
-        match self {
-            JobKey::Signin(id) => id.to_string(),
-            JobKey::AuthentikUser(pk) => pk.to_string(),
-            JobKey::AuthentikGroup(id) => id.to_string(),
-            JobKey::Reconcile | JobKey::Accounts | JobKey::Invites => String::new(),
-        }
-    }
-
-    /// Sign-ins and single users run in their own lane, so bulk work (groups, passes) never delays them.
-    pub fn interactive(&self) -> bool {
-        matches!(self, JobKey::Signin(_) | JobKey::AuthentikUser(_))
-    }
-}
-
-/// A job's report, and the jobs it leaves for the queue: a deletion that needs a pass asks for one instead
-/// of running it inline, and a pass hands groups that changed under it to fresh group jobs.
-#[derive(Debug, Default)]
-pub struct JobOutcome {
-    pub report: SyncReport,
-    pub follow_ups: Vec<JobKey>,
-}
-
-impl From<SyncReport> for JobOutcome {
-    fn from(report: SyncReport) -> JobOutcome {
-        JobOutcome {
-            report,
-            follow_ups: Vec::new(),
-        }
-    }
+/// Invitations for members of managed groups without an Outline account (`INVITE_MEMBERS`).
+pub fn invites_key() -> JobKey {
+    JobKey::Own(OwnJob {
+        sink: OUTLINE,
+        kind: "invites",
+        target: String::new(),
+        interactive: false,
+    })
 }
 
 /// A `users.signin` from Outline: the user's groups follow Authentik.
@@ -422,7 +370,7 @@ pub async fn group_job(
 /// to a group that gave roles before this job (`gave_roles`): renamed to another synced name, it gives none.
 fn roles_follow_up(engine: &SyncEngine, group: &GroupSummary, gave_roles: bool) -> Vec<JobKey> {
     if gave_roles || engine.accounts.decides_roles(&group.name) {
-        vec![JobKey::Accounts]
+        vec![accounts_key()]
     } else {
         Vec::new()
     }

@@ -18,7 +18,7 @@ use serde_json::json;
 use super::apply::WarnOnce;
 use super::changes::{GroupLocks, Tick};
 use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
-use super::jobs::{JobKey, JobOutcome, Sink};
+use super::job::{JobKey, JobOutcome};
 use super::reconcile::ReconcileOptions;
 use crate::clients::openfga::OpenFgaClient;
 use crate::clients::UpstreamError;
@@ -769,12 +769,15 @@ async fn reconcile_inner(
     Ok(report)
 }
 
-/// The sink a job for `Sink::OpenFga` runs against; absent when OpenFGA is not configured.
+/// The OpenFGA sink's name: its jobs' and metrics' `sink` label.
+pub const OPENFGA: &str = "openfga";
+
+/// The sink an OpenFGA job runs against; absent when OpenFGA is not configured.
 pub fn sink_of(engine: &SyncEngine) -> Result<&OpenFgaSink, SyncError> {
     engine.openfga.as_ref().ok_or_else(|| {
         SyncError::Upstream(UpstreamError::Decode {
             upstream: "openfga",
-            call: Sink::OpenFga.as_str().into(),
+            call: OPENFGA.into(),
             message: "OpenFGA is not configured".into(),
         })
     })

@@ -14,13 +14,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
-use super::accounts;
 use super::coalesce::TargetSchedule;
-use super::engine::{SyncEngine, SyncError};
-use super::invites;
-use super::jobs::{group_job, signin_job, user_job, JobKey, JobOutcome, Sink};
-use super::openfga;
-use super::reconcile::reconcile_job;
+use super::job::{JobKey, JobOutcome, SinkJobs, SyncError};
 use crate::clients::retry::backoff_delay;
 
 use crate::metrics::Metrics;
@@ -43,10 +38,11 @@ pub enum SubmitError {
     Closed,
 }
 
-/// One target in one sink: the unit the queue schedules, coalesces and retries.
+/// One target in one sink (by its place in the registered list): the unit the queue schedules, coalesces
+/// and retries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SinkJob {
-    sink: Sink,
+    sink: usize,
     key: JobKey,
 }
 
@@ -139,12 +135,13 @@ impl Lanes {
 }
 
 struct Inner {
-    engine: Arc<SyncEngine>,
+    /// The registered sinks, in the order their jobs are queued.
+    sinks: Vec<Arc<dyn SinkJobs>>,
     targets: Mutex<HashMap<SinkJob, TargetSchedule>>,
     capacity: usize,
     /// Sign-ins and single users run in their own lane, so a bulk group change never starves them; and each
     /// sink has its own pair, so a sink whose calls hang never holds the other's jobs up.
-    lanes: [Lanes; 2],
+    lanes: Vec<Lanes>,
     idle: Notify,
     metrics: Arc<Metrics>,
     retry_budget: Duration,
@@ -163,7 +160,7 @@ pub struct JobQueue {
 impl JobQueue {
     /// Must be called inside a tokio runtime, which then runs every job.
     pub fn new(
-        engine: Arc<SyncEngine>,
+        sinks: Vec<Arc<dyn SinkJobs>>,
         capacity: usize,
         concurrency: usize,
         metrics: Arc<Metrics>,
@@ -171,10 +168,10 @@ impl JobQueue {
         metrics.queue_capacity.set(capacity as i64);
         JobQueue {
             inner: Arc::new(Inner {
-                engine,
+                lanes: sinks.iter().map(|_| Lanes::new(concurrency)).collect(),
+                sinks,
                 targets: Mutex::new(HashMap::new()),
                 capacity,
-                lanes: [Lanes::new(concurrency), Lanes::new(concurrency)],
                 idle: Notify::new(),
                 metrics,
                 retry_budget: RETRY_BUDGET,
@@ -197,8 +194,8 @@ impl JobQueue {
         }
     }
 
-    pub fn engine(&self) -> &Arc<SyncEngine> {
-        &self.inner.engine
+    fn sink_name(&self, sink: usize) -> &'static str {
+        self.inner.sinks.get(sink).map_or("unknown", |s| s.name())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SinkJob, TargetSchedule>> {
@@ -240,12 +237,8 @@ impl JobQueue {
     /// its job at once; later ones fold in. Either every sink takes the job or none does, so a 503 never
     /// leaves one sink behind the other.
     pub fn submit(&self, key: JobKey) -> Result<(), SubmitError> {
-        let sinks: Vec<Sink> = self
-            .inner
-            .engine
-            .sinks()
-            .into_iter()
-            .filter(|s| s.handles(&key))
+        let sinks: Vec<usize> = (0..self.inner.sinks.len())
+            .filter(|i| self.inner.sinks[*i].interested(&key))
             .collect();
         self.submit_to(&sinks, key)
     }
@@ -256,7 +249,7 @@ impl JobQueue {
     /// one gets a reconcile instead (one target, let past the bound), so a sink stuck behind an outage never
     /// makes the other's webhooks fail, and loses nothing. Only when no sink can take the job does the
     /// webhook get 503.
-    pub fn submit_to(&self, sinks: &[Sink], key: JobKey) -> Result<(), SubmitError> {
+    fn submit_to(&self, sinks: &[usize], key: JobKey) -> Result<(), SubmitError> {
         if self.is_closed() {
             return Err(SubmitError::Closed);
         }
@@ -289,10 +282,10 @@ impl JobQueue {
             self.inner
                 .metrics
                 .jobs
-                .with_label_values(&[sink.as_str(), key.kind(), "deferred_to_reconcile"])
+                .with_label_values(&[self.sink_name(sink), key.kind(), "deferred_to_reconcile"])
                 .inc();
             tracing::warn!(
-                sink = sink.as_str(),
+                sink = self.sink_name(sink),
                 job = key.kind(),
                 "this sink's queue is full; a reconcile of it is queued instead"
             );
@@ -377,7 +370,7 @@ impl JobQueue {
                 Ok(outcome) => {
                     for next in outcome.follow_ups {
                         if let Err(e) = self.submit_to(&[key.sink], next) {
-                            tracing::warn!(sink = key.sink.as_str(), job = key.key.kind(), error = %e, "follow-up job not queued; the next reconcile covers it");
+                            tracing::warn!(sink = self.sink_name(key.sink), job = key.key.kind(), error = %e, "follow-up job not queued; the next reconcile covers it");
                         }
                     }
                     return;
@@ -389,9 +382,9 @@ impl JobQueue {
                     self.inner
                         .metrics
                         .jobs
-                        .with_label_values(&[key.sink.as_str(), key.key.kind(), "failed"])
+                        .with_label_values(&[self.sink_name(key.sink), key.key.kind(), "failed"])
                         .inc();
-                    tracing::error!(sink = key.sink.as_str(), job = key.key.kind(), error = %e, "upstream refused the job; not retried");
+                    tracing::error!(sink = self.sink_name(key.sink), job = key.key.kind(), error = %e, "upstream refused the job; not retried");
                     return;
                 }
                 Err(SyncError::Upstream(e)) => {
@@ -402,17 +395,21 @@ impl JobQueue {
                         self.inner
                             .metrics
                             .jobs
-                            .with_label_values(&[key.sink.as_str(), key.key.kind(), "failed"])
+                            .with_label_values(&[
+                                self.sink_name(key.sink),
+                                key.key.kind(),
+                                "failed",
+                            ])
                             .inc();
-                        tracing::error!(sink = key.sink.as_str(), job = key.key.kind(), error = %e, "giving up after retrying for 10 minutes; the next reconcile will repair this");
+                        tracing::error!(sink = self.sink_name(key.sink), job = key.key.kind(), error = %e, "giving up after retrying for 10 minutes; the next reconcile will repair this");
                         return;
                     }
                     self.inner
                         .metrics
                         .jobs
-                        .with_label_values(&[key.sink.as_str(), key.key.kind(), "retry"])
+                        .with_label_values(&[self.sink_name(key.sink), key.key.kind(), "retry"])
                         .inc();
-                    tracing::warn!(sink = key.sink.as_str(), job = key.key.kind(), error = %e, retry_in_ms = delay.as_millis() as u64, "job failed before any removal; retrying");
+                    tracing::warn!(sink = self.sink_name(key.sink), job = key.key.kind(), error = %e, retry_in_ms = delay.as_millis() as u64, "job failed before any removal; retrying");
                     if !self.sleep_unless_closed(Instant::now() + delay).await {
                         return;
                     }
@@ -423,50 +420,34 @@ impl JobQueue {
 
     async fn run_once(&self, job: &SinkJob) -> Result<JobOutcome, SyncError> {
         let key = &job.key;
-        let lanes = &self.inner.lanes[job.sink as usize];
+        let Some(lanes) = self.inner.lanes.get(job.sink) else {
+            return Ok(JobOutcome::default());
+        };
         let semaphore = if key.interactive() {
             &lanes.interactive
         } else {
             &lanes.bulk
         };
         let _permit = semaphore.acquire().await;
-        let engine = &self.inner.engine;
         let started = std::time::Instant::now();
         let span = tracing::info_span!(
             "job",
-            sink = job.sink.as_str(),
+            sink = self.sink_name(job.sink),
             kind = key.kind(),
             target = %key.target(),
             // Filled in by the job once it knows whom the target is: people read emails, not ids.
             email = tracing::field::Empty
         );
-        let result = async {
-            match (job.sink, key) {
-                (Sink::Outline, JobKey::Signin(id)) => signin_job(engine, id).await,
-                (Sink::Outline, JobKey::AuthentikUser(pk)) => user_job(engine, *pk).await,
-                (Sink::Outline, JobKey::AuthentikGroup(id)) => group_job(engine, id).await,
-                (Sink::Outline, JobKey::Reconcile) => reconcile_job(engine).await,
-                (Sink::Outline, JobKey::Accounts) => accounts::accounts_job(engine).await,
-                (Sink::Outline, JobKey::Invites) => invites::invites_job(engine).await,
-                (Sink::OpenFga, key) => {
-                    let sink = openfga::sink_of(engine)?;
-                    match key {
-                        JobKey::AuthentikUser(pk) => openfga::user_job(engine, sink, *pk).await,
-                        JobKey::AuthentikGroup(id) => openfga::group_job(engine, sink, id).await,
-                        JobKey::Reconcile => openfga::reconcile_job(engine, sink).await,
-                        JobKey::Signin(_) | JobKey::Accounts | JobKey::Invites => {
-                            Ok(JobOutcome::default())
-                        }
-                    }
-                }
-            }
+        let Some(sink) = self.inner.sinks.get(job.sink) else {
+            return Ok(JobOutcome::default());
         };
+        let result = sink.run(key);
         let result = tracing::Instrument::instrument(result, span.clone()).await;
         let elapsed = started.elapsed();
         self.inner
             .metrics
             .job_duration
-            .with_label_values(&[job.sink.as_str(), key.kind()])
+            .with_label_values(&[self.sink_name(job.sink), key.kind()])
             .observe(elapsed.as_secs_f64());
         let _enter = span.enter();
         match &result {
@@ -474,7 +455,7 @@ impl JobQueue {
                 self.inner
                     .metrics
                     .jobs
-                    .with_label_values(&[job.sink.as_str(), key.kind(), "ok"])
+                    .with_label_values(&[self.sink_name(job.sink), key.kind(), "ok"])
                     .inc();
                 tracing::info!(
                     adds = r.adds,
@@ -492,7 +473,7 @@ impl JobQueue {
                 self.inner
                     .metrics
                     .jobs
-                    .with_label_values(&[job.sink.as_str(), key.kind(), "failed"])
+                    .with_label_values(&[self.sink_name(job.sink), key.kind(), "failed"])
                     .inc();
             }
             Err(SyncError::Upstream(_)) => {}

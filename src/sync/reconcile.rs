@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::accounts::plan_all;
 use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
 use super::invites::InvitePreview;
-use super::jobs::{JobKey, JobOutcome};
+use super::job::{JobKey, JobOutcome};
 use super::openfga::{self, OpenFgaPassReport};
 use super::progress::{PassPhase, PassProgress};
 use super::snapshots::inherited_members;
@@ -27,11 +27,7 @@ use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId,
 };
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReconcileOptions {
-    pub dry_run: bool,
-    pub force: bool,
-}
+pub use super::job::ReconcileOptions;
 
 #[derive(Debug, Serialize)]
 pub struct ReconcileReport {
@@ -140,7 +136,7 @@ pub async fn run_reconcile(
             openfga: None,
         },
     };
-    report.sinks = engine.sinks().iter().map(|s| s.as_str()).collect();
+    report.sinks = engine.sinks();
     report.openfga = fga.transpose()?;
     Ok(report)
 }

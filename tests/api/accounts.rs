@@ -98,13 +98,13 @@ async fn the_pass_sets_roles_shows_them_in_the_dry_run_and_keeps_the_key_owner_a
         metric(&text, "bridge_removal_guard_active", &[("sink", "outline")]),
         1.0
     );
-    let again = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+    let again = run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass");
     assert!(again.guarded, "still held without --force");
     assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("admin"));
     run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: false,
             force: true,
@@ -115,7 +115,7 @@ async fn the_pass_sets_roles_shows_them_in_the_dry_run_and_keeps_the_key_owner_a
     assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("member"));
     // Applied: from now on a demotion needs no --force.
     app.outline.set_role(&ocarol, "admin");
-    let applied = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+    let applied = run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass");
     assert!(!applied.guarded);
@@ -123,7 +123,7 @@ async fn the_pass_sets_roles_shows_them_in_the_dry_run_and_keeps_the_key_owner_a
 
     app.outline.set_role(&ocarol, "admin");
     let report = run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: true,
             force: false,
@@ -161,11 +161,11 @@ async fn a_demotion_from_admin_counts_toward_max_removals() {
         force: true,
     };
     // The map is applied once; after that only MAX_REMOVALS holds a demotion.
-    run_reconcile(app.queue.engine(), force)
+    run_reconcile(&app.engine, force)
         .await
         .expect("forced pass");
     app.outline.set_role(&ocarol, "admin");
-    let held = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+    let held = run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass");
     assert!(held.guarded);
@@ -179,7 +179,7 @@ async fn a_demotion_from_admin_counts_toward_max_removals() {
         "held back by the guard"
     );
     let report = run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: false,
             force: true,
@@ -313,7 +313,7 @@ async fn deleted_people_follow_the_records_rules_at_a_pass() {
 
     // An admin activates one the bridge suspended; a pass takes them off the record, and keeps the held one.
     app.outline.set_suspended(&by_bridge, false);
-    let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+    let report = run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass");
     assert!(!listed("suspended_by_bridge", &by_bridge), "{}", record());
@@ -330,7 +330,7 @@ async fn deleted_people_follow_the_records_rules_at_a_pass() {
 
     // --force suspends the held one, and the gauge drops.
     run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: false,
             force: true,
@@ -367,7 +367,7 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
             .count()
     };
     let dry = run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: true,
             force: false,
@@ -386,7 +386,7 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
     };
     assert_eq!(held_lines(&dry).0, 1, "{}", held_lines(&dry).1);
     for round in 0..2 {
-        let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        let report = run_reconcile(&app.engine, ReconcileOptions::default())
             .await
             .expect("pass");
         assert!(report.guarded, "three suspensions, MAX_SUSPENSIONS=2");
@@ -399,7 +399,7 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
         assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
     }
     let report = run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: false,
             force: true,
@@ -654,7 +654,7 @@ async fn pushed_suspensions_keep_to_max_suspensions_an_hour() {
     assert!(metric(&text, "bridge_suspension_guard_tripped_total", &[]) >= 1.0);
 
     run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: false,
             force: true,
@@ -692,7 +692,7 @@ async fn a_shared_email_never_suspends_the_active_person() {
         app.wire_authentik_webhook();
         app.authentik.set_active(old, false);
         app.settle_deliveries().await;
-        run_reconcile(app.queue.engine(), ReconcileOptions::default())
+        run_reconcile(&app.engine, ReconcileOptions::default())
             .await
             .expect("pass");
         assert!(
@@ -820,7 +820,7 @@ async fn a_pass_never_makes_the_suspensions_the_hours_guard_held_back() {
             .count()
     };
     assert_eq!(suspended(&app), 3);
-    let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+    let report = run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass");
     assert!(report.guarded);
@@ -832,7 +832,7 @@ async fn a_pass_never_makes_the_suspensions_the_hours_guard_held_back() {
     app.authentik.set_active(people[5].0, true);
     app.settle_deliveries().await;
     run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: false,
             force: true,

@@ -291,7 +291,7 @@ proptest! {
             // The queue spawns its jobs on the runtime it is built in.
             let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
             let _in_runtime = runtime.enter();
-            let _queue = JobQueue::new(engine, s.queue_capacity, s.worker_concurrency, metrics);
+            let _queue = JobQueue::new(authentik_bridge::sync::sinks::registered(&engine), s.queue_capacity, s.worker_concurrency, metrics);
         }
     }
 
@@ -473,7 +473,12 @@ fn a_huge_worker_concurrency_is_a_configuration_error_not_a_panic() {
                     .build()
                     .expect("runtime");
                 let _in_runtime = runtime.enter();
-                JobQueue::new(engine, s.queue_capacity, s.worker_concurrency, metrics);
+                JobQueue::new(
+                    authentik_bridge::sync::sinks::registered(&engine),
+                    s.queue_capacity,
+                    s.worker_concurrency,
+                    metrics,
+                );
             });
             assert!(
                 built.is_ok(),
@@ -510,13 +515,13 @@ async fn extreme_but_valid_settings_start_and_serve() {
     let app = authentik_bridge::startup::Application::build_with_listener(settings, listener)
         .expect("builds");
     let url = format!("http://127.0.0.1:{}/healthz", app.port());
-    let queue = app.queue();
+    let engine = app.engine();
     let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
     let status = reqwest::get(&url).await.expect("answers").status();
     assert_eq!(status.as_u16(), 200);
     // The start-up reconcile meets the unreachable upstream and retries; the process is still serving.
     let start = std::time::Instant::now();
-    while queue.engine().metrics.render().lines().all(|l| {
+    while engine.metrics.render().lines().all(|l| {
         !l.starts_with("bridge_jobs_total{kind=\"reconcile\",result=\"retry\",sink=\"outline\"}")
     }) {
         assert!(

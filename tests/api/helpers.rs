@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authentik_bridge::configuration::Settings;
 use authentik_bridge::startup::Application;
-use authentik_bridge::sync::JobQueue;
+use authentik_bridge::sync::{JobQueue, SyncEngine};
 use upstream_fakes::outline_signature;
 use upstream_fakes::{FakeAuthentik, FakeAuthentikOptions};
 use upstream_fakes::{FakeOpenFga, FakeOpenFgaOptions};
@@ -17,6 +17,8 @@ pub const AUTHENTIK_WEBHOOK_TOKEN: &str = "ak-webhook-token-for-tests";
 pub struct TestApp {
     pub url: String,
     pub queue: JobQueue,
+    /// What the jobs share, for tests that run a pass beside the queue.
+    pub engine: std::sync::Arc<SyncEngine>,
     pub outline: FakeOutline,
     pub authentik: FakeAuthentik,
     /// Present when the test configured the OpenFGA sink.
@@ -95,10 +97,12 @@ pub async fn spawn_app_with_sinks(
     let app = Application::build_with_listener(settings, listener).expect("app builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
+    let engine = app.engine();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let test_app = TestApp {
         url,
         queue,
+        engine,
         outline,
         authentik,
         openfga,

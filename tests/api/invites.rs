@@ -81,7 +81,7 @@ async fn the_dry_run_lists_who_would_be_invited_and_sends_nothing() {
     .await;
     app.authentik.add_member(&docs, erin);
     let report = run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: true,
             force: false,
@@ -197,7 +197,7 @@ async fn one_name_outline_refuses_costs_a_few_requests_not_the_hour() {
     );
     assert_eq!(metric(&text, "bridge_invites_pending", &[]), 0.0);
     // The next pass does not send it again.
-    run_reconcile(app.queue.engine(), ReconcileOptions::default())
+    run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass");
     app.settle().await;
@@ -267,7 +267,7 @@ async fn two_refused_addresses_alone_never_delay_the_next_person() {
         app.outline.members(&odocs).len() == 1
     })
     .await;
-    run_reconcile(app.queue.engine(), ReconcileOptions::default())
+    run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass");
     app.settle_deliveries().await;

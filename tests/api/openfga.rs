@@ -137,7 +137,7 @@ async fn reconcile_removes_a_stray_tuple_on_a_managed_group_and_keeps_everything
     let app = openfga_only(authentik, fake, |_| {}).await;
     fga(&app).add_tuple("user:mallory", "member", &object);
 
-    let report = run_reconcile(app.queue.engine(), ReconcileOptions::default())
+    let report = run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass runs");
     let fga_report = report.openfga.expect("the pass covered OpenFGA");
@@ -434,7 +434,7 @@ async fn the_dry_run_shows_the_openfga_plan_and_writes_nothing() {
     app.authentik.add_member(&g, jane);
     fga(&app).clear_calls();
     let report = run_reconcile(
-        app.queue.engine(),
+        &app.engine,
         ReconcileOptions {
             dry_run: true,
             force: false,
@@ -471,7 +471,7 @@ async fn the_exported_tuples_pass_openfgas_own_engine_for_every_user_id_form() {
         })
         .await;
         let report = run_reconcile(
-            app.queue.engine(),
+            &app.engine,
             ReconcileOptions {
                 dry_run: true,
                 force: false,

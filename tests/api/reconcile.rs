@@ -132,7 +132,7 @@ async fn a_failed_read_makes_no_removal() {
     app.outline.add_member(&og, &stranger, "member");
     let _ = g;
     app.authentik.set_partial_pages(true);
-    let result = run_reconcile(app.queue.engine(), ReconcileOptions::default()).await;
+    let result = run_reconcile(&app.engine, ReconcileOptions::default()).await;
     assert!(result.is_err(), "a partial page fails the pass");
     assert!(app.outline.members(&og).contains_key(&stranger));
     assert_eq!(app.outline.count_calls("groups.remove_user"), 0);
