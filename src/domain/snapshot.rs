@@ -7,7 +7,14 @@ use regex::Regex;
 use serde::Serialize;
 
 use super::identity::{AuthentikGroupId, AuthentikUserId, Email, GroupName, OutlineGroupId};
-use super::tuples::Person;
+
+/// A person in the directory, with every field a sink may name them by (OpenFGA's user ids are made of one).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Person {
+    pub pk: AuthentikUserId,
+    pub username: Option<Arc<str>>,
+    pub email: Option<Email>,
+}
 
 /// An Authentik group without its members: enough to decide whether it is managed and how it nests.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::identity::{AuthentikUserId, Email};
+pub use super::snapshot::Person;
 use super::snapshot::GroupSummary;
 
 /// Which Authentik field names a person in OpenFGA (`OPENFGA_USER_ID`).
@@ -24,14 +24,6 @@ pub enum UserIdForm {
 pub enum GroupIdForm {
     Name,
     Uuid,
-}
-
-/// A person as the OpenFGA sink needs them: every field an id can be made of.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Person {
-    pub pk: AuthentikUserId,
-    pub username: Option<Arc<str>>,
-    pub email: Option<Email>,
 }
 
 /// One `member` tuple the sink manages. The relation is the same for all of them (`OPENFGA_RELATION`), so it
@@ -239,7 +231,7 @@ impl TuplePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AuthentikGroupId, GroupName};
+    use crate::domain::{AuthentikGroupId, AuthentikUserId, Email, GroupName};
     use proptest::prelude::*;
 
     fn naming(user_id: UserIdForm, group_id: GroupIdForm) -> TupleNaming {
