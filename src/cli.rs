@@ -15,7 +15,7 @@ use crate::configuration::{DotEnv, ProcessEnv, Settings};
 use crate::domain::accounts::RoleMap;
 use crate::metrics::Metrics;
 use crate::startup::{build_engine, Application};
-use crate::sync::invites::invite_and_place;
+use crate::sync::invite_jobs::invite_and_place;
 use crate::sync::openfga::OpenFgaSink;
 use crate::sync::progress::{PassPhase, PassProgress};
 use crate::sync::{run_reconcile, ReconcileOptions, SyncEngine};
@@ -171,9 +171,10 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
     };
     let bar = ProgressView::start(&engine);
     let mut result = run_reconcile(&engine, ReconcileOptions { dry_run, force }).await;
-    if let (Ok(report), false, true) = (&mut result, dry_run, engine.invites.enabled) {
+    let inviting = engine.outline.as_ref().filter(|o| o.invites.enabled);
+    if let (Ok(report), false, Some(outline)) = (&mut result, dry_run, inviting) {
         // `serve` leaves this to its invitations job; a one-off pass does it before it exits.
-        match invite_and_place(&engine).await {
+        match invite_and_place(outline).await {
             Ok(n) => {
                 if let Some(inv) = &mut report.invites {
                     inv.invited_now = n;
@@ -267,7 +268,12 @@ fn progress_line(engine: &SyncEngine) -> String {
     let left = match &engine.outline {
         Some(outline) => format!(
             " · ~{:.0} s left at the rate limit",
-            calls_left as f64 / outline.limiter().allowed_per_second.max(f64::MIN_POSITIVE)
+            calls_left as f64
+                / outline
+                    .outline
+                    .limiter()
+                    .allowed_per_second
+                    .max(f64::MIN_POSITIVE)
         ),
         None => String::new(),
     };
@@ -371,7 +377,7 @@ pub async fn check(settings: Settings) -> ExitCode {
         all_ok &= check_role_map_groups(&engine, map).await;
     }
     if let Some(outline) = &engine.outline {
-        all_ok &= check_outline(outline, &settings).await;
+        all_ok &= check_outline(&outline.outline, &settings).await;
     }
     if let Some(sink) = &engine.openfga {
         all_ok &= check_openfga(sink).await;
@@ -510,7 +516,10 @@ fn without_query(url: &reqwest::Url) -> String {
 async fn check_role_map_groups(engine: &SyncEngine, map: &RoleMap) -> bool {
     match engine.reader.full_catalog().await {
         Ok(catalog) => {
-            let (missing, _) = engine.accounts.missing_mapped(&catalog);
+            let missing = match &engine.outline {
+                Some(outline) => outline.accounts.missing_mapped(&catalog).0,
+                None => Vec::new(),
+            };
             let missing: Vec<&str> = missing.iter().map(|g| g.as_str()).collect();
             if missing.is_empty() {
                 line(

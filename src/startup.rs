@@ -93,8 +93,10 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let metrics = Arc::new(Metrics::new());
         let engine = build_engine(&settings, metrics.clone())?;
-        engine.accounts.check_writable()?;
-        engine.invites.check_writable()?;
+        if let Some(outline) = &engine.outline {
+            outline.accounts.check_writable()?;
+            outline.invites.check_writable()?;
+        }
         let queue = JobQueue::new(
             crate::sync::sinks::registered(&engine),
             settings.queue_capacity,
@@ -142,7 +144,12 @@ impl Application {
         })?
         .run();
 
-        tokio::spawn(crate::sync::invites::pump(queue.clone(), engine.clone()));
+        if let Some(outline) = &engine.outline {
+            tokio::spawn(crate::sync::invite_jobs::pump(
+                queue.clone(),
+                outline.clone(),
+            ));
+        }
         // The start-up reconcile runs as soon as the server listens, then every interval.
         let _ = queue.submit(JobKey::Reconcile);
         if let Some(interval) = settings.reconcile_interval {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use super::snapshot::Person;
 use super::snapshot::GroupSummary;
+pub use super::snapshot::Person;
 
 /// Which Authentik field names a person in OpenFGA (`OPENFGA_USER_ID`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,5 @@
-//! What every job shares: the reader, the sink, the change clock, and the two steps every job ends with,
-//! planning groups and applying a plan under the mass-removal guard. The jobs themselves are in `jobs.rs`
-//! and `reconcile.rs`.
+//! The Outline sink's core: its state, and the two steps every Outline job ends with, planning groups and
+//! applying a plan under the mass-removal guard. The jobs themselves are in `jobs.rs` and `reconcile.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,46 +9,45 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use super::accounts::AccountSync;
 use super::accounts::AppliedRoleMap;
 use super::apply::{OutlineSink, WarnOnce};
-use super::cache::SnapshotCaches;
-use super::changes::ChangeClock;
+use super::context::SyncContext;
 use super::invites::InviteBook;
 pub use super::job::{RemovalGuard, SyncError, SyncReport};
-use super::openfga::OpenFgaSink;
 use super::progress::PassProgress;
-use super::snapshots::SnapshotReader;
 use super::state_file::StateFile;
 use super::suspensions::SuspensionRecord;
-use crate::clients::{AuthentikClient, OpenFgaClient, OutlineClient, UpstreamError};
+use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::Settings;
 use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::domain::invites::WindowLog;
 use crate::domain::plan::GroupIndex;
 use crate::domain::{
-    plan_membership, AuthentikGroupId, DesiredMember, GroupSelector, GroupSummary, GroupTarget,
-    MembershipPlan, OutlineGroupId, OutlineUserId, PlanInput,
+    plan_membership, AuthentikGroupId, DesiredMember, GroupSummary, GroupTarget, MembershipPlan,
+    OutlineGroupId, OutlineUserId, PlanInput,
 };
-use crate::metrics::Metrics;
 
 /// Outline member lists read at once while planning; the rate limiter paces them.
 const MEMBER_LISTS_AT_ONCE: usize = 8;
 
-/// The shared half of every job: the Authentik reader, the change clock, the guard and the metrics, and the
-/// sinks that are configured. Outline's writes go through `sink`; OpenFGA's through `openfga`.
-pub struct SyncEngine {
-    pub reader: SnapshotReader,
-    pub outline: Option<OutlineClient>,
+/// The Outline sink: its client and writer, its roles and suspensions (`ROLE_MAP`, `SUSPEND_DEACTIVATED`)
+/// and invitations (`INVITE_MEMBERS`), over the context every sink shares (reached through `Deref`, so a job
+/// reads `engine.reader` and `engine.clock` as before).
+pub struct OutlineSync {
+    pub ctx: Arc<SyncContext>,
+    pub outline: OutlineClient,
     pub sink: OutlineSink,
-    pub openfga: Option<OpenFgaSink>,
     /// Outline roles and suspensions (`ROLE_MAP`, `SUSPEND_DEACTIVATED`).
     pub accounts: AccountSync,
     /// People waiting for an Outline invitation (`INVITE_MEMBERS`).
     pub invites: InviteBook,
-    pub clock: ChangeClock,
-    pub progress: PassProgress,
     pub auto_create: bool,
-    pub max_removals: usize,
-    pub metrics: Arc<Metrics>,
     warned: WarnOnce,
+}
+
+impl std::ops::Deref for OutlineSync {
+    type Target = SyncContext;
+    fn deref(&self) -> &SyncContext {
+        &self.ctx
+    }
 }
 
 /// What the bridge keeps in `STATE_DIR` (in memory without it).
@@ -84,63 +82,28 @@ pub struct GroupPlan {
     pub unmatched: Vec<DesiredMember>,
 }
 
-impl SyncEngine {
+impl OutlineSync {
     pub fn new(
         settings: &Settings,
-        authentik: AuthentikClient,
-        outline: Option<OutlineClient>,
-        openfga: Option<OpenFgaClient>,
+        ctx: Arc<SyncContext>,
+        outline: OutlineClient,
         state: BridgeState,
-        metrics: Arc<Metrics>,
-    ) -> SyncEngine {
-        let openfga = openfga.and_then(|client| {
-            let naming = settings.openfga.as_ref()?.naming.clone();
-            Some(OpenFgaSink::new(client, naming, metrics.clone()))
-        });
-        SyncEngine {
-            reader: SnapshotReader {
-                authentik,
-                caches: SnapshotCaches::new(settings.cache_ttl, metrics.clone()),
-                selector: GroupSelector {
-                    filter: settings.group_filter.clone(),
-                },
-                membership: settings.membership,
-            },
+    ) -> OutlineSync {
+        let metrics = ctx.metrics.clone();
+        OutlineSync {
             sink: OutlineSink::new(metrics.clone()),
             outline,
-            openfga,
             accounts: AccountSync::new(settings, state.record, state.applied_map, metrics.clone()),
-            invites: InviteBook::new(settings, state.invite_requests, metrics.clone()),
-            clock: ChangeClock::new(),
-            progress: PassProgress::default(),
+            invites: InviteBook::new(settings, state.invite_requests, metrics),
             auto_create: settings.auto_create_groups,
-            max_removals: settings.max_removals,
-            metrics,
             warned: WarnOnce::default(),
+            ctx,
         }
     }
 
-    /// The names of the sinks that are configured, in the order their jobs are queued.
-    pub fn sinks(&self) -> Vec<&'static str> {
-        let mut sinks = Vec::new();
-        if self.outline.is_some() {
-            sinks.push(super::jobs::OUTLINE);
-        }
-        if self.openfga.is_some() {
-            sinks.push(super::openfga::OPENFGA);
-        }
-        sinks
-    }
-
-    /// The Outline client, for the Outline sink's jobs; the queue only runs them when Outline is configured.
+    /// The Outline client, for the Outline sink's jobs.
     pub fn outline(&self) -> Result<&OutlineClient, SyncError> {
-        self.outline.as_ref().ok_or_else(|| {
-            SyncError::Upstream(UpstreamError::Decode {
-                upstream: "outline",
-                call: "job".into(),
-                message: "Outline is not configured".into(),
-            })
-        })
+        Ok(&self.outline)
     }
 
     /// The set of every Authentik group id, from the catalog, for taking over the Outline group of a deleted

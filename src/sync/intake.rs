@@ -1,9 +1,9 @@
 //! The one place an accepted Authentik change becomes a job: the caches it makes stale are invalidated and
 //! the change clock ticks before the job is queued, so the job, and any pass running meanwhile, see it.
 
-use super::engine::SyncEngine;
 use super::job::JobKey;
 use super::jobs::accounts_key;
+use super::sinks::SyncEngine;
 use crate::configuration::MembershipMode;
 use crate::domain::GroupName;
 use crate::webhooks::authentik::{AuthentikChange, ModelAction};
@@ -25,15 +25,19 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
         } => {
             engine.clock.group_changed(id);
             let name = GroupName::new(name.as_str());
-            let accounts = &engine.accounts;
+            // Roles are the Outline sink's; without it no group gives any.
+            let accounts = engine.outline.as_ref().map(|o| &o.accounts);
+            let role_map_set = accounts.is_some_and(|a| a.role_map.is_some());
             // Whether the group gives roles under its new name, or gave them under the name the bridge last
             // saw: a rename or deletion takes those roles away. The bridge remembers which groups gave roles
             // for as long as it runs, since a cached catalog may have expired when the admin acts.
-            let gave_roles = accounts.gives_roles(id, &name);
-            accounts.note_role_group(id, &name);
+            let gave_roles = accounts.is_some_and(|a| a.gives_roles(id, &name));
+            if let Some(a) = accounts {
+                a.note_role_group(id, &name);
+            }
             let inherited = engine.reader.membership == MembershipMode::Inherited;
             let deleted = *action == ModelAction::Deleted;
-            if accounts.role_map.is_some() && (gave_roles || inherited || deleted) {
+            if role_map_set && (gave_roles || inherited || deleted) {
                 engine.clock.roles_changed();
             }
             caches.catalog.invalidate(&()).await;
@@ -41,7 +45,7 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
                 tracing::warn!(group = %name, authentik_group = %id, "Authentik group deleted; its Outline group and members are kept. Delete the Outline group by hand if it should go, or create a group of the same name to take it over");
                 // With `ROLE_MAP`, any deletion re-reads the mapped groups: a few reads, and no deleted admin
                 // group is missed, whatever the bridge saw of it before.
-                if accounts.role_map.is_some() {
+                if role_map_set {
                     return Intake::Queue(accounts_key());
                 }
                 return Intake::Ignore("kept");
@@ -52,7 +56,7 @@ pub async fn accept_change(engine: &SyncEngine, change: &AuthentikChange) -> Int
             // A group `ROLE_MAP` names is followed whether or not it is synced as a group: it decides roles.
             // With `MEMBERSHIP=inherited` any group may sit below a synced or mapped one, so the job decides.
             if !engine.reader.selector.is_managed(&name, false)
-                && !accounts.decides_roles(&name)
+                && !accounts.is_some_and(|a| a.decides_roles(&name))
                 && !inherited
             {
                 let linked = match caches.outline_groups.get(&()).await {

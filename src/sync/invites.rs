@@ -21,14 +21,12 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::accounts::{counted_groups, group_names};
-use super::engine::{SyncEngine, SyncError, SyncReport};
-use super::job::{JobKey, JobOutcome};
-use super::jobs::invites_key;
-use super::queue::JobQueue;
+use super::accounts::{counted_groups, group_names, AccountSync};
+use super::job::SyncError;
+use super::snapshots::SnapshotReader;
 use super::state_file::StateFile;
 use crate::clients::outline::Invitation;
-use crate::clients::{Lane, OutlineClient, UpstreamError};
+use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::Settings;
 use crate::domain::accounts::OutlineRole;
 use crate::domain::invites::{
@@ -46,7 +44,7 @@ pub struct InviteBook {
     /// False until the first pass has ended, when a restart forgot the last hour's requests (no `STATE_DIR`).
     ready: AtomicBool,
     /// Rung when people are added or a send ends, for the pump.
-    wake: Notify,
+    pub(super) wake: Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -275,7 +273,7 @@ impl InviteBook {
     /// When the pump should next queue a send: `None` when nobody waits (or, after a restart that forgot
     /// the hour's requests, before the first pass has ended), else the time the allowance and any backoff
     /// after failed sends permit (now, or later).
-    async fn next_send(&self, now: Instant) -> Option<Instant> {
+    pub(super) async fn next_send(&self, now: Instant) -> Option<Instant> {
         if !self.ready.load(Ordering::SeqCst) {
             return None;
         }
@@ -326,11 +324,18 @@ fn wait_for_invitation(state: &mut BookState, members: &[DesiredMember]) {
     }
 }
 
+/// What sending invitations reads besides the book: Authentik (fresh users, the groups) and `ROLE_MAP`.
+pub struct InviteSender<'a> {
+    pub invites: &'a InviteBook,
+    pub reader: &'a SnapshotReader,
+    pub accounts: &'a AccountSync,
+}
+
 /// Sends the invitations the hour allows, in email order, and returns who was invited (or whom Outline
 /// already had): their user jobs put them in their groups and set their role.
 /// On an error, those invited before it are still returned with it, so that they are placed.
 pub async fn send_invites(
-    engine: &SyncEngine,
+    engine: &InviteSender<'_>,
     outline: &OutlineClient,
 ) -> (Vec<AuthentikUserId>, Result<(), SyncError>) {
     let book = &engine.invites;
@@ -362,7 +367,7 @@ struct Batch {
 }
 
 async fn send_batches(
-    engine: &SyncEngine,
+    engine: &InviteSender<'_>,
     outline: &OutlineClient,
     invited: &mut Vec<AuthentikUserId>,
 ) -> Result<(), SyncError> {
@@ -473,7 +478,7 @@ async fn send_batches(
 }
 
 /// Whether the person is in a managed group now (or below one, with `MEMBERSHIP=inherited`).
-async fn in_managed_group(engine: &SyncEngine, u: &UserSnapshot) -> Result<bool, SyncError> {
+async fn in_managed_group(engine: &InviteSender<'_>, u: &UserSnapshot) -> Result<bool, SyncError> {
     let reader = &engine.reader;
     let catalog = reader.full_catalog().await?;
     let mut counted = counted_groups(&catalog, &u.groups, reader.membership);
@@ -491,82 +496,14 @@ fn display_name(u: &UserSnapshot) -> String {
 
 /// The role `ROLE_MAP` gives, else `member`. Outline invites no guest (it makes them a member); the user
 /// job that follows sets any role the invitation could not.
-async fn invite_role(engine: &SyncEngine, u: &UserSnapshot) -> Result<OutlineRole, SyncError> {
+async fn invite_role(
+    engine: &InviteSender<'_>,
+    u: &UserSnapshot,
+) -> Result<OutlineRole, SyncError> {
     let Some(map) = &engine.accounts.role_map else {
         return Ok(OutlineRole::Member);
     };
     let catalog = engine.reader.full_catalog().await?;
     let groups = group_names(&catalog, &u.groups, engine.reader.membership);
     Ok(map.role_for(&groups).unwrap_or(OutlineRole::Member))
-}
-
-/// The CLI's step after a pass: invites what the hour allows and puts each person in their groups, as the
-/// invitations job and its user jobs do under `serve`.
-pub async fn invite_and_place(engine: &SyncEngine) -> Result<usize, SyncError> {
-    let outline = engine.outline()?.in_lane(Lane::Bulk);
-    let (invited, sent) = send_invites(engine, &outline).await;
-    for pk in &invited {
-        if let Err(e) = super::jobs::user_job(engine, *pk).await {
-            tracing::warn!(user = %pk, error = %e, "invited, but not yet put in their groups; their sign-in or the next pass does it");
-        }
-    }
-    sent.map(|()| invited.len())
-}
-
-/// The invitations as a queued job: woken by the pump; the invited people's user jobs follow. A failed send
-/// is not retried by the queue: the book backs off and the pump wakes the job again.
-pub async fn invites_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> {
-    let outline = engine.outline()?.in_lane(Lane::Bulk);
-    let (invited, sent) = send_invites(engine, &outline).await;
-    let note = match sent {
-        Ok(()) => format!("{} invited", invited.len()),
-        Err(e) => {
-            tracing::warn!(error = %e, "invitations not sent; trying again after a pause (a minute, doubling to an hour)");
-            format!(
-                "{} invited, then the send failed; backing off",
-                invited.len()
-            )
-        }
-    };
-    // Whoever was invited is placed, even when a later request failed.
-    Ok(JobOutcome {
-        report: SyncReport::noted(note),
-        follow_ups: invited.into_iter().map(JobKey::AuthentikUser).collect(),
-    })
-}
-
-/// Queues the invitations job whenever people wait and the hour allows a request; sleeps until then
-/// otherwise. Ends when the queue closes.
-pub async fn pump(queue: JobQueue, engine: Arc<SyncEngine>) {
-    let book = &engine.invites;
-    if !book.enabled {
-        return;
-    }
-    loop {
-        let now = Instant::now();
-        let due = book.next_send(now).await;
-        if due.is_some_and(|t| t <= now) {
-            if let Err(e) = queue.submit(invites_key()) {
-                tracing::warn!(error = %e, "invitations not queued; the next pass tries again");
-            }
-            // The job rings when it ends; so does anyone adding people.
-            tokio::select! {
-                () = book.wake.notified() => {}
-                () = queue.closed() => return,
-            }
-            continue;
-        }
-        tokio::select! {
-            () = book.wake.notified() => {}
-            () = sleep_until_or_forever(due) => {}
-            () = queue.closed() => return,
-        }
-    }
-}
-
-async fn sleep_until_or_forever(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

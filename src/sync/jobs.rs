@@ -4,8 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::accounts::{converge_one, counted_groups, group_names};
-use super::engine::SyncEngine;
+use super::account_jobs::converge_one;
+use super::accounts::{counted_groups, group_names};
+use super::engine::OutlineSync;
 use super::job::{JobKey, JobOutcome, OwnJob, RemovalGuard, SyncError, SyncReport};
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
@@ -54,7 +55,7 @@ pub fn invites_key() -> JobKey {
 }
 
 /// A `users.signin` from Outline: the user's groups follow Authentik.
-pub async fn signin_job(engine: &SyncEngine, id: &OutlineUserId) -> Result<JobOutcome, SyncError> {
+pub async fn signin_job(engine: &OutlineSync, id: &OutlineUserId) -> Result<JobOutcome, SyncError> {
     let outline = engine.outline()?.in_lane(Lane::Interactive);
     let Some(user) = outline.user(id).await? else {
         return Ok(SyncReport::noted("Outline does not know this user (deleted?)").into());
@@ -78,7 +79,7 @@ pub async fn signin_job(engine: &SyncEngine, id: &OutlineUserId) -> Result<JobOu
 
 /// The account step of a user job or a sign-in: role and suspension follow the Authentik user.
 async fn converge_account(
-    engine: &SyncEngine,
+    engine: &OutlineSync,
     outline: &OutlineClient,
     au: &UserSnapshot,
     ou: &OutlineUser,
@@ -96,7 +97,7 @@ async fn converge_account(
 }
 
 /// An Authentik user changed (groups, deactivation, email) or was deleted.
-pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOutcome, SyncError> {
+pub async fn user_job(engine: &OutlineSync, pk: AuthentikUserId) -> Result<JobOutcome, SyncError> {
     let outline = engine.outline()?.in_lane(Lane::Interactive);
     let Some(au) = engine.reader.fresh_user(pk).await? else {
         return deleted_user(engine, &outline, pk).await;
@@ -143,7 +144,7 @@ pub async fn user_job(engine: &SyncEngine, pk: AuthentikUserId) -> Result<JobOut
 /// (docs/upstream/authentik.md §4.4), so it comes from what the bridge saw earlier. When none was seen, a
 /// pass is queued: it is coalesced with other deletions' passes, and never runs inside this job.
 async fn deleted_user(
-    engine: &SyncEngine,
+    engine: &OutlineSync,
     outline: &OutlineClient,
     pk: AuthentikUserId,
 ) -> Result<JobOutcome, SyncError> {
@@ -182,7 +183,7 @@ async fn deleted_user(
 /// One user against every managed group: desired from the Authentik user, current from `groups.list
 /// {userId}` (one call per 100 groups rather than one per group).
 async fn sync_user_memberships(
-    engine: &SyncEngine,
+    engine: &OutlineSync,
     outline: &OutlineClient,
     au: &UserSnapshot,
     ou: &OutlineUser,
@@ -246,7 +247,7 @@ async fn sync_user_memberships(
 /// since their members include its own. Runs under the group's lock, so a pass never writes the group at the
 /// same time.
 pub async fn group_job(
-    engine: &SyncEngine,
+    engine: &OutlineSync,
     id: &AuthentikGroupId,
 ) -> Result<JobOutcome, SyncError> {
     let outline = engine.outline()?.in_lane(Lane::Bulk);
@@ -368,7 +369,7 @@ pub async fn group_job(
 
 /// A change to a group `ROLE_MAP` names can change anyone's role: the accounts job follows. So does a change
 /// to a group that gave roles before this job (`gave_roles`): renamed to another synced name, it gives none.
-fn roles_follow_up(engine: &SyncEngine, group: &GroupSummary, gave_roles: bool) -> Vec<JobKey> {
+fn roles_follow_up(engine: &OutlineSync, group: &GroupSummary, gave_roles: bool) -> Vec<JobKey> {
     if gave_roles || engine.accounts.decides_roles(&group.name) {
         vec![accounts_key()]
     } else {

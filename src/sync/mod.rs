@@ -7,13 +7,16 @@
 //! - `apply`: the plan written to Outline, each group on its own;
 //! - `progress`: how far a pass has got, for the CLI.
 
+pub mod account_jobs;
 pub mod accounts;
 pub mod apply;
 pub mod cache;
 pub mod changes;
 pub mod coalesce;
+pub mod context;
 pub mod engine;
 pub mod intake;
+pub mod invite_jobs;
 pub mod invites;
 pub mod job;
 pub mod jobs;
@@ -26,9 +29,11 @@ pub mod snapshots;
 pub mod state_file;
 pub mod suspensions;
 
-pub use engine::SyncEngine;
+pub use job::ReconcileOptions;
 pub use job::{JobKey, JobOutcome, OwnJob, RemovalGuard, SyncError, SyncReport};
 pub use queue::{EventDeduper, JobQueue, SubmitError};
-pub use reconcile::{run_reconcile, ReconcileOptions, ReconcileReport};
+pub use reconcile::ReconcileReport;
+pub use sinks::run_reconcile;
+pub use sinks::SyncEngine;
 pub use state_file::RecordError;
 pub use suspensions::SuspensionRecord;

@@ -17,9 +17,8 @@ use serde_json::json;
 
 use super::apply::WarnOnce;
 use super::changes::{GroupLocks, Tick};
-use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
-use super::job::{JobKey, JobOutcome};
-use super::reconcile::ReconcileOptions;
+use super::context::SyncContext;
+use super::job::{JobKey, JobOutcome, ReconcileOptions, RemovalGuard, SyncError, SyncReport};
 use crate::clients::openfga::OpenFgaClient;
 use crate::clients::UpstreamError;
 use crate::configuration::MembershipMode;
@@ -212,7 +211,7 @@ impl OpenFgaSink {
     /// job made already (`deleted`), pass `MAX_REMOVALS`, only the writes are made.
     async fn write_guarded(
         &self,
-        engine: &SyncEngine,
+        engine: &SyncContext,
         plan: &TuplePlan,
         guard: RemovalGuard,
         deleted: &mut usize,
@@ -242,7 +241,7 @@ impl OpenFgaSink {
 }
 
 impl OpenFgaSink {
-    fn set_guard_active(&self, engine: &SyncEngine, active: bool) {
+    fn set_guard_active(&self, engine: &SyncContext, active: bool) {
         engine
             .metrics
             .removal_guard_active
@@ -275,7 +274,7 @@ fn desired_people(
 /// An Authentik group changed: its tuples converge, and in inherited mode so do its managed ancestors'.
 /// With `OPENFGA_GROUP_ID=name`, a renamed group's tuples move from the old object to the new one.
 pub async fn group_job(
-    engine: &SyncEngine,
+    engine: &SyncContext,
     sink: &OpenFgaSink,
     id: &AuthentikGroupId,
 ) -> Result<JobOutcome, SyncError> {
@@ -334,7 +333,7 @@ pub async fn group_job(
 
 /// One group's tuples against its desired people, re-read and re-diffed when another writer got in between.
 async fn converge_group(
-    engine: &SyncEngine,
+    engine: &SyncContext,
     sink: &OpenFgaSink,
     group: &GroupSummary,
     people: &BTreeSet<Person>,
@@ -413,7 +412,7 @@ fn still_conflicting(e: UpstreamError) -> UpstreamError {
 
 /// Whether another managed Authentik group now has the OpenFGA object `old` (with `OPENFGA_GROUP_ID=name`).
 async fn claimed_by_another(
-    engine: &SyncEngine,
+    engine: &SyncContext,
     sink: &OpenFgaSink,
     group: &AuthentikGroupId,
     old: &Arc<str>,
@@ -429,7 +428,7 @@ async fn claimed_by_another(
 /// An Authentik user changed (groups, deactivation, username or email) or was deleted: their tuples on
 /// every managed group follow. One Read finds every group tuple of the user (docs/upstream/openfga.md §2.3).
 pub async fn user_job(
-    engine: &SyncEngine,
+    engine: &SyncContext,
     sink: &OpenFgaSink,
     pk: AuthentikUserId,
 ) -> Result<JobOutcome, SyncError> {
@@ -542,7 +541,7 @@ pub async fn user_job(
 
 /// The live Authentik user whose OpenFGA id is `user`, for a username or email id; a pk is never reused.
 async fn live_holder(
-    engine: &SyncEngine,
+    engine: &SyncContext,
     sink: &OpenFgaSink,
     user: &str,
 ) -> Result<Option<AuthentikUserId>, UpstreamError> {
@@ -573,7 +572,7 @@ async fn live_holder(
 
 /// The full pass into OpenFGA, as a queued job.
 pub async fn reconcile_job(
-    engine: &SyncEngine,
+    engine: &SyncContext,
     sink: &OpenFgaSink,
 ) -> Result<JobOutcome, SyncError> {
     let report = run_reconcile(engine, sink, ReconcileOptions::default()).await?;
@@ -597,7 +596,7 @@ pub async fn reconcile_job(
 /// that changed after the read to a fresh group job, exactly as the Outline pass does (`reconcile.rs`).
 /// Tuples on objects the bridge does not manage are never read, so never touched.
 pub async fn run_reconcile(
-    engine: &SyncEngine,
+    engine: &SyncContext,
     sink: &OpenFgaSink,
     options: ReconcileOptions,
 ) -> Result<OpenFgaPassReport, SyncError> {
@@ -650,7 +649,7 @@ async fn read_part(
 }
 
 async fn reconcile_inner(
-    engine: &SyncEngine,
+    engine: &SyncContext,
     sink: &OpenFgaSink,
     options: ReconcileOptions,
 ) -> Result<OpenFgaPassReport, SyncError> {
@@ -771,14 +770,3 @@ async fn reconcile_inner(
 
 /// The OpenFGA sink's name: its jobs' and metrics' `sink` label.
 pub const OPENFGA: &str = "openfga";
-
-/// The sink an OpenFGA job runs against; absent when OpenFGA is not configured.
-pub fn sink_of(engine: &SyncEngine) -> Result<&OpenFgaSink, SyncError> {
-    engine.openfga.as_ref().ok_or_else(|| {
-        SyncError::Upstream(UpstreamError::Decode {
-            upstream: "openfga",
-            call: OPENFGA.into(),
-            message: "OpenFGA is not configured".into(),
-        })
-    })
-}

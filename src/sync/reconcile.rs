@@ -12,11 +12,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::accounts::plan_all;
-use super::engine::{RemovalGuard, SyncEngine, SyncError, SyncReport};
+use super::account_jobs::plan_all;
+use super::engine::OutlineSync;
 use super::invites::InvitePreview;
 use super::job::{JobKey, JobOutcome};
-use super::openfga::{self, OpenFgaPassReport};
+use super::job::{RemovalGuard, SyncError, SyncReport};
+use super::openfga::OpenFgaPassReport;
 use super::progress::{PassPhase, PassProgress};
 use super::snapshots::inherited_members;
 use crate::clients::{Lane, OutlineClient};
@@ -98,29 +99,11 @@ impl ReconcileReport {
     }
 }
 
-/// Both sinks' passes at once, for the CLI and tests: each reads and writes on its own, and the report has
-/// both halves. A failure of either fails the whole; the other half's writes stand.
-pub async fn run_reconcile(
-    engine: &SyncEngine,
-    options: ReconcileOptions,
-) -> Result<ReconcileReport, SyncError> {
-    let outline_pass = async {
-        match engine.outline {
-            Some(_) => Some(run_outline_reconcile(engine, options).await),
-            None => None,
-        }
-    };
-    let openfga_pass = async {
-        match &engine.openfga {
-            Some(sink) => Some(openfga::run_reconcile(engine, sink, options).await),
-            None => None,
-        }
-    };
-    let (outline, fga) = tokio::join!(outline_pass, openfga_pass);
-    let mut report = match outline {
-        Some(r) => r?,
-        None => ReconcileReport {
-            dry_run: options.dry_run,
+impl ReconcileReport {
+    /// The report of a pass without Outline: the OpenFGA half fills it in.
+    pub fn without_outline(dry_run: bool) -> ReconcileReport {
+        ReconcileReport {
+            dry_run,
             managed_groups: 0,
             plan: MembershipPlan::default(),
             guarded: false,
@@ -134,15 +117,12 @@ pub async fn run_reconcile(
             invites: None,
             sinks: Vec::new(),
             openfga: None,
-        },
-    };
-    report.sinks = engine.sinks();
-    report.openfga = fga.transpose()?;
-    Ok(report)
+        }
+    }
 }
 
 /// The pass as a queued job: its report, and the group jobs it hands over.
-pub async fn reconcile_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError> {
+pub async fn reconcile_job(engine: &OutlineSync) -> Result<JobOutcome, SyncError> {
     let report = run_outline_reconcile(engine, ReconcileOptions::default()).await?;
     Ok(JobOutcome {
         follow_ups: report
@@ -164,7 +144,7 @@ pub async fn reconcile_job(engine: &SyncEngine) -> Result<JobOutcome, SyncError>
 
 /// The Outline pass.
 pub async fn run_outline_reconcile(
-    engine: &SyncEngine,
+    engine: &OutlineSync,
     options: ReconcileOptions,
 ) -> Result<ReconcileReport, SyncError> {
     let started = Instant::now();
@@ -386,7 +366,7 @@ struct PassPlan {
 /// Every read of the pass: every Authentik group with its members, then every linked Outline group's
 /// members, planned with the same pure planner as the push jobs.
 async fn plan_everything(
-    engine: &SyncEngine,
+    engine: &OutlineSync,
     outline: &OutlineClient,
 ) -> Result<PassPlan, crate::clients::UpstreamError> {
     let reader = &engine.reader;
@@ -447,7 +427,7 @@ async fn plan_everything(
 /// the pass read it is skipped and handed to a group job; so is one that changed while it was being
 /// written (a user job can write the same group without its lock), so the last word is always a fresh read.
 async fn write_group_by_group(
-    engine: &SyncEngine,
+    engine: &OutlineSync,
     outline: &OutlineClient,
     plan: MembershipPlan,
     read_at: super::changes::Tick,
