@@ -26,4 +26,5 @@ mod invites;
 mod openfga;
 mod races;
 mod reconcile;
+mod runtime;
 mod signin;
