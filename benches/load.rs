@@ -1,4 +1,4 @@
-//! The load and scenario tool behind `docs/BENCHMARKS.md`: every figure there is printed by one of its modes.
+//! The load and scenario tool behind `docs/src/benchmarks.md`: every figure there is printed by one of its modes.
 //!
 //! `cargo bench --bench load -- <mode> [--flag value]...`; `cargo bench --bench load -- help` lists the modes.
 //! Everything runs on 127.0.0.1 against the simulated upstreams of `upstream_fakes` (crates/upstream-fakes), with a set
@@ -40,13 +40,13 @@ fn bridge_bin() -> String {
 }
 /// A limit so high that the bridge's limiter never waits: for figures about the bridge's own cost.
 const UNLIMITED: &str = "1000000/60";
-/// Authentik's and Outline's page size cap (docs/upstream/authentik.md §7.2, docs/upstream/outline.md §3.3).
+/// Authentik's and Outline's page size cap (docs/src/upstream/authentik.md §7.2, docs/src/upstream/outline.md §3.3).
 const PAGE: usize = 100;
 
 const HELP: &str = "\
 usage: cargo bench --bench load -- <mode> [--flag value]...
 
-modes (figure numbers as in docs/BENCHMARKS.md):
+modes (figure numbers as in docs/src/benchmarks.md):
   intake           1  wrk against `authentik-bridge serve`: /sync, /webhooks/authentik, bad signatures
                       --seconds 10 --connections 32 --threads 1 --users 300 --groups 40
   event-latency    2  Authentik event POST -> last Outline write   --events 200 --latency-ms 5
@@ -384,7 +384,7 @@ impl World {
         ReconcileReads {
             // Authentik's walk stops when the rows reach `count`.
             authentik_group_pages: ak_groups.div_ceil(PAGE).max(1),
-            // Outline's walk stops at a short page (`nextPath` is always sent, docs/upstream/outline.md §9).
+            // Outline's walk stops at a short page (`nextPath` is always sent, docs/src/upstream/outline.md §9).
             outline_user_pages: ol_users / PAGE + 1,
             outline_group_pages: self.ol_groups.len() / PAGE + 1,
             membership_pages: self.present_in_outline.iter().map(|m| m / PAGE + 1).sum(),

@@ -1,4 +1,4 @@
-//! Criterion micro-benchmarks of the bridge's pure hot paths (figure 10 of `docs/BENCHMARKS.md`):
+//! Criterion micro-benchmarks of the bridge's pure hot paths (figure 10 of `docs/src/benchmarks.md`):
 //! the planner on a 10,000-user, 500-group reconcile and on one sign-in, the Outline signature check
 //! on a typical `users.signin` body, and the parsing of both webhook bodies.
 //!
@@ -142,7 +142,7 @@ fn planner(c: &mut Criterion) {
     group.finish();
 }
 
-/// A `users.signin` delivery as Outline v1.9.2 sends it (docs/upstream/outline.md §2.2, §2.3): compact JSON, about 560 bytes.
+/// A `users.signin` delivery as Outline v1.9.2 sends it (docs/src/upstream/outline.md §2.2, §2.3): compact JSON, about 560 bytes.
 const SIGNIN_BODY: &str = r##"{"id":"0b6f3c1e-4d2a-4f8b-9c3d-5e6f7a8b9c0d","actorId":"5a0e002a-1c2d-4e5f-8a9b-00000000002a","webhookSubscriptionId":"7d8e9fa0-b1c2-4d3e-8f4a-5b6c7d8e9f0a","createdAt":"2026-10-21T12:34:56.789Z","event":"users.signin","payload":{"id":"5a0e002a-1c2d-4e5f-8a9b-00000000002a","model":{"id":"5a0e002a-1c2d-4e5f-8a9b-00000000002a","name":"Jane Doe","avatarUrl":null,"color":"#3633FF","role":"member","isSuspended":false,"createdAt":"2026-01-02T03:04:05.678Z","updatedAt":"2026-10-21T12:34:56.789Z","deletedAt":null,"lastActiveAt":"2026-10-21T12:34:56.789Z","timezone":null}}}"##;
 
 /// The blueprint's v1 body for a group membership change, as Authentik's `json.dumps` writes it.

@@ -25,7 +25,7 @@ use crate::sync::{run_reconcile, ReconcileOptions, SyncEngine};
     name = "authentik-bridge",
     version,
     about = "Keeps Outline's groups in step with Authentik, in real time.",
-    after_help = "Settings come from the environment and a .env file in the working directory; every one is listed, with its default, in .env.example, and explained in the README."
+    after_help = "Settings come from the environment and a .env file in the working directory; every one is listed, with its default, in .env.example, and explained in the README and docs/src/."
 )]
 pub struct Cli {
     /// A TOML file of settings, read between the defaults and the environment.
@@ -470,7 +470,7 @@ fn transport_lines(
                 ),
             )];
         }
-        let text = format!("no webhook transport posts to a URL ending in {AUTHENTIK_WEBHOOK_PATH}, so Authentik pushes nothing here — fix: import authentik-blueprints/outline-bridge.yaml (README: the first hour)");
+        let text = format!("no webhook transport posts to a URL ending in {AUTHENTIK_WEBHOOK_PATH}, so Authentik pushes nothing here — fix: import authentik-blueprints/outline-bridge.yaml (docs/src/first-hour.md)");
         return vec![(if token_set { Mark::Fail } else { Mark::Warn }, text)];
     }
     let mut out = Vec::new();
@@ -545,7 +545,7 @@ async fn check_role_map_groups(engine: &SyncEngine, map: &RoleMap) -> bool {
 /// `STATE_DIR`: a folder the bridge can write, or a warning of what a restart forgets without it.
 fn check_state_dir(settings: &Settings) -> bool {
     let Some(dir) = &settings.state_dir else {
-        warn_line("state", "STATE_DIR is not set: whom the bridge suspended or held, the hour's suspensions and invite requests, and the applied ROLE_MAP are kept in memory and forgotten at a restart (see the README)");
+        warn_line("state", "STATE_DIR is not set: whom the bridge suspended or held, the hour's suspensions and invite requests, and the applied ROLE_MAP are kept in memory and forgotten at a restart (docs/src/roles-and-offboarding.md)");
         return true;
     };
     if !dir.is_dir() {
@@ -648,7 +648,7 @@ async fn check_outline(outline: &OutlineClient, settings: &Settings) -> bool {
 
 /// OpenFGA's store and model. Read answers an unknown store with no tuples, so only GetStore finds a wrong
 /// OPENFGA_STORE_ID; and the model must let `group#member` hold `user`, or every write is refused
-/// (docs/upstream/openfga.md §2.3, §2.6, §6).
+/// (docs/src/upstream/openfga.md §2.3, §2.6, §6).
 async fn check_openfga(sink: &OpenFgaSink) -> bool {
     let fix_auth = "set OPENFGA_API_TOKEN to one of OpenFGA's preshared keys (OPENFGA_AUTHN_PRESHARED_KEYS), or a valid OIDC access token";
     let mut all_ok = match sink.client.store_name().await {
@@ -659,7 +659,7 @@ async fn check_openfga(sink: &OpenFgaSink) -> bool {
     let n = &sink.naming;
     let wanted = format!("{}#{}", n.group_type, n.relation);
     all_ok &= match sink.client.model_fit(&n.group_type, &n.relation).await {
-        Ok(None) => line(false, "openfga", "the store has no authorization model — fix: write one, e.g. `fga model write --store-id <id> --file model.fga` (see the README's model)"),
+        Ok(None) => line(false, "openfga", "the store has no authorization model — fix: write one, e.g. `fga model write --store-id <id> --file model.fga` (the model in docs/src/openfga.md)"),
         Ok(Some(fit)) if fit.accepted.contains(&n.user_type) => line(
             true,
             "openfga",

@@ -92,7 +92,7 @@ pub fn default_of(name: &str) -> Option<&'static str> {
 }
 
 /// Jobs at once per lane, and targets in the queue, at most. tokio's semaphore panics above 2^61 - 1
-/// permits, and more than a few hundred concurrent jobs only wait at Outline's rate limiter (docs/upstream/outline.md
+/// permits, and more than a few hundred concurrent jobs only wait at Outline's rate limiter (docs/src/upstream/outline.md
 /// §4.1), so a larger value is a mistake worth a clear error.
 pub const MAX_WORKER_CONCURRENCY: usize = 1024;
 pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
@@ -122,7 +122,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Which Authentik members count: only direct ones, or also members of child groups (docs/upstream/authentik.md §7.5).
+/// Which Authentik members count: only direct ones, or also members of child groups (docs/src/upstream/authentik.md §7.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MembershipMode {
@@ -137,7 +137,7 @@ pub struct UpstreamSettings {
     pub token: Secret,
 }
 
-/// Where and how the OpenFGA sink writes (docs/upstream/openfga.md §2).
+/// Where and how the OpenFGA sink writes (docs/src/upstream/openfga.md §2).
 #[derive(Debug, Clone)]
 pub struct OpenFgaSettings {
     pub url: String,
@@ -147,7 +147,7 @@ pub struct OpenFgaSettings {
     pub naming: TupleNaming,
 }
 
-/// Outline's own limiter settings, copied across by the admin (docs/upstream/outline.md §4.1).
+/// Outline's own limiter settings, copied across by the admin (docs/src/upstream/outline.md §4.1).
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
     pub requests: u32,
@@ -595,7 +595,7 @@ impl Settings {
 }
 
 /// The OpenFGA sink is on when `OPENFGA_URL` is set; then the store is required and the naming settings are
-/// checked against OpenFGA's identifier rules (docs/upstream/openfga.md §2.1, §5).
+/// checked against OpenFGA's identifier rules (docs/src/upstream/openfga.md §2.1, §5).
 fn openfga_settings<'a>(
     get: &dyn Fn(&'static str) -> Option<&'a str>,
 ) -> Result<Option<OpenFgaSettings>, ConfigError> {

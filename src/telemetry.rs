@@ -1,7 +1,7 @@
 //! Logging set-up, request ids and redaction.
 //!
 //! Every request gets a span with a request id. The span records the method and the path but never the
-//! query string (it may hold `?token=`, docs/upstream/authentik.md §2.7) nor any header, so no token, secret or signature
+//! query string (it may hold `?token=`, docs/src/upstream/authentik.md §2.7) nor any header, so no token, secret or signature
 //! can reach a log line.
 
 use actix_web::body::MessageBody;

@@ -1,5 +1,5 @@
 //! Authentik's notification transport: the `Authorization` header (first line), the `?token=` value
-//! (second line) and the body (the rest), as `/webhooks/authentik` sees them (docs/upstream/authentik.md §2.7, §12).
+//! (second line) and the body (the rest), as `/webhooks/authentik` sees them (docs/src/upstream/authentik.md §2.7, §12).
 #![no_main]
 
 use authentik_bridge::configuration::Secret;

@@ -1,5 +1,5 @@
 //! The small parsers: durations and booleans from settings, and `Retry-After` from Outline's 429s
-//! (docs/upstream/outline.md §4.4: fractional seconds in v1.9.2, integers on main, or an HTTP date).
+//! (docs/src/upstream/outline.md §4.4: fractional seconds in v1.9.2, integers on main, or an HTTP date).
 #![no_main]
 
 use std::time::{Duration, SystemTime};

@@ -1,5 +1,5 @@
 //! Outline's webhook: the `Outline-Signature` header (first line of the input) and the body (the rest), as
-//! `/sync` sees them: header parser, HMAC verifier, then the body parser (docs/upstream/outline.md §2.1–§2.3).
+//! `/sync` sees them: header parser, HMAC verifier, then the body parser (docs/src/upstream/outline.md §2.1–§2.3).
 #![no_main]
 
 use std::time::SystemTime;

@@ -1,4 +1,4 @@
-//! The Authentik API client (docs/upstream/authentik.md §7). Reads only: the bridge never writes to Authentik.
+//! The Authentik API client (docs/src/upstream/authentik.md §7). Reads only: the bridge never writes to Authentik.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::domain::{
 use crate::metrics::Metrics;
 
 const UPSTREAM: &str = "authentik";
-/// The tenant's default cap on `page_size` (docs/upstream/authentik.md §7.2); asking for more is silently clamped.
+/// The tenant's default cap on `page_size` (docs/src/upstream/authentik.md §7.2); asking for more is silently clamped.
 const PAGE_SIZE: usize = 100;
 /// Reads of a listing that changed while it was walked, before the call fails as incomplete.
 const LISTING_ATTEMPTS: u32 = 3;
@@ -34,7 +34,7 @@ pub struct AuthentikClient {
     policy: RetryPolicy,
 }
 
-/// A notification transport in webhook mode (docs/upstream/authentik.md §2).
+/// A notification transport in webhook mode (docs/src/upstream/authentik.md §2).
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookTransport {
     pub name: String,
@@ -51,7 +51,7 @@ struct Page<T> {
     results: Vec<T>,
 }
 
-/// `next` is `0`, not null, when there is no next page (docs/upstream/authentik.md §7.2). The schema says `number`; values are integers.
+/// `next` is `0`, not null, when there is no next page (docs/src/upstream/authentik.md §7.2). The schema says `number`; values are integers.
 #[derive(Deserialize)]
 struct RawPagination {
     next: f64,
@@ -250,7 +250,7 @@ impl AuthentikClient {
         })
     }
 
-    /// Follows `next` to its end (`0`, docs/upstream/authentik.md §7.2), then checks the rows against `count`: a page that came back
+    /// Follows `next` to its end (`0`, docs/src/upstream/authentik.md §7.2), then checks the rows against `count`: a page that came back
     /// short is an incomplete read, and an incomplete read must never look like "these users left".
     ///
     /// A group or user deleted mid-walk shifts the later pages, and the row after it is skipped; the count
@@ -343,7 +343,7 @@ impl AuthentikClient {
         }
     }
 
-    /// Every group; with `include_users`, with their direct members (`users_obj`, docs/upstream/authentik.md §7.3).
+    /// Every group; with `include_users`, with their direct members (`users_obj`, docs/src/upstream/authentik.md §7.3).
     pub async fn list_groups(
         &self,
         include_users: bool,
@@ -374,7 +374,7 @@ impl AuthentikClient {
         }
     }
 
-    /// Users whose email is exactly `email`. Authentik's filter is exact and case-sensitive (docs/upstream/authentik.md §7.4), so a
+    /// Users whose email is exactly `email`. Authentik's filter is exact and case-sensitive (docs/src/upstream/authentik.md §7.4), so a
     /// miss here is not proof of absence; the caller falls back to a case-insensitive scan.
     pub async fn users_with_exact_email(
         &self,
@@ -390,7 +390,7 @@ impl AuthentikClient {
         rows.into_iter().map(|u| to_user("users.list", u)).collect()
     }
 
-    /// Users matching a free-text `search`, whose fields include email (docs/upstream/authentik.md §7.2: tried as AKQL first, then as
+    /// Users matching a free-text `search`, whose fields include email (docs/src/upstream/authentik.md §7.2: tried as AKQL first, then as
     /// plain search). The caller compares the emails itself.
     pub async fn search_users(&self, text: &str) -> Result<Vec<UserSnapshot>, UpstreamError> {
         let rows: Vec<RawUser> = self
@@ -420,7 +420,7 @@ impl AuthentikClient {
     }
 
     /// One harmless read per permission the bridge needs, for `check`: `view_user` and `view_group`. Without
-    /// them Authentik answers 403 rather than an empty list (docs/upstream/authentik.md §7.7).
+    /// them Authentik answers 403 rather than an empty list (docs/src/upstream/authentik.md §7.7).
     pub async fn probe(&self, what: &str) -> Result<(), UpstreamError> {
         let path = if what == "users" {
             "core/users/"

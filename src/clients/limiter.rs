@@ -1,14 +1,14 @@
 //! The Outline rate limiter: every Outline call takes a token here first, so a bulk run meets no 429.
 //!
 //! Outline counts requests in fixed windows (`RATE_LIMITER_REQUESTS` per `RATE_LIMITER_DURATION_WINDOW`,
-//! docs/upstream/outline.md §4.1–§4.2), each starting at the first request after the last one ended. A GCRA
+//! docs/src/upstream/outline.md §4.1–§4.2), each starting at the first request after the last one ended. A GCRA
 //! with rate r and burst b admits at most b + r·W requests in any span W, wherever it starts, so
 //! b + r·W = R is the most that never meets a 429. The burst is 1 % of the limit, between 2 and 10: enough
 //! for a sign-in's calls to go out at once, and at least 2 so that a waiter woken a millisecond late by the
 //! timer does not lose its slot (with a burst of 1 every late wake-up pushes all later calls back, which
 //! cost 5 % over 300 writes). The steady rate is then 96 % of a limit of 50 a second and 99 % of Outline's
 //! default 1000 a minute, so bulk work runs at about the limit itself. `groups.create` has its own
-//! 10-a-minute limit (docs/upstream/outline.md §4.3), kept the same way.
+//! 10-a-minute limit (docs/src/upstream/outline.md §4.3), kept the same way.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use super::Lane;
 use crate::configuration::RateLimit;
 
-/// Outline's per-minute limit for `groups.create` (docs/upstream/outline.md §4.3).
+/// Outline's per-minute limit for `groups.create` (docs/src/upstream/outline.md §4.3).
 pub const GROUP_CREATES_PER_MINUTE: u32 = 10;
 
 pub struct OutlineLimiter {

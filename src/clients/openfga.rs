@@ -1,6 +1,6 @@
-//! The OpenFGA API client (docs/upstream/openfga.md §2): paged Reads of one group's or one person's tuples,
+//! The OpenFGA API client (docs/src/upstream/openfga.md §2): paged Reads of one group's or one person's tuples,
 //! Writes of at most one batch, and the store and model look-ups `check` needs. OpenFGA has no rate limit
-//! and never answers 429 (docs/upstream/openfga.md §3.3), so there is no limiter here; 5xx and transport
+//! and never answers 429 (docs/src/upstream/openfga.md §3.3), so there is no limiter here; 5xx and transport
 //! errors are retried by the shared loop.
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::domain::tuples::TuplePlan;
 use crate::metrics::Metrics;
 
 const UPSTREAM: &str = "openfga";
-/// The largest page Read allows (docs/upstream/openfga.md §2.3); the default is only 50.
+/// The largest page Read allows (docs/src/upstream/openfga.md §2.3); the default is only 50.
 const PAGE_SIZE: u32 = 100;
 /// A Read that has not ended after this many pages is treated as a broken answer, not walked for ever.
 const MAX_PAGES: usize = 100_000;
@@ -129,7 +129,7 @@ impl OpenFgaClient {
 
     /// Every tuple matching `tuple_key`, paged to the end. Reads ask for `HIGHER_CONSISTENCY`, so a store with
     /// a read replica answers from the primary and a diff never starts from a stale read
-    /// (docs/upstream/openfga.md §2.3).
+    /// (docs/src/upstream/openfga.md §2.3).
     pub async fn read_all(&self, tuple_key: Value) -> Result<Vec<StoredTuple>, UpstreamError> {
         let path = format!("/stores/{}/read", self.store);
         let mut out = Vec::new();
@@ -157,7 +157,7 @@ impl OpenFgaClient {
     }
 
     /// One Write of at most one batch, with `on_duplicate`/`on_missing: ignore`, so a replay after a timeout,
-    /// or a tuple another writer already made, is not an error (docs/upstream/openfga.md §2.2, §3.4). A server
+    /// or a tuple another writer already made, is not an error (docs/src/upstream/openfga.md §2.2, §3.4). A server
     /// before 1.10 ignores the two options and answers 400 `write_failed_due_to_invalid_input` instead; the
     /// sink then reads again and re-diffs.
     pub async fn write(&self, batch: &TuplePlan, relation: &str) -> Result<(), UpstreamError> {
@@ -186,7 +186,7 @@ impl OpenFgaClient {
     }
 
     /// The store's name, or `None` when OpenFGA does not know the store id: Read cannot tell, since it answers
-    /// an unknown store with no tuples (docs/upstream/openfga.md §2.3, §2.6).
+    /// an unknown store with no tuples (docs/src/upstream/openfga.md §2.3, §2.6).
     pub async fn store_name(&self) -> Result<Option<String>, UpstreamError> {
         #[derive(Deserialize)]
         struct Store {
@@ -201,7 +201,7 @@ impl OpenFgaClient {
     }
 
     /// Which user types the model lets `<group_type>#<relation>` hold directly: the configured model, or the
-    /// store's latest (the first of a one-item listing, which is newest first; docs/upstream/openfga.md §2.4,
+    /// store's latest (the first of a one-item listing, which is newest first; docs/src/upstream/openfga.md §2.4,
     /// §6). `None` when the store has no model.
     pub async fn model_fit(
         &self,

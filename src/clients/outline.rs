@@ -1,4 +1,4 @@
-//! The Outline API client (docs/upstream/outline.md §3). Every call goes through the shared rate limiter, then the retry
+//! The Outline API client (docs/src/upstream/outline.md §3). Every call goes through the shared rate limiter, then the retry
 //! loop; every answer is read into the domain's types here, so nothing else sees Outline's JSON.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +17,7 @@ use crate::domain::{Email, GroupName, OutlineGroup, OutlineGroupId, OutlineUserI
 use crate::metrics::Metrics;
 
 const UPSTREAM: &str = "outline";
-/// Outline rejects `limit` above 100 with a 400 rather than clamping it (docs/upstream/outline.md §3.3).
+/// Outline rejects `limit` above 100 with a 400 rather than clamping it (docs/src/upstream/outline.md §3.3).
 const PAGE_LIMIT: usize = 100;
 /// Reads of a listing that changed while it was walked, before the call fails as incomplete.
 const LISTING_ATTEMPTS: u32 = 3;
@@ -133,7 +133,7 @@ struct RawMembership {
     permission: Option<String>,
 }
 
-/// What `groups.create` can answer besides success: the name is taken (case-insensitively, docs/upstream/outline.md §6.1).
+/// What `groups.create` can answer besides success: the name is taken (case-insensitively, docs/src/upstream/outline.md §6.1).
 pub enum CreateOutcome {
     Created(OutlineGroup),
     NameTaken,
@@ -202,7 +202,7 @@ impl OutlineClient {
                     self.http
                         .post(&url)
                         .bearer_auth(self.token.expose())
-                        // An Accept that prefers HTML gets an HTML error page (docs/upstream/outline.md §3.6).
+                        // An Accept that prefers HTML gets an HTML error page (docs/src/upstream/outline.md §3.6).
                         .header(reqwest::header::ACCEPT, "application/json")
                         .json(&body)
                         .send()
@@ -221,7 +221,7 @@ impl OutlineClient {
         })
     }
 
-    /// Reads every page of a listing. Outline sends `nextPath` even on the last page (docs/upstream/outline.md §9), so a short page
+    /// Reads every page of a listing. Outline sends `nextPath` even on the last page (docs/src/upstream/outline.md §9), so a short page
     /// ends the walk; the rows are then checked against `total`, so a listing that shifted while it was read
     /// (rows added or removed between pages) is an error, not a silently wrong snapshot.
     async fn list_all<T, R>(
@@ -279,8 +279,8 @@ impl OutlineClient {
         Ok(rows)
     }
 
-    /// `users.info` by id. The webhook carries no email (docs/upstream/outline.md §2.3); the admin key reads it
-    /// here. An unknown or deleted user answers 403, not 404 (docs/upstream/outline.md §3.6), and so does a
+    /// `users.info` by id. The webhook carries no email (docs/src/upstream/outline.md §2.3); the admin key reads it
+    /// here. An unknown or deleted user answers 403, not 404 (docs/src/upstream/outline.md §3.6), and so does a
     /// key that cannot read users (scope) or whose owner is suspended. The two are told apart by asking for the
     /// key's owner: when that works, the user is gone (`None`); when it fails, the key is the problem, which is
     /// an error the job retries and `/readyz` reports, never a sign-in silently dropped.
@@ -309,7 +309,7 @@ impl OutlineClient {
         }
     }
 
-    /// `users.info` without an id returns the key's owner (docs/upstream/outline.md §3.4): used by `check`.
+    /// `users.info` without an id returns the key's owner (docs/src/upstream/outline.md §3.4): used by `check`.
     pub async fn key_owner(&self) -> Result<OutlineUser, UpstreamError> {
         Ok(self
             .rpc::<RawUser>("users.info", json!({}))
@@ -319,7 +319,7 @@ impl OutlineClient {
     }
 
     /// Finds a user by email without case. `users.list {emails}` lowercases its input and matches exactly, so
-    /// it misses mixed-case stored emails (docs/upstream/outline.md §6.7); `query` is a case-insensitive substring match, and the
+    /// it misses mixed-case stored emails (docs/src/upstream/outline.md §6.7); `query` is a case-insensitive substring match, and the
     /// exact comparison is made here.
     pub async fn find_user_by_email(
         &self,
@@ -333,7 +333,7 @@ impl OutlineClient {
         Ok(users.into_iter().find(|u| u.email.as_ref() == Some(email)))
     }
 
-    /// Every user, suspended ones included (`filter: "all"`, admins only, docs/upstream/outline.md §3.4).
+    /// Every user, suspended ones included (`filter: "all"`, admins only, docs/src/upstream/outline.md §3.4).
     pub async fn list_users(&self) -> Result<Vec<OutlineUser>, UpstreamError> {
         self.list_all(
             "users.list",
@@ -419,12 +419,12 @@ impl OutlineClient {
         Ok(groups.into_iter().collect())
     }
 
-    /// A group's full member list with permissions (`groups.list` only previews six, docs/upstream/outline.md §3.4).
+    /// A group's full member list with permissions (`groups.list` only previews six, docs/src/upstream/outline.md §3.4).
     ///
     /// Memberships come newest first and are paged by offset, so a walk over several pages can miss a row when
     /// one member leaves and another joins between two page reads: the count still matches, but the newcomer
     /// is on a page already read. A missed member would be "added" again, which demotes a group admin
-    /// (docs/upstream/outline.md §6.3). After a walk of more than one page the first page is read again; if it
+    /// (docs/src/upstream/outline.md §6.3). After a walk of more than one page the first page is read again; if it
     /// changed, so did the listing, and the walk starts over.
     pub async fn group_members(
         &self,
@@ -481,7 +481,7 @@ impl OutlineClient {
             .collect())
     }
 
-    /// Creates a group with its `externalId`. Names are unique without case and the check is racy (docs/upstream/outline.md §6.1), so
+    /// Creates a group with its `externalId`. Names are unique without case and the check is racy (docs/src/upstream/outline.md §6.1), so
     /// the 400 "already in use" is reported as `NameTaken` for the caller to link to the existing group.
     pub async fn create_group(
         &self,
@@ -528,7 +528,7 @@ impl OutlineClient {
     }
 
     /// Adds a user who is not yet a member. `permission` is explicit; callers never add an existing member,
-    /// because for one the call would overwrite their permission and demote a group admin (docs/upstream/outline.md §6.3).
+    /// because for one the call would overwrite their permission and demote a group admin (docs/src/upstream/outline.md §6.3).
     pub async fn add_user(
         &self,
         group: &OutlineGroupId,
@@ -542,7 +542,7 @@ impl OutlineClient {
         .map(|_| ())
     }
 
-    /// Removing a non-member is a harmless no-op (docs/upstream/outline.md §6.4).
+    /// Removing a non-member is a harmless no-op (docs/src/upstream/outline.md §6.4).
     pub async fn remove_user(
         &self,
         group: &OutlineGroupId,
@@ -556,7 +556,7 @@ impl OutlineClient {
         .map(|_| ())
     }
 
-    /// `users.update_role` (admin-only; docs/upstream/outline.md §3.4). Outline refuses "already in that role"
+    /// `users.update_role` (admin-only; docs/src/upstream/outline.md §3.4). Outline refuses "already in that role"
     /// and the caller's own account; the planner sends neither.
     pub async fn update_role(&self, user: &OutlineUserId, role: &str) -> Result<(), UpstreamError> {
         self.rpc::<Value>(
@@ -567,7 +567,7 @@ impl OutlineClient {
         .map(|_| ())
     }
 
-    /// `users.suspend`: the account keeps its group memberships (docs/upstream/outline.md §6.6).
+    /// `users.suspend`: the account keeps its group memberships (docs/src/upstream/outline.md §6.6).
     pub async fn suspend(&self, user: &OutlineUserId) -> Result<(), UpstreamError> {
         self.rpc::<Value>("users.suspend", json!({ "id": user.as_str() }))
             .await
@@ -580,7 +580,7 @@ impl OutlineClient {
             .map(|_| ())
     }
 
-    /// `users.invite` (docs/upstream/outline.md §6.8): placeholder accounts that the person's first sign-in
+    /// `users.invite` (docs/src/upstream/outline.md §6.8): placeholder accounts that the person's first sign-in
     /// claims by email. Outline skips an address it already has (compared lowercased) and lists it as unsent.
     /// The call has its own limit, 50 requests an hour, so its 429 is returned at once, with the wait asked
     /// for, rather than waited out or allowed to pause the other calls: the invite book waits instead.
@@ -619,7 +619,7 @@ impl OutlineClient {
     /// The group calls this key may not make, found without writing anything: each call the bridge writes
     /// with is sent with an id that does not exist (or, for `groups.create`, no name). A key allowed the call
     /// gets past the scope check to "Authorization error" (unknown id) or a 400 (no name); a key without the
-    /// scope gets "API key does not have access to this resource" (docs/upstream/outline.md §3.5, §3.6).
+    /// scope gets "API key does not have access to this resource" (docs/src/upstream/outline.md §3.5, §3.6).
     /// Route scopes can allow one call and not another, so every call is probed.
     pub async fn missing_group_scopes(&self) -> Result<Vec<&'static str>, UpstreamError> {
         const NIL: &str = "00000000-0000-4000-8000-000000000000";
@@ -637,7 +637,7 @@ impl OutlineClient {
     }
 
     /// The same probe for the user calls of `ROLE_MAP` and `SUSPEND_DEACTIVATED`, which need `users:write`
-    /// (docs/upstream/outline.md §3.5). `users.invite` is not probed: its limiter counts every request,
+    /// (docs/src/upstream/outline.md §3.5). `users.invite` is not probed: its limiter counts every request,
     /// even a refused one, against the hour's 50.
     pub async fn missing_user_scopes(&self) -> Result<Vec<&'static str>, UpstreamError> {
         const NIL: &str = "00000000-0000-4000-8000-000000000000";

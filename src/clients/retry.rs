@@ -55,7 +55,7 @@ impl UpstreamError {
     }
     /// A refusal that no retry can fix: a 4xx other than 401 (the key itself, which an admin can fix while
     /// the job retries), 408 and 429. Outline answers 400 to a name it will not take and to a membership
-    /// change on a provider-managed group, and 403 to an id it does not know (docs/upstream/outline.md §3.6).
+    /// change on a provider-managed group, and 403 to an id it does not know (docs/src/upstream/outline.md §3.6).
     pub fn is_refusal(&self) -> bool {
         matches!(self.status(), Some(s) if (400..500).contains(&s) && !matches!(s, 401 | 408 | 429))
     }
@@ -112,7 +112,7 @@ pub fn backoff_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
 }
 
-/// `Retry-After` as delta seconds, fractional in Outline v1.9.2 (docs/upstream/outline.md §4.4), or as an HTTP date.
+/// `Retry-After` as delta seconds, fractional in Outline v1.9.2 (docs/src/upstream/outline.md §4.4), or as an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {

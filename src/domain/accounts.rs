@@ -1,7 +1,7 @@
 //! Outline accounts that follow Authentik: the role a person's groups give them (`ROLE_MAP`), suspension of
 //! people deactivated or deleted in Authentik (`SUSPEND_DEACTIVATED`), and the guards that keep the bridge
 //! from locking Outline out of itself: the API key's owner and the last admin are never demoted or
-//! suspended, since either would disable the key and its webhooks (docs/upstream/outline.md §2.10).
+//! suspended, since either would disable the key and its webhooks (docs/src/upstream/outline.md §2.10).
 //! Pure: the sync layer gathers the facts and applies the plan.
 
 use serde::Serialize;
@@ -309,7 +309,7 @@ pub fn plan_accounts(
                     }
                 }
                 // Outline changes no role of a suspended account (`promote` and `demote` both require an
-                // active one, docs/upstream/outline.md §6.8): it is set when the account is active again.
+                // active one, docs/src/upstream/outline.md §6.8): it is set when the account is active again.
                 let (Some(map), Some(current), false) = (rules.role_map, a.role, suspended) else {
                     continue;
                 };

@@ -1,7 +1,7 @@
 //! Identity newtypes, parsed once at the edge.
 //!
 //! Emails and group names compare case-insensitively by construction: Outline stores an SSO email with the
-//! IdP's case and matches names with `ILIKE` (docs/upstream/outline.md §6.1, §6.7), while Authentik's filters are exact.
+//! IdP's case and matches names with `ILIKE` (docs/src/upstream/outline.md §6.1, §6.7), while Authentik's filters are exact.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -116,7 +116,7 @@ impl fmt::Display for GroupName {
 }
 
 /// An Authentik group's primary key, a UUID. Events carry it as 32 hex digits, the API as a dashed UUID
-/// (docs/upstream/authentik.md §4.2, §7.3); both parse to the same value, shown dashed, which is also what the bridge
+/// (docs/src/upstream/authentik.md §4.2, §7.3); both parse to the same value, shown dashed, which is also what the bridge
 /// writes into Outline's `externalId`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AuthentikGroupId(String);
@@ -168,7 +168,7 @@ impl<'de> Deserialize<'de> for AuthentikGroupId {
     }
 }
 
-/// An Authentik user's primary key: an integer (docs/upstream/authentik.md §7.4).
+/// An Authentik user's primary key: an integer (docs/src/upstream/authentik.md §7.4).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AuthentikUserId(pub i64);

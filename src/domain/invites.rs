@@ -1,4 +1,4 @@
-//! Outline's `users.invite` allows 50 requests an hour, each with up to 20 people (docs/upstream/outline.md
+//! Outline's `users.invite` allows 50 requests an hour, each with up to 20 people (docs/src/upstream/outline.md
 //! §6.8). Outline counts in fixed windows that start at a request the bridge cannot see, so the bridge keeps
 //! to the stricter rule: at most 50 requests in any hour. Then no fixed window can ever hold more. A GCRA
 //! limiter (governor's) cannot say "any hour": with a burst of 50 it lets close to 100 through in one.

@@ -177,7 +177,7 @@ pub enum LinkedBy {
 }
 
 /// Finds the Outline group of an Authentik group: by `externalId` first, else by name without case
-/// (docs/upstream/outline.md §6.1), and by name only among groups whose `externalId` is empty, so a group that another
+/// (docs/src/upstream/outline.md §6.1), and by name only among groups whose `externalId` is empty, so a group that another
 /// tool or another Authentik group owns is never taken over. The sync layer uses the same index to know
 /// which Outline group's members to read before planning.
 pub struct GroupIndex<'a> {
@@ -201,7 +201,7 @@ impl<'a> GroupIndex<'a> {
                     by_name.entry(og.name.folded()).or_insert(og);
                 }
                 Some(id) => {
-                    // `externalId` is not unique in Outline (docs/upstream/outline.md §5.3); the lowest id wins, so the choice is stable.
+                    // `externalId` is not unique in Outline (docs/src/upstream/outline.md §5.3); the lowest id wins, so the choice is stable.
                     let slot = by_external.entry(id).or_insert(og);
                     if og.id < slot.id {
                         *slot = og;
@@ -263,7 +263,7 @@ const SKIP_NAME_TAKEN: &str =
 /// Rules, each from an upstream fact:
 /// - linking follows [`GroupIndex`];
 /// - a group linked by name gets the `externalId` written, and one linked by `externalId` follows renames;
-/// - an existing member is never added again: `groups.add_user` would demote a group admin (docs/upstream/outline.md §6.3);
+/// - an existing member is never added again: `groups.add_user` would demote a group admin (docs/src/upstream/outline.md §6.3);
 /// - Outline groups that link to no target are never touched.
 pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
     let index = GroupIndex::new(input.outline_groups, input.existing_groups);
@@ -274,7 +274,7 @@ pub fn plan_membership(input: &PlanInput<'_>) -> MembershipPlan {
     for target in input.targets {
         let linked = match index.find(&target.group, &target.name) {
             Some((og, LinkedBy::ExternalId)) => {
-                // Names that differ only in case are one name to Outline (docs/upstream/outline.md §6.1): not renamed, so a group
+                // Names that differ only in case are one name to Outline (docs/src/upstream/outline.md §6.1): not renamed, so a group
                 // linked by name keeps the case its admins gave it.
                 if og.name != target.name && !index.name_taken_by_other(&target.name, &og.id) {
                     plan.renames.push(GroupRename {

@@ -25,7 +25,7 @@ pub struct GroupSummary {
     pub parents: Vec<AuthentikGroupId>,
 }
 
-/// One member of an Authentik group, as `users_obj` lists it (docs/upstream/authentik.md §7.3).
+/// One member of an Authentik group, as `users_obj` lists it (docs/src/upstream/authentik.md §7.3).
 #[derive(Debug, Clone)]
 pub struct MemberSnapshot {
     pub pk: AuthentikUserId,
@@ -35,7 +35,7 @@ pub struct MemberSnapshot {
 }
 
 /// A person a plan wants in a group: an active Authentik member with an email. The pk goes along because
-/// Outline keeps a changed email's old address until the person signs in again (docs/upstream/outline.md
+/// Outline keeps a changed email's old address until the person signs in again (docs/src/upstream/outline.md
 /// §6.7), and the bridge then finds them by the address it last saw for that pk.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DesiredMember {
@@ -97,7 +97,7 @@ impl GroupSnapshot {
     }
 }
 
-/// An Authentik user with their direct groups (docs/upstream/authentik.md §7.4: `groups_obj` lists direct groups only).
+/// An Authentik user with their direct groups (docs/src/upstream/authentik.md §7.4: `groups_obj` lists direct groups only).
 #[derive(Debug, Clone)]
 pub struct UserSnapshot {
     pub pk: AuthentikUserId,
@@ -109,7 +109,7 @@ pub struct UserSnapshot {
     pub groups: Vec<AuthentikGroupId>,
 }
 
-/// An Outline group as `groups.list` presents it (docs/upstream/outline.md §3.4).
+/// An Outline group as `groups.list` presents it (docs/src/upstream/outline.md §3.4).
 #[derive(Debug, Clone)]
 pub struct OutlineGroup {
     pub id: OutlineGroupId,
@@ -127,7 +127,7 @@ impl OutlineGroup {
 }
 
 /// A member's role in an Outline group. Kept so that plans never re-add an admin: `groups.add_user` without
-/// a permission demotes them (docs/upstream/outline.md §6.3).
+/// a permission demotes them (docs/src/upstream/outline.md §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
@@ -156,7 +156,7 @@ impl GroupSelector {
     }
 }
 
-/// For `MEMBERSHIP=inherited`: each group's ancestors, walked through `parents` (docs/upstream/authentik.md §7.5: the API
+/// For `MEMBERSHIP=inherited`: each group's ancestors, walked through `parents` (docs/src/upstream/authentik.md §7.5: the API
 /// reports direct membership only, so the closure is computed here). Cycles are tolerated.
 pub fn ancestors(
     catalog: &[GroupSummary],

@@ -37,7 +37,7 @@ pub struct MemberTuple {
 }
 
 /// Why an identifier cannot be written; OpenFGA would refuse the whole Write that carried it
-/// (docs/upstream/openfga.md §4), so it is skipped before it gets there.
+/// (docs/src/upstream/openfga.md §4), so it is skipped before it gets there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InvalidId {
     /// `user` or `group`, for the metric label.
@@ -47,7 +47,7 @@ pub struct InvalidId {
     pub reason: &'static str,
 }
 
-/// The naming settings, checked at start-up (type names and the relation follow docs/upstream/openfga.md §5).
+/// The naming settings, checked at start-up (type names and the relation follow docs/src/upstream/openfga.md §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TupleNaming {
     pub user_type: String,
@@ -57,14 +57,14 @@ pub struct TupleNaming {
     pub group_id: GroupIdForm,
 }
 
-/// OpenFGA's `\s` is RE2's: tab, newline, form feed, carriage return and space (docs/upstream/openfga.md §5).
+/// OpenFGA's `\s` is RE2's: tab, newline, form feed, carriage return and space (docs/src/upstream/openfga.md §5).
 /// A no-break space is allowed.
 fn is_re2_space(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\u{0C}' | '\r' | ' ')
 }
 
 /// Checks the id part of `type:id` against the rules OpenFGA applies to objects and users
-/// (docs/upstream/openfga.md §5); the callers bound the length, which differs for users and objects.
+/// (docs/src/upstream/openfga.md §5); the callers bound the length, which differs for users and objects.
 fn check_id(id: &str) -> Result<(), &'static str> {
     if id.is_empty() {
         return Err("empty");
@@ -88,7 +88,7 @@ fn check_id(id: &str) -> Result<(), &'static str> {
 }
 
 impl TupleNaming {
-    /// A type name or relation OpenFGA accepts (docs/upstream/openfga.md §5); for the settings' checks.
+    /// A type name or relation OpenFGA accepts (docs/src/upstream/openfga.md §5); for the settings' checks.
     pub fn valid_name(value: &str, max: usize) -> bool {
         let n = value.chars().count();
         (1..=max).contains(&n)
@@ -115,7 +115,7 @@ impl TupleNaming {
         if let Err(reason) = check_id(&raw) {
             return Err(self.invalid_user(raw, reason));
         }
-        // The user field is limited in bytes, not characters (docs/upstream/openfga.md §5, §8).
+        // The user field is limited in bytes, not characters (docs/src/upstream/openfga.md §5, §8).
         if whole.len() > 512 {
             return Err(self.invalid_user(raw, "longer than 512 bytes"));
         }
@@ -143,14 +143,14 @@ impl TupleNaming {
             reason,
         };
         check_id(&raw).map_err(invalid)?;
-        // Objects are limited to 256 characters (docs/upstream/openfga.md §5).
+        // Objects are limited to 256 characters (docs/src/upstream/openfga.md §5).
         if whole.chars().count() > 256 {
             return Err(invalid("longer than 256 characters"));
         }
         Ok(Arc::from(whole))
     }
 
-    /// `group:`, the Read filter for every group tuple of one user (docs/upstream/openfga.md §2.3).
+    /// `group:`, the Read filter for every group tuple of one user (docs/src/upstream/openfga.md §2.3).
     pub fn group_prefix(&self) -> String {
         format!("{}:", self.group_type)
     }
@@ -202,7 +202,7 @@ impl TuplePlan {
         }
     }
 
-    /// Requests of at most `max` tuples each (OpenFGA refuses a Write of more, docs/upstream/openfga.md §2.2).
+    /// Requests of at most `max` tuples each (OpenFGA refuses a Write of more, docs/src/upstream/openfga.md §2.2).
     /// Deletes go first, so a move (delete old, write new) never leaves both in place for long. A tuple
     /// never appears twice in one batch: the plan is a set difference, so writes and deletes are disjoint.
     pub fn batches(&self, max: usize) -> Vec<TuplePlan> {
@@ -291,7 +291,7 @@ mod tests {
             by_name.user(&person(Some(&many), None)).is_err(),
             "513 bytes"
         );
-        // Accepted by OpenFGA's engine (docs/upstream/openfga.md §5).
+        // Accepted by OpenFGA's engine (docs/src/upstream/openfga.md §5).
         for good in ["Ingeniería/Ops+QA(€)", "a/b?c=d&e%20f", "no\u{a0}break"] {
             assert!(by_name.group(&group(good)).is_ok(), "{good}");
         }

@@ -1,6 +1,6 @@
 //! Thin HTTP handlers: verify, parse, enqueue, answer. Each webhook answers within milliseconds; the work
 //! runs behind the queue, because Outline waits only 5 s and disables a webhook that fails often
-//! (docs/upstream/outline.md §2.6, §2.7).
+//! (docs/src/upstream/outline.md §2.6, §2.7).
 
 pub mod authentik;
 pub mod health;

@@ -489,7 +489,7 @@ impl AccountSync {
                 continue;
             };
             let result = match outline.update_role(&r.user, r.to.as_str()).await {
-                // Another job set it first (docs/upstream/outline.md §6.8): done.
+                // Another job set it first (docs/src/upstream/outline.md §6.8): done.
                 Err(UpstreamError::Status {
                     status: 400,
                     message,

@@ -1,7 +1,7 @@
 //! Applying a plan to Outline.
 //!
 //! A write Outline refuses for good (a 4xx that no retry fixes: a name with a URL in it, a name clash through
-//! its unescaped `ILIKE`, a group managed by an external provider, docs/upstream/outline.md §3.6) is kept to
+//! its unescaped `ILIKE`, a group managed by an external provider, docs/src/upstream/outline.md §3.6) is kept to
 //! its group: the group's remaining writes are skipped, a warning is logged once per group and reason, a
 //! metric counts it, and every other group goes on. Membership changes go before renames, so a refused rename
 //! costs no one their access. Anything else (an outage, a 5xx, a 401) fails the whole apply, and the job
@@ -70,7 +70,7 @@ pub struct OutlineSink {
     /// so a refused name is sent once, not once per concurrent job.
     renames_in_flight: Mutex<HashSet<(OutlineGroupId, String)>>,
     /// Creates go one at a time: Outline's name check is racy without a unique constraint
-    /// (docs/upstream/outline.md §6.1).
+    /// (docs/src/upstream/outline.md §6.1).
     create_lock: tokio::sync::Mutex<()>,
     warned: WarnOnce,
 }
@@ -307,7 +307,7 @@ impl OutlineSink {
     }
 
     /// Creates the Outline group for an Authentik group. A 400 means the name is taken (perhaps by a create
-    /// that raced this one, docs/upstream/outline.md §6.1): the existing group is linked instead, unless
+    /// that raced this one, docs/src/upstream/outline.md §6.1): the existing group is linked instead, unless
     /// another group owns it.
     async fn create_or_link(
         &self,

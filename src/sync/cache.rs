@@ -3,7 +3,7 @@
 //!
 //! Outline memberships are deliberately not cached: Outline sends the bridge no membership events, and a stale
 //! "not a member" would make the bridge call `groups.add_user` for an existing member, which demotes a group
-//! admin (docs/upstream/outline.md §6.3). Memberships are read fresh right before any write.
+//! admin (docs/src/upstream/outline.md §6.3). Memberships are read fresh right before any write.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -28,9 +28,9 @@ pub struct OutlineUserIndex {
 
 /// What each Authentik user's email is, and what it was before it last changed.
 ///
-/// A deletion event carries the user's pk and display name but no email (docs/upstream/authentik.md §4.4,
+/// A deletion event carries the user's pk and display name but no email (docs/src/upstream/authentik.md §4.4,
 /// §12), so the email is remembered from every read that shows it. And Outline keeps a changed email's old
-/// address until the person signs in again (docs/upstream/outline.md §6.7): they are matched by the previous
+/// address until the person signs in again (docs/src/upstream/outline.md §6.7): they are matched by the previous
 /// address meanwhile, so a changed email costs nobody their groups or their group admin role.
 ///
 /// It lives in memory only. After a restart a deletion whose email was not seen again asks for a pass, and a

@@ -5,7 +5,7 @@
 //! or user event ticks this clock before its job is queued, and the pass notes the tick at which it started
 //! reading. Before it writes a group, under that group's lock (which group jobs hold too), it asks whether
 //! the group changed since; if so it leaves the group to a fresh group job. The webhook arrives only after
-//! Authentik committed the change (docs/upstream/authentik.md §4.5), so a read that starts after a tick
+//! Authentik committed the change (docs/src/upstream/authentik.md §4.5), so a read that starts after a tick
 //! sees that tick's change.
 //!
 //! Accounts (roles, suspensions) follow the same rule, per person: a user event ticks that person, and an
@@ -35,7 +35,7 @@ pub struct ChangeClock {
     /// The last tick of each group's own events: renames, and member changes made on the group side.
     groups: Mutex<HashMap<AuthentikGroupId, Tick>>,
     /// The last tick of any user-side event, which can change any group's member list without a group event
-    /// (docs/upstream/authentik.md §4.4).
+    /// (docs/src/upstream/authentik.md §4.4).
     users: AtomicU64,
     /// The last tick of each person's own events.
     people: Mutex<HashMap<AuthentikUserId, Tick>>,

@@ -1,7 +1,7 @@
 //! When a target's job runs, as a pure state machine, so that its one promise is property-tested: every
 //! event is followed by a run that starts after it, so the last state of a target is never lost.
 //!
-//! The first event starts a run at once (Authentik already posts 0.3–0.8 s after the change, docs/upstream/authentik.md
+//! The first event starts a run at once (Authentik already posts 0.3–0.8 s after the change, docs/src/upstream/authentik.md
 //! §12, so a leading delay would spend the one-second budget). Events that arrive while it runs, or within
 //! `window` of its start, fold into one trailing run.
 

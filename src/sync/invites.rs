@@ -1,6 +1,6 @@
 //! `INVITE_MEMBERS`: members of managed groups who have no Outline account yet are invited, with the role
 //! `ROLE_MAP` gives them, and then added to their groups, so that their first sign-in finds everything in
-//! place. The sign-in claims the invited account by email (docs/upstream/outline.md §6.8).
+//! place. The sign-in claims the invited account by email (docs/src/upstream/outline.md §6.8).
 //!
 //! The book of people waiting is memory, but nothing in it is lost by a restart: it is what every pass finds
 //! again (members without an account), and the start-up pass refills it. Group jobs add to it between

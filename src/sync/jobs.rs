@@ -141,7 +141,7 @@ pub async fn user_job(engine: &OutlineSync, pk: AuthentikUserId) -> Result<JobOu
 }
 
 /// A deleted Authentik user leaves every managed group. The event carries no email
-/// (docs/upstream/authentik.md §4.4), so it comes from what the bridge saw earlier. When none was seen, a
+/// (docs/src/upstream/authentik.md §4.4), so it comes from what the bridge saw earlier. When none was seen, a
 /// pass is queued: it is coalesced with other deletions' passes, and never runs inside this job.
 async fn deleted_user(
     engine: &OutlineSync,

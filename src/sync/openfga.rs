@@ -1,7 +1,7 @@
 //! The OpenFGA sink: the same Authentik changes the Outline sink follows, kept as `member` tuples
 //! (`user:<id> member group:<id>`). Each job reads the tuples it manages, diffs them against Authentik with the
 //! pure planner of `domain/tuples.rs`, and writes only the difference, in batches OpenFGA accepts
-//! (docs/upstream/openfga.md §2.2).
+//! (docs/src/upstream/openfga.md §2.2).
 //!
 //! Only plain `user:` tuples on managed groups are ever written or deleted: usersets, wildcards, other types
 //! and groups the bridge does not manage are someone else's. The queue runs this sink's jobs apart from
@@ -28,7 +28,7 @@ use crate::domain::tuples::{InvalidId, MemberTuple, Person, TupleNaming, TuplePl
 use crate::domain::{AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, GroupSummary};
 use crate::metrics::Metrics;
 
-/// OpenFGA's default cap on tuples per Write (docs/upstream/openfga.md §2.2). An operator can lower it, and no
+/// OpenFGA's default cap on tuples per Write (docs/src/upstream/openfga.md §2.2). An operator can lower it, and no
 /// call reveals it, but 100 is what every release ships.
 pub const MAX_TUPLES_PER_WRITE: usize = 100;
 /// Groups whose tuples a pass reads at once. OpenFGA has no rate limit; this only keeps a pass polite.
@@ -42,10 +42,10 @@ pub struct OpenFgaSink {
     pub naming: TupleNaming,
     locks: GroupLocks,
     /// The object id last written for each group: with `OPENFGA_GROUP_ID=name` a rename is seen as a change
-    /// of object, and the old one's tuples are moved. Kept in memory; see the README on restarts.
+    /// of object, and the old one's tuples are moved. Kept in memory; docs/src/openfga.md says what a restart forgets.
     objects: Mutex<HashMap<AuthentikGroupId, Arc<str>>>,
     /// The user id last seen for each person: a deletion event carries no username or email
-    /// (docs/upstream/authentik.md §4.4).
+    /// (docs/src/upstream/authentik.md §4.4).
     users: Mutex<HashMap<AuthentikUserId, Arc<str>>>,
     warned: WarnOnce,
     metrics: Arc<Metrics>,
@@ -78,7 +78,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Another writer changed the same tuples between the read and the write: re-read and re-diff
-/// (docs/upstream/openfga.md §3.4).
+/// (docs/src/upstream/openfga.md §3.4).
 fn is_conflict(e: &UpstreamError) -> bool {
     match e {
         UpstreamError::Status { status: 409, .. } => true,
@@ -190,7 +190,7 @@ impl OpenFgaSink {
             .collect())
     }
 
-    /// Writes a plan in batches. Each batch commits on its own (docs/upstream/openfga.md §4); a failure stops
+    /// Writes a plan in batches. Each batch commits on its own (docs/src/upstream/openfga.md §4); a failure stops
     /// the rest, and the next run re-reads and writes what is still missing.
     async fn write(&self, plan: &TuplePlan) -> Result<(), UpstreamError> {
         for batch in plan.batches(MAX_TUPLES_PER_WRITE) {
@@ -250,7 +250,7 @@ impl OpenFgaSink {
     }
 }
 
-/// The people each managed group should hold, direct or inherited (docs/upstream/authentik.md §7.5).
+/// The people each managed group should hold, direct or inherited (docs/src/upstream/authentik.md §7.5).
 fn desired_people(
     directory: &[GroupSnapshot],
     membership: MembershipMode,
@@ -401,7 +401,7 @@ async fn converge_group(
 }
 
 /// A conflict that outlasted the re-reads is handed to the queue's retries: it is not a refusal, however
-/// its status reads (docs/upstream/openfga.md §3.4).
+/// its status reads (docs/src/upstream/openfga.md §3.4).
 fn still_conflicting(e: UpstreamError) -> UpstreamError {
     UpstreamError::Incomplete {
         upstream: "openfga",
@@ -426,7 +426,7 @@ async fn claimed_by_another(
 }
 
 /// An Authentik user changed (groups, deactivation, username or email) or was deleted: their tuples on
-/// every managed group follow. One Read finds every group tuple of the user (docs/upstream/openfga.md §2.3).
+/// every managed group follow. One Read finds every group tuple of the user (docs/src/upstream/openfga.md §2.3).
 pub async fn user_job(
     engine: &SyncContext,
     sink: &OpenFgaSink,

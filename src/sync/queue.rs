@@ -4,7 +4,7 @@
 //! A "target" is what a job converges: an Outline user who signed in, an Authentik user, an Authentik group,
 //! or everything (reconcile). The queue holds at most `capacity` targets; an event for a target already held
 //! folds into it and costs nothing, so only distinct targets fill the queue. When it is full the webhook
-//! answers 503 and the sender retries (Authentik does, docs/upstream/authentik.md §2.5).
+//! answers 503 and the sender retries (Authentik does, docs/src/upstream/authentik.md §2.5).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,9 +23,9 @@ use crate::metrics::Metrics;
 /// Events for one target within this window of a run's start fold into one trailing run.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(250);
 /// A failed job is retried with backoff for this long: Outline never re-sends a webhook, so dropping the job
-/// would lose the change (docs/upstream/outline.md §2.6). Reconcile catches anything still missed after that.
+/// would lose the change (docs/src/upstream/outline.md §2.6). Reconcile catches anything still missed after that.
 pub const RETRY_BUDGET: Duration = Duration::from_secs(600);
-/// Authentik retries a delivery for 4–8 minutes (docs/upstream/authentik.md §2.5); ids are kept a little longer.
+/// Authentik retries a delivery for 4–8 minutes (docs/src/upstream/authentik.md §2.5); ids are kept a little longer.
 pub const DEDUPE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Why a job was not queued. Both answer 503, so the sender retries later: Authentik retries its deliveries,
@@ -47,7 +47,7 @@ struct SinkJob {
 }
 
 /// Remembers event ids for at least [`DEDUPE_TTL`]; Authentik's retries and per-recipient fan-out repeat them
-/// (docs/upstream/authentik.md §2.5, §11). Two generations of 128-bit keys: an id is looked up in both and inserted in the
+/// (docs/src/upstream/authentik.md §2.5, §11). Two generations of 128-bit keys: an id is looked up in both and inserted in the
 /// current one, and the current one becomes the previous one every `DEDUPE_TTL`, or early when it holds
 /// [`DEDUPE_GENERATION_CAP`] ids. Memory stays under ~5 MB whatever arrives (a cache of 200,000 strings held
 /// ~85 MB), and an id forgotten early under a flood costs one more run of an idempotent job.

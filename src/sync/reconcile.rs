@@ -1,4 +1,4 @@
-//! The full pass. Webhooks are lossy on both sides (docs/upstream/outline.md §2.6, docs/upstream/authentik.md
+//! The full pass. Webhooks are lossy on both sides (docs/src/upstream/outline.md §2.6, docs/src/upstream/authentik.md
 //! §2.5, §4.4: LDAP syncs and worker tasks send no events at all), so the bridge also converges everything:
 //! at start-up, on a schedule, and from the CLI.
 //!

@@ -82,7 +82,7 @@ impl SnapshotReader {
     }
 
     /// Finds the Authentik user for an email. Authentik's `email` filter is exact and case-sensitive
-    /// (docs/upstream/authentik.md §7.4): the exact filter is tried first (one call, and what SSO-provisioned
+    /// (docs/src/upstream/authentik.md §7.4): the exact filter is tried first (one call, and what SSO-provisioned
     /// Outline accounts match), then `search=`, whose fields include email, compared here without case.
     /// Several users with one email match none, with a warning.
     pub async fn authentik_user_by_email(

@@ -1,7 +1,7 @@
 //! Whom the bridge suspended. A person re-activated in Authentik is activated in Outline again only if the
 //! bridge suspended them; a suspension made by hand stays. Outline cannot answer "who suspended this
 //! account": its audit log (`events.list {auditLog: true}`) is refused to every key on a self-hosted server,
-//! and the activity events it does list leave suspensions out (docs/upstream/outline.md §6.8). So the bridge
+//! and the activity events it does list leave suspensions out (docs/src/upstream/outline.md §6.8). So the bridge
 //! keeps its own record.
 //!
 //! The record also keeps the suspension guard's state: the suspensions made in the last hour

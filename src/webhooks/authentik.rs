@@ -1,8 +1,8 @@
-//! Authentik's notification-transport webhooks (docs/upstream/authentik.md §2–§4).
+//! Authentik's notification-transport webhooks (docs/src/upstream/authentik.md §2–§4).
 //!
-//! Authentik signs nothing (docs/upstream/authentik.md §2.6), so the request is authenticated by a shared bearer token that the
+//! Authentik signs nothing (docs/src/upstream/authentik.md §2.6), so the request is authenticated by a shared bearer token that the
 //! blueprint's header mapping sends, or by `?token=` for versions before 2025.4, which have no header
-//! mappings (docs/upstream/authentik.md §2.1, §2.7). The body is the small versioned document the blueprint's body mapping returns.
+//! mappings (docs/src/upstream/authentik.md §2.1, §2.7). The body is the small versioned document the blueprint's body mapping returns.
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -66,7 +66,7 @@ impl ModelAction {
 }
 
 /// What arrived on `/webhooks/authentik`, parsed once at the edge. `event_pk` is `str(event.pk)`: the
-/// idempotency key of Authentik's retries and fan-out (docs/upstream/authentik.md §11); a notification without
+/// idempotency key of Authentik's retries and fan-out (docs/src/upstream/authentik.md §11); a notification without
 /// an event has none, and is not deduplicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthentikChange {
@@ -84,9 +84,9 @@ pub enum AuthentikChange {
         pk: AuthentikUserId,
         name: String,
     },
-    /// The transport's Test button (docs/upstream/authentik.md §3.5): acknowledged, nothing else.
+    /// The transport's Test button (docs/src/upstream/authentik.md §3.5): acknowledged, nothing else.
     Test,
-    /// Authentik's default body, sent when the transport has no body mapping (docs/upstream/authentik.md §2.2).
+    /// Authentik's default body, sent when the transport has no body mapping (docs/src/upstream/authentik.md §2.2).
     /// It names no usable target, so the bridge answers it with a debounced full reconcile.
     DefaultBody,
     /// Any other event (another model, another action, no event at all): accepted and ignored, since
@@ -121,7 +121,7 @@ struct RawDocument {
     event_pk: Option<String>,
     action: Option<String>,
     model: Option<RawModel>,
-    // Default-body keys (docs/upstream/authentik.md §2.2).
+    // Default-body keys (docs/src/upstream/authentik.md §2.2).
     body: Option<serde_json::Value>,
     severity: Option<serde_json::Value>,
 }
@@ -182,7 +182,7 @@ enum Target {
     User { pk: AuthentikUserId, name: String },
 }
 
-/// The group or user an event is about, from `context.model` (docs/upstream/authentik.md §4.2); `None` for
+/// The group or user an event is about, from `context.model` (docs/src/upstream/authentik.md §4.2); `None` for
 /// any other model.
 fn parse_target(model: RawModel) -> Result<Option<Target>, PayloadError> {
     let app = model.app.unwrap_or_default();
@@ -196,7 +196,7 @@ fn parse_target(model: RawModel) -> Result<Option<Target>, PayloadError> {
         return Ok(None);
     }
     match model_name.as_str() {
-        // Groups carry a 32-hex pk (docs/upstream/authentik.md §4.2).
+        // Groups carry a 32-hex pk (docs/src/upstream/authentik.md §4.2).
         "group" => {
             let pk = model
                 .pk
@@ -207,7 +207,7 @@ fn parse_target(model: RawModel) -> Result<Option<Target>, PayloadError> {
                 pk.ok_or_else(|| PayloadError::Shape("group model without a uuid pk".into()))?;
             Ok(Some(Target::Group { id, name }))
         }
-        // Users carry an integer pk (docs/upstream/authentik.md §4.2).
+        // Users carry an integer pk (docs/src/upstream/authentik.md §4.2).
         "user" => {
             let pk = match model.pk {
                 Some(serde_json::Value::Number(n)) => n.as_i64(),

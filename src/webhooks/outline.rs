@@ -1,4 +1,4 @@
-//! Outline's signed webhooks (docs/upstream/outline.md §2.1–§2.3).
+//! Outline's signed webhooks (docs/src/upstream/outline.md §2.1–§2.3).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +10,7 @@ use crate::configuration::Secret;
 use crate::domain::OutlineUserId;
 use crate::reason::one_line;
 
-/// Outline defines no freshness window (docs/upstream/outline.md §2.1), so the bridge picks one: a captured delivery replayed more
+/// Outline defines no freshness window (docs/src/upstream/outline.md §2.1), so the bridge picks one: a captured delivery replayed more
 /// than five minutes later is refused.
 pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
@@ -69,7 +69,7 @@ pub fn parse_signature_header(value: &str) -> Result<SignatureHeader, SignatureE
 }
 
 /// Verifies the HMAC over `"<t>.<raw body>"` in constant time (the `hmac` crate's `verify_slice`), then
-/// the freshness of `t`, which is in milliseconds (docs/upstream/outline.md §2.1). The bytes are the ones received, never
+/// the freshness of `t`, which is in milliseconds (docs/src/upstream/outline.md §2.1). The bytes are the ones received, never
 /// re-serialized JSON.
 pub fn verify_outline_signature(
     secret: &Secret,
@@ -97,7 +97,7 @@ pub fn verify_outline_signature(
     Ok(())
 }
 
-/// A delivery as far as the bridge reads it. The payload has no email (docs/upstream/outline.md §2.3), only the user's id.
+/// A delivery as far as the bridge reads it. The payload has no email (docs/src/upstream/outline.md §2.3), only the user's id.
 #[derive(Debug, PartialEq, Eq)]
 pub struct OutlineDelivery {
     pub event: String,

@@ -1,8 +1,8 @@
 //! Checks of the importable Authentik blueprint, `authentik-blueprints/outline-bridge.yaml`.
 //!
 //! The file is read with `serde_yaml`, its blueprint tags are resolved into plain values the way
-//! Authentik's importer would (docs/upstream/authentik.md §6.3), and the result is validated against Authentik's
-//! own blueprint JSON schema (docs/upstream/authentik.md §6.6). The schema cannot catch the rules that decide whether webhooks
+//! Authentik's importer would (docs/src/upstream/authentik.md §6.3), and the result is validated against Authentik's
+//! own blueprint JSON schema (docs/src/upstream/authentik.md §6.6). The schema cannot catch the rules that decide whether webhooks
 //! arrive at all (stale keys, `app` on matchers, fan-out), so those are asserted one by one.
 //! The mapping expressions are then run by `tests/support/run_mapping.py` (python3, standard
 //! library only), which evaluates them as Authentik does and prints the JSON a webhook would carry.
@@ -76,11 +76,11 @@ fn key_of(value: &Yaml) -> Option<&str> {
 // ------------------------------------------------------------------ resolving blueprint tags
 
 /// What the importer would see after resolving tags, with the database lookups stubbed out:
-/// `!KeyOf` and `!Find` become stable placeholder uuids (docs/upstream/authentik.md §6.3).
+/// `!KeyOf` and `!Find` become stable placeholder uuids (docs/src/upstream/authentik.md §6.3).
 struct TagResolver<'a> {
     context: &'a Mapping,
     env: &'a BTreeMap<&'a str, &'a str>,
-    /// Ids of the entries already processed: `!KeyOf` may only point backwards (docs/upstream/authentik.md §6.2).
+    /// Ids of the entries already processed: `!KeyOf` may only point backwards (docs/src/upstream/authentik.md §6.2).
     earlier_ids: BTreeSet<String>,
 }
 
@@ -149,7 +149,7 @@ impl TagResolver<'_> {
     }
 }
 
-/// `!Tag key` or `!Tag [key, default]` (docs/upstream/authentik.md §6.3: the default form is a sequence).
+/// `!Tag key` or `!Tag [key, default]` (docs/src/upstream/authentik.md §6.3: the default form is a sequence).
 fn key_and_default(value: &Yaml) -> Result<(String, Yaml), String> {
     match value {
         Yaml::String(key) => Ok((key.clone(), Yaml::Null)),
@@ -178,7 +178,7 @@ fn placeholder_uuid(name: &str) -> String {
 }
 
 /// Python's `%` operator for the conversions a blueprint uses: `%s`, `%r`, `%d` and `%%`
-/// (`!Format` is Python `%` formatting, docs/upstream/authentik.md §6.3).
+/// (`!Format` is Python `%` formatting, docs/src/upstream/authentik.md §6.3).
 fn percent_format(format: &str, args: &[Yaml]) -> Result<String, String> {
     let mut out = String::new();
     let mut args = args.iter();
@@ -269,7 +269,7 @@ fn test_env() -> BTreeMap<&'static str, &'static str> {
 
 // ------------------------------------------------------------------ schema
 
-/// Authentik's blueprint schema (docs/upstream/authentik.md §6.6). 2026.5 keeps its definitions under `$defs`
+/// Authentik's blueprint schema (docs/src/upstream/authentik.md §6.6). 2026.5 keeps its definitions under `$defs`
 /// while declaring draft-07, whose keyword is `definitions`, and strict validators cannot follow
 /// `#/$defs/...` (goauthentik/authentik#24248). The definitions are moved to `definitions` and the references
 /// rewritten: the form 2026.8 ships (goauthentik/authentik#24981), so either file gives the same schema. (jsonschema
@@ -308,7 +308,7 @@ fn rewrite_refs(value: &mut Json) {
 
 #[test]
 fn blueprint_file_name_ends_in_yaml() {
-    // Authentik discovers `**/*.yaml` only; a `.yml` file is silently never applied (docs/upstream/authentik.md §6.4).
+    // Authentik discovers `**/*.yaml` only; a `.yml` file is silently never applied (docs/src/upstream/authentik.md §6.4).
     let path = manifest_path(BLUEPRINT);
     assert_eq!(
         path.extension().and_then(|e| e.to_str()),
@@ -365,7 +365,7 @@ fn blueprint_header_and_context() {
     assert_eq!(
         raw["version"].as_u64(),
         Some(1),
-        "only version 1 is applied (docs/upstream/authentik.md §6.1)"
+        "only version 1 is applied (docs/src/upstream/authentik.md §6.1)"
     );
     assert!(raw["metadata"]["name"]
         .as_str()
@@ -406,7 +406,7 @@ fn entry_ids_are_unique_and_key_of_points_backwards() {
     let ids: Vec<&str> = entries(&raw).iter().filter_map(entry_id).collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "duplicate entry ids: {ids:?}");
-    // Panics on a forward or dangling !KeyOf: entries are applied in order (docs/upstream/authentik.md §6.2).
+    // Panics on a forward or dangling !KeyOf: entries are applied in order (docs/src/upstream/authentik.md §6.2).
     let resolved = resolved_blueprint(&raw, &test_env());
     assert_eq!(entries(&resolved).len(), entries(&raw).len());
 }
@@ -417,7 +417,7 @@ fn transport_sends_once_through_both_mappings() {
     let transport = single_entry(&raw, "authentik_events.notificationtransport");
     let attrs = &transport["attrs"];
     assert_eq!(attrs["mode"].as_str(), Some("webhook"));
-    // One POST per event instead of one per recipient (docs/upstream/authentik.md §5.4).
+    // One POST per event instead of one per recipient (docs/src/upstream/authentik.md §5.4).
     assert_eq!(attrs["send_once"].as_bool(), Some(true));
     assert_eq!(
         tagged(&attrs["webhook_url"], "Context").and_then(Yaml::as_str),
@@ -459,7 +459,7 @@ fn header_mapping_takes_the_token_from_env_at_apply_time() {
     let (name, _) = key_and_default(env_arg).expect("!Env argument");
     assert_eq!(name, TOKEN_ENV);
 
-    // The token ends up inside the stored expression (docs/upstream/authentik.md §12), quoted as a Python literal.
+    // The token ends up inside the stored expression (docs/src/upstream/authentik.md §12), quoted as a Python literal.
     let env = BTreeMap::from([(TOKEN_ENV, "s3cr'et\\")]);
     let resolved = resolved_blueprint(&raw, &env);
     let stored = entries(&resolved)
@@ -482,10 +482,10 @@ fn event_matchers_set_action_and_never_app() {
     for policy in entries_of(&raw, "authentik_policies_event_matcher.eventmatcherpolicy") {
         let attrs = policy["attrs"].as_mapping().expect("policy attrs");
         let id = entry_id(policy).unwrap_or("?");
-        // Without `action` the serializer fails with KeyError (docs/upstream/authentik.md §5.1).
+        // Without `action` the serializer fails with KeyError (docs/src/upstream/authentik.md §5.1).
         let action = attrs.get("action").and_then(Yaml::as_str);
         assert!(action.is_some(), "policy {id} has no action");
-        // Model events have app `authentik.events.middleware`, never a valid `app` choice (docs/upstream/authentik.md §5.1).
+        // Model events have app `authentik.events.middleware`, never a valid `app` choice (docs/src/upstream/authentik.md §5.1).
         assert!(!attrs.contains_key("app"), "policy {id} sets app");
         let model = attrs.get("model").and_then(Yaml::as_str);
         seen.insert((action.map(str::to_owned), model.map(str::to_owned)));
@@ -504,12 +504,12 @@ fn rule_sends_to_the_event_user_through_the_transport() {
     let raw = raw_blueprint();
     let rule = single_entry(&raw, "authentik_events.notificationrule");
     let attrs = rule["attrs"].as_mapping().expect("rule attrs");
-    // Without a recipient nothing is sent at all (docs/upstream/authentik.md §5.4).
+    // Without a recipient nothing is sent at all (docs/src/upstream/authentik.md §5.4).
     assert_eq!(
         attrs.get("destination_event_user").and_then(Yaml::as_bool),
         Some(true)
     );
-    // `group` is the pre-2025.8 name, silently ignored now (docs/upstream/authentik.md §5.2, §6.7).
+    // `group` is the pre-2025.8 name, silently ignored now (docs/src/upstream/authentik.md §5.2, §6.7).
     assert!(
         !attrs.contains_key("group"),
         "stale `group:` key on the rule"
@@ -546,7 +546,7 @@ fn every_binding_ties_one_policy_to_the_rule() {
                 &binding["attrs"][name]
             }
         };
-        // `!KeyOf` on a binding yields the rule's pbm_uuid (docs/upstream/authentik.md §5.3).
+        // `!KeyOf` on a binding yields the rule's pbm_uuid (docs/src/upstream/authentik.md §5.3).
         assert_eq!(key_of(field("target")), Some(rule_id), "binding target");
         let policy = key_of(field("policy")).expect("binding policy must be !KeyOf");
         assert!(
@@ -684,7 +684,7 @@ fn body_mapping_test_button_event_has_null_model() {
     );
     assert!(
         doc["model"].is_null(),
-        "the Test event has no model (docs/upstream/authentik.md §3.5): {doc}"
+        "the Test event has no model (docs/src/upstream/authentik.md §3.5): {doc}"
     );
     assert!(doc.get("diff").is_none(), "{doc}");
 }

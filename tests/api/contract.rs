@@ -5,7 +5,7 @@
 //! `tests/fixtures/upstream/authentik-openapi-2026.8.yml`), in strict mode: no field outside the spec.
 //! Where the contracts document that the real server differs from its published spec, the check
 //! asserts the documented behaviour instead, through a [`Patch`] that cites the section.
-//! The traps a client must survive (docs/upstream/outline.md §9.1, docs/upstream/authentik.md §7, §12) get their own
+//! The traps a client must survive (docs/src/upstream/outline.md §9.1, docs/src/upstream/authentik.md §7, §12) get their own
 //! assertions.
 
 use crate::openapi;
@@ -95,10 +95,10 @@ async fn start_authentik() -> FakeAuthentik {
         .expect("start fake Authentik")
 }
 
-/// Where the real Outline differs from `outline-openapi.yml`, each documented in docs/upstream/outline.md.
+/// Where the real Outline differs from `outline-openapi.yml`, each documented in docs/src/upstream/outline.md.
 fn outline_patches() -> Vec<Patch> {
     vec![
-        // docs/upstream/outline.md §3.7: `groups.memberships`, `groups.add_user` and the `groups.list` preview return
+        // docs/src/upstream/outline.md §3.7: `groups.memberships`, `groups.add_user` and the `groups.list` preview return
         // `{id: "<userId>-<groupId>", userId, groupId, permission: member|admin, user}`, not the
         // spec's `GroupMembership` (documentId, collectionId, read|read_write).
         Patch::Replace(
@@ -115,7 +115,7 @@ fn outline_patches() -> Vec<Patch> {
                 "required": ["id", "userId", "groupId", "permission", "user"]
             }),
         ),
-        // docs/upstream/outline.md §3.3, §3.7: answers also carry `nextPath` and an exact `total`.
+        // docs/src/upstream/outline.md §3.3, §3.7: answers also carry `nextPath` and an exact `total`.
         Patch::AddProps(
             "Pagination",
             json!({"nextPath": {"type": "string", "pattern": "^/api/"}, "total": {"type": "number"}}),
@@ -123,7 +123,7 @@ fn outline_patches() -> Vec<Patch> {
         Patch::Require("Pagination", &["limit", "offset", "nextPath", "total"]),
         // server/models/User.ts: the `avatarUrl` getter is null until an avatar is uploaded.
         Patch::Nullable("User", "avatarUrl"),
-        // docs/upstream/outline.md §3.4: an admin caller also gets `language`, `preferences` (null, docs/upstream/outline.md §9.1) and
+        // docs/src/upstream/outline.md §3.4: an admin caller also gets `language`, `preferences` (null, docs/src/upstream/outline.md §9.1) and
         // `notificationSettings`.
         Patch::AddProps(
             "User",
@@ -133,7 +133,7 @@ fn outline_patches() -> Vec<Patch> {
                 "notificationSettings": {"type": "object"}
             }),
         ),
-        // docs/upstream/outline.md §2.3: the presenter always sends these.
+        // docs/src/upstream/outline.md §2.3: the presenter always sends these.
         Patch::Require(
             "User",
             &[
@@ -150,7 +150,7 @@ fn outline_patches() -> Vec<Patch> {
                 "timezone",
             ],
         ),
-        // docs/upstream/outline.md §3.4: `presentGroup`.
+        // docs/src/upstream/outline.md §3.4: `presentGroup`.
         Patch::Require(
             "Group",
             &[
@@ -164,7 +164,7 @@ fn outline_patches() -> Vec<Patch> {
                 "updatedAt",
             ],
         ),
-        // docs/upstream/outline.md §3.6: the error envelope always has these four.
+        // docs/src/upstream/outline.md §3.6: the error envelope always has these four.
         Patch::Require("Error", &["ok", "error", "status", "message"]),
         Patch::Require("Policy", &["id", "abilities"]),
     ]
@@ -179,11 +179,11 @@ fn check_outline(method: &str, a: &Answer) {
         spec.response(&path, "post", &status)
     } else {
         // Statuses the spec leaves out (400 on the list methods, 404 for unknown methods) carry
-        // the same error envelope (docs/upstream/outline.md §3.6).
+        // the same error envelope (docs/src/upstream/outline.md §3.6).
         json!({"$ref": "#/components/schemas/Error"})
     };
     if a.status == 200 {
-        // docs/upstream/outline.md §3.1: the success envelope adds `status` and `ok` to every handler body.
+        // docs/src/upstream/outline.md §3.1: the success envelope adds `status` and `ok` to every handler body.
         let props = schema["properties"]
             .as_object_mut()
             .expect("object response");
@@ -192,7 +192,7 @@ fn check_outline(method: &str, a: &Answer) {
         schema["required"] = json!(["status", "ok"]);
     }
     if a.status == 429 {
-        // docs/upstream/outline.md §4.4, §3.7: the source also sends `message`.
+        // docs/src/upstream/outline.md §4.4, §3.7: the source also sends `message`.
         schema["properties"]["message"] = json!({"type": "string"});
         schema["required"] = json!(["ok", "error", "status", "message"]);
     }
@@ -262,16 +262,16 @@ async fn outline_users_info_returns_caller_or_user_with_email() {
     assert_eq!(me.body["data"]["id"], fake.admin_id());
     assert_eq!(me.body["data"]["role"], "admin");
 
-    // docs/upstream/outline.md §3.1: unknown keys are stripped, so `{email}` returns the caller, not Jane.
+    // docs/src/upstream/outline.md §3.1: unknown keys are stripped, so `{email}` returns the caller, not Jane.
     let by_email = outline(&fake, "users.info", json!({"email": "Jane.Doe@Corp.com"})).await;
     assert_eq!(by_email.body["data"]["id"], fake.admin_id());
 
     let a = outline(&fake, "users.info", json!({"id": jane})).await;
     assert_eq!(a.status, 200);
     let data = &a.body["data"];
-    // docs/upstream/outline.md §3.4: the admin key sees the email, stored with the IdP's case (docs/upstream/outline.md §6.7).
+    // docs/src/upstream/outline.md §3.4: the admin key sees the email, stored with the IdP's case (docs/src/upstream/outline.md §6.7).
     assert_eq!(data["email"], "Jane.Doe@Corp.com");
-    // docs/upstream/outline.md §9.1: timezone and preferences null.
+    // docs/src/upstream/outline.md §9.1: timezone and preferences null.
     assert_eq!(data["timezone"], Value::Null);
     assert_eq!(data["preferences"], Value::Null);
     assert_eq!(a.body["policies"][0]["id"], jane);
@@ -280,7 +280,7 @@ async fn outline_users_info_returns_caller_or_user_with_email() {
 #[tokio::test]
 async fn outline_users_info_unknown_or_deleted_id_is_403() {
     let fake = start_outline().await;
-    // docs/upstream/outline.md §3.7, §9: 403 where the spec lists 404.
+    // docs/src/upstream/outline.md §3.7, §9: 403 where the spec lists 404.
     let a = outline(
         &fake,
         "users.info",
@@ -291,7 +291,7 @@ async fn outline_users_info_unknown_or_deleted_id_is_403() {
     assert_eq!(a.body["error"], "authorization_error");
     assert_eq!(a.body["ok"], false);
 
-    // docs/upstream/outline.md §6.6: a deleted user is gone from every read.
+    // docs/src/upstream/outline.md §6.6: a deleted user is gone from every read.
     let gone = fake.add_user("Gone", "gone@example.com");
     fake.delete_user(&gone);
     let a = outline(&fake, "users.info", json!({"id": gone})).await;
@@ -325,7 +325,7 @@ async fn outline_authentication_failures_are_401() {
     assert_eq!(bad.status, 401);
     assert_eq!(bad.body["message"], "Invalid API key");
 
-    // docs/upstream/outline.md §3.2: the key may also travel as a body `token`.
+    // docs/src/upstream/outline.md §3.2: the key may also travel as a body `token`.
     let in_body = outline_raw(
         &fake,
         "users.info",
@@ -359,13 +359,13 @@ async fn outline_users_list_paginates_and_filters() {
 
     let last = outline(&fake, "users.list", json!({"limit": 25, "offset": 25})).await;
     assert_eq!(last.body["data"].as_array().map(Vec::len), Some(7));
-    // docs/upstream/outline.md §9: `nextPath` is there even on the last page.
+    // docs/src/upstream/outline.md §9: `nextPath` is there even on the last page.
     assert_eq!(
         last.body["pagination"]["nextPath"],
         "/api/users.list?limit=25&offset=50"
     );
 
-    // docs/upstream/outline.md §3.3, §9: 100 is accepted, 101 rejected (not clamped).
+    // docs/src/upstream/outline.md §3.3, §9: 100 is accepted, 101 rejected (not clamped).
     let ok = outline(&fake, "users.list", json!({"limit": 100})).await;
     assert_eq!(ok.status, 200);
     let too_big = outline(&fake, "users.list", json!({"limit": 101})).await;
@@ -375,30 +375,30 @@ async fn outline_users_list_paginates_and_filters() {
         too_big.body["message"],
         "Pagination limit is too large (max 100)"
     );
-    // docs/upstream/outline.md §9.1: `limit: 0` is the default 25.
+    // docs/src/upstream/outline.md §9.1: `limit: 0` is the default 25.
     let zero = outline(&fake, "users.list", json!({"limit": 0})).await;
     assert_eq!(zero.body["pagination"]["limit"], 25);
     let negative = outline(&fake, "users.list", json!({"offset": -1})).await;
     assert_eq!(negative.status, 400);
 
-    // docs/upstream/outline.md §9.1: a filter outside the enum is a validation error.
+    // docs/src/upstream/outline.md §9.1: a filter outside the enum is a validation error.
     let bogus = outline(&fake, "users.list", json!({"filter": "bogus"})).await;
     assert_eq!(bogus.status, 400);
     assert_eq!(bogus.body["error"], "validation_error");
 
-    // docs/upstream/outline.md §3.4: suspended users only with `all` / `suspended`.
+    // docs/src/upstream/outline.md §3.4: suspended users only with `all` / `suspended`.
     let all = outline(&fake, "users.list", json!({"filter": "all", "limit": 100})).await;
     assert_eq!(all.body["pagination"]["total"], 33);
     let sus = outline(&fake, "users.list", json!({"filter": "suspended"})).await;
     assert_eq!(sus.body["data"][0]["id"], suspended);
     assert_eq!(sus.body["data"][0]["isSuspended"], true);
-    // docs/upstream/outline.md §9.1: invited users have `lastActiveAt: null` and are what `invited` returns.
+    // docs/src/upstream/outline.md §9.1: invited users have `lastActiveAt: null` and are what `invited` returns.
     let inv = outline(&fake, "users.list", json!({"filter": "invited"})).await;
     assert_eq!(inv.body["data"].as_array().map(Vec::len), Some(1));
     assert_eq!(inv.body["data"][0]["id"], invited);
     assert_eq!(inv.body["data"][0]["lastActiveAt"], Value::Null);
 
-    // docs/upstream/outline.md §6.7: `emails` are lowercased, then matched exactly, so a mixed-case stored email misses.
+    // docs/src/upstream/outline.md §6.7: `emails` are lowercased, then matched exactly, so a mixed-case stored email misses.
     let miss = outline(
         &fake,
         "users.list",
@@ -421,7 +421,7 @@ async fn outline_users_list_paginates_and_filters() {
     )
     .await;
     assert_eq!(inv_hit.body["data"][0]["id"], invited);
-    // docs/upstream/outline.md §3.4: `emails: []` matches nothing in v1.9.2.
+    // docs/src/upstream/outline.md §3.4: `emails: []` matches nothing in v1.9.2.
     let empty = outline(&fake, "users.list", json!({"emails": []})).await;
     assert_eq!(empty.body["pagination"]["total"], 0);
     let not_email = outline(&fake, "users.list", json!({"emails": ["nope"]})).await;
@@ -471,14 +471,14 @@ async fn outline_groups_list_filters_sorts_and_previews() {
     assert_eq!(a.body["pagination"]["total"], 29);
     assert_eq!(a.body["data"]["groups"].as_array().map(Vec::len), Some(25));
     assert_eq!(a.body["policies"].as_array().map(Vec::len), Some(25));
-    // docs/upstream/outline.md §9.1: `limit: 0` is the default 25.
+    // docs/src/upstream/outline.md §9.1: `limit: 0` is the default 25.
     let zero = outline(&fake, "groups.list", json!({"limit": 0})).await;
     assert_eq!(zero.body["pagination"]["limit"], 25);
     let too_big = outline(&fake, "groups.list", json!({"limit": 101})).await;
     assert_eq!(too_big.status, 400);
     assert_eq!(too_big.body["error"], "invalid_request");
 
-    // docs/upstream/outline.md §9.1: a sort that is not a Group attribute.
+    // docs/src/upstream/outline.md §9.1: a sort that is not a Group attribute.
     let bogus = outline(&fake, "groups.list", json!({"sort": "bogus"})).await;
     assert_eq!(bogus.status, 400);
     assert_eq!(bogus.body["error"], "validation_error");
@@ -501,7 +501,7 @@ async fn outline_groups_list_filters_sorts_and_previews() {
     let by_ext = outline(&fake, "groups.list", json!({"externalId": "ak-eng"})).await;
     assert_eq!(by_ext.body["pagination"]["total"], 1);
     assert_eq!(by_ext.body["data"]["groups"][0]["externalId"], "ak-eng");
-    // docs/upstream/outline.md §6.1: `name` is exact and case-sensitive; `query` a case-insensitive substring.
+    // docs/src/upstream/outline.md §6.1: `name` is exact and case-sensitive; `query` a case-insensitive substring.
     let exact = outline(&fake, "groups.list", json!({"name": "docs"})).await;
     assert_eq!(exact.body["pagination"]["total"], 0);
     let exact = outline(&fake, "groups.list", json!({"name": "Docs"})).await;
@@ -512,7 +512,7 @@ async fn outline_groups_list_filters_sorts_and_previews() {
     let mine = outline(&fake, "groups.list", json!({"userId": users[0]})).await;
     assert_eq!(mine.body["pagination"]["total"], 2);
 
-    // docs/upstream/outline.md §3.4: the deprecated preview holds at most six members per group, admins first.
+    // docs/src/upstream/outline.md §3.4: the deprecated preview holds at most six members per group, admins first.
     let one = outline(&fake, "groups.list", json!({"externalId": "ak-eng"})).await;
     let previews = one.body["data"]["groupMemberships"]
         .as_array()
@@ -521,7 +521,7 @@ async fn outline_groups_list_filters_sorts_and_previews() {
     assert_eq!(previews.len(), 6);
     assert_eq!(previews[0]["permission"], "admin");
     assert_eq!(one.body["data"]["groups"][0]["memberCount"], 8);
-    // docs/upstream/outline.md §3.4: membership users carry no email.
+    // docs/src/upstream/outline.md §3.4: membership users carry no email.
     assert!(previews.iter().all(|m| m["user"].get("email").is_none()));
 }
 
@@ -542,7 +542,7 @@ async fn outline_groups_info_by_id_or_external_id_else_403() {
     .await;
     assert_eq!(by_ext.body["data"]["id"], g);
 
-    // docs/upstream/outline.md §3.7, §9.1: neither key, or an unknown one, is 403 authorization_error.
+    // docs/src/upstream/outline.md §3.7, §9.1: neither key, or an unknown one, is 403 authorization_error.
     for body in [
         json!({}),
         json!({"id": "0b5a4e4e-9c1f-4c0e-8a51-6f1d1b7c2a10"}),
@@ -569,11 +569,11 @@ async fn outline_groups_create_and_update_enforce_case_insensitive_names() {
         .unwrap_or_default()
         .to_string();
     assert_eq!(a.body["data"]["externalId"], "ak-docs");
-    // docs/upstream/outline.md §9: `description` is accepted and dropped by v1.9.2's handler.
+    // docs/src/upstream/outline.md §9: `description` is accepted and dropped by v1.9.2's handler.
     assert_eq!(a.body["data"]["description"], Value::Null);
     assert_eq!(fake.group_by_name("docs").map(|g| g.id), Some(docs.clone()));
 
-    // docs/upstream/outline.md §6.1, §9: "docs" clashes with "Docs".
+    // docs/src/upstream/outline.md §6.1, §9: "docs" clashes with "Docs".
     let clash = outline(&fake, "groups.create", json!({"name": "docs"})).await;
     assert_eq!(clash.status, 400);
     assert_eq!(clash.body["error"], "validation_error");
@@ -581,7 +581,7 @@ async fn outline_groups_create_and_update_enforce_case_insensitive_names() {
         clash.body["message"],
         "The name of this group is already in use (isUniqueNameInTeam)"
     );
-    // docs/upstream/outline.md §6.1: the name is an unescaped ILIKE pattern, so `_` matches `-`.
+    // docs/src/upstream/outline.md §6.1: the name is an unescaped ILIKE pattern, so `_` matches `-`.
     fake.add_group("eng-team", None);
     let wildcard = outline(&fake, "groups.create", json!({"name": "eng_team"})).await;
     assert_eq!(wildcard.status, 400);
@@ -636,7 +636,7 @@ async fn outline_groups_create_has_its_own_limit_of_ten_a_minute() {
         let a = outline(&fake, "groups.create", json!({"name": format!("G{i}")})).await;
         assert_eq!(a.status, 200);
     }
-    // docs/upstream/outline.md §4.3, §9: the 11th answers 429 with a fractional Retry-After.
+    // docs/src/upstream/outline.md §4.3, §9: the 11th answers 429 with a fractional Retry-After.
     let a = outline(&fake, "groups.create", json!({"name": "G10"})).await;
     assert_eq!(a.status, 429);
     assert_eq!(a.body["error"], "rate_limit_exceeded");
@@ -645,12 +645,12 @@ async fn outline_groups_create_has_its_own_limit_of_ten_a_minute() {
     assert_retry_after(&retry, 60.0);
     assert_eq!(a.header("ratelimit-limit").as_deref(), Some("10"));
     assert_eq!(fake.throttled_count(), 1);
-    // Other methods are unaffected (docs/upstream/outline.md §4.3).
+    // Other methods are unaffected (docs/src/upstream/outline.md §4.3).
     let other = outline(&fake, "groups.list", json!({})).await;
     assert_eq!(other.status, 200);
 }
 
-/// docs/upstream/outline.md §4.4, §9.1: seconds with up to three decimals, parsed as a float.
+/// docs/src/upstream/outline.md §4.4, §9.1: seconds with up to three decimals, parsed as a float.
 fn assert_retry_after(value: &str, at_most: f64) {
     let (whole, frac) = value.split_once('.').unwrap_or((value, ""));
     assert!(
@@ -677,7 +677,7 @@ async fn outline_default_limiter_answers_429_with_ietf_headers() {
     assert_retry_after(&a.header("retry-after").expect("Retry-After"), 30.0);
     assert_eq!(a.header("ratelimit-limit").as_deref(), Some("3"));
     assert_eq!(a.header("ratelimit-remaining").as_deref(), Some("0"));
-    // docs/upstream/outline.md §4.4: v1.9.2 sends a JavaScript Date string, and no X-RateLimit-* headers.
+    // docs/src/upstream/outline.md §4.4: v1.9.2 sends a JavaScript Date string, and no X-RateLimit-* headers.
     let reset = a.header("ratelimit-reset").expect("RateLimit-Reset");
     assert!(reset.contains("GMT"), "RateLimit-Reset {reset:?}");
     assert!(a
@@ -707,10 +707,10 @@ async fn outline_memberships_have_the_source_shape() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    // docs/upstream/outline.md §3.4: newest membership first; suspended members included.
+    // docs/src/upstream/outline.md §3.4: newest membership first; suspended members included.
     let order: Vec<&str> = items.iter().filter_map(|m| m["userId"].as_str()).collect();
     assert_eq!(order, vec![third.as_str(), second.as_str(), first.as_str()]);
-    // docs/upstream/outline.md §3.7: `id` is "<userId>-<groupId>".
+    // docs/src/upstream/outline.md §3.7: `id` is "<userId>-<groupId>".
     assert_eq!(items[2]["id"], format!("{first}-{g}"));
     assert_eq!(items[2]["permission"], "admin");
     assert!(items.iter().all(|m| m["user"].get("email").is_none()));
@@ -718,7 +718,7 @@ async fn outline_memberships_have_the_source_shape() {
         .as_array()
         .is_some_and(|u| u.iter().all(|u| u.get("email").is_none())));
     assert_eq!(a.body["pagination"]["total"], 3);
-    // docs/upstream/outline.md §3.4: memberCount leaves suspended members out.
+    // docs/src/upstream/outline.md §3.4: memberCount leaves suspended members out.
     let info = outline(&fake, "groups.info", json!({"id": g})).await;
     assert_eq!(info.body["data"]["memberCount"], 2);
     fake.set_suspended(&first, true);
@@ -757,7 +757,7 @@ async fn outline_add_user_defaults_to_member_and_demotes_admins() {
     let dev = fake.add_user("Dev", "dev@example.com");
     fake.add_member(&g, &boss, "admin");
 
-    // A new member: memberCount in the answer is the count from before (docs/upstream/outline.md §9.1), no policies.
+    // A new member: memberCount in the answer is the count from before (docs/src/upstream/outline.md §9.1), no policies.
     let a = outline(&fake, "groups.add_user", json!({"id": g, "userId": dev})).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body["data"]["groups"][0]["memberCount"], 1);
@@ -770,7 +770,7 @@ async fn outline_add_user_defaults_to_member_and_demotes_admins() {
     assert!(a.body["data"]["users"][0].get("email").is_none());
     assert_eq!(fake.members(&g).len(), 2);
 
-    // docs/upstream/outline.md §6.3, §9: re-adding the group admin without `permission` demotes them.
+    // docs/src/upstream/outline.md §6.3, §9: re-adding the group admin without `permission` demotes them.
     let again = outline(&fake, "groups.add_user", json!({"id": g, "userId": boss})).await;
     assert_eq!(again.status, 200);
     assert_eq!(
@@ -789,7 +789,7 @@ async fn outline_add_user_defaults_to_member_and_demotes_admins() {
         Some("admin")
     );
 
-    // docs/upstream/outline.md §3.7, §6.5: unknown group or user is 403, not 404.
+    // docs/src/upstream/outline.md §3.7, §6.5: unknown group or user is 403, not 404.
     let unknown = "0b5a4e4e-9c1f-4c0e-8a51-6f1d1b7c2a10";
     for body in [
         json!({"id": unknown, "userId": dev}),
@@ -799,7 +799,7 @@ async fn outline_add_user_defaults_to_member_and_demotes_admins() {
         assert_eq!(a.status, 403);
         assert_eq!(a.body["error"], "authorization_error");
     }
-    // `groups.update_user` is not in the spec (docs/upstream/outline.md §3.7); it answers the shape of `groups.add_user`.
+    // `groups.update_user` is not in the spec (docs/src/upstream/outline.md §3.7); it answers the shape of `groups.add_user`.
     let update = outline_raw(
         &fake,
         "groups.update_user",
@@ -846,7 +846,7 @@ async fn outline_remove_user_reports_old_count_and_ignores_non_members() {
     assert_eq!(a.status, 200);
     assert_eq!(a.body["data"]["groups"][0]["memberCount"], 1);
     assert!(fake.members(&g).is_empty());
-    // docs/upstream/outline.md §6.4, §9: a non-member is a 200 no-op.
+    // docs/src/upstream/outline.md §6.4, §9: a non-member is a 200 no-op.
     let noop = outline(
         &fake,
         "groups.remove_user",
@@ -871,7 +871,7 @@ async fn outline_deleted_user_loses_memberships_silently() {
     let dev = fake.add_user("Dev", "dev@example.com");
     fake.add_member(&g, &dev, "member");
     fake.delete_user(&dev);
-    // docs/upstream/outline.md §6.6: memberships destroyed, user gone from lists and from add_user.
+    // docs/src/upstream/outline.md §6.6: memberships destroyed, user gone from lists and from add_user.
     assert!(fake.members(&g).is_empty());
     let list = outline(&fake, "users.list", json!({"filter": "all"})).await;
     assert!(list.body["data"]
@@ -889,7 +889,7 @@ async fn outline_unknown_method_is_404_and_html_is_negotiated() {
     assert_eq!(a.body["error"], "not_found");
     assert_eq!(a.body["message"], "Resource not found");
 
-    // docs/upstream/outline.md §3.6, §9.1: a client that prefers HTML gets an HTML error page.
+    // docs/src/upstream/outline.md §3.6, §9.1: a client that prefers HTML gets an HTML error page.
     let html = outline_raw(&fake, "users.info", json!({}), None, "text/html").await;
     assert_eq!(html.status, 401);
     assert!(html
@@ -943,7 +943,7 @@ async fn outline_signin_delivery_matches_the_webhook_body() {
     let jane = fake.add_user("Jane Doe", "jane@example.com");
     let body = fake.signin_delivery(&jane);
 
-    // docs/upstream/outline.md §9: compact JSON, and docs/upstream/outline.md §2.3: no email anywhere, for any user.
+    // docs/src/upstream/outline.md §9: compact JSON, and docs/src/upstream/outline.md §2.3: no email anywhere, for any user.
     assert!(
         !body.contains("\": ") && !body.contains(", \""),
         "not compact: {body}"
@@ -953,16 +953,16 @@ async fn outline_signin_delivery_matches_the_webhook_body() {
     assert_eq!(v["event"], "users.signin");
     assert_eq!(v["actorId"], jane);
     assert_eq!(v["payload"]["id"], jane);
-    // docs/upstream/outline.md §2.2: the real key name (the docs misspell it).
+    // docs/src/upstream/outline.md §2.2: the real key name (the docs misspell it).
     assert_eq!(v["webhookSubscriptionId"], fake.webhook_subscription_id());
     assert_eq!(v["payload"]["model"]["timezone"], Value::Null);
     assert_eq!(v["payload"]["model"]["role"], "member");
     assert_eq!(v["payload"]["model"]["isSuspended"], false);
-    // docs/upstream/outline.md §2.2: a new delivery id each time.
+    // docs/src/upstream/outline.md §2.2: a new delivery id each time.
     let again: Value = serde_json::from_str(&fake.signin_delivery(&jane)).expect("JSON");
     assert_ne!(v["id"], again["id"]);
 
-    // docs/upstream/outline.md §2.2, §2.3, §9.1: top-level and model keys in the presenter's order.
+    // docs/src/upstream/outline.md §2.2, §2.3, §9.1: top-level and model keys in the presenter's order.
     assert_key_order(
         &body,
         &[
@@ -994,7 +994,7 @@ async fn outline_signin_delivery_matches_the_webhook_body() {
     let model = v["payload"]["model"].as_object().expect("model object");
     assert_eq!(model.len(), 11);
 
-    // docs/upstream/outline.md §2.1: the signature the bridge verifies.
+    // docs/src/upstream/outline.md §2.1: the signature the bridge verifies.
     let sig = outline_signature(
         "ol_whs_testsecret",
         1_724_340_000_000,
@@ -1028,7 +1028,7 @@ async fn authentik_users_list_pagination_is_drf_with_caps() {
             &format!("user{i:02}@example.com"),
         );
     }
-    // 45 + akadmin = 46 users; default page size 20 (docs/upstream/authentik.md §7.2).
+    // 45 + akadmin = 46 users; default page size 20 (docs/src/upstream/authentik.md §7.2).
     let p1 = authentik(&fake, "/core/users/", "/core/users/").await;
     assert_eq!(p1.status, 200);
     let pg = &p1.body["pagination"];
@@ -1036,7 +1036,7 @@ async fn authentik_users_list_pagination_is_drf_with_caps() {
     assert_eq!(pg["current"], 1);
     assert_eq!(pg["total_pages"], 3);
     assert_eq!(pg["next"], 2);
-    // docs/upstream/authentik.md §7.2: `previous` is 0 (an integer), not null.
+    // docs/src/upstream/authentik.md §7.2: `previous` is 0 (an integer), not null.
     assert_eq!(pg["previous"], 0);
     assert!(pg["previous"].is_u64());
     assert_eq!(pg["start_index"], 1);
@@ -1058,7 +1058,7 @@ async fn authentik_users_list_pagination_is_drf_with_caps() {
     let p0 = authentik(&fake, "/core/users/", "/core/users/?page=0").await;
     assert_eq!(p0.status, 404);
 
-    // docs/upstream/authentik.md §7.2: page_size above the cap is clamped to 100; invalid falls back to the default.
+    // docs/src/upstream/authentik.md §7.2: page_size above the cap is clamped to 100; invalid falls back to the default.
     let big = authentik(&fake, "/core/users/", "/core/users/?page_size=500").await;
     assert_eq!(big.body["results"].as_array().map(Vec::len), Some(46));
     assert_eq!(big.body["pagination"]["total_pages"], 1);
@@ -1108,7 +1108,7 @@ async fn authentik_users_filters_and_detail() {
     fake.add_member(&eng, jane);
     fake.set_active(bob, false);
 
-    // docs/upstream/authentik.md §7.4: `email` is exact and case-sensitive.
+    // docs/src/upstream/authentik.md §7.4: `email` is exact and case-sensitive.
     let hit = authentik(
         &fake,
         "/core/users/",
@@ -1214,7 +1214,7 @@ async fn authentik_groups_list_and_detail() {
     let admins = &all.body["results"][0];
     assert_eq!(admins["is_superuser"], true);
     assert_eq!(admins["users_obj"][0]["username"], "akadmin");
-    // docs/upstream/authentik.md §7.3: `include_users` defaults to true; children/parents objects only on request.
+    // docs/src/upstream/authentik.md §7.3: `include_users` defaults to true; children/parents objects only on request.
     assert_eq!(all.body["results"][3]["parents"], json!([parent]));
     assert_eq!(all.body["results"][3]["parents_obj"], Value::Null);
     assert_eq!(all.body["results"][2]["children"], json!([child]));
@@ -1250,7 +1250,7 @@ async fn authentik_groups_list_and_detail() {
         child
     );
 
-    // docs/upstream/authentik.md §7.3: `{group_uuid}` takes the dashed or the 32-hex form (as in an event's model.pk).
+    // docs/src/upstream/authentik.md §7.3: `{group_uuid}` takes the dashed or the 32-hex form (as in an event's model.pk).
     let dashed = authentik(
         &fake,
         "/core/groups/{group_uuid}/",
@@ -1281,7 +1281,7 @@ async fn authentik_groups_list_and_detail() {
     .await;
     assert_eq!(garbage.status, 404);
 
-    // Direct membership only (docs/upstream/authentik.md §7.5): jane is not listed in "staff".
+    // Direct membership only (docs/src/upstream/authentik.md §7.5): jane is not listed in "staff".
     assert!(fake.group_members(&parent).is_empty());
     assert_eq!(fake.group_members("wiki-editors"), vec![jane]);
 }
@@ -1302,7 +1302,7 @@ async fn authentik_auth_and_permission_failures_are_403() {
     assert_eq!(bad.status, 403);
     assert_eq!(bad.body, json!({"detail": "Token invalid/expired"}));
 
-    // docs/upstream/authentik.md §7.7: a token without view permissions gets 403, not an empty list.
+    // docs/src/upstream/authentik.md §7.7: a token without view permissions gets 403, not an empty list.
     fake.set_forbidden(true);
     let a = authentik(&fake, "/core/users/", "/core/users/").await;
     assert_eq!(a.status, 403);
@@ -1323,7 +1323,7 @@ async fn authentik_auth_and_permission_failures_are_403() {
 }
 
 /// The transports list `check` reads: the spec's shape, filtered by `mode`, and 403 without
-/// `view_notificationtransport` (docs/upstream/authentik.md §7.7).
+/// `view_notificationtransport` (docs/src/upstream/authentik.md §7.7).
 #[tokio::test]
 async fn authentik_transports_list_has_the_specs_shape() {
     let fake = start_authentik().await;
@@ -1513,7 +1513,7 @@ async fn authentik_changes_record_the_events_of_section_12() {
         assert_eq!(e["schema"], "authentik-bridge/v1");
         assert_eq!(e["app"], "authentik.events.middleware");
         assert_eq!(e["model"]["app"], "authentik_core");
-        // docs/upstream/authentik.md §4.3: no diff without a licence.
+        // docs/src/upstream/authentik.md §4.3: no diff without a licence.
         assert!(e.get("diff").is_none());
         let pk = e["event_pk"].as_str().unwrap_or_default();
         assert_eq!(pk.len(), 36, "event_pk is dashed: {pk}");
@@ -1524,7 +1524,7 @@ async fn authentik_changes_record_the_events_of_section_12() {
         );
     }
 
-    // With a licence the membership diff appears (docs/upstream/authentik.md §4.3).
+    // With a licence the membership diff appears (docs/src/upstream/authentik.md §4.3).
     fake.set_licensed(true);
     let bob = fake.add_user("bob", "Bob", "bob@example.com");
     let g2 = fake.add_group("ops");
@@ -1550,7 +1550,7 @@ async fn authentik_webhook_posts_documents_and_retries() {
     fake.set_webhook(Some(url.clone()), Some("s3cret".into()));
 
     let jane = fake.add_user("jane", "Jane Doé", "jane@example.com");
-    // The receiver fails twice; the third attempt lands (docs/upstream/authentik.md §2.5: up to five retries).
+    // The receiver fails twice; the third attempt lands (docs/src/upstream/authentik.md §2.5: up to five retries).
     // The fake logs an attempt once the answer is back, after the receiver has logged it.
     wait_for("three attempts", Duration::from_secs(10), || {
         fake.deliveries().len() >= 3
@@ -1575,7 +1575,7 @@ async fn authentik_webhook_posts_documents_and_retries() {
     assert_eq!(header("authorization").as_deref(), Some("Bearer s3cret"));
     assert_eq!(header("content-type").as_deref(), Some("application/json"));
     assert!(header("user-agent").is_some_and(|u| u.starts_with("authentik@")));
-    // docs/upstream/authentik.md §12: Python json.dumps defaults: ", " and ": " separators, ASCII escapes.
+    // docs/src/upstream/authentik.md §12: Python json.dumps defaults: ", " and ": " separators, ASCII escapes.
     assert!(body.contains("\"action\": \"model_updated\""), "{body}");
     assert!(body.contains("Jane Do\\u00e9"), "{body}");
     let doc: Value = serde_json::from_str(body).expect("JSON body");
@@ -1607,7 +1607,7 @@ async fn authentik_webhook_posts_documents_and_retries() {
     .await;
     let last: Value = serde_json::from_str(&received(&rx)[4].1).expect("JSON");
     assert_eq!(last["model"]["pk"], json!(g.replace('-', "")));
-    // remove_user by hex pk: 204, and an unknown user is a 404 `{"detail": …}` (docs/upstream/authentik.md §7.6).
+    // remove_user by hex pk: 204, and an unknown user is a 404 `{"detail": …}` (docs/src/upstream/authentik.md §7.6).
     let hex = g.replace('-', "");
     let resp = client()
         .post(format!(
@@ -1698,7 +1698,7 @@ fn spec_checks_reject_wrong_shapes() {
     assert!(!outline_spec
         .errors(&schema, &missing, &outline_patches(), true)
         .is_empty());
-    // The spec's own membership shape is what docs/upstream/outline.md §3.7 says the server does not send.
+    // The spec's own membership shape is what docs/src/upstream/outline.md §3.7 says the server does not send.
     let item = json!({"id": "a-b", "userId": "0b5a4e4e-9c1f-4c0e-8a51-6f1d1b7c2a10",
         "groupId": "0b5a4e4e-9c1f-4c0e-8a51-6f1d1b7c2a10", "permission": "member", "user": {}});
     let membership = json!({"$ref": "#/components/schemas/GroupMembership"});
@@ -1726,7 +1726,7 @@ fn spec_checks_reject_wrong_shapes() {
 
 /// The patches of [`outline_patches`] plus those the lifecycle methods need. `events.list` answers
 /// `pagination: ctx.state.pagination`, which has no `total` (server/routes/api/events/events.ts,
-/// docs/upstream/outline.md §3.3), so the `total` requirement is left out for it.
+/// docs/src/upstream/outline.md §3.3), so the `total` requirement is left out for it.
 fn lifecycle_patches(events: bool) -> Vec<Patch> {
     let mut patches: Vec<Patch> = outline_patches()
         .into_iter()
@@ -1761,7 +1761,7 @@ async fn lifecycle(fake: &FakeOutline, method: &str, body: Value) -> Answer {
     let mut schema = if spec.lists_status(&path, "post", &status) {
         spec.response(&path, "post", &status)
     } else {
-        // docs/upstream/outline.md §3.6: unlisted statuses (400 here) carry the error envelope.
+        // docs/src/upstream/outline.md §3.6: unlisted statuses (400 here) carry the error envelope.
         json!({"$ref": "#/components/schemas/Error"})
     };
     if a.status == 200 {
@@ -1780,7 +1780,7 @@ async fn lifecycle(fake: &FakeOutline, method: &str, body: Value) -> Answer {
         }
     }
     if a.status == 429 {
-        // docs/upstream/outline.md §4.4, §3.7: the source also sends `message`.
+        // docs/src/upstream/outline.md §4.4, §3.7: the source also sends `message`.
         schema["properties"]["message"] = json!({"type": "string"});
         schema["required"] = json!(["ok", "error", "status", "message"]);
     }
@@ -1847,7 +1847,7 @@ async fn outline_update_role_promotes_demotes_and_refuses_no_ops() {
     assert_eq!(fake.role_of(&me).as_deref(), Some("admin"));
 
     // `rejectOnEmpty`: an unknown or deleted id is 404 `not_found` here, unlike the 403 of `users.info`
-    // (docs/upstream/outline.md §3.6). The spec lists a 404 for this method.
+    // (docs/src/upstream/outline.md §3.6). The spec lists a 404 for this method.
     let unknown = lifecycle(
         &fake,
         "users.update_role",
@@ -1951,7 +1951,7 @@ async fn outline_suspend_and_activate_never_touch_the_caller() {
     assert_eq!(a.body["policies"][0]["id"], dev);
     assert!(fake.is_suspended(&dev));
     assert_eq!(fake.suspended_by(&dev), Some(fake.admin_id()));
-    // docs/upstream/outline.md §6.6: memberships are kept; the default `users.list` leaves the user out.
+    // docs/src/upstream/outline.md §6.6: memberships are kept; the default `users.list` leaves the user out.
     assert!(fake.members(&g).contains_key(&dev));
     let list = outline(&fake, "users.list", json!({})).await;
     assert!(list.body["data"]
@@ -1972,7 +1972,7 @@ async fn outline_suspend_and_activate_never_touch_the_caller() {
         assert_eq!(a.status, 403, "{method}");
         assert_eq!(a.body["error"], "authorization_error");
         assert_eq!(a.body["message"], "Authorization error");
-        // `rejectOnEmpty`: 404 for an unknown id (docs/upstream/outline.md §3.6).
+        // `rejectOnEmpty`: 404 for an unknown id (docs/src/upstream/outline.md §3.6).
         let a = lifecycle(&fake, method, json!({"id": UNKNOWN_USER})).await;
         assert_eq!(a.status, 404, "{method}");
         assert_eq!(a.body["error"], "not_found");
@@ -1995,7 +1995,7 @@ async fn outline_suspend_and_activate_never_touch_the_caller() {
 async fn outline_invite_creates_placeholders_and_skips_existing_emails() {
     let fake = start_outline().await;
     let taken = fake.add_user("Taken", "taken@example.com");
-    // Stored with the IdP's case (docs/upstream/outline.md §6.7).
+    // Stored with the IdP's case (docs/src/upstream/outline.md §6.7).
     let mixed = fake.add_user("Mixed", "Mixed.Case@Example.com");
 
     let a = lifecycle(
@@ -2105,7 +2105,7 @@ async fn outline_invite_limiter_counts_requests_per_hour() {
     fake.set_invite_limit(2);
     let one = |i: usize| json!({"invites": [{"email": format!("p{i}@example.com"), "name": "P", "role": "member"}]});
     // server/middlewares/rateLimiter.ts: the route registers its limiter lazily, so on a fresh server the
-    // first request is drawn from the default bucket (docs/upstream/outline.md §4.3); then every request
+    // first request is drawn from the default bucket (docs/src/upstream/outline.md §4.3); then every request
     // counts one point, whatever it carries or answers.
     assert_eq!(lifecycle(&fake, "users.invite", one(0)).await.status, 200);
     assert_eq!(lifecycle(&fake, "users.invite", one(1)).await.status, 200);

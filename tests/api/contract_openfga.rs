@@ -3,7 +3,7 @@
 //! Every call the OpenFGA sink makes is driven over HTTP and the answers, successes and error
 //! envelopes alike, are validated against the vendored Swagger 2.0 spec
 //! (`tests/fixtures/upstream/openfga-openapi.json`) in strict mode: no field outside the spec.
-//! Where docs/upstream/openfga.md §8 says the real server differs from its spec, the check asserts
+//! Where docs/src/upstream/openfga.md §8 says the real server differs from its spec, the check asserts
 //! the server's behaviour through a [`Patch`] that cites the section. The behaviour rules the spec
 //! cannot express (atomic writes, the 100-tuple limit, `on_duplicate` / `on_missing`, identifier
 //! rules, Read filters and pagination, model resolution) get their own assertions.
@@ -151,7 +151,7 @@ fn is_ulid(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"ILOU".contains(&b)))
 }
 
-/// `^$|^[A-Za-z0-9-_]+={0,2}$` (docs/upstream/openfga.md §2.3).
+/// `^$|^[A-Za-z0-9-_]+={0,2}$` (docs/src/upstream/openfga.md §2.3).
 fn is_token(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     s.is_empty()
@@ -162,7 +162,7 @@ fn is_token(s: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
-/// An error envelope with `code` from `enum_ref`, both fields always sent (docs/upstream/openfga.md
+/// An error envelope with `code` from `enum_ref`, both fields always sent (docs/src/upstream/openfga.md
 /// §3.1).
 fn envelope(code: Value) -> Value {
     json!({
@@ -172,11 +172,11 @@ fn envelope(code: Value) -> Value {
     })
 }
 
-/// Where the real OpenFGA differs from `openfga-openapi.json` (docs/upstream/openfga.md §8), plus
+/// Where the real OpenFGA differs from `openfga-openapi.json` (docs/src/upstream/openfga.md §8), plus
 /// what its marshaler always sends.
 fn fga_patches() -> Vec<Patch> {
     vec![
-        // docs/upstream/openfga.md §8.7, §2.1: unset message fields come out as `null`, not left
+        // docs/src/upstream/openfga.md §8.7, §2.1: unset message fields come out as `null`, not left
         // out.
         Patch::Nullable("TupleKey", "condition"),
         Patch::Nullable("Store", "deleted_at"),
@@ -184,7 +184,7 @@ fn fga_patches() -> Vec<Patch> {
         Patch::Nullable("TypeDefinition", "metadata"),
         Patch::Nullable("Metadata", "source_info"),
         Patch::Nullable("RelationMetadata", "source_info"),
-        // docs/upstream/openfga.md §2.1: `EmitUnpopulated`, so every field is present in an answer.
+        // docs/src/upstream/openfga.md §2.1: `EmitUnpopulated`, so every field is present in an answer.
         Patch::Require("TupleKey", &["user", "relation", "object", "condition"]),
         Patch::Require("Store", &["deleted_at"]),
         Patch::Require("GetStoreResponse", &["deleted_at"]),
@@ -193,7 +193,7 @@ fn fga_patches() -> Vec<Patch> {
         Patch::Require("ReadAuthorizationModelResponse", &["authorization_model"]),
         Patch::Require("AuthorizationModel", &["conditions"]),
         Patch::Require("TypeDefinition", &["relations", "metadata"]),
-        // docs/upstream/openfga.md §3.1: every error carries both `code` and `message`.
+        // docs/src/upstream/openfga.md §3.1: every error carries both `code` and `message`.
         Patch::Replace(
             "ValidationErrorMessageResponse",
             envelope(json!({"$ref": "#/definitions/ErrorCode"})),
@@ -206,13 +206,13 @@ fn fga_patches() -> Vec<Patch> {
             "InternalErrorMessageResponse",
             envelope(json!({"$ref": "#/definitions/InternalErrorCode"})),
         ),
-        // docs/upstream/openfga.md §8.3: a 409 carries `"code": "Aborted"`, not the example's
+        // docs/src/upstream/openfga.md §8.3: a 409 carries `"code": "Aborted"`, not the example's
         // `"10"`.
         Patch::Replace(
             "AbortedMessageResponse",
             envelope(json!({"type": "string", "enum": ["Aborted"]})),
         ),
-        // docs/upstream/openfga.md §3.1, §3.2: a 401's code is an `AuthErrorCode` name
+        // docs/src/upstream/openfga.md §3.1, §3.2: a 401's code is an `AuthErrorCode` name
         // (`bearer_token_missing`, `unauthenticated`); the spec points
         // `UnauthenticatedResponse.code` at `ErrorCode`, which has neither, not even its own
         // example's `unauthenticated`.
@@ -224,7 +224,7 @@ fn fga_patches() -> Vec<Patch> {
 }
 
 /// Validates an answer against the spec's schema for `template`, `method` and the status.
-/// docs/upstream/openfga.md §8.2: the server never sends the listed 403; docs/upstream/openfga.md
+/// docs/src/upstream/openfga.md §8.2: the server never sends the listed 403; docs/src/upstream/openfga.md
 /// §8.8: no 429 either. Both would fail here.
 fn check_fga(method: &str, template: &str, a: &Answer) {
     let spec = openapi::openfga();
@@ -245,7 +245,7 @@ fn check_fga(method: &str, template: &str, a: &Answer) {
     );
     assert!(
         a.header("x-request-id").is_some(),
-        "{method} {template}: no X-Request-Id (docs/upstream/openfga.md §2.1)"
+        "{method} {template}: no X-Request-Id (docs/src/upstream/openfga.md §2.1)"
     );
     assert!(
         a.header("content-type")
@@ -254,7 +254,7 @@ fn check_fga(method: &str, template: &str, a: &Answer) {
     );
 }
 
-/// The model of docs/upstream/openfga.md §6 plus an app type granting `group#member`, a wildcard
+/// The model of docs/src/upstream/openfga.md §6 plus an app type granting `group#member`, a wildcard
 /// and a conditional relation, for the validation and Check tests.
 fn app_model() -> Value {
     json!({
@@ -297,7 +297,7 @@ fn openfga_spec_check_rejects_wrong_shapes() {
     for bad in [
         // No timestamp.
         json!({"tuples": [{"key": {"user": "u:a", "relation": "r", "object": "o:b", "condition": null}}], "continuation_token": ""}),
-        // `condition` left out (docs/upstream/openfga.md §2.1: the server always sends it).
+        // `condition` left out (docs/src/upstream/openfga.md §2.1: the server always sends it).
         json!({"tuples": [{"key": {"user": "u:a", "relation": "r", "object": "o:b"}, "timestamp": "2026-01-02T03:04:05Z"}], "continuation_token": ""}),
         // A misspelt field.
         json!({"tuples": [], "continuationToken": ""}),
@@ -314,7 +314,7 @@ fn openfga_spec_check_rejects_wrong_shapes() {
     assert!(!spec
         .errors(&e400, &unknown_code, &fga_patches(), true)
         .is_empty());
-    // Both fields are always sent (docs/upstream/openfga.md §3.1).
+    // Both fields are always sent (docs/src/upstream/openfga.md §3.1).
     assert!(!spec
         .errors(
             &e400,
@@ -363,7 +363,7 @@ async fn openfga_get_store_is_200_for_the_store_and_404_for_unknown() {
     a.expect_error(404, "store_id_not_found");
     assert_eq!(a.message(), "Store ID not found");
 
-    // docs/upstream/openfga.md §2.1: a malformed store id is a 400, not a 404.
+    // docs/src/upstream/openfga.md §2.1: a malformed store id is a 400, not a 404.
     fga(
         &fake,
         "GET",
@@ -427,7 +427,7 @@ async fn openfga_authentication_failures_are_401() {
     let a = raw(&fake, "GET", "/healthz", None, None).await;
     assert_eq!(a.status, 200);
 
-    // `authn.method: none` (docs/upstream/openfga.md §2.7): no header needed.
+    // `authn.method: none` (docs/src/upstream/openfga.md §2.7): no header needed.
     let open = start_with(FakeOpenFgaOptions {
         preshared_key: None,
         ..FakeOpenFgaOptions::default()
@@ -479,7 +479,7 @@ async fn openfga_models_list_newest_first_get_and_write() {
     assert_eq!(a.status, 200);
     let models = a.body["authorization_models"].as_array().expect("models");
     assert_eq!(models.len(), 1);
-    // docs/upstream/openfga.md §6: the seeded model lets `group#member` hold `user`.
+    // docs/src/upstream/openfga.md §6: the seeded model lets `group#member` hold `user`.
     let group = models[0]["type_definitions"]
         .as_array()
         .expect("types")
@@ -569,7 +569,7 @@ async fn openfga_models_list_newest_first_get_and_write() {
     .await
     .expect_error(400, "validation_error");
 
-    // docs/upstream/openfga.md §2.4: an unknown store has no models (*inferred*), not a 404.
+    // docs/src/upstream/openfga.md §2.4: an unknown store has no models (*inferred*), not a 404.
     let a = fga(
         &fake,
         "GET",
@@ -828,7 +828,7 @@ async fn openfga_on_duplicate_and_on_missing_ignore() {
         ])
     );
 
-    // docs/upstream/openfga.md §4: with `ignore` on one side and `error` on the other, `error`
+    // docs/src/upstream/openfga.md §4: with `ignore` on one side and `error` on the other, `error`
     // still aborts the request.
     let before = fake.tuples();
     write(
@@ -842,7 +842,7 @@ async fn openfga_on_duplicate_and_on_missing_ignore() {
     .expect_error(400, "write_failed_due_to_invalid_input");
     assert_eq!(fake.tuples(), before);
 
-    // docs/upstream/openfga.md §3.2: `ignore` skips only an identical tuple; the same key with
+    // docs/src/upstream/openfga.md §3.2: `ignore` skips only an identical tuple; the same key with
     // another condition is a 409.
     fake.write_model(app_model());
     let timed = json!({"user": "user:jane", "relation": "timed", "object": "document:r",
@@ -1015,7 +1015,7 @@ async fn openfga_written_tuples_are_checked_against_the_model() {
     let a = write(&fake, json!({"writes": {"tuple_keys": keys(&ok)}})).await;
     assert_eq!(a.status, 200, "{:#}", a.body);
 
-    // docs/upstream/openfga.md §2.2: deletes are only syntax-checked; a tuple whose type left the
+    // docs/src/upstream/openfga.md §2.2: deletes are only syntax-checked; a tuple whose type left the
     // model can still go.
     fake.add_tuple("user:jane", "member", "team:x");
     let a = write(
@@ -1098,7 +1098,7 @@ async fn openfga_identifier_rules() {
     .expect_error(400, "validation_error");
     assert!(fake.tuples().is_empty());
 
-    // docs/upstream/openfga.md §5 "Accepted": all of these are plain characters to OpenFGA.
+    // docs/src/upstream/openfga.md §5 "Accepted": all of these are plain characters to OpenFGA.
     let wide = format!("group:{}", "é".repeat(250));
     assert_eq!((wide.chars().count(), wide.len()), (256, 506));
     let accepted = [
@@ -1229,7 +1229,7 @@ async fn openfga_read_filters() {
         .await
         .expect_error(400, "validation_error");
 
-    // docs/upstream/openfga.md §2.3: Read looks up no store, so an unknown store is an empty one;
+    // docs/src/upstream/openfga.md §2.3: Read looks up no store, so an unknown store is an empty one;
     // GetStore tells them apart.
     let a = read_in(
         &fake,
@@ -1348,7 +1348,7 @@ async fn openfga_check_follows_tuples_and_usersets() {
     );
     let a = check(&fake, "user:bob", "member", "group:eng").await;
     assert_eq!(a.body["allowed"], json!(false));
-    // docs/upstream/openfga.md §2.5: undefined type or relation.
+    // docs/src/upstream/openfga.md §2.5: undefined type or relation.
     check(&fake, "user:jane", "viewer", "document:roadmap")
         .await
         .expect_error(400, "validation_error");
@@ -1356,7 +1356,7 @@ async fn openfga_check_follows_tuples_and_usersets() {
         .await
         .expect_error(400, "validation_error");
 
-    // docs/upstream/openfga.md §6: an app grants a group through the userset `group:eng#member`.
+    // docs/src/upstream/openfga.md §6: an app grants a group through the userset `group:eng#member`.
     fake.write_model(app_model());
     fake.add_tuple("group:eng#member", "viewer", "document:roadmap");
     fake.add_tuple("user:*", "public", "document:roadmap");
@@ -1427,7 +1427,7 @@ async fn openfga_faults_and_call_log() {
         Some(&fake.token()),
     )
     .await;
-    // docs/upstream/openfga.md §3.1: throttling is 422 `throttled_timeout_error`; the spec's 422
+    // docs/src/upstream/openfga.md §3.1: throttling is 422 `throttled_timeout_error`; the spec's 422
     // schema is validated as is.
     check_fga("POST", "/stores/{store_id}/write", &a);
     assert_eq!((a.status, a.code()), (422, "throttled_timeout_error"));

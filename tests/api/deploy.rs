@@ -631,7 +631,7 @@ fn manifest_lists_member(member: &str) -> bool {
         .any(|l| l.trim_start().starts_with("members") && l.contains(&format!("\"{member}\"")))
 }
 
-/// The shipped binary carries only the product: the Docker image and the README's systemd steps build
+/// The shipped binary carries only the product: the Docker image and the deploy chapter's systemd steps build
 /// with `--no-default-features`, and that build's dependency tree has no simulated upstream in it.
 #[test]
 fn production_builds_leave_the_fakes_out() {
@@ -644,11 +644,11 @@ fn production_builds_leave_the_fakes_out() {
     for line in builds {
         assert!(line.contains("--no-default-features"), "Dockerfile: {line}");
     }
-    let readme = read("README.md");
+    let readme = read("docs/src/deploy.md");
     let systemd = readme
-        .split("### systemd")
+        .split("## systemd")
         .nth(1)
-        .expect("README has a systemd section");
+        .expect("the deploy chapter has a systemd section");
     let build = systemd
         .lines()
         .find(|l| l.contains("cargo build"))
@@ -1657,4 +1657,87 @@ fn promtool_parses_every_dashboard_query() {
     std::fs::write(&path, doc.to_string()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let out = run(Command::new(tool).args(["check", "rules"]).arg(&path));
     assert_success("promtool check rules (dashboard queries)", &out);
+}
+
+/// Every relative link in the README and the book resolves: to a file that exists, and, with a `#fragment`,
+/// to a heading of that file (GitHub's and mdBook's anchors: lowercase, punctuation dropped, spaces to `-`).
+#[test]
+fn every_relative_link_in_the_readme_and_the_book_resolves() {
+    let mut pages = vec![repo().join("README.md")];
+    let mut dirs = vec![repo().join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .expect("docs/ is readable")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                pages.push(path);
+            }
+        }
+    }
+    let anchors = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .filter(|l| l.starts_with('#'))
+            .map(|l| {
+                l.trim_start_matches('#')
+                    .trim()
+                    .to_lowercase()
+                    .chars()
+                    .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+                    .map(|c| if c == ' ' { '-' } else { c })
+                    .collect()
+            })
+            .collect()
+    };
+    let link = regex::Regex::new(r"\]\(([^)\s]+)\)").expect("regex");
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).expect("a page");
+        let mut in_code = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+            }
+            if in_code {
+                continue;
+            }
+            for m in link.captures_iter(line) {
+                let target = &m[1];
+                if target.contains("://") || target.starts_with("mailto:") || target.is_empty() {
+                    continue;
+                }
+                let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+                let path = if file.is_empty() {
+                    page.clone()
+                } else {
+                    page.parent().expect("a folder").join(file)
+                };
+                let ok = path.exists()
+                    && (fragment.is_empty()
+                        || path.is_dir()
+                        || anchors(&std::fs::read_to_string(&path).unwrap_or_default())
+                            .contains(fragment));
+                if !ok {
+                    broken.push(format!(
+                        "{}: {target}",
+                        page.strip_prefix(repo()).unwrap_or(page).display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    let readme = std::fs::metadata(repo().join("README.md"))
+        .expect("README")
+        .len();
+    assert!(
+        readme <= 16_384,
+        "the README is {readme} bytes; the deep sections belong in docs/"
+    );
+    assert!(
+        repo().join("docs/book.toml").is_file() && repo().join("docs/src/SUMMARY.md").is_file()
+    );
 }

@@ -64,3 +64,41 @@ fn env_example_documents_every_setting() {
         }
     }
 }
+
+/// The README's settings table is the settings table: every setting, once, with the default the loader
+/// uses, and nothing else.
+#[test]
+fn the_readme_lists_every_setting_with_its_default() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README");
+    let table = readme
+        .split("## Settings")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Settings section");
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split(" | ").collect();
+            let name = cells.first()?.strip_prefix("| `")?.strip_suffix('`')?;
+            Some((
+                name.to_string(),
+                cells.get(1)?.trim_matches('`').to_string(),
+            ))
+        })
+        .collect();
+    let listed: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+    let expected: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+    assert_eq!(
+        listed, expected,
+        "the README's table follows SETTINGS, in order"
+    );
+    for (spec, (_, default)) in SETTINGS.iter().zip(&rows) {
+        assert_eq!(
+            default.as_str(),
+            spec.default.unwrap_or("–"),
+            "{}'s default",
+            spec.name
+        );
+    }
+}

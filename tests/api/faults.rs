@@ -3,7 +3,7 @@
 //!
 //! The promise under test is the README's "Safety" paragraph: a failed or partial read means no removal, the
 //! job retries until the upstream is back, and then everything converges; nothing accepted is lost.
-//! docs/RELIABILITY.md has the table these tests back.
+//! docs/src/reliability.md has the table these tests back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -75,7 +75,7 @@ pub(crate) async fn until_metric(
 }
 
 /// Successful `groups.add_user` calls per (group, user): more than one for a pair means an existing member
-/// was added again, which resets a group admin to member (docs/upstream/outline.md §6.3).
+/// was added again, which resets a group admin to member (docs/src/upstream/outline.md §6.3).
 fn successful_adds(calls: &[OutlineCall]) -> BTreeMap<(String, String), usize> {
     let mut out = BTreeMap::new();
     for c in calls
@@ -789,7 +789,7 @@ async fn outline_slower_than_the_timeout_then_recovers() {
 
 /// Forty sign-ins at once against a queue of 8 while Outline is slow (100 ms an answer): the queue never
 /// holds more than 8 targets, the rest get 503 with `Retry-After`, and every accepted sign-in is applied.
-/// Outline never re-sends a refused delivery (docs/upstream/outline.md §2.6), so the next reconcile repairs the rest.
+/// Outline never re-sends a refused delivery (docs/src/upstream/outline.md §2.6), so the next reconcile repairs the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_stays_bounded_and_answers_503_when_full() {
     let (authentik, outline) = start_fakes().await;

@@ -1,4 +1,4 @@
-//! OpenFGA's own engine as the judge of `member` tuples: `fga model test` (docs/upstream/openfga.md §7)
+//! OpenFGA's own engine as the judge of `member` tuples: `fga model test` (docs/src/upstream/openfga.md §7)
 //! starts an in-process OpenFGA server on the memory datastore, writes the model and the tuples through
 //! the server's Write method, and runs Check against them. Nothing goes over the network.
 //!
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-/// The membership model of docs/upstream/openfga.md §6, plus a `document` type through which an app
+/// The membership model of docs/src/upstream/openfga.md §6, plus a `document` type through which an app
 /// grants a group: `group:<x>#member viewer document:<y>` makes every member of `group:<x>` a viewer.
 pub const MEMBER_MODEL: &str = "\
 model
@@ -75,7 +75,7 @@ pub fn fga() -> Option<PathBuf> {
     None
 }
 
-// The test file of `fga model test` (docs/upstream/openfga.md §7.1). Built with serde_yaml so that any
+// The test file of `fga model test` (docs/src/upstream/openfga.md §7.1). Built with serde_yaml so that any
 // character in an identifier reaches the engine exactly as given, quoted where YAML needs it.
 
 #[derive(Serialize)]
@@ -264,7 +264,7 @@ fn the_engine_refuses_a_tuple_it_cannot_store() {
     };
     outcome.expect("the valid tuple alone is stored");
 
-    // Each refused as in docs/upstream/openfga.md §5, beside the valid tuple.
+    // Each refused as in docs/src/upstream/openfga.md §5, beside the valid tuple.
     let refused = [
         tuple("user:jane", "member", "group:Site Admins"),
         tuple("user:ak:jane", "member", "group:team-red"),

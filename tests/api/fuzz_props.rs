@@ -3,7 +3,7 @@
 //! webhook verifiers and both body parsers with structured, hostile and deeply nested input.
 //!
 //! The promise is "never panics; errors are values". CI runs proptest's default 256 cases per property;
-//! docs/RELIABILITY.md records a long run (`PROPTEST_CASES=… cargo test --test api fuzz_props::`).
+//! docs/src/reliability.md records a long run (`PROPTEST_CASES=… cargo test --test api fuzz_props::`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Hostile input: bodies over the limit, with and without `Content-Length`; slow clients that
 //! stall in the headers or in the body; hundreds of connections at once; a flood of bad signatures and
 //! tokens. The bridge must answer each cheaply, make no upstream call for any of them, and keep serving.
-//! docs/RELIABILITY.md has the table these tests back.
+//! docs/src/reliability.md has the table these tests back.
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! eight (`tests/logs.rs` stays alone: it installs a process-wide log subscriber).
 //!
 //! The integration tests run the real bridge, in-process on port 0, against the stateful fakes of
-//! `crates/upstream-fakes`, which follow docs/upstream/. Assertions are on the fakes' final state and call
+//! `crates/upstream-fakes`, which follow docs/src/upstream/. Assertions are on the fakes' final state and call
 //! logs. Beside them: the fakes' contract tests against the vendored specs, the blueprint, the deployment
 //! kit, `.env.example`, and the parser properties.
 

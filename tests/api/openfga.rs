@@ -1,5 +1,5 @@
 //! The OpenFGA sink: Authentik groups kept as `member` tuples, pushed and reconciled by the same engine as
-//! Outline, against the stateful fake of `crates/upstream-fakes` (which follows docs/upstream/openfga.md).
+//! Outline, against the stateful fake of `crates/upstream-fakes` (which follows docs/src/upstream/openfga.md).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -452,7 +452,7 @@ async fn the_dry_run_shows_the_openfga_plan_and_writes_nothing() {
 }
 
 /// The tuples the bridge keeps, taken from the pass's JSON report, go through OpenFGA's own engine
-/// (`fga model test`, docs/upstream/openfga.md §7): the model accepts them and access through a group grant
+/// (`fga model test`, docs/src/upstream/openfga.md §7): the model accepts them and access through a group grant
 /// follows, for each form of user id. A tuple the engine refuses fails the same run.
 #[tokio::test]
 async fn the_exported_tuples_pass_openfgas_own_engine_for_every_user_id_form() {

@@ -3,17 +3,17 @@
 
     run_mapping.py SHAPE [--with-diff] [--mapping body|headers] [--blueprint PATH]
 
-SHAPE picks the event that `notification.event` holds (docs/upstream/authentik.md §4.6, §3.5, §12):
+SHAPE picks the event that `notification.event` holds (docs/src/upstream/authentik.md §4.6, §3.5, §12):
     group-created, group-updated, group-deleted, user-created, user-updated, user-deleted,
     test        the transport's Test button (action custom_notification_test, no model),
     no-event    notification.event is None.
---with-diff adds the `diff` an enterprise licence puts in the context (docs/upstream/authentik.md §4.3); the default is the
+--with-diff adds the `diff` an enterprise licence puts in the context (docs/src/upstream/authentik.md §4.3); the default is the
 unlicensed event, without one.
 
 The mapping's expression is wrapped as a function body with `user`, `request` and `notification`
-as its parameters (docs/upstream/authentik.md §3.2), its return value goes through the rules of Authentik's `sanitize_item`
-(docs/upstream/authentik.md §3.3), and the result is printed as Authentik's HTTP client would encode it: `json.dumps` with
-default settings (docs/upstream/authentik.md §12). Only the standard library is used, so CI needs no PyYAML: the blueprint is
+as its parameters (docs/src/upstream/authentik.md §3.2), its return value goes through the rules of Authentik's `sanitize_item`
+(docs/src/upstream/authentik.md §3.3), and the result is printed as Authentik's HTTP client would encode it: `json.dumps` with
+default settings (docs/src/upstream/authentik.md §12). Only the standard library is used, so CI needs no PyYAML: the blueprint is
 read by a small reader that understands just what the mapping entries use (block scalars,
 `!Format` with `%` arguments, `!Env [NAME, default]`). Exit status 2 means bad arguments or a
 blueprint this reader cannot follow; an exception raised by the mapping itself propagates.
@@ -94,7 +94,7 @@ def flow_scalar(text):
 
 
 def resolve_env(value):
-    """`!Env NAME` or `!Env [NAME, default]`: the variable if non-empty, else the default (docs/upstream/authentik.md §6.3)."""
+    """`!Env NAME` or `!Env [NAME, default]`: the variable if non-empty, else the default (docs/src/upstream/authentik.md §6.3)."""
     m = re.fullmatch(r"\[(.*),(.*)\]", value.strip())
     if m:
         name, default = flow_scalar(m.group(1)), flow_scalar(m.group(2))
@@ -167,7 +167,7 @@ def mapping_expression(blueprint_text, entry_id):
 
 
 class StubModel:
-    """A Django model instance as `sanitize_item` sees it (docs/upstream/authentik.md §3.3)."""
+    """A Django model instance as `sanitize_item` sees it (docs/src/upstream/authentik.md §3.3)."""
 
     def __init__(self, app, model_name, pk, name):
         self.app, self.model_name, self.pk, self.name = app, model_name, pk, name
@@ -180,7 +180,7 @@ class StubUser(StubModel):
 
 
 class StubEvent(StubModel):
-    """`notification.event`: the saved Event row, shaped like docs/upstream/authentik.md §4.6."""
+    """`notification.event`: the saved Event row, shaped like docs/src/upstream/authentik.md §4.6."""
 
     def __init__(self, action, app, context, user, created):
         super().__init__("authentik_events", "event", uuid.uuid4(), None)
@@ -195,7 +195,7 @@ class StubEvent(StubModel):
 
 
 class StubNotification(StubModel):
-    """The unsaved Notification that the transport task builds (docs/upstream/authentik.md §3.2)."""
+    """The unsaved Notification that the transport task builds (docs/src/upstream/authentik.md §3.2)."""
 
     def __init__(self, event, user):
         super().__init__("authentik_events", "notification", uuid.uuid4(), None)
@@ -208,7 +208,7 @@ class StubNotification(StubModel):
 
 
 class StubPolicyRequest:
-    """`request`: a PolicyRequest whose context carries the notification (docs/upstream/authentik.md §3.2)."""
+    """`request`: a PolicyRequest whose context carries the notification (docs/src/upstream/authentik.md §3.2)."""
 
     def __init__(self, user, obj, notification):
         self.user, self.obj, self.http_request = user, obj, None
@@ -238,11 +238,11 @@ def http_request(model):
 
 
 def make_event(shape, with_diff):
-    """The event for SHAPE; keys in the jsonb order a stored event comes back in (docs/upstream/authentik.md §12)."""
+    """The event for SHAPE; keys in the jsonb order a stored event comes back in (docs/src/upstream/authentik.md §12)."""
     if shape == "no-event":
         return None
     if shape == "test":
-        # The Test button: the actor goes into the context, event.user stays empty (docs/upstream/authentik.md §3.5).
+        # The Test button: the actor goes into the context, event.user stays empty (docs/src/upstream/authentik.md §3.5).
         return StubEvent("custom_notification_test", "authentik.events.api.notification_transports",
                          {"user": dict(ACTOR), "context": {"foo": "bar"}}, {}, CREATED)
     kind, _, verb = shape.partition("-")
@@ -257,7 +257,7 @@ def make_event(shape, with_diff):
 
 
 def evaluate(expression, **variables):
-    """Run the expression as the body of a function whose parameters are the variables (docs/upstream/authentik.md §3.2)."""
+    """Run the expression as the body of a function whose parameters are the variables (docs/src/upstream/authentik.md §3.2)."""
     params = ", ".join(variables)
     source = f"def handler({params}):\n"
     source += "".join(f"    {line}\n" for line in expression.splitlines())
@@ -268,7 +268,7 @@ def evaluate(expression, **variables):
 
 
 def sanitize(value):
-    """What Authentik's sanitize_item makes of a mapping's return value (docs/upstream/authentik.md §3.3)."""
+    """What Authentik's sanitize_item makes of a mapping's return value (docs/src/upstream/authentik.md §3.3)."""
     if isinstance(value, dict):
         return {key: sanitize(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set)):

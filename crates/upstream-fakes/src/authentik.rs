@@ -1,5 +1,5 @@
-//! A stateful fake of the Authentik 2026.8 core API (docs/upstream/authentik.md §7) that also plays
-//! the notification pipeline of docs/upstream/authentik.md §12: every change records the event Authentik would create and,
+//! A stateful fake of the Authentik 2026.8 core API (docs/src/upstream/authentik.md §7) that also plays
+//! the notification pipeline of docs/src/upstream/authentik.md §12: every change records the event Authentik would create and,
 //! when a webhook is set, posts the project's v1 body-mapping document for it.
 //!
 //! HTTP surface: `GET /api/v3/core/users/`, `/core/users/{pk}/`, `/core/users/me/`,
@@ -7,11 +7,11 @@
 //! /core/groups/{uuid}/add_user/` and `remove_user/` (body `{"pk": n}`, 204). DRF's answers are
 //! copied: 403 with `{"detail": …}` for a missing or bad token (authentik's `TokenAuthentication`
 //! sets no `WWW-Authenticate`, so DRF answers 403, not 401), 404 `{"detail": "Invalid page."}` past
-//! the last page, `next`/`previous` 0 when there is no such page (docs/upstream/authentik.md §7.2), and the page-size cap.
+//! the last page, `next`/`previous` 0 when there is no such page (docs/src/upstream/authentik.md §7.2), and the page-size cap.
 //!
 //! Simplifications: no roles (always empty), `search` is a plain case-insensitive substring match
 //! (no AKQL), `autocomplete` is `{}`, and the webhook retries back off from 50 ms (doubling) instead
-//! of Dramatiq's 15 s, so tests of the retry path finish in under two seconds (docs/upstream/authentik.md §2.5 has the real
+//! of Dramatiq's 15 s, so tests of the retry path finish in under two seconds (docs/src/upstream/authentik.md §2.5 has the real
 //! schedule).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,11 +33,11 @@ use super::{http_post, iso_micros, new_uuid, parse_query};
 const FIRST_USER_PK: i64 = 1000;
 /// The built-in admin's pk.
 const AKADMIN_PK: i64 = 4;
-/// Dramatiq's `worker.task_max_retries` (docs/upstream/authentik.md §2.5).
+/// Dramatiq's `worker.task_max_retries` (docs/src/upstream/authentik.md §2.5).
 const MAX_RETRIES: u32 = 5;
-/// First retry delay in the fake; doubles each time (the real base is 15 s, docs/upstream/authentik.md §2.5).
+/// First retry delay in the fake; doubles each time (the real base is 15 s, docs/src/upstream/authentik.md §2.5).
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-/// `http_timeout` (docs/upstream/authentik.md §2.4).
+/// `http_timeout` (docs/src/upstream/authentik.md §2.4).
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
 const USER_AGENT: &str = "authentik@2026.8.0";
 
@@ -46,9 +46,9 @@ const USER_AGENT: &str = "authentik@2026.8.0";
 pub struct FakeAuthentikOptions {
     /// The only API token the fake accepts; it belongs to `akadmin`.
     pub api_token: String,
-    /// `pagination_max_page_size` (docs/upstream/authentik.md §7.2).
+    /// `pagination_max_page_size` (docs/src/upstream/authentik.md §7.2).
     pub max_page_size: usize,
-    /// `pagination_default_page_size` (docs/upstream/authentik.md §7.2).
+    /// `pagination_default_page_size` (docs/src/upstream/authentik.md §7.2).
     pub default_page_size: usize,
     /// Delay added before every answer.
     pub latency: Duration,
@@ -160,7 +160,7 @@ struct State {
     /// serializer, which the client must treat as an error, never as an empty group.
     omit_member_lists: bool,
     forbidden: bool,
-    /// Notification transports, as the API presents them (docs/upstream/authentik.md §2).
+    /// Notification transports, as the API presents them (docs/src/upstream/authentik.md §2).
     transports: Vec<Value>,
     /// The token may read users and groups but not transports (no `view_notificationtransport`).
     transports_forbidden: bool,
@@ -181,7 +181,7 @@ fn detail(status: u16, text: &str) -> Answer {
 }
 
 /// `"3b9f…"` or `"3b9f1d6e-…"` (any case, optional braces or `urn:uuid:`) to the dashed form;
-/// Django's `UUIDField` accepts all of these, so `model.pk` from an event works as-is (docs/upstream/authentik.md §7.3).
+/// Django's `UUIDField` accepts all of these, so `model.pk` from an event works as-is (docs/src/upstream/authentik.md §7.3).
 fn normalize_uuid(s: &str) -> Option<String> {
     let s = s.trim();
     let s = s.strip_prefix("urn:uuid:").unwrap_or(s);
@@ -270,7 +270,7 @@ fn py_int(s: &str) -> Option<i64> {
     t.parse::<i64>().ok()
 }
 
-/// `json.dumps` with Python's defaults, as Authentik's `requests` encodes the webhook body (docs/upstream/authentik.md §12):
+/// `json.dumps` with Python's defaults, as Authentik's `requests` encodes the webhook body (docs/src/upstream/authentik.md §12):
 /// `", "` and `": "` separators, non-ASCII escaped as `\uXXXX`.
 pub fn python_json(v: &Value) -> String {
     let mut out = String::new();
@@ -352,7 +352,7 @@ pub fn event_document(action: &str, model: Option<Value>, diff: Option<Value>) -
 }
 
 /// What the transport's Test button sends through the body mapping: action
-/// `custom_notification_test`, no model (docs/upstream/authentik.md §3.5, §12).
+/// `custom_notification_test`, no model (docs/src/upstream/authentik.md §3.5, §12).
 pub fn test_button_document() -> Value {
     json!({
         "schema": "authentik-bridge/v1",
@@ -365,12 +365,12 @@ pub fn test_button_document() -> Value {
 }
 
 fn group_model(g: &AkGroup) -> Value {
-    // `Event.new` sanitizes the UUID pk to `.hex` (docs/upstream/authentik.md §4.2).
+    // `Event.new` sanitizes the UUID pk to `.hex` (docs/src/upstream/authentik.md §4.2).
     json!({ "pk": hex_pk(&g.uuid), "app": "authentik_core", "name": g.name, "model_name": "group" })
 }
 
 fn user_model(u: &AkUser) -> Value {
-    // The display name, not the username (docs/upstream/authentik.md §4.2).
+    // The display name, not the username (docs/src/upstream/authentik.md §4.2).
     json!({ "pk": u.pk, "app": "authentik_core", "name": u.name, "model_name": "user" })
 }
 
@@ -410,7 +410,7 @@ impl State {
         groups
     }
 
-    /// Direct groups plus all their ancestors: `User.all_groups()` (docs/upstream/authentik.md §7.5).
+    /// Direct groups plus all their ancestors: `User.all_groups()` (docs/src/upstream/authentik.md §7.5).
     fn all_groups(&self, pk: i64) -> Vec<&AkGroup> {
         let mut seen: BTreeSet<String> = BTreeSet::new();
         let mut stack: Vec<String> = self
@@ -473,7 +473,7 @@ impl State {
         })
     }
 
-    /// `UserSerializer` (docs/upstream/authentik.md §7.4): direct groups only.
+    /// `UserSerializer` (docs/src/upstream/authentik.md §7.4): direct groups only.
     fn present_user(&self, u: &AkUser, q: &Query) -> Value {
         let groups = self.direct_groups(u.pk);
         let stamp = iso_micros(u.last_updated);
@@ -515,7 +515,7 @@ impl State {
         children
     }
 
-    /// `GroupSerializer` (docs/upstream/authentik.md §7.3): `users_obj` null with `include_users=false`; `parents_obj` and
+    /// `GroupSerializer` (docs/src/upstream/authentik.md §7.3): `users_obj` null with `include_users=false`; `parents_obj` and
     /// `children_obj` only when asked for.
     fn present_group(&self, g: &AkGroup, q: &Query) -> Value {
         let members: Vec<&AkUser> = g.users.iter().filter_map(|pk| self.users.get(pk)).collect();
@@ -580,7 +580,7 @@ impl State {
         json!({ "user": me, "users": [me] })
     }
 
-    /// DRF `PageNumberPagination` with authentik's page-size rules (docs/upstream/authentik.md §7.2).
+    /// DRF `PageNumberPagination` with authentik's page-size rules (docs/src/upstream/authentik.md §7.2).
     fn paginate<T: Clone>(&self, rows: Vec<T>, q: &Query) -> Result<(Vec<T>, Value), Answer> {
         let page_size = match q.get("page_size").and_then(py_int) {
             Some(n) if n > 0 => (n as usize).min(self.max_page_size),
@@ -838,7 +838,7 @@ impl State {
 
     // ---- events ----------------------------------------------------------------------------
 
-    /// Records the document the bridge's notification rule would send for this event (docs/upstream/authentik.md §12).
+    /// Records the document the bridge's notification rule would send for this event (docs/src/upstream/authentik.md §12).
     fn record(&mut self, action: &str, model: Value, diff: Option<Value>) {
         let diff = if self.licensed { diff } else { None };
         let doc = event_document(action, Some(model), diff);
@@ -849,7 +849,7 @@ impl State {
     }
 
     /// `group.users.add(user)`: one group `model_updated`, even when already a member (Django
-    /// still sends `pre_add`, with an empty set; docs/upstream/authentik.md §4.5).
+    /// still sends `pre_add`, with an empty set; docs/src/upstream/authentik.md §4.5).
     fn add_member(&mut self, uuid: &str, pk: i64) {
         let Some(g) = self.groups.get_mut(uuid) else {
             return;
@@ -904,7 +904,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 /// Hands recorded documents to delivery tasks, one per event: like Authentik's worker, events are
-/// delivered independently and may arrive out of order (docs/upstream/authentik.md §4.5).
+/// delivered independently and may arrive out of order (docs/src/upstream/authentik.md §4.5).
 fn flush(state: &Arc<Mutex<State>>) {
     let (docs, url, bearer, home) = {
         let mut st = lock(state);
@@ -921,7 +921,7 @@ fn flush(state: &Arc<Mutex<State>>) {
 }
 
 /// One notification task: POST, and on a non-2xx answer or a transport error retry up to five
-/// times (docs/upstream/authentik.md §2.5), here with a 50 ms doubling backoff.
+/// times (docs/src/upstream/authentik.md §2.5), here with a 50 ms doubling backoff.
 async fn deliver(state: Arc<Mutex<State>>, url: String, bearer: Option<String>, doc: Value) {
     let body = python_json(&doc);
     let event_pk = doc
@@ -929,7 +929,7 @@ async fn deliver(state: Arc<Mutex<State>>, url: String, bearer: Option<String>, 
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    // The order observed on the wire (docs/upstream/authentik.md §12): requests' defaults, then the mapped headers.
+    // The order observed on the wire (docs/src/upstream/authentik.md §12): requests' defaults, then the mapped headers.
     let mut headers = vec![
         ("User-Agent".to_string(), USER_AGENT.to_string()),
         ("Accept-Encoding".to_string(), "gzip, deflate".to_string()),
@@ -1040,7 +1040,7 @@ fn route(
     let q = Query(parse_query(req.query_string()));
     let me = segments.get(2) == Some(&"me") && segments.len() == 3 && segments[1] == "users";
     if st.forbidden && !me {
-        // ObjectFilter: no view permission at all is a 403, not an empty list (docs/upstream/authentik.md §7.7).
+        // ObjectFilter: no view permission at all is a 403, not an empty list (docs/src/upstream/authentik.md §7.7).
         return (
             detail(403, "You do not have permission to perform this action."),
             vec![],
@@ -1296,7 +1296,7 @@ impl FakeAuthentik {
     // ---- seeding and inspection (groups are named by dashed UUID, hex UUID or exact name) -----
 
     /// Creates an active internal user; pks count up from 1000. Records the user `model_updated`
-    /// the rule sends for an API-created user (docs/upstream/authentik.md §12: the API saves a new user twice).
+    /// the rule sends for an API-created user (docs/src/upstream/authentik.md §12: the API saves a new user twice).
     pub fn add_user(&self, username: &str, name: &str, email: &str) -> i64 {
         self.mutate(|st| {
             let pk = st.new_pk();
@@ -1321,7 +1321,7 @@ impl FakeAuthentik {
     }
 
     /// Creates a group (not superuser, no parents). Group creation is a `model_created`, which the
-    /// bridge's rule does not match, so nothing is sent (docs/upstream/authentik.md §12).
+    /// bridge's rule does not match, so nothing is sent (docs/src/upstream/authentik.md §12).
     pub fn add_group(&self, name: &str) -> String {
         self.add_group_with(name, false, &[])
     }
@@ -1344,7 +1344,7 @@ impl FakeAuthentik {
         uuid
     }
 
-    /// `group.users.add(user)`: one group `model_updated` with the hex pk (docs/upstream/authentik.md §12).
+    /// `group.users.add(user)`: one group `model_updated` with the hex pk (docs/src/upstream/authentik.md §12).
     ///
     /// # Panics
     /// If the group or the user does not exist.
@@ -1359,13 +1359,13 @@ impl FakeAuthentik {
         });
     }
 
-    /// `group.users.remove(user)`: one group `model_updated` (docs/upstream/authentik.md §12).
+    /// `group.users.remove(user)`: one group `model_updated` (docs/src/upstream/authentik.md §12).
     pub fn remove_member(&self, group: &str, user_pk: i64) {
         let uuid = self.group_uuid(group);
         self.mutate(|st| st.remove_member(&uuid, user_pk));
     }
 
-    /// `PATCH is_active`: one user `model_updated`, pk an integer (docs/upstream/authentik.md §12).
+    /// `PATCH is_active`: one user `model_updated`, pk an integer (docs/src/upstream/authentik.md §12).
     pub fn set_active(&self, user_pk: i64, active: bool) {
         self.mutate(|st| {
             let Some(u) = st.users.get_mut(&user_pk) else {
@@ -1394,7 +1394,7 @@ impl FakeAuthentik {
         });
     }
 
-    /// `PATCH name`: one group `model_updated` carrying the new name (docs/upstream/authentik.md §12).
+    /// `PATCH name`: one group `model_updated` carrying the new name (docs/src/upstream/authentik.md §12).
     pub fn rename_group(&self, group: &str, name: &str) {
         let uuid = self.group_uuid(group);
         self.mutate(|st| {
@@ -1409,7 +1409,7 @@ impl FakeAuthentik {
     }
 
     /// `DELETE` a user: `model_deleted` with the int pk and the display name; the user's groups
-    /// get no event (docs/upstream/authentik.md §4.4, §12).
+    /// get no event (docs/src/upstream/authentik.md §4.4, §12).
     pub fn delete_user(&self, user_pk: i64) {
         self.mutate(|st| {
             let Some(u) = st.users.remove(&user_pk) else {
@@ -1422,7 +1422,7 @@ impl FakeAuthentik {
         });
     }
 
-    /// `DELETE` a group: `model_deleted`, no events for its members (docs/upstream/authentik.md §4.4, §12).
+    /// `DELETE` a group: `model_deleted`, no events for its members (docs/src/upstream/authentik.md §4.4, §12).
     pub fn delete_group(&self, group: &str) {
         let Some(uuid) = self.lock().resolve_group(group) else {
             return;
@@ -1539,7 +1539,7 @@ impl FakeAuthentik {
     }
 
     /// The token stays valid but lacks `view_user`/`view_group`: lists and details answer 403
-    /// (docs/upstream/authentik.md §7.7); `/users/me/` still works.
+    /// (docs/src/upstream/authentik.md §7.7); `/users/me/` still works.
     pub fn set_forbidden(&self, forbidden: bool) {
         self.lock().forbidden = forbidden;
     }
@@ -1572,7 +1572,7 @@ impl FakeAuthentik {
         self.lock().transports_forbidden = forbidden;
     }
 
-    /// With an enterprise licence, events carry a `diff` (docs/upstream/authentik.md §4.3); off by default.
+    /// With an enterprise licence, events carry a `diff` (docs/src/upstream/authentik.md §4.3); off by default.
     pub fn set_licensed(&self, licensed: bool) {
         self.lock().licensed = licensed;
     }
@@ -1603,7 +1603,7 @@ impl FakeAuthentik {
         self.lock().deliveries.clone()
     }
 
-    /// `model` as stored in `event.context` for this group: hex pk (docs/upstream/authentik.md §4.2).
+    /// `model` as stored in `event.context` for this group: hex pk (docs/src/upstream/authentik.md §4.2).
     pub fn group_model(&self, group: &str) -> Option<Value> {
         let st = self.lock();
         st.resolve_group(group)
@@ -1611,7 +1611,7 @@ impl FakeAuthentik {
             .map(group_model)
     }
 
-    /// `model` as stored in `event.context` for this user: integer pk, display name (docs/upstream/authentik.md §4.2).
+    /// `model` as stored in `event.context` for this user: integer pk, display name (docs/src/upstream/authentik.md §4.2).
     pub fn user_model(&self, user_pk: i64) -> Option<Value> {
         self.lock().users.get(&user_pk).map(user_model)
     }

@@ -4,8 +4,8 @@
 //! Each fake is a real HTTP server (actix-web, bound to `127.0.0.1:0`) spawned on the current tokio
 //! runtime, so the bridge talks to it exactly as it talks to the real server. The fakes copy the
 //! details the contracts say a client must survive: status codes, envelopes, field names and the
-//! pagination quirks (docs/upstream/outline.md §3, §4, §6, §9.1; docs/upstream/authentik.md §7, §12;
-//! docs/upstream/openfga.md §2, §3, §5). `tests/api/contract.rs` and `tests/api/contract_openfga.rs`
+//! pagination quirks (docs/src/upstream/outline.md §3, §4, §6, §9.1; docs/src/upstream/authentik.md §7, §12;
+//! docs/src/upstream/openfga.md §2, §3, §5). `tests/api/contract.rs` and `tests/api/contract_openfga.rs`
 //! validate their answers against the vendors' OpenAPI specs.
 //!
 //! State sits behind a `std::sync::Mutex` that is never held across an `.await`, so the seeding
@@ -92,7 +92,7 @@ fn parts(t: SystemTime) -> Parts {
     }
 }
 
-/// JavaScript's `Date.toJSON()`: millisecond precision, `Z`. Outline's timestamps (docs/upstream/outline.md §2.2).
+/// JavaScript's `Date.toJSON()`: millisecond precision, `Z`. Outline's timestamps (docs/src/upstream/outline.md §2.2).
 pub(crate) fn iso_millis(t: SystemTime) -> String {
     let p = parts(t);
     format!(
@@ -108,7 +108,7 @@ pub(crate) fn iso_millis(t: SystemTime) -> String {
 }
 
 /// Python's `isoformat()` as Authentik renders it: microseconds, left out when zero, and `Z`
-/// (docs/upstream/authentik.md §12 "Datetimes").
+/// (docs/src/upstream/authentik.md §12 "Datetimes").
 pub(crate) fn iso_micros(t: SystemTime) -> String {
     let p = parts(t);
     let micros = p.nanos / 1000;
@@ -124,7 +124,7 @@ pub(crate) fn iso_micros(t: SystemTime) -> String {
 }
 
 /// JavaScript's `Date.prototype.toString()` in UTC, which Outline v1.9.2 sends as
-/// `RateLimit-Reset` (docs/upstream/outline.md §4.4).
+/// `RateLimit-Reset` (docs/src/upstream/outline.md §4.4).
 pub(crate) fn js_date_string(t: SystemTime) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [

@@ -1,7 +1,7 @@
-//! A stateful fake of the OpenFGA v1.18 HTTP API (`docs/upstream/openfga.md`).
+//! A stateful fake of the OpenFGA v1.18 HTTP API (`docs/src/upstream/openfga.md`).
 //!
 //! It answers the calls the OpenFGA sink makes the way the real server does; the section numbers
-//! below are those of docs/upstream/openfga.md. The `{code, message}` error envelope with the status
+//! below are those of docs/src/upstream/openfga.md. The `{code, message}` error envelope with the status
 //! mapping of §3.1 and the 400s of §3.2; the identifier rules of §5; atomic writes with
 //! `on_duplicate` / `on_missing` (§2.2, §4); every Read filter of §2.3 with opaque continuation
 //! tokens; the model calls of §2.4; GetStore's 404 (§2.6); preshared-key authentication (§2.7); the
@@ -14,7 +14,7 @@
 //! for a schema version and at least one type; there is no OIDC, no changelog and no ListObjects /
 //! ListUsers / Expand. Stores, models and tuples sit in separate tables keyed by store id with no
 //! link between them, as in the SQL datastores: that is why a Read on an unknown store answers 200
-//! with no tuples while GetStore answers 404 (docs/upstream/openfga.md §2.3, §2.6).
+//! with no tuples while GetStore answers 404 (docs/src/upstream/openfga.md §2.3, §2.6).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -30,12 +30,12 @@ use serde_json::{json, Map, Value};
 
 use super::{new_uuid, parse_query};
 
-/// Page sizes of Read, ListStores and ReadAuthorizationModels (docs/upstream/openfga.md §2.3).
+/// Page sizes of Read, ListStores and ReadAuthorizationModels (docs/src/upstream/openfga.md §2.3).
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 100;
-/// The proto limits on a continuation token (docs/upstream/openfga.md §2.3).
+/// The proto limits on a continuation token (docs/src/upstream/openfga.md §2.3).
 const MAX_TOKEN_BYTES: usize = 5120;
-/// The proto limit on `user` (docs/upstream/openfga.md §5), counted in bytes.
+/// The proto limit on `user` (docs/src/upstream/openfga.md §5), counted in bytes.
 const MAX_USER_BYTES: usize = 512;
 /// How deep Check follows usersets before giving up (the server's default resolve depth is 25).
 const MAX_CHECK_DEPTH: usize = 25;
@@ -48,7 +48,7 @@ const READ_USER_PATTERN: &str = "^[^\\\\s]{1,511}:[^\\\\s]{1,511}$";
 /// Crockford base32, the ULID alphabet.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// The model of docs/upstream/openfga.md §6 (`type user`; `type group` with `define member:
+/// The model of docs/src/upstream/openfga.md §6 (`type user`; `type group` with `define member:
 /// [user]`), exactly as `fga model transform` prints it.
 pub fn minimal_model() -> Value {
     json!({"schema_version":"1.1","type_definitions":[{"type":"user"},{"metadata":{"relations":{"member":{"directly_related_user_types":[{"type":"user"}]}}},"relations":{"member":{"this":{}}},"type":"group"}]})
@@ -58,14 +58,14 @@ pub fn minimal_model() -> Value {
 #[derive(Clone, Debug)]
 pub struct FakeOpenFgaOptions {
     /// The one preshared key the server accepts (`OPENFGA_AUTHN_PRESHARED_KEYS`); `None` is
-    /// `authn.method: none`, where no header is needed (docs/upstream/openfga.md §2.7).
+    /// `authn.method: none`, where no header is needed (docs/src/upstream/openfga.md §2.7).
     pub preshared_key: Option<String>,
-    /// `--max-tuples-per-write`: writes plus deletes allowed in one Write (docs/upstream/openfga.md
+    /// `--max-tuples-per-write`: writes plus deletes allowed in one Write (docs/src/upstream/openfga.md
     /// §2.2).
     pub max_tuples_per_write: usize,
     /// `false` plays a server before v1.10: `on_duplicate` / `on_missing` are unknown fields,
     /// dropped silently, so a duplicate write or a missing delete always fails
-    /// (docs/upstream/openfga.md §1).
+    /// (docs/src/upstream/openfga.md §1).
     pub supports_on_duplicate: bool,
     /// Delay added before every answer.
     pub latency: Duration,
@@ -143,7 +143,7 @@ struct State {
     down: bool,
 }
 
-/// An error answer: the envelope of docs/upstream/openfga.md §3.1.
+/// An error answer: the envelope of docs/src/upstream/openfga.md §3.1.
 #[derive(Debug)]
 struct FgaError {
     status: u16,
@@ -163,7 +163,7 @@ impl FgaError {
         Self::new(400, "validation_error", message)
     }
     /// A server-side tuple check: `Invalid tuple '<object#relation@user>'. Reason: …`
-    /// (docs/upstream/openfga.md §3.2).
+    /// (docs/src/upstream/openfga.md §3.2).
     fn invalid_tuple(key: &TupleKey, reason: &str) -> Self {
         Self::validation(format!(
             "Invalid tuple '{}'. Reason: {reason}",
@@ -171,7 +171,7 @@ impl FgaError {
         ))
     }
     /// A protoc-gen-validate failure; the server keeps only the last `caused by` part
-    /// (docs/upstream/openfga.md §3.1).
+    /// (docs/src/upstream/openfga.md §3.1).
     fn proto(field: &str, rule: &str) -> Self {
         Self::validation(format!("invalid {field}: {rule}"))
     }
@@ -209,7 +209,7 @@ impl FgaError {
             "page size must be between 1 and 100",
         )
     }
-    /// grpc-gateway's answer for a path it has no route for (docs/upstream/openfga.md §3.2,
+    /// grpc-gateway's answer for a path it has no route for (docs/src/upstream/openfga.md §3.2,
     /// *inferred*).
     fn undefined_endpoint() -> Self {
         Self::new(404, "undefined_endpoint", "Not Found")
@@ -217,7 +217,7 @@ impl FgaError {
 }
 
 /// The envelope an injected fault answers with: the code the server's mapping gives that status
-/// (docs/upstream/openfga.md §3.1). 502/503/504 never come from OpenFGA itself, only from a proxy
+/// (docs/src/upstream/openfga.md §3.1). 502/503/504 never come from OpenFGA itself, only from a proxy
 /// in front of it; they get `unavailable`, the closest code the server has.
 fn fault(status: u16) -> FgaError {
     match status {
@@ -254,7 +254,7 @@ struct Reply {
 }
 
 /// A fresh ULID: 48 bits of milliseconds, then 80 random bits, in Crockford base32
-/// (docs/upstream/openfga.md §2.1).
+/// (docs/src/upstream/openfga.md §2.1).
 fn new_ulid() -> String {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -293,17 +293,17 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// `object#relation@user`, the form the server's messages print a tuple in
-/// (docs/upstream/openfga.md §3.2).
+/// (docs/src/upstream/openfga.md §3.2).
 fn tuple_string((object, relation, user): &TupleKey) -> String {
     format!("{object}#{relation}@{user}")
 }
 
-/// The fields of docs/upstream/openfga.md §3.2's duplicate and missing-tuple messages.
+/// The fields of docs/src/upstream/openfga.md §3.2's duplicate and missing-tuple messages.
 fn key_fields((object, relation, user): &TupleKey) -> String {
     format!("user: '{user}', relation: '{relation}', object: '{object}'")
 }
 
-/// Go RE2's `\s`: `[\t\n\f\r ]` (docs/upstream/openfga.md §5). A no-break space is not in it.
+/// Go RE2's `\s`: `[\t\n\f\r ]` (docs/src/upstream/openfga.md §5). A no-break space is not in it.
 fn is_re2_space(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\x0c' | '\r' | ' ')
 }
@@ -314,19 +314,19 @@ fn no_space(s: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&n) && !s.chars().any(is_re2_space)
 }
 
-/// `^[^:#@\s]{1,50}$`: the relation pattern (docs/upstream/openfga.md §5).
+/// `^[^:#@\s]{1,50}$`: the relation pattern (docs/src/upstream/openfga.md §5).
 fn valid_relation(s: &str) -> bool {
     no_space(s, 1, 50) && !s.contains([':', '#', '@'])
 }
 
 /// One identifier part after splitting: non-empty, no RE2 whitespace and no control characters.
-/// Other Unicode spaces, such as U+00A0, are plain characters to OpenFGA (docs/upstream/openfga.md
+/// Other Unicode spaces, such as U+00A0, are plain characters to OpenFGA (docs/src/upstream/openfga.md
 /// §5).
 fn plain_part(s: &str) -> bool {
     !s.is_empty() && !s.chars().any(|c| is_re2_space(c) || c.is_control())
 }
 
-/// `IsValidObject`: `type:id`, exactly one `:` not at the start, no `#` (docs/upstream/openfga.md
+/// `IsValidObject`: `type:id`, exactly one `:` not at the start, no `#` (docs/src/upstream/openfga.md
 /// §5).
 fn valid_object(s: &str) -> bool {
     match s.split_once(':') {
@@ -336,7 +336,7 @@ fn valid_object(s: &str) -> bool {
 }
 
 /// `IsValidUser`: `type:id`, `type:id#relation` or `type:*`, at most one `:` and one `#`
-/// (docs/upstream/openfga.md §5).
+/// (docs/src/upstream/openfga.md §5).
 fn valid_user(s: &str) -> bool {
     let (object, relation) = match s.split_once('#') {
         Some((o, r)) => (o, Some(r)),
@@ -391,7 +391,7 @@ fn obj_field<'a>(
     }
 }
 
-/// `page_size` from a body or a query string: 1..=100, 50 when absent (docs/upstream/openfga.md
+/// `page_size` from a body or a query string: 1..=100, 50 when absent (docs/src/upstream/openfga.md
 /// §2.3).
 fn page_size(v: Option<&Value>) -> Result<usize, FgaError> {
     let n = match v {
@@ -410,7 +410,7 @@ fn page_size(v: Option<&Value>) -> Result<usize, FgaError> {
 }
 
 /// Opaque tokens: hex of `<kind>:<cursor>`, so they match `^$|^[A-Za-z0-9-_]+={0,2}$`
-/// (docs/upstream/openfga.md §2.3).
+/// (docs/src/upstream/openfga.md §2.3).
 fn encode_token(kind: &str, cursor: &str) -> String {
     hex::encode(format!("{kind}:{cursor}"))
 }
@@ -433,7 +433,7 @@ fn decode_token(v: Option<&Value>, kind: &str) -> Result<Option<String>, FgaErro
     }
 }
 
-/// `consistency`: one of the enum's names, or absent (docs/upstream/openfga.md §2.3).
+/// `consistency`: one of the enum's names, or absent (docs/src/upstream/openfga.md §2.3).
 fn check_consistency(body: &Map<String, Value>) -> Result<(), FgaError> {
     match body.get("consistency") {
         None | Some(Value::Null) => Ok(()),
@@ -474,7 +474,7 @@ fn condition_of(key: &Map<String, Value>) -> Result<Value, FgaError> {
     }
 }
 
-/// The proto rules of `TupleKey` / `TupleKeyWithoutCondition` (docs/upstream/openfga.md §5).
+/// The proto rules of `TupleKey` / `TupleKeyWithoutCondition` (docs/src/upstream/openfga.md §5).
 fn proto_tuple_key(key: &Map<String, Value>, owner: &str) -> Result<RawKey, FgaError> {
     let user = str_field(key, "user", owner)?;
     let relation = str_field(key, "relation", owner)?;
@@ -532,7 +532,7 @@ fn tuple_keys(
         .collect()
 }
 
-/// `on_duplicate` / `on_missing`: `""`, `"error"` or `"ignore"` (docs/upstream/openfga.md §2.2).
+/// `on_duplicate` / `on_missing`: `""`, `"error"` or `"ignore"` (docs/src/upstream/openfga.md §2.2).
 /// Returns whether to ignore.
 fn ignore_option(
     block: &Map<String, Value>,
@@ -541,7 +541,7 @@ fn ignore_option(
 ) -> Result<bool, FgaError> {
     if !supported {
         // Before v1.10 the field is unknown, and unknown fields are dropped
-        // (docs/upstream/openfga.md §1).
+        // (docs/src/upstream/openfga.md §1).
         return Ok(false);
     }
     match block.get(field) {
@@ -570,7 +570,7 @@ fn rewrite<'a>(model: &'a Value, ty: &str, relation: &str) -> Option<&'a Value> 
         .filter(|r| !r.is_null())
 }
 
-/// Fills in what protojson emits for unset fields (docs/upstream/openfga.md §2.1): `relations: {}`
+/// Fills in what protojson emits for unset fields (docs/src/upstream/openfga.md §2.1): `relations: {}`
 /// and `metadata: null` on a type, `module: ""` and `source_info: null` in metadata, `condition:
 /// ""` on a type restriction and `conditions: {}` on the model.
 fn normalize_model(id: &str, model: &Value) -> Value {
@@ -629,7 +629,7 @@ fn normalize_model(id: &str, model: &Value) -> Value {
     })
 }
 
-/// `ValidateTupleForWrite` (docs/upstream/openfga.md §3.2, §5): syntax, then the object's type and
+/// `ValidateTupleForWrite` (docs/src/upstream/openfga.md §3.2, §5): syntax, then the object's type and
 /// relation, then the user's type restriction in
 /// `metadata.relations.<rel>.directly_related_user_types`.
 fn validate_write(model: &Value, key: &TupleKey, condition: &Value) -> Result<(), FgaError> {
@@ -721,7 +721,7 @@ fn validate_write(model: &Value, key: &TupleKey, condition: &Value) -> Result<()
     Ok(())
 }
 
-/// Check over stored tuples, following the model's rewrites (docs/upstream/openfga.md §2.5).
+/// Check over stored tuples, following the model's rewrites (docs/src/upstream/openfga.md §2.5).
 /// Conditions are not evaluated.
 fn check(
     model: &Value,
@@ -835,7 +835,7 @@ impl State {
     }
 
     /// The model a Write or Check uses: the one named, else the store's latest
-    /// (docs/upstream/openfga.md §2.2).
+    /// (docs/src/upstream/openfga.md §2.2).
     fn resolve_model(&self, store: &str, id: &str) -> Result<&ModelRec, FgaError> {
         let models = self.models.get(store).map(Vec::as_slice).unwrap_or(&[]);
         if id.is_empty() {
@@ -871,7 +871,7 @@ impl State {
 
         let result = if self.down {
             // A server whose datastore is gone answers every call, even `/healthz`, with its
-            // generic internal error (docs/upstream/openfga.md §3.2, last rows).
+            // generic internal error (docs/src/upstream/openfga.md §3.2, last rows).
             Err(FgaError::new(
                 500,
                 "internal_error",
@@ -903,7 +903,7 @@ impl State {
         }
     }
 
-    /// Authentication, then the route (docs/upstream/openfga.md §2.7: `/healthz` needs no
+    /// Authentication, then the route (docs/src/upstream/openfga.md §2.7: `/healthz` needs no
     /// credential).
     fn dispatch(
         &mut self,
@@ -918,7 +918,7 @@ impl State {
         }
         if let Some(key) = &self.token {
             // grpc-middleware's `AuthFromMD(ctx, "bearer")`: no header, or another scheme, is a
-            // missing bearer token; a wrong key is `unauthenticated` (docs/upstream/openfga.md
+            // missing bearer token; a wrong key is `unauthenticated` (docs/src/upstream/openfga.md
             // §2.7, §3.2).
             let presented = req
                 .headers()
@@ -1032,7 +1032,7 @@ impl State {
         })
     }
 
-    /// `GET /stores`: by id, `name` an exact match (docs/upstream/openfga.md §2.6).
+    /// `GET /stores`: by id, `name` an exact match (docs/src/upstream/openfga.md §2.6).
     fn list_stores(&self, query: &Map<String, Value>) -> Result<Value, FgaError> {
         let size = page_size(query.get("page_size"))?;
         let after = decode_token(query.get("continuation_token"), "s")?;
@@ -1058,7 +1058,7 @@ impl State {
         }))
     }
 
-    /// `POST /stores`: 201 with the new store, which has no `deleted_at` (docs/upstream/openfga.md
+    /// `POST /stores`: 201 with the new store, which has no `deleted_at` (docs/src/upstream/openfga.md
     /// §2.6).
     fn create_store(&mut self, body: &Map<String, Value>) -> Result<Value, FgaError> {
         let name = str_field(body, "name", "CreateStoreRequest")?;
@@ -1081,7 +1081,7 @@ impl State {
         Ok(json!({"id": id, "name": name, "created_at": rfc3339(now), "updated_at": rfc3339(now)}))
     }
 
-    /// `GET /stores/{id}`: the only call that reports a missing store (docs/upstream/openfga.md
+    /// `GET /stores/{id}`: the only call that reports a missing store (docs/src/upstream/openfga.md
     /// §2.6).
     fn get_store(&self, id: &str) -> Result<Value, FgaError> {
         let s = self
@@ -1092,7 +1092,7 @@ impl State {
     }
 
     /// `GET /stores/{id}/authorization-models`: newest first; an unknown store has none
-    /// (docs/upstream/openfga.md §2.4).
+    /// (docs/src/upstream/openfga.md §2.4).
     fn list_models(&self, store: &str, query: &Map<String, Value>) -> Result<Value, FgaError> {
         let size = page_size(query.get("page_size"))?;
         let before = match decode_token(query.get("continuation_token"), "m")? {
@@ -1121,7 +1121,7 @@ impl State {
     }
 
     /// `POST /stores/{id}/authorization-models`: every write is a new, immutable model
-    /// (docs/upstream/openfga.md §2.4).
+    /// (docs/src/upstream/openfga.md §2.4).
     fn write_model(&mut self, store: &str, body: &Map<String, Value>) -> Result<Value, FgaError> {
         let types = body
             .get("type_definitions")
@@ -1157,7 +1157,7 @@ impl State {
         Ok(json!({"authorization_model_id": id}))
     }
 
-    /// `POST /stores/{id}/write` (docs/upstream/openfga.md §2.2, §3.2, §4): proto rules, model
+    /// `POST /stores/{id}/write` (docs/src/upstream/openfga.md §2.2, §3.2, §4): proto rules, model
     /// resolution, request validation, then every tuple checked against the store before anything
     /// is applied, deletes first.
     fn write(
@@ -1189,7 +1189,7 @@ impl State {
         }
 
         // `pkg/server/write.go` resolves the model before anything else, even for deletes
-        // (docs/upstream/openfga.md §2.2).
+        // (docs/src/upstream/openfga.md §2.2).
         let model = self.resolve_model(store, model_id)?;
         headers.push(("Openfga-Authorization-Model-Id", model.id.clone()));
         let model = model.body.clone();
@@ -1214,7 +1214,7 @@ impl State {
             validate_write(&model, key, condition)?;
         }
         for (key, _) in &deletes {
-            // A delete only checks the syntax of `user` (docs/upstream/openfga.md §2.2).
+            // A delete only checks the syntax of `user` (docs/src/upstream/openfga.md §2.2).
             if !valid_user(&key.2) {
                 return Err(FgaError::invalid_tuple(
                     key,
@@ -1243,7 +1243,7 @@ impl State {
             ));
         }
 
-        // Check everything, then apply: one request is one transaction (docs/upstream/openfga.md
+        // Check everything, then apply: one request is one transaction (docs/src/upstream/openfga.md
         // §4).
         const CAUSE: &str =
             "tuple to be written already existed or the tuple to be deleted did not exist";
@@ -1301,7 +1301,7 @@ impl State {
         Ok(json!({}))
     }
 
-    /// `POST /stores/{id}/read`: the filters of docs/upstream/openfga.md §2.3. No store or model
+    /// `POST /stores/{id}/read`: the filters of docs/src/upstream/openfga.md §2.3. No store or model
     /// lookup.
     fn read(&self, store: &str, body: &Map<String, Value>) -> Result<Value, FgaError> {
         let size = page_size(body.get("page_size"))?;
@@ -1406,7 +1406,7 @@ impl State {
         }))
     }
 
-    /// `POST /stores/{id}/check` (docs/upstream/openfga.md §2.5).
+    /// `POST /stores/{id}/check` (docs/src/upstream/openfga.md §2.5).
     fn check_call(
         &self,
         store: &str,
@@ -1549,7 +1549,7 @@ pub struct FakeOpenFga {
 
 impl FakeOpenFga {
     /// Binds `127.0.0.1:0` and spawns the server on the current tokio runtime, with one store named
-    /// `bridge` whose latest model is the minimal one of docs/upstream/openfga.md §6.
+    /// `bridge` whose latest model is the minimal one of docs/src/upstream/openfga.md §6.
     pub async fn start(opts: FakeOpenFgaOptions) -> io::Result<FakeOpenFga> {
         let now = SystemTime::now();
         let store = new_ulid();
@@ -1612,7 +1612,7 @@ impl FakeOpenFga {
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash; paths start at `/stores`
-    /// (docs/upstream/openfga.md §2.1).
+    /// (docs/src/upstream/openfga.md §2.1).
     pub fn url(&self) -> String {
         format!("http://{}", self.inner.addr)
     }
@@ -1638,7 +1638,7 @@ impl FakeOpenFga {
     }
 
     /// Adds a model to the `bridge` store, without validation; it becomes the latest. `model` is a
-    /// `POST …/authorization-models` body (docs/upstream/openfga.md §6).
+    /// `POST …/authorization-models` body (docs/src/upstream/openfga.md §6).
     pub fn write_model(&self, model: Value) -> String {
         let mut st = self.lock();
         let store = st.default_store.clone();
@@ -1722,7 +1722,7 @@ impl FakeOpenFga {
 
     /// While down, every call, `/healthz` included, answers 500 `internal_error` "Internal Server
     /// Error": what the server itself sends when its datastore is unreachable
-    /// (docs/upstream/openfga.md docs/upstream/openfga.md §3.2, §3.4: retry with back-off). A
+    /// (docs/src/upstream/openfga.md docs/src/upstream/openfga.md §3.2, §3.4: retry with back-off). A
     /// stopped server with nothing in front of it refuses the connection instead; drop the fake to
     /// get that.
     pub fn set_down(&self, down: bool) {
@@ -1730,7 +1730,7 @@ impl FakeOpenFga {
     }
 
     /// The next `n` calls answer `status` with the envelope and code the server uses for it
-    /// (docs/upstream/openfga.md §3.1): 400 `validation_error`, 401 `unauthenticated`, 404
+    /// (docs/src/upstream/openfga.md §3.1): 400 `validation_error`, 401 `unauthenticated`, 404
     /// `undefined_endpoint`, 409 `Aborted`, 422 `throttled_timeout_error`, 502–504 `unavailable`
     /// (only a proxy sends those), anything else `internal_error`.
     pub fn fail_next(&self, n: usize, status: u16) {

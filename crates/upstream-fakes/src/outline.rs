@@ -1,16 +1,16 @@
-//! A stateful fake of the Outline v1.9.2 API (`docs/upstream/outline.md`).
+//! A stateful fake of the Outline v1.9.2 API (`docs/src/upstream/outline.md`).
 //!
 //! It answers `POST /api/<method>` the way the real server does for the methods the bridge uses:
-//! the success envelope `{..., "status": 200, "ok": true}` and the error envelope of docs/upstream/outline.md §3.6, 403 (not
+//! the success envelope `{..., "status": 200, "ok": true}` and the error envelope of docs/src/upstream/outline.md §3.6, 403 (not
 //! 404) for unknown ids, `limit > 100` rejected with 400, `pagination.nextPath` on every page, the
-//! admin demotion of `groups.add_user` (docs/upstream/outline.md §6.3), case-insensitive group names (docs/upstream/outline.md §6.1), the
-//! fixed-window rate limiter with a fractional `Retry-After` (docs/upstream/outline.md §4.4) and the details of docs/upstream/outline.md §9.1.
+//! admin demotion of `groups.add_user` (docs/src/upstream/outline.md §6.3), case-insensitive group names (docs/src/upstream/outline.md §6.1), the
+//! fixed-window rate limiter with a fractional `Retry-After` (docs/src/upstream/outline.md §4.4) and the details of docs/src/upstream/outline.md §9.1.
 //!
 //! Deliberate simplifications, none of which the bridge can observe through the methods it uses:
 //! one team, one API key (owned by a team admin, so every admin-only call is allowed and emails are
 //! always presented), no API-key scopes, `unaccent` is not applied to `users.list {query}`, and no
 //! webhook is sent by the fake itself: `signin_delivery` builds the body and `deliver_signin` posts
-//! it, signed as docs/upstream/outline.md §2.1 describes.
+//! it, signed as docs/src/upstream/outline.md §2.1 describes.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -28,16 +28,16 @@ use sha2::{Digest, Sha256};
 
 use super::{http_post, iso_millis, js_date_string, new_uuid, parse_query, percent_encode};
 
-/// Default and maximum page sizes (docs/upstream/outline.md §3.3).
+/// Default and maximum page sizes (docs/src/upstream/outline.md §3.3).
 const DEFAULT_LIMIT: u64 = 25;
 const MAX_LIMIT: u64 = 100;
-/// `MAX_AVATAR_DISPLAY`: the preview of members `groups.list` attaches per group (docs/upstream/outline.md §3.4).
+/// `MAX_AVATAR_DISPLAY`: the preview of members `groups.list` attaches per group (docs/src/upstream/outline.md §3.4).
 const MEMBERSHIP_PREVIEW: usize = 6;
-/// `GroupValidation.maxNameLength` / `maxDescriptionLength` (docs/upstream/outline.md §6.1).
+/// `GroupValidation.maxNameLength` / `maxDescriptionLength` (docs/src/upstream/outline.md §6.1).
 const MAX_GROUP_NAME: usize = 255;
 const MAX_GROUP_DESCRIPTION: usize = 2000;
 
-/// Attributes of the `Group` model; `groups.list {sort}` accepts these and `"source"` (docs/upstream/outline.md §3.4).
+/// Attributes of the `Group` model; `groups.list {sort}` accepts these and `"source"` (docs/src/upstream/outline.md §3.4).
 const GROUP_SORT_KEYS: &[&str] = &[
     "id",
     "name",
@@ -96,7 +96,7 @@ const MAX_INVITES: usize = 20;
 /// `UserValidation.maxNameLength` / `maxEmailLength`, checked by the `User` model on create.
 const MAX_USER_NAME: usize = 255;
 const MAX_USER_EMAIL: usize = 255;
-/// `RateLimiterStrategy.FiftyPerHour`, the limiter of `users.invite` (docs/upstream/outline.md §4.3).
+/// `RateLimiterStrategy.FiftyPerHour`, the limiter of `users.invite` (docs/src/upstream/outline.md §4.3).
 const INVITE_LIMIT_PER_HOUR: u32 = 50;
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -191,18 +191,18 @@ const PALETTE: &[&str] = &[
 pub struct FakeOutlineOptions {
     /// The only API key the fake accepts. Its owner is a team admin.
     pub api_token: String,
-    /// Requests allowed per window by the default limiter (`RATE_LIMITER_REQUESTS`, docs/upstream/outline.md §4.1).
+    /// Requests allowed per window by the default limiter (`RATE_LIMITER_REQUESTS`, docs/src/upstream/outline.md §4.1).
     pub rate_limit_requests: u32,
-    /// The default limiter's fixed window (`RATE_LIMITER_DURATION_WINDOW`, docs/upstream/outline.md §4.1).
+    /// The default limiter's fixed window (`RATE_LIMITER_DURATION_WINDOW`, docs/src/upstream/outline.md §4.1).
     pub rate_limit_window: Duration,
-    /// `groups.create`'s own limit per 60 s (`TenPerMinute`, docs/upstream/outline.md §4.3).
+    /// `groups.create`'s own limit per 60 s (`TenPerMinute`, docs/src/upstream/outline.md §4.3).
     pub create_limit_per_minute: u32,
     /// Delay added before every answer.
     pub latency: Duration,
 }
 
 impl Default for FakeOutlineOptions {
-    /// A fresh `ol_api_` key of 38 word characters (docs/upstream/outline.md §3.2), Outline's default limits, no latency.
+    /// A fresh `ol_api_` key of 38 word characters (docs/src/upstream/outline.md §3.2), Outline's default limits, no latency.
     fn default() -> Self {
         const WORD: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         let mut rng = rand::rng();
@@ -226,7 +226,7 @@ pub struct FakeGroup {
     pub id: String,
     /// The group's name.
     pub name: String,
-    /// `externalId`, where the bridge keeps the Authentik group id (docs/upstream/outline.md §5.3).
+    /// `externalId`, where the bridge keeps the Authentik group id (docs/src/upstream/outline.md §5.3).
     pub external_id: Option<String>,
 }
 
@@ -320,7 +320,7 @@ struct MemberRec {
 }
 
 /// A fixed window: it opens at the first request and admits `limit` requests until it closes, as
-/// `rate-limiter-flexible` does (docs/upstream/outline.md §4).
+/// `rate-limiter-flexible` does (docs/src/upstream/outline.md §4).
 #[derive(Debug)]
 struct Window {
     limit: u32,
@@ -363,7 +363,7 @@ struct State {
     subscription_id: String,
     users: BTreeMap<String, UserRec>,
     groups: BTreeMap<String, GroupRec>,
-    /// Keyed by (group id, user id), the primary key of `group_users` (docs/upstream/outline.md §6.2).
+    /// Keyed by (group id, user id), the primary key of `group_users` (docs/src/upstream/outline.md §6.2).
     members: BTreeMap<(String, String), MemberRec>,
     seq: u64,
     calls: Vec<OutlineCall>,
@@ -378,7 +378,7 @@ struct State {
     invite: Window,
     /// Whether `users.invite`'s limiter exists yet: `rateLimiter()` registers it lazily on the route, after
     /// the app-wide limiter has already drawn the first request from the default bucket
-    /// (server/middlewares/rateLimiter.ts, docs/upstream/outline.md §4.3).
+    /// (server/middlewares/rateLimiter.ts, docs/src/upstream/outline.md §4.3).
     invite_registered: bool,
     /// The `events` table.
     events: Vec<EventRec>,
@@ -386,12 +386,12 @@ struct State {
     invited: Vec<String>,
     /// `env.isCloudHosted`: only app.getoutline.com passes the `audit` policy `events.list {auditLog}` needs.
     cloud_hosted: bool,
-    /// The key's scopes; `None` is full access (docs/upstream/outline.md §3.5).
+    /// The key's scopes; `None` is full access (docs/src/upstream/outline.md §3.5).
     scopes: Option<Vec<String>>,
     /// Membership changes made by someone else between two page reads of `groups.memberships`.
     swaps: Vec<MemberSwap>,
     /// Per group id, the message a membership change answers 400 with: the group is managed by an external
-    /// provider (docs/upstream/outline.md §3.6).
+    /// provider (docs/src/upstream/outline.md §3.6).
     provider_managed: BTreeMap<String, String>,
 }
 
@@ -406,7 +406,7 @@ struct MemberSwap {
     permission: String,
 }
 
-/// Whether a key with `scopes` may call `method` (docs/upstream/outline.md §3.5): `list`, `info`, `config`,
+/// Whether a key with `scopes` may call `method` (docs/src/upstream/outline.md §3.5): `list`, `info`, `config`,
 /// `search`, … need Read, `create` needs Create, everything else needs Write, and `groups.memberships` is
 /// Write in v1.9.2. `<ns>:write` covers the namespace, and a route scope names one method.
 fn scope_allows(scopes: &[String], method: &str) -> bool {
@@ -428,7 +428,7 @@ fn scope_allows(scopes: &[String], method: &str) -> bool {
     })
 }
 
-/// An error answer, rendered as the envelope of docs/upstream/outline.md §3.6.
+/// An error answer, rendered as the envelope of docs/src/upstream/outline.md §3.6.
 #[derive(Debug)]
 struct ApiError {
     status: u16,
@@ -450,7 +450,7 @@ impl ApiError {
     fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request", message)
     }
-    /// What `authorize(actor, …, null)` throws for a missing or unknown id (docs/upstream/outline.md §3.6).
+    /// What `authorize(actor, …, null)` throws for a missing or unknown id (docs/src/upstream/outline.md §3.6).
     fn authorization() -> Self {
         Self::new(403, "authorization_error", "Authorization error")
     }
@@ -529,7 +529,7 @@ fn html_escape(s: &str) -> String {
 }
 
 /// Koa's `ctx.accepts("json", "html")`: the better match by q, then specificity, then position in
-/// `Accept`; ties and no header go to JSON (docs/upstream/outline.md §3.6).
+/// `Accept`; ties and no header go to JSON (docs/src/upstream/outline.md §3.6).
 fn prefers_html(accept: Option<&str>) -> bool {
     let Some(accept) = accept else {
         return false;
@@ -576,7 +576,7 @@ fn prefers_html(accept: Option<&str>) -> bool {
 }
 
 /// The token the request carries: the `Authorization` header, else a body `token`, else `?token=`
-/// (docs/upstream/outline.md §3.2).
+/// (docs/src/upstream/outline.md §3.2).
 fn extract_token(
     req: &HttpRequest,
     body: &Map<String, Value>,
@@ -700,7 +700,7 @@ fn enum_error(key: &str, allowed: &[&str]) -> ApiError {
     ))
 }
 
-/// `direction`: anything but `"ASC"` means descending (the Zod transform of docs/upstream/outline.md §3.4).
+/// `direction`: anything but `"ASC"` means descending (the Zod transform of docs/src/upstream/outline.md §3.4).
 fn direction(body: &Map<String, Value>) -> Result<bool, ApiError> {
     Ok(opt_string(body, "direction")?.as_deref() == Some("ASC"))
 }
@@ -746,7 +746,7 @@ fn is_email(s: &str) -> bool {
 }
 
 /// PostgreSQL `ILIKE`: `%` matches any run, `_` one character, `\` escapes. Outline v1.9.2 passes
-/// user input unescaped, so wildcards in names and queries are live (docs/upstream/outline.md §3.4, §6.1).
+/// user input unescaped, so wildcards in names and queries are live (docs/src/upstream/outline.md §3.4, §6.1).
 fn ilike(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.to_lowercase().chars().collect();
     let t: Vec<char> = text.to_lowercase().chars().collect();
@@ -805,7 +805,7 @@ fn ilike(pattern: &str, text: &str) -> bool {
     dp[t.len()]
 }
 
-/// Sequelize's `NotContainsUrl`: `/(www\.|file:|http:|https:)[^\s]+[\w]/` (docs/upstream/outline.md §6.1).
+/// Sequelize's `NotContainsUrl`: `/(www\.|file:|http:|https:)[^\s]+[\w]/` (docs/src/upstream/outline.md §6.1).
 fn contains_url(s: &str) -> bool {
     let lower = s.to_string();
     for prefix in ["www.", "file:", "http:", "https:"] {
@@ -825,7 +825,7 @@ fn contains_url(s: &str) -> bool {
     false
 }
 
-/// The pagination of docs/upstream/outline.md §3.3, from the query string first, then the body.
+/// The pagination of docs/src/upstream/outline.md §3.3, from the query string first, then the body.
 struct Page {
     limit: u64,
     offset: u64,
@@ -851,7 +851,7 @@ impl Page {
     }
 }
 
-/// One pagination parameter with JavaScript's truthiness, `isNaN` and `parseInt` (docs/upstream/outline.md §3.3): a numeric
+/// One pagination parameter with JavaScript's truthiness, `isNaN` and `parseInt` (docs/src/upstream/outline.md §3.3): a numeric
 /// `0` is falsy and means "default", while the string `"0"` is truthy and rejected later.
 fn page_param(
     query: Option<&str>,
@@ -921,7 +921,7 @@ fn pagination(
             "Pagination offset must be greater than or equal to 0",
         ));
     }
-    // `nextPath` keeps the request's own query parameters and sets limit and offset (docs/upstream/outline.md §3.3).
+    // `nextPath` keeps the request's own query parameters and sets limit and offset (docs/src/upstream/outline.md §3.3).
     let mut pairs: Vec<(String, String)> = query.to_vec();
     for (key, value) in [("limit", limit), ("offset", limit + offset)] {
         match pairs.iter_mut().find(|(k, _)| k == key) {
@@ -988,7 +988,7 @@ impl State {
         self.users.get(&self.admin_id)
     }
 
-    /// `memberCount` leaves suspended users out (docs/upstream/outline.md §3.4, §6.6).
+    /// `memberCount` leaves suspended users out (docs/src/upstream/outline.md §3.4, §6.6).
     fn member_count(&self, group_id: &str) -> usize {
         self.group_members(group_id)
             .filter(|(uid, _)| {
@@ -1008,7 +1008,7 @@ impl State {
             .map(|((_, u), m)| (u, m))
     }
 
-    /// `presentUser` (docs/upstream/outline.md §2.3, §9.1). `details` adds what an admin caller sees: `email`, `language`,
+    /// `presentUser` (docs/src/upstream/outline.md §2.3, §9.1). `details` adds what an admin caller sees: `email`, `language`,
     /// `preferences` (null) and `notificationSettings`.
     fn present_user(&self, u: &UserRec, details: bool) -> Value {
         let mut v = json!({
@@ -1036,8 +1036,8 @@ impl State {
         v
     }
 
-    /// `presentGroup` (docs/upstream/outline.md §3.4); `member_count` is passed in because `groups.add_user` and
-    /// `groups.remove_user` report the count from before their change (docs/upstream/outline.md §9.1).
+    /// `presentGroup` (docs/src/upstream/outline.md §3.4); `member_count` is passed in because `groups.add_user` and
+    /// `groups.remove_user` report the count from before their change (docs/src/upstream/outline.md §9.1).
     fn present_group(&self, g: &GroupRec, member_count: usize) -> Value {
         json!({
             "id": g.id,
@@ -1055,7 +1055,7 @@ impl State {
         self.present_group(g, self.member_count(&g.id))
     }
 
-    /// `presentGroupUser(…, {includeUser: true})`: the item shape of docs/upstream/outline.md §3.7, user without email.
+    /// `presentGroupUser(…, {includeUser: true})`: the item shape of docs/src/upstream/outline.md §3.7, user without email.
     fn present_membership(&self, group_id: &str, user: &UserRec, m: &MemberRec) -> Value {
         json!({
             "id": format!("{}-{}", user.id, group_id),
@@ -1100,7 +1100,7 @@ impl State {
         })
     }
 
-    /// A name is taken when an existing group's name matches it as an `ILIKE` pattern (docs/upstream/outline.md §6.1).
+    /// A name is taken when an existing group's name matches it as an `ILIKE` pattern (docs/src/upstream/outline.md §6.1).
     fn name_taken(&self, name: &str, except: Option<&str>) -> bool {
         self.groups
             .values()
@@ -1169,7 +1169,7 @@ impl State {
             }
             other => return Err(expected("ids", "array", other)),
         };
-        // Lowercased, then matched exactly: mixed-case stored emails never match (docs/upstream/outline.md §6.7).
+        // Lowercased, then matched exactly: mixed-case stored emails never match (docs/src/upstream/outline.md §6.7).
         let emails = match body.get("emails") {
             None => None,
             Some(Value::Array(items)) => {
@@ -1203,7 +1203,7 @@ impl State {
                 Some("suspended") => u.suspended_at.is_some(),
                 Some("active") => u.last_active_at.is_some() && u.suspended_at.is_none(),
                 Some("all") => true,
-                // Suspended users are left out unless asked for (docs/upstream/outline.md §3.4).
+                // Suspended users are left out unless asked for (docs/src/upstream/outline.md §3.4).
                 _ => u.suspended_at.is_none(),
             })
             .filter(|u| role.as_ref().is_none_or(|r| &u.role == r))
@@ -1215,7 +1215,7 @@ impl State {
                 })
             })
             .filter(|u| ids.as_ref().is_none_or(|ids| ids.contains(&u.id)))
-            // `emails: []` renders as `IN (NULL)` in v1.9.2 and matches nothing (docs/upstream/outline.md §3.4).
+            // `emails: []` renders as `IN (NULL)` in v1.9.2 and matches nothing (docs/src/upstream/outline.md §3.4).
             .filter(|u| {
                 emails
                     .as_ref()
@@ -1265,7 +1265,7 @@ impl State {
             .groups
             .values()
             .filter(|g| match (&name, &query) {
-                // `name` is an exact, case-sensitive `=`; `query` an unescaped ILIKE (docs/upstream/outline.md §3.4).
+                // `name` is an exact, case-sensitive `=`; `query` an unescaped ILIKE (docs/src/upstream/outline.md §3.4).
                 (Some(n), _) => &g.name == n,
                 (None, Some(q)) => ilike(&format!("%{q}%"), &g.name),
                 (None, None) => true,
@@ -1307,7 +1307,7 @@ impl State {
         });
         let total = rows.len();
         let rows = page.slice(&rows);
-        // The deprecated preview: admins first, at most six per group (docs/upstream/outline.md §3.4).
+        // The deprecated preview: admins first, at most six per group (docs/src/upstream/outline.md §3.4).
         let mut previews = Vec::new();
         for g in &rows {
             let mut members: Vec<(&UserRec, &MemberRec)> = self
@@ -1333,7 +1333,7 @@ impl State {
         }))
     }
 
-    /// `groups.info {id | externalId}`; neither, or no match, is 403 (docs/upstream/outline.md §3.4, §9.1).
+    /// `groups.info {id | externalId}`; neither, or no match, is 403 (docs/src/upstream/outline.md §3.4, §9.1).
     fn groups_info(&self, body: &Map<String, Value>) -> Result<Value, ApiError> {
         let id = opt_uuid(body, "id")?;
         let external_id = opt_string(body, "externalId")?.filter(|s| !s.is_empty());
@@ -1353,7 +1353,7 @@ impl State {
         }))
     }
 
-    /// `groups.create`: `description` is accepted and dropped, as v1.9.2's handler does (docs/upstream/outline.md §9).
+    /// `groups.create`: `description` is accepted and dropped, as v1.9.2's handler does (docs/src/upstream/outline.md §9).
     fn groups_create(&mut self, body: &Map<String, Value>) -> Result<Value, ApiError> {
         let name = match body.get("name") {
             Some(Value::String(s)) => s.clone(),
@@ -1448,7 +1448,7 @@ impl State {
     }
 
     /// `groups.memberships`: newest membership first, suspended members included, users without
-    /// email (docs/upstream/outline.md §3.4).
+    /// email (docs/src/upstream/outline.md §3.4).
     fn groups_memberships(
         &self,
         page: &Page,
@@ -1495,8 +1495,8 @@ impl State {
     }
 
     /// `groups.add_user`. `permission` defaults to `"member"`, which demotes an existing group
-    /// admin (docs/upstream/outline.md §6.3); the answer's `memberCount` is the one from before the change and there is no
-    /// `policies` key (docs/upstream/outline.md §9.1). The user is checked before the group, as in the source.
+    /// admin (docs/src/upstream/outline.md §6.3); the answer's `memberCount` is the one from before the change and there is no
+    /// `policies` key (docs/src/upstream/outline.md §9.1). The user is checked before the group, as in the source.
     fn groups_add_user(&mut self, body: &Map<String, Value>) -> Result<Value, ApiError> {
         let id = req_uuid(body, "id")?;
         let user_id = req_uuid(body, "userId")?;
@@ -1525,7 +1525,7 @@ impl State {
         }))
     }
 
-    /// `groups.remove_user`: a non-member is a 200 no-op (docs/upstream/outline.md §6.4); group checked before user.
+    /// `groups.remove_user`: a non-member is a 200 no-op (docs/src/upstream/outline.md §6.4); group checked before user.
     fn groups_remove_user(&mut self, body: &Map<String, Value>) -> Result<Value, ApiError> {
         let id = req_uuid(body, "id")?;
         let user_id = req_uuid(body, "userId")?;
@@ -1637,7 +1637,7 @@ impl State {
     }
 
     /// `User.findByPk(id, {rejectOnEmpty: true})`: an unknown or deleted id is 404 `not_found`, not the
-    /// 403 of `users.info` (docs/upstream/outline.md §3.6).
+    /// 403 of `users.info` (docs/src/upstream/outline.md §3.6).
     fn user_or_404(&self, id: &str) -> Result<UserRec, ApiError> {
         self.live_user(id).cloned().ok_or_else(ApiError::not_found)
     }
@@ -1837,7 +1837,7 @@ impl State {
             }
         }
         // `User.findAll({where: {email: emails}})`: an exact match against the lowercased invites, so a
-        // stored mixed-case email (docs/upstream/outline.md §6.7) is not found and gets a second account.
+        // stored mixed-case email (docs/src/upstream/outline.md §6.7) is not found and gets a second account.
         let (unsent, sent): (Vec<_>, Vec<_>) = normalized.into_iter().partition(|(email, _, _)| {
             self.users
                 .values()
@@ -2011,7 +2011,7 @@ impl State {
             .iter()
             .map(|e| self.present_event(e, audit_log))
             .collect();
-        // `pagination: ctx.state.pagination`: no `total` on this method (docs/upstream/outline.md §3.3).
+        // `pagination: ctx.state.pagination`: no `total` on this method (docs/src/upstream/outline.md §3.3).
         Ok(json!({
             "pagination": {
                 "limit": page.limit,
@@ -2059,7 +2059,7 @@ impl State {
     // ---- request pipeline ----------------------------------------------------------------
 
     /// Rate limiter → route → authentication → pagination → validation → handler, the order of
-    /// the real middleware stack (docs/upstream/outline.md §4, §3.1).
+    /// the real middleware stack (docs/src/upstream/outline.md §4, §3.1).
     fn dispatch(
         &mut self,
         req: &HttpRequest,
@@ -2194,10 +2194,10 @@ impl State {
             }
             reply
         } else {
-            // `groups.create` has its own limiter and does not draw on the default one (docs/upstream/outline.md §4.2, §4.3).
+            // `groups.create` has its own limiter and does not draw on the default one (docs/src/upstream/outline.md §4.2, §4.3).
             // So has `users.invite` (`FiftyPerHour`, one point per request whatever the number of invites),
             // but only once its route has registered it: the very first `users.invite` request draws on
-            // the default limiter, as in v1.9.2 (server/middlewares/rateLimiter.ts, docs/upstream/outline.md §4.3).
+            // the default limiter, as in v1.9.2 (server/middlewares/rateLimiter.ts, docs/src/upstream/outline.md §4.3).
             let is_post = req.method() == actix_web::http::Method::POST;
             let registers_invite = method == "users.invite" && is_post && !self.invite_registered;
             let limiter = if method == "groups.create" {
@@ -2251,7 +2251,7 @@ impl State {
     }
 }
 
-/// The success envelope (docs/upstream/outline.md §3.1) or the error envelope.
+/// The success envelope (docs/src/upstream/outline.md §3.1) or the error envelope.
 fn answer(result: Result<Value, ApiError>, html: bool) -> Reply {
     match result {
         Ok(Value::Object(mut obj)) => {
@@ -2273,7 +2273,7 @@ fn answer(result: Result<Value, ApiError>, html: bool) -> Reply {
 }
 
 /// `msBeforeNext / 1000` as JavaScript prints it: up to three decimals, no trailing zeros
-/// (docs/upstream/outline.md §4.4: `"37.512"`, `"0.5"`, `"60"`).
+/// (docs/src/upstream/outline.md §4.4: `"37.512"`, `"0.5"`, `"60"`).
 fn retry_after(ms: u64) -> String {
     let whole = ms / 1000;
     let frac = ms % 1000;
@@ -2422,7 +2422,7 @@ impl FakeOutline {
 
     // ---- seeding and inspection ----------------------------------------------------------
 
-    /// A signed-in member. The email is stored as given: SSO sign-ups keep the IdP's case (docs/upstream/outline.md §6.7).
+    /// A signed-in member. The email is stored as given: SSO sign-ups keep the IdP's case (docs/src/upstream/outline.md §6.7).
     pub fn add_user(&self, name: &str, email: &str) -> String {
         self.add_user_with(name, email, "member", false)
     }
@@ -2444,7 +2444,7 @@ impl FakeOutline {
     }
 
     /// An invited user who never signed in: `lastActiveAt` null, email lowercased as invites are
-    /// (docs/upstream/outline.md §6.7, §9.1).
+    /// (docs/src/upstream/outline.md §6.7, §9.1).
     pub fn invite_user(&self, name: &str, email: &str) -> String {
         let id = self.add_user(name, &email.to_lowercase());
         if let Some(u) = self.lock().users.get_mut(&id) {
@@ -2453,7 +2453,7 @@ impl FakeOutline {
         id
     }
 
-    /// Suspends or reactivates a user. Memberships are kept (docs/upstream/outline.md §6.6). Seeding: no
+    /// Suspends or reactivates a user. Memberships are kept (docs/src/upstream/outline.md §6.6). Seeding: no
     /// event is written and no suspender is recorded.
     pub fn set_suspended(&self, user_id: &str, suspended: bool) {
         let mut st = self.lock();
@@ -2537,7 +2537,7 @@ impl FakeOutline {
 
     /// Replaces `users.invite`'s limiter (default 50 requests an hour) and starts a fresh window.
     /// Whether the route has registered it yet is kept: on a fresh fake the first `users.invite` request
-    /// still draws on the default limiter (docs/upstream/outline.md §4.3).
+    /// still draws on the default limiter (docs/src/upstream/outline.md §4.3).
     pub fn set_invite_limit(&self, per_hour: u32) {
         self.lock().invite = Window::new(per_hour, HOUR);
     }
@@ -2553,7 +2553,7 @@ impl FakeOutline {
         self.lock().events.iter().map(|e| e.name.clone()).collect()
     }
 
-    /// Changes a user's stored email (as a sign-in with a verified, changed email does, docs/upstream/outline.md §6.7).
+    /// Changes a user's stored email (as a sign-in with a verified, changed email does, docs/src/upstream/outline.md §6.7).
     pub fn set_email(&self, user_id: &str, email: &str) {
         let mut st = self.lock();
         if let Some(u) = st.users.get_mut(&user_id.to_ascii_lowercase()) {
@@ -2562,7 +2562,7 @@ impl FakeOutline {
         }
     }
 
-    /// Soft delete (docs/upstream/outline.md §6.6): email null, name "Unknown", every membership destroyed without events.
+    /// Soft delete (docs/src/upstream/outline.md §6.6): email null, name "Unknown", every membership destroyed without events.
     pub fn delete_user(&self, id: &str) {
         let mut st = self.lock();
         let id = id.to_ascii_lowercase();
@@ -2577,7 +2577,7 @@ impl FakeOutline {
     }
 
     /// Adds a group directly, skipping the name check: the real table has no unique constraint,
-    /// so racing creates can leave duplicates (docs/upstream/outline.md §6.1), and tests may need that state.
+    /// so racing creates can leave duplicates (docs/src/upstream/outline.md §6.1), and tests may need that state.
     pub fn add_group(&self, name: &str, external_id: Option<&str>) -> String {
         let mut st = self.lock();
         let now = SystemTime::now();
@@ -2654,7 +2654,7 @@ impl FakeOutline {
     }
 
     /// The first group whose name equals `name` case-insensitively (names are unique that way,
-    /// docs/upstream/outline.md §6.1).
+    /// docs/src/upstream/outline.md §6.1).
     pub fn group_by_name(&self, name: &str) -> Option<FakeGroup> {
         let wanted = name.to_lowercase();
         self.groups()
@@ -2718,7 +2718,7 @@ impl FakeOutline {
         self.lock().down = down;
     }
 
-    /// Limits the API key to `scopes` (`None`: full access), as `apiKeys.create` does (docs/upstream/outline.md §3.5).
+    /// Limits the API key to `scopes` (`None`: full access), as `apiKeys.create` does (docs/src/upstream/outline.md §3.5).
     pub fn set_key_scopes(&self, scopes: Option<Vec<String>>) {
         self.lock().scopes = scopes;
     }
@@ -2763,7 +2763,7 @@ impl FakeOutline {
 
     // ---- webhook support -----------------------------------------------------------------
 
-    /// The exact body Outline posts for a `users.signin` of this user (docs/upstream/outline.md §2.2, §2.3, §9.1): compact
+    /// The exact body Outline posts for a `users.signin` of this user (docs/src/upstream/outline.md §2.2, §2.3, §9.1): compact
     /// JSON, a new delivery id, `actorId` = the user, the keys of `payload.model` in the
     /// presenter's order, no email, `timezone` null. Also records the sign-in as activity
     /// (`lastActiveAt`).
@@ -2802,8 +2802,8 @@ impl FakeOutline {
         )
     }
 
-    /// Posts a `users.signin` delivery to `url` as Outline's webhook task does (docs/upstream/outline.md §2.6): lowercase
-    /// header names, `user-agent: Outline-`, and `outline-signature` when `secret` is set (docs/upstream/outline.md §2.1).
+    /// Posts a `users.signin` delivery to `url` as Outline's webhook task does (docs/src/upstream/outline.md §2.6): lowercase
+    /// header names, `user-agent: Outline-`, and `outline-signature` when `secret` is set (docs/src/upstream/outline.md §2.1).
     /// Returns the receiver's status.
     pub async fn deliver_signin(
         &self,
@@ -2832,7 +2832,7 @@ impl FakeOutline {
 }
 
 /// `Outline-Signature` for a body: `t=<ms>,s=<hex HMAC-SHA256(secret, "<t>.<body>")>`
-/// (docs/upstream/outline.md §2.1). The one signer in the workspace: the fake's own deliveries, the
+/// (docs/src/upstream/outline.md §2.1). The one signer in the workspace: the fake's own deliveries, the
 /// tests, the benchmarks and the demo all sign with it; the bridge only verifies.
 pub fn outline_signature(secret: &str, t_ms: u64, body: &[u8]) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
@@ -2861,7 +2861,7 @@ mod tests {
 
     #[test]
     fn signature_matches_the_contract_test_vector() {
-        // docs/upstream/outline.md §2.1.
+        // docs/src/upstream/outline.md §2.1.
         assert_eq!(
             outline_signature(
                 "ol_whs_testsecret",
