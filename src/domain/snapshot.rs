@@ -180,6 +180,25 @@ pub fn ancestors(
     out
 }
 
+/// The groups a person's membership counts in: their direct groups, plus, when `inherited`
+/// (`MEMBERSHIP=inherited`), every ancestor of those. The one walk up the hierarchy for a person, shared by
+/// both sinks' user jobs and the roles.
+pub fn counted_group_ids<'a>(
+    catalog: &[GroupSummary],
+    direct: impl IntoIterator<Item = &'a AuthentikGroupId>,
+    inherited: bool,
+) -> BTreeSet<AuthentikGroupId> {
+    let mut ids: BTreeSet<AuthentikGroupId> = direct.into_iter().cloned().collect();
+    if inherited && !ids.is_empty() {
+        let anc = ancestors(catalog);
+        let direct: Vec<AuthentikGroupId> = ids.iter().cloned().collect();
+        for g in &direct {
+            ids.extend(anc.get(g).into_iter().flatten().cloned());
+        }
+    }
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +237,27 @@ mod tests {
         let anc = ancestors(&catalog);
         let b_id = AuthentikGroupId::parse(b).expect("uuid");
         assert_eq!(anc[&b_id].len(), 2);
+    }
+
+    #[test]
+    fn a_person_counts_in_their_groups_and_with_inheritance_in_every_ancestor() {
+        let id = |n: u8| format!("000000000000000000000000000000{n:02}");
+        let catalog = vec![
+            summary(&id(1), &[]),
+            summary(&id(2), &[&id(1)]),
+            summary(&id(3), &[&id(2)]),
+            summary(&id(4), &[]),
+        ];
+        let g = |n: u8| AuthentikGroupId::parse(&id(n)).expect("uuid");
+        let direct = [g(3)];
+        assert_eq!(
+            counted_group_ids(&catalog, &direct, false),
+            BTreeSet::from([g(3)])
+        );
+        assert_eq!(
+            counted_group_ids(&catalog, &direct, true),
+            BTreeSet::from([g(1), g(2), g(3)])
+        );
+        assert!(counted_group_ids(&catalog, &[], true).is_empty());
     }
 }

@@ -22,7 +22,7 @@ use crate::domain::accounts::{
 };
 use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::domain::invites::{unix_ms_now, WindowRule};
-use crate::domain::snapshot::ancestors;
+use crate::domain::snapshot::counted_group_ids;
 use crate::domain::{AuthentikGroupId, AuthentikUserId, GroupName, GroupSummary, OutlineUserId};
 use crate::metrics::Metrics;
 
@@ -661,13 +661,7 @@ pub fn counted_groups<'a>(
     direct: &[AuthentikGroupId],
     membership: MembershipMode,
 ) -> impl Iterator<Item = &'a GroupSummary> {
-    let mut ids: BTreeSet<AuthentikGroupId> = direct.iter().cloned().collect();
-    if membership == MembershipMode::Inherited {
-        let anc = ancestors(catalog);
-        for g in direct {
-            ids.extend(anc.get(g).into_iter().flatten().cloned());
-        }
-    }
+    let ids = counted_group_ids(catalog, direct, membership == MembershipMode::Inherited);
     catalog.iter().filter(move |g| ids.contains(&g.id))
 }
 

@@ -14,7 +14,7 @@ use crate::clients::{Lane, OutlineClient, UpstreamError};
 use crate::configuration::MembershipMode;
 use crate::domain::accounts::AuthentikState;
 use crate::domain::plan::GroupIndex;
-use crate::domain::snapshot::ancestors;
+use crate::domain::snapshot::{ancestors, counted_group_ids};
 use crate::domain::{
     plan_membership, AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, GroupTarget,
     OutlineGroupId, OutlineUserId, PlanInput, UserSnapshot,
@@ -197,18 +197,15 @@ async fn sync_user_memberships(
     }
     let all = reader.full_catalog().await?;
     let existing: BTreeSet<AuthentikGroupId> = all.iter().map(|g| g.id.clone()).collect();
-    let mut member_of: BTreeSet<AuthentikGroupId> = if au.is_active {
-        au.groups.iter().cloned().collect()
+    let member_of: BTreeSet<AuthentikGroupId> = if au.is_active {
+        counted_group_ids(
+            &all,
+            &au.groups,
+            reader.membership == MembershipMode::Inherited,
+        )
     } else {
         BTreeSet::new()
     };
-    if reader.membership == MembershipMode::Inherited && !member_of.is_empty() {
-        let anc = ancestors(&all);
-        let direct: Vec<AuthentikGroupId> = member_of.iter().cloned().collect();
-        for g in direct {
-            member_of.extend(anc.get(&g).into_iter().flatten().cloned());
-        }
-    }
     let targets: Vec<GroupTarget> = all
         .iter()
         .filter(|g| reader.is_managed(g))

@@ -23,7 +23,7 @@ use crate::clients::openfga::OpenFgaClient;
 use crate::clients::UpstreamError;
 use crate::configuration::MembershipMode;
 use crate::domain::held::{HoldReason, GUARD_LOG};
-use crate::domain::snapshot::ancestors;
+use crate::domain::snapshot::{ancestors, counted_group_ids};
 use crate::domain::tuples::{InvalidId, MemberTuple, Person, TupleNaming, TuplePlan, UserIdForm};
 use crate::domain::{AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, GroupSummary};
 use crate::metrics::Metrics;
@@ -486,14 +486,11 @@ pub async fn user_job(
         }
     }
     let catalog = reader.full_catalog().await?;
-    let mut member_of = member_of;
-    if reader.membership == MembershipMode::Inherited && !member_of.is_empty() {
-        let anc = ancestors(&catalog);
-        let direct: Vec<AuthentikGroupId> = member_of.iter().cloned().collect();
-        for g in direct {
-            member_of.extend(anc.get(&g).into_iter().flatten().cloned());
-        }
-    }
+    let member_of = counted_group_ids(
+        &catalog,
+        &member_of,
+        reader.membership == MembershipMode::Inherited,
+    );
     let mut managed = HashSet::new();
     let mut desired = BTreeSet::new();
     for g in catalog.iter().filter(|g| reader.is_managed(g)) {
