@@ -179,7 +179,7 @@ impl Metrics {
             removal_guard_active: gauge_vec(
                 &r,
                 "bridge_removal_guard_active",
-                "1 while the sink's last run with removals was held back by the removal guard, by sink.",
+                "1 from the moment the removal guard holds a sink's removals back until a pass of that sink is let through, by sink.",
                 &["sink"],
             ),
             reconcile: counter_vec(

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use super::changes::ChangeClock;
+use super::job::{RemovalGuard, SyncError};
 use super::progress::PassProgress;
 use super::snapshots::SnapshotReader;
+use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::metrics::Metrics;
 
 pub struct SyncContext {
@@ -15,4 +17,38 @@ pub struct SyncContext {
     pub progress: PassProgress,
     pub max_removals: usize,
     pub metrics: Arc<Metrics>,
+}
+
+impl SyncContext {
+    /// The mass-removal guard, the same for every sink: `removals` (with any the same job made already) may be
+    /// made unless they pass `MAX_REMOVALS` without `--force`. Then the alert goes up
+    /// (`bridge_removal_guard_tripped_total`, and `bridge_removal_guard_active` for the sink), the explanation is
+    /// logged once, and the caller writes the rest of its plan without them.
+    ///
+    /// The gauge stays up until a pass of that sink is let through ([`SyncContext::removal_guard_clear`]): a
+    /// push that happens to remove nothing does not make the held removals any less pending.
+    pub fn removal_guard(
+        &self,
+        sink: &'static str,
+        removals: usize,
+        guard: RemovalGuard,
+    ) -> Result<(), SyncError> {
+        if guard == RemovalGuard::Force || removals <= self.max_removals {
+            return Ok(());
+        }
+        self.metrics.trip_removal_guard(sink);
+        tracing::error!(target: GUARD_LOG, sink, removals, max = self.max_removals, "{}", HoldReason::MaxRemovals.explanation());
+        Err(SyncError::Guarded {
+            removals,
+            max: self.max_removals,
+        })
+    }
+
+    /// A pass of `sink` was let through: nothing of its is held back any more.
+    pub fn removal_guard_clear(&self, sink: &'static str) {
+        self.metrics
+            .removal_guard_active
+            .with_label_values(&[sink])
+            .set(0);
+    }
 }

@@ -17,7 +17,6 @@ use super::state_file::StateFile;
 use super::suspensions::SuspensionRecord;
 use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::Settings;
-use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::domain::invites::WindowLog;
 use crate::domain::plan::GroupIndex;
 use crate::domain::{
@@ -27,6 +26,9 @@ use crate::domain::{
 
 /// Outline member lists read at once while planning; the rate limiter paces them.
 const MEMBER_LISTS_AT_ONCE: usize = 8;
+
+/// The Outline sink's name: its jobs' and metrics' `sink` label.
+pub const OUTLINE: &str = "outline";
 
 /// The Outline sink: its client and writer, its roles and suspensions (`ROLE_MAP`, `SUSPEND_DEACTIVATED`)
 /// and invitations (`INVITE_MEMBERS`), over the context every sink shares (reached through `Deref`, so a job
@@ -199,20 +201,10 @@ impl OutlineSync {
         plan: MembershipPlan,
         guard: RemovalGuard,
     ) -> Result<SyncReport, SyncError> {
-        let removals = plan.removes.len();
-        if guard == RemovalGuard::Enforce && removals > self.max_removals {
-            self.metrics.trip_removal_guard("outline");
-            tracing::error!(target: GUARD_LOG, removals, max = self.max_removals, "{}", HoldReason::MaxRemovals.explanation());
+        if let Err(held) = self.removal_guard(OUTLINE, plan.removes.len(), guard) {
             self.apply(outline, &plan.without_removals()).await?;
-            return Err(SyncError::Guarded {
-                removals,
-                max: self.max_removals,
-            });
+            return Err(held);
         }
-        self.metrics
-            .removal_guard_active
-            .with_label_values(&["outline"])
-            .set(0);
         Ok(self.apply(outline, &plan).await?)
     }
 

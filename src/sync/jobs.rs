@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::account_jobs::converge_one;
 use super::accounts::{counted_groups, group_names};
-use super::engine::OutlineSync;
+use super::engine::{OutlineSync, OUTLINE};
 use super::job::{JobKey, JobOutcome, OwnJob, RemovalGuard, SyncError, SyncReport};
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
@@ -19,9 +19,6 @@ use crate::domain::{
     plan_membership, AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, GroupTarget,
     OutlineGroupId, OutlineUserId, PlanInput, UserSnapshot,
 };
-
-/// The Outline sink's name: its jobs' and metrics' `sink` label.
-pub const OUTLINE: &str = "outline";
 
 /// A `users.signin` from Outline: that person's groups (and role) follow Authentik.
 pub fn signin_key(id: &OutlineUserId) -> JobKey {

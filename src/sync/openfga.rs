@@ -22,7 +22,6 @@ use super::job::{JobKey, JobOutcome, ReconcileOptions, RemovalGuard, SyncError, 
 use crate::clients::openfga::OpenFgaClient;
 use crate::clients::UpstreamError;
 use crate::configuration::MembershipMode;
-use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::domain::snapshot::{ancestors, counted_group_ids};
 use crate::domain::tuples::{InvalidId, MemberTuple, Person, TupleNaming, TuplePlan, UserIdForm};
 use crate::domain::{AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, GroupSummary};
@@ -217,36 +216,17 @@ impl OpenFgaSink {
         deleted: &mut usize,
     ) -> Result<SyncReport, SyncError> {
         let removals = *deleted + plan.deletes.len();
-        if guard == RemovalGuard::Enforce && removals > engine.max_removals {
-            engine.metrics.removal_guard_tripped.inc();
-            self.set_guard_active(engine, true);
-            tracing::error!(target: GUARD_LOG, removals, max = engine.max_removals, "{}", HoldReason::MaxRemovals.explanation());
+        if let Err(held) = engine.removal_guard(OPENFGA, removals, guard) {
             self.write(&plan.without_deletes()).await?;
-            return Err(SyncError::Guarded {
-                removals,
-                max: engine.max_removals,
-            });
+            return Err(held);
         }
         self.write(plan).await?;
         *deleted = removals;
-        if !plan.deletes.is_empty() {
-            self.set_guard_active(engine, false);
-        }
         Ok(SyncReport {
             adds: plan.writes.len(),
             removes: plan.deletes.len(),
             ..SyncReport::default()
         })
-    }
-}
-
-impl OpenFgaSink {
-    fn set_guard_active(&self, engine: &SyncContext, active: bool) {
-        engine
-            .metrics
-            .removal_guard_active
-            .with_label_values(&["openfga"])
-            .set(i64::from(active));
     }
 }
 
@@ -707,18 +687,22 @@ async fn reconcile_inner(
     }
     let deletes: usize = parts.iter().map(|p| p.plan.deletes.len()).sum();
     report.planned_deletes = deletes;
-    report.guarded = !options.force && deletes > engine.max_removals;
+    let guard = if options.force {
+        RemovalGuard::Force
+    } else {
+        RemovalGuard::Enforce
+    };
     if options.dry_run {
+        report.guarded = guard == RemovalGuard::Enforce && deletes > engine.max_removals;
         for p in parts {
             report.writes.extend(p.plan.writes);
             report.deletes.extend(p.plan.deletes);
         }
         return Ok(report);
     }
-    sink.set_guard_active(engine, report.guarded);
-    if report.guarded {
-        engine.metrics.removal_guard_tripped.inc();
-        tracing::error!(target: GUARD_LOG, removals = deletes, max = engine.max_removals, "{}", HoldReason::MaxRemovals.explanation());
+    report.guarded = engine.removal_guard(OPENFGA, deletes, guard).is_err();
+    if !report.guarded {
+        engine.removal_guard_clear(OPENFGA);
     }
     for part in parts {
         if part.plan.is_empty() {

@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::account_jobs::plan_all;
-use super::engine::OutlineSync;
+use super::engine::{OutlineSync, OUTLINE};
 use super::invites::InvitePreview;
 use super::job::{JobKey, JobOutcome};
 use super::job::{RemovalGuard, SyncError, SyncReport};
@@ -23,7 +23,7 @@ use super::snapshots::inherited_members;
 use crate::clients::{Lane, OutlineClient};
 use crate::configuration::MembershipMode;
 use crate::domain::accounts::AccountPlan;
-use crate::domain::held::{HoldReason, GUARD_LOG};
+use crate::domain::held::HoldReason;
 use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId,
 };
@@ -186,14 +186,8 @@ pub async fn run_outline_reconcile(
     let mut handed_over = Vec::new();
     if !options.dry_run {
         if removals_held {
-            engine.metrics.trip_removal_guard("outline");
-            tracing::error!(target: GUARD_LOG, removals = plan.removes.len(), max = engine.max_removals, "{}", HoldReason::MaxRemovals.explanation());
-        } else {
-            engine
-                .metrics
-                .removal_guard_active
-                .with_label_values(&["outline"])
-                .set(0);
+            // Raises the alert and logs the explanation; the writes go on without the removals.
+            let _ = engine.removal_guard(OUTLINE, plan.removes.len(), RemovalGuard::Enforce);
         }
         match write_group_by_group(
             engine,
@@ -279,6 +273,9 @@ pub async fn run_outline_reconcile(
     };
     let guarded =
         held_back.removals || held_back.demotions.is_some() || !held_back.suspensions.is_empty();
+    if !options.dry_run && !held_back.removals && held_back.demotions.is_none() {
+        engine.removal_guard_clear(OUTLINE);
+    }
     if guarded {
         engine
             .metrics

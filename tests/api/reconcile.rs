@@ -158,3 +158,66 @@ async fn inherited_membership_includes_child_groups() {
     );
     assert!(app.outline.members(&oc).contains_key(&jane));
 }
+
+/// One guard, one gauge behaviour, in both sinks: a push that would remove more than `MAX_REMOVALS`
+/// raises `bridge_removal_guard_active`; a later push that removes nothing leaves it up (the held removals
+/// are still pending); a pass let through (`--force`) brings it down.
+#[tokio::test]
+async fn the_removal_gauge_stays_up_until_a_pass_is_let_through_in_both_sinks() {
+    let (authentik, outline) = start_fakes().await;
+    let fga = start_openfga().await;
+    let g = authentik.add_group("Team");
+    outline.add_group("Team", None);
+    let mut pks = Vec::new();
+    for i in 0..3 {
+        let email = format!("p{i}@example.com");
+        let pk = authentik.add_user(&format!("p{i}"), "P", &email);
+        authentik.add_member(&g, pk);
+        outline.add_user("P", &email);
+        pks.push(pk);
+    }
+    let app = spawn_app_with_sinks(authentik, outline, Some(fga), |s| {
+        s.max_removals = 1;
+        s.reconcile_interval = None;
+    })
+    .await;
+    let gauge = |text: &str, sink: &str| {
+        crate::faults::metric(text, "bridge_removal_guard_active", &[("sink", sink)])
+    };
+    // Two leave at once, and one event says so: over the bound in both sinks.
+    app.authentik.remove_member(&g, pks[0]);
+    app.authentik.remove_member(&g, pks[1]);
+    let event = group_event("e-two-left", "model_updated", &g, "Team");
+    assert_eq!(app.post_authentik(&event).await.status().as_u16(), 202);
+    app.settle().await;
+    app.wire_authentik_webhook();
+    let text = app.metrics_text().await;
+    assert_eq!(
+        (gauge(&text, "outline"), gauge(&text, "openfga")),
+        (1.0, 1.0)
+    );
+    // A push that removes nothing: still up.
+    let newcomer = app.authentik.add_user("n", "N", "n@example.com");
+    app.outline.add_user("N", "n@example.com");
+    app.authentik.add_member(&g, newcomer);
+    app.settle_deliveries().await;
+    let text = app.metrics_text().await;
+    assert_eq!(
+        (gauge(&text, "outline"), gauge(&text, "openfga")),
+        (1.0, 1.0)
+    );
+    run_reconcile(
+        &app.engine,
+        ReconcileOptions {
+            dry_run: false,
+            force: true,
+        },
+    )
+    .await
+    .expect("forced pass");
+    let text = app.metrics_text().await;
+    assert_eq!(
+        (gauge(&text, "outline"), gauge(&text, "openfga")),
+        (0.0, 0.0)
+    );
+}
