@@ -1319,7 +1319,7 @@ async fn bulk(args: &Args) -> BoxResult<Vec<Figure>> {
             "NOT CONVERGED: {e}. Outline has {} of {members} members (Authentik has {}); deliveries by status {by_status:?}; group jobs ok {}, queue depth {}",
             world.outline.members(og).len(),
             world.authentik.group_members(&world.ak_groups[0]).len(),
-            bridge.metrics.jobs.with_label_values(&["group", "ok"]).get(),
+            bridge.metrics.jobs.with_label_values(&["outline", "group", "ok"]).get(),
             bridge.queue.depth()
         );
         println!("calls so far:\n{}", counts.render());
@@ -1360,7 +1360,7 @@ async fn bulk(args: &Args) -> BoxResult<Vec<Figure>> {
     let group_jobs = bridge
         .metrics
         .jobs
-        .with_label_values(&["group", "ok"])
+        .with_label_values(&["outline", "group", "ok"])
         .get();
     println!(
         "events posted by the fake: {} (by status: {by_status:?}); the {members} add_member calls took {:.0} ms",
@@ -1428,7 +1428,7 @@ async fn signin_reads(args: &Args) -> BoxResult<Vec<Figure>> {
         bridge
             .metrics
             .jobs
-            .with_label_values(&["signin", "ok"])
+            .with_label_values(&["outline", "signin", "ok"])
             .get()
     };
     for i in 0..signins {
@@ -2019,7 +2019,7 @@ async fn stale_cache(args: &Args) -> BoxResult<Vec<Figure>> {
     let jobs = bridge
         .metrics
         .jobs
-        .with_label_values(&["group", "ok"])
+        .with_label_values(&["outline", "group", "ok"])
         .get();
     let hits = bridge
         .metrics
