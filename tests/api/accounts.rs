@@ -103,15 +103,9 @@ async fn the_pass_sets_roles_shows_them_in_the_dry_run_and_keeps_the_key_owner_a
         .expect("pass");
     assert!(again.guarded, "still held without --force");
     assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("admin"));
-    run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: false,
-            force: true,
-        },
-    )
-    .await
-    .expect("forced pass");
+    run_reconcile(&app.engine, FORCE)
+        .await
+        .expect("forced pass");
     assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("member"));
     // Applied: from now on a demotion needs no --force.
     app.outline.set_role(&ocarol, "admin");
@@ -122,15 +116,7 @@ async fn the_pass_sets_roles_shows_them_in_the_dry_run_and_keeps_the_key_owner_a
     assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("member"));
 
     app.outline.set_role(&ocarol, "admin");
-    let report = run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: true,
-            force: false,
-        },
-    )
-    .await
-    .expect("dry run");
+    let report = run_reconcile(&app.engine, DRY_RUN).await.expect("dry run");
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(
         json["accounts"]["roles"],
@@ -156,10 +142,7 @@ async fn a_demotion_from_admin_counts_toward_max_removals() {
         s.max_removals = 0;
     })
     .await;
-    let force = ReconcileOptions {
-        dry_run: false,
-        force: true,
-    };
+    let force = FORCE;
     // The map is applied once; after that only MAX_REMOVALS holds a demotion.
     run_reconcile(&app.engine, force)
         .await
@@ -178,15 +161,9 @@ async fn a_demotion_from_admin_counts_toward_max_removals() {
         Some("admin"),
         "held back by the guard"
     );
-    let report = run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: false,
-            force: true,
-        },
-    )
-    .await
-    .expect("forced pass");
+    let report = run_reconcile(&app.engine, FORCE)
+        .await
+        .expect("forced pass");
     assert!(!report.guarded);
     assert_eq!(app.outline.role_of(&ocarol).as_deref(), Some("member"));
 }
@@ -329,15 +306,9 @@ async fn deleted_people_follow_the_records_rules_at_a_pass() {
     assert!(!app.outline.is_suspended(&held), "held until --force");
 
     // --force suspends the held one, and the gauge drops.
-    run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: false,
-            force: true,
-        },
-    )
-    .await
-    .expect("forced pass");
+    run_reconcile(&app.engine, FORCE)
+        .await
+        .expect("forced pass");
     assert!(app.outline.is_suspended(&held));
     assert!(!listed("held_by_guard", &held), "{}", record());
     let text = app.metrics_text().await;
@@ -366,15 +337,7 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
             .filter(|(_, o)| app.outline.is_suspended(o))
             .count()
     };
-    let dry = run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: true,
-            force: false,
-        },
-    )
-    .await
-    .expect("dry run");
+    let dry = run_reconcile(&app.engine, DRY_RUN).await.expect("dry run");
     assert!(dry.guarded, "the dry run says the guard would hold some");
     let held_lines = |report: &ReconcileReport| {
         let text = render_reconcile(report);
@@ -398,15 +361,9 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
         let text = app.metrics_text().await;
         assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
     }
-    let report = run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: false,
-            force: true,
-        },
-    )
-    .await
-    .expect("forced pass");
+    let report = run_reconcile(&app.engine, FORCE)
+        .await
+        .expect("forced pass");
     assert!(!report.guarded);
     assert_eq!(suspended(&app), 3);
     let text = app.metrics_text().await;
@@ -653,15 +610,9 @@ async fn pushed_suspensions_keep_to_max_suspensions_an_hour() {
     assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
     assert!(metric(&text, "bridge_suspension_guard_tripped_total", &[]) >= 1.0);
 
-    run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: false,
-            force: true,
-        },
-    )
-    .await
-    .expect("forced pass");
+    run_reconcile(&app.engine, FORCE)
+        .await
+        .expect("forced pass");
     assert!(people.iter().all(|(_, o)| app.outline.is_suspended(o)));
 }
 
@@ -831,15 +782,9 @@ async fn a_pass_never_makes_the_suspensions_the_hours_guard_held_back() {
     // One of the held people is active again: they no longer wait.
     app.authentik.set_active(people[5].0, true);
     app.settle_deliveries().await;
-    run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: false,
-            force: true,
-        },
-    )
-    .await
-    .expect("forced pass");
+    run_reconcile(&app.engine, FORCE)
+        .await
+        .expect("forced pass");
     assert_eq!(suspended(&app), 5);
     assert!(!app.outline.is_suspended(&people[5].1));
     let text = app.metrics_text().await;
@@ -1007,10 +952,7 @@ async fn a_missing_mapped_group_or_a_changed_map_demotes_nobody_without_force() 
         .expect("engine")
     };
     let pass = ReconcileOptions::default();
-    let force = ReconcileOptions {
-        dry_run: false,
-        force: true,
-    };
+    let force = FORCE;
     let carol_role = || outline.role_of(&ocarol);
 
     // A typo: no group is called `outline-admin`. Nobody is lowered, not even by --force.

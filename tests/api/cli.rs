@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use crate::helpers::*;
+use upstream_fakes::{FakeAuthentik, FakeOutline};
 
 /// Where the blueprint's transport posts when the bridge listens on the default `LISTEN_ADDR`.
 const BRIDGE_TRANSPORT_URL: &str = "http://127.0.0.1:8430/webhooks/authentik";
@@ -60,6 +61,20 @@ fn version_and_help() {
     for sub in ["serve", "check", "reconcile", "demo", "healthcheck"] {
         assert!(help.contains(sub), "{sub} in --help");
     }
+}
+
+/// `check` against the fakes with every required setting and the webhook token; a test adds or overrides
+/// what it is about.
+fn check_command(authentik: &FakeAuthentik, outline: &FakeOutline) -> Command {
+    let mut cmd = bridge();
+    cmd.arg("check")
+        .env("AUTHENTIK_URL", authentik.url())
+        .env("AUTHENTIK_TOKEN", authentik.token())
+        .env("OUTLINE_URL", outline.url())
+        .env("OUTLINE_TOKEN", outline.token())
+        .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
+        .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN);
+    cmd
 }
 
 fn check(app: &TestApp, webhook_token: bool) -> std::process::Output {
@@ -219,15 +234,8 @@ async fn check_with_roles_needs_a_key_that_can_change_users() {
         app.outline
             .set_key_scopes(Some(scopes.iter().map(|s| s.to_string()).collect()));
         let out = tokio::task::block_in_place(|| {
-            let mut cmd = bridge();
-            cmd.arg("check")
-                .env("AUTHENTIK_URL", app.authentik.url())
-                .env("AUTHENTIK_TOKEN", app.authentik.token())
-                .env("OUTLINE_URL", app.outline.url())
-                .env("OUTLINE_TOKEN", app.outline.token())
-                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
-                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
-                .env("ROLE_MAP", "outline-admins=admin")
+            let mut cmd = check_command(&app.authentik, &app.outline);
+            cmd.env("ROLE_MAP", "outline-admins=admin")
                 .env("SUSPEND_DEACTIVATED", "true");
             cmd.output().expect("runs")
         });
@@ -342,15 +350,8 @@ async fn check_names_misspelt_settings_and_a_missing_state_dir() {
     app.authentik
         .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
     let out = tokio::task::block_in_place(|| {
-        let mut cmd = bridge();
-        cmd.arg("check")
-            .env("AUTHENTIK_URL", app.authentik.url())
-            .env("AUTHENTIK_TOKEN", app.authentik.token())
-            .env("OUTLINE_URL", app.outline.url())
-            .env("OUTLINE_TOKEN", app.outline.token())
-            .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
-            .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
-            .env("AUTHENTIK_GROUP_REGEX", "^wiki-")
+        let mut cmd = check_command(&app.authentik, &app.outline);
+        cmd.env("AUTHENTIK_GROUP_REGEX", "^wiki-")
             .env(
                 "AUTHENTIK_BRIDGE_URL",
                 "http://bridge:8430/webhooks/authentik",
@@ -438,14 +439,8 @@ async fn check_names_the_server_and_why_it_cannot_be_reached() {
     ];
     for (url, cause, fix) in cases {
         let out = tokio::task::block_in_place(|| {
-            bridge()
-                .arg("check")
+            check_command(&app.authentik, &app.outline)
                 .env("AUTHENTIK_URL", &url)
-                .env("AUTHENTIK_TOKEN", app.authentik.token())
-                .env("OUTLINE_URL", app.outline.url())
-                .env("OUTLINE_TOKEN", app.outline.token())
-                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
-                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
                 .output()
                 .expect("runs")
         });
@@ -469,14 +464,8 @@ async fn check_tells_a_wrong_authentik_token_from_a_missing_permission() {
         .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
     let run = |token: &str| {
         tokio::task::block_in_place(|| {
-            bridge()
-                .arg("check")
-                .env("AUTHENTIK_URL", app.authentik.url())
+            check_command(&app.authentik, &app.outline)
                 .env("AUTHENTIK_TOKEN", token)
-                .env("OUTLINE_URL", app.outline.url())
-                .env("OUTLINE_TOKEN", app.outline.token())
-                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
-                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
                 .output()
                 .expect("runs")
         })
@@ -519,14 +508,7 @@ async fn check_compares_authentiks_transport_with_listen_addr() {
     let (authentik, outline) = start_fakes().await;
     let run = |listen: &str| {
         tokio::task::block_in_place(|| {
-            let out = bridge()
-                .arg("check")
-                .env("AUTHENTIK_URL", authentik.url())
-                .env("AUTHENTIK_TOKEN", authentik.token())
-                .env("OUTLINE_URL", outline.url())
-                .env("OUTLINE_TOKEN", outline.token())
-                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
-                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+            let out = check_command(&authentik, &outline)
                 .env("LISTEN_ADDR", listen)
                 .output()
                 .expect("runs");
@@ -597,14 +579,9 @@ async fn an_api_root_pasted_as_the_url_is_taken_as_the_base() {
     app.authentik
         .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
     let out = tokio::task::block_in_place(|| {
-        bridge()
-            .arg("check")
+        check_command(&app.authentik, &app.outline)
             .env("AUTHENTIK_URL", format!("{}/api/v3/", app.authentik.url()))
-            .env("AUTHENTIK_TOKEN", app.authentik.token())
             .env("OUTLINE_URL", format!("{}/api", app.outline.url()))
-            .env("OUTLINE_TOKEN", app.outline.token())
-            .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
-            .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
             .output()
             .expect("runs")
     });
@@ -626,14 +603,7 @@ async fn check_names_role_map_groups_authentik_does_not_have() {
     app.authentik.add_group("Outline-Admins");
     let run = |map: &str| {
         tokio::task::block_in_place(|| {
-            let out = bridge()
-                .arg("check")
-                .env("AUTHENTIK_URL", app.authentik.url())
-                .env("AUTHENTIK_TOKEN", app.authentik.token())
-                .env("OUTLINE_URL", app.outline.url())
-                .env("OUTLINE_TOKEN", app.outline.token())
-                .env("OUTLINE_WEBHOOK_SECRET", OUTLINE_SECRET)
-                .env("AUTHENTIK_WEBHOOK_TOKEN", AUTHENTIK_WEBHOOK_TOKEN)
+            let out = check_command(&app.authentik, &app.outline)
                 .env("ROLE_MAP", map)
                 .output()
                 .expect("runs");

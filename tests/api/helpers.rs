@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authentik_bridge::configuration::Settings;
 use authentik_bridge::startup::Application;
-use authentik_bridge::sync::{JobQueue, SyncEngine};
+use authentik_bridge::sync::{JobQueue, ReconcileOptions, SyncEngine};
 use upstream_fakes::outline_signature;
 use upstream_fakes::{FakeAuthentik, FakeAuthentikOptions};
 use upstream_fakes::{FakeOpenFga, FakeOpenFgaOptions};
@@ -276,3 +276,15 @@ pub fn people_on_both_sides(
         })
         .collect()
 }
+
+/// A pass with `--force`: the guards' holds are made.
+pub const FORCE: ReconcileOptions = ReconcileOptions {
+    dry_run: false,
+    force: true,
+};
+
+/// A dry run, without `--force`: what a pass would do, guards included.
+pub const DRY_RUN: ReconcileOptions = ReconcileOptions {
+    dry_run: true,
+    force: false,
+};

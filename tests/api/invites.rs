@@ -80,15 +80,7 @@ async fn the_dry_run_lists_who_would_be_invited_and_sends_nothing() {
     })
     .await;
     app.authentik.add_member(&docs, erin);
-    let report = run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: true,
-            force: false,
-        },
-    )
-    .await
-    .expect("dry run");
+    let report = run_reconcile(&app.engine, DRY_RUN).await.expect("dry run");
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(json["invites"]["pending"], 1, "{json}");
     assert_eq!(json["invites"]["emails"][0], "erin@example.com");

@@ -433,15 +433,7 @@ async fn the_dry_run_shows_the_openfga_plan_and_writes_nothing() {
     app.authentik.set_webhook(None, None);
     app.authentik.add_member(&g, jane);
     fga(&app).clear_calls();
-    let report = run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: true,
-            force: false,
-        },
-    )
-    .await
-    .expect("dry run");
+    let report = run_reconcile(&app.engine, DRY_RUN).await.expect("dry run");
     let json = serde_json::to_value(&report).expect("serializes");
     assert_eq!(json["sinks"], serde_json::json!(["openfga"]));
     assert_eq!(
@@ -470,15 +462,7 @@ async fn the_exported_tuples_pass_openfgas_own_engine_for_every_user_id_form() {
             }
         })
         .await;
-        let report = run_reconcile(
-            &app.engine,
-            ReconcileOptions {
-                dry_run: true,
-                force: false,
-            },
-        )
-        .await
-        .expect("pass");
+        let report = run_reconcile(&app.engine, DRY_RUN).await.expect("pass");
         let json = serde_json::to_value(&report).expect("json");
         let relation = json["openfga"]["relation"].as_str().expect("relation");
         let mut tuples: Vec<(String, String, String)> = json["openfga"]["desired"]

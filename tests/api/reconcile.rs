@@ -206,15 +206,9 @@ async fn the_removal_gauge_stays_up_until_a_pass_is_let_through_in_both_sinks() 
         (gauge(&text, "outline"), gauge(&text, "openfga")),
         (1.0, 1.0)
     );
-    run_reconcile(
-        &app.engine,
-        ReconcileOptions {
-            dry_run: false,
-            force: true,
-        },
-    )
-    .await
-    .expect("forced pass");
+    run_reconcile(&app.engine, FORCE)
+        .await
+        .expect("forced pass");
     let text = app.metrics_text().await;
     assert_eq!(
         (gauge(&text, "outline"), gauge(&text, "openfga")),
