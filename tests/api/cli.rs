@@ -8,6 +8,14 @@ use upstream_fakes::{FakeAuthentik, FakeOutline};
 /// Where the blueprint's transport posts when the bridge listens on the default `LISTEN_ADDR`.
 const BRIDGE_TRANSPORT_URL: &str = "http://127.0.0.1:8430/webhooks/authentik";
 
+/// A bridge whose Authentik has the blueprint's transport, posting to the default `LISTEN_ADDR`.
+async fn app_with_transport() -> TestApp {
+    let app = spawn_app().await;
+    app.authentik
+        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    app
+}
+
 fn bridge() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_authentik-bridge"));
     cmd.env_clear();
@@ -93,9 +101,7 @@ fn check(app: &TestApp, webhook_token: bool) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_and_explains_each_failure() {
-    let app = spawn_app().await;
-    app.authentik
-        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let app = app_with_transport().await;
     let out = tokio::task::block_in_place(|| check(&app, true));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{stdout}");
@@ -132,9 +138,7 @@ async fn check_passes_and_explains_each_failure() {
 /// `OUTLINE_TOKEN_FILE` in the environment makes it pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dot_env_is_read_and_the_environment_wins() {
-    let app = spawn_app().await;
-    app.authentik
-        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let app = app_with_transport().await;
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("dotenv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
@@ -196,9 +200,7 @@ async fn dot_env_is_read_and_the_environment_wins() {
 /// memberships but not changing them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_fails_for_a_key_that_cannot_write_groups() {
-    let app = spawn_app().await;
-    app.authentik
-        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let app = app_with_transport().await;
     for scopes in [
         vec!["users:read", "groups:read"],
         vec!["users:read", "groups:read", "/api/groups.memberships"],
@@ -226,9 +228,7 @@ async fn check_fails_for_a_key_that_cannot_write_groups() {
 /// the user calls without changing anyone, and names the missing scope.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_with_roles_needs_a_key_that_can_change_users() {
-    let app = spawn_app().await;
-    app.authentik
-        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let app = app_with_transport().await;
     app.authentik.add_group("outline-admins");
     let run = |scopes: &[&str]| {
         app.outline
@@ -346,9 +346,7 @@ fn a_bad_line_in_dot_env_is_named_by_number_and_text() {
 /// exist, and ends quietly when its reader goes away (`check | head -1`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_misspelt_settings_and_a_missing_state_dir() {
-    let app = spawn_app().await;
-    app.authentik
-        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let app = app_with_transport().await;
     let out = tokio::task::block_in_place(|| {
         let mut cmd = check_command(&app.authentik, &app.outline);
         cmd.env("AUTHENTIK_GROUP_REGEX", "^wiki-")
@@ -408,9 +406,7 @@ async fn check_names_misspelt_settings_and_a_missing_state_dir() {
 /// does not resolve, and https:// to a plain-HTTP port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_the_server_and_why_it_cannot_be_reached() {
-    let app = spawn_app().await;
-    app.authentik
-        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let app = app_with_transport().await;
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
         listener.local_addr().expect("addr").port()
@@ -459,9 +455,7 @@ async fn check_names_the_server_and_why_it_cannot_be_reached() {
 /// steps to an API token; a missing permission gets the role to add.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_tells_a_wrong_authentik_token_from_a_missing_permission() {
-    let app = spawn_app().await;
-    app.authentik
-        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let app = app_with_transport().await;
     let run = |token: &str| {
         tokio::task::block_in_place(|| {
             check_command(&app.authentik, &app.outline)
@@ -575,9 +569,7 @@ async fn check_compares_authentiks_transport_with_listen_addr() {
 /// base URLs, not turned into `…/api/v3/api/v3/core/users/` and a bare 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_root_pasted_as_the_url_is_taken_as_the_base() {
-    let app = spawn_app().await;
-    app.authentik
-        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let app = app_with_transport().await;
     let out = tokio::task::block_in_place(|| {
         check_command(&app.authentik, &app.outline)
             .env("AUTHENTIK_URL", format!("{}/api/v3/", app.authentik.url()))
@@ -597,9 +589,7 @@ async fn an_api_root_pasted_as_the_url_is_taken_as_the_base() {
 /// there would otherwise demote the admins it was meant for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_role_map_groups_authentik_does_not_have() {
-    let app = spawn_app().await;
-    app.authentik
-        .add_webhook_transport("authentik-bridge", BRIDGE_TRANSPORT_URL, true);
+    let app = app_with_transport().await;
     app.authentik.add_group("Outline-Admins");
     let run = |map: &str| {
         tokio::task::block_in_place(|| {
