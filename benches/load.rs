@@ -20,8 +20,9 @@ use serde_json::{json, Value};
 
 use authentik_bridge::configuration::{RateLimit, Secret, Settings, UpstreamSettings};
 use authentik_bridge::metrics::Metrics;
+use authentik_bridge::runtime::{JobQueue, ReconcileOptions};
 use authentik_bridge::startup::{build_engine, Application};
-use authentik_bridge::sync::{run_reconcile, JobQueue, ReconcileOptions};
+use authentik_bridge::sync::run_reconcile;
 use upstream_fakes::outline_signature;
 use upstream_fakes::{
     event_document, python_json, FakeAuthentik, FakeAuthentikOptions, FakeOpenFga,

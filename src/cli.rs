@@ -14,11 +14,12 @@ use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::{DotEnv, ProcessEnv, Settings};
 use crate::domain::accounts::RoleMap;
 use crate::metrics::Metrics;
+use crate::runtime::progress::{PassPhase, PassProgress};
+use crate::runtime::ReconcileOptions;
 use crate::startup::{build_engine, Application};
 use crate::sync::invite_jobs::invite_and_place;
 use crate::sync::openfga::OpenFgaSink;
-use crate::sync::progress::{PassPhase, PassProgress};
-use crate::sync::{run_reconcile, ReconcileOptions, SyncEngine};
+use crate::sync::{run_reconcile, SyncEngine};
 
 #[derive(Parser, Debug)]
 #[command(

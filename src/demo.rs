@@ -17,8 +17,9 @@ use upstream_fakes::{
 use crate::configuration::{OpenFgaSettings, RateLimit, Secret, Settings, UpstreamSettings};
 use crate::domain::accounts::RoleMap;
 use crate::report::count;
+use crate::runtime::ReconcileOptions;
 use crate::startup::Application;
-use crate::sync::{run_reconcile, ReconcileOptions};
+use crate::sync::run_reconcile;
 
 const SECRET: &str = "ol_whs_demo_secret";
 const TOKEN: &str = "demo-webhook-token";

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod reason;
 pub mod report;
 pub mod routes;
+pub mod runtime;
 pub mod startup;
 pub mod sync;
 pub mod telemetry;

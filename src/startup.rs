@@ -14,8 +14,9 @@ use crate::clients::{AuthentikClient, ClientBuildError, OpenFgaClient, OutlineCl
 use crate::configuration::{ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
+use crate::runtime::{EventDeduper, JobKey, JobQueue};
 use crate::sync::engine::BridgeState;
-use crate::sync::{EventDeduper, JobKey, JobQueue, SyncEngine};
+use crate::sync::SyncEngine;
 use crate::telemetry::RedactedRootSpan;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,7 @@ pub enum StartupError {
     #[error(transparent)]
     HttpClient(#[from] ClientBuildError),
     #[error(transparent)]
-    State(#[from] crate::sync::RecordError),
+    State(#[from] crate::runtime::RecordError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,

@@ -15,8 +15,9 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use authentik_bridge::runtime::{JobKey, JobQueue, ReconcileOptions};
 use authentik_bridge::startup::Application;
-use authentik_bridge::sync::{run_reconcile, JobKey, JobQueue, ReconcileOptions};
+use authentik_bridge::sync::run_reconcile;
 use upstream_fakes::outline_signature;
 use upstream_fakes::{FakeAuthentik, FakeAuthentikOptions, FakeOutline, FakeOutlineOptions};
 

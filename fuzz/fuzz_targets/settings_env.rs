@@ -9,7 +9,7 @@ use authentik_bridge::clients::limiter::OutlineLimiter;
 use authentik_bridge::configuration::{Settings, SETTINGS};
 use authentik_bridge::metrics::Metrics;
 use authentik_bridge::startup::build_engine;
-use authentik_bridge::sync::JobQueue;
+use authentik_bridge::runtime::JobQueue;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -44,7 +44,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = OutlineLimiter::new(s.outline_rate_limit);
         let metrics = Arc::new(Metrics::new());
         if let Ok(engine) = build_engine(&s, metrics.clone()) {
-            let _ = JobQueue::new(engine, s.queue_capacity, s.worker_concurrency, metrics);
+            let sinks = authentik_bridge::sync::sinks::registered(&engine);
+            let _ = JobQueue::new(sinks, s.queue_capacity, s.worker_concurrency, metrics);
         }
     }
 });

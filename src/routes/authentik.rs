@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{accepted, read_body, record_outcome, AppState, WebhookError};
+use crate::runtime::JobKey;
 use crate::sync::intake::{accept_change, Intake};
-use crate::sync::JobKey;
 use crate::webhooks::authentik::{parse_authentik_change, verify_webhook_token, AuthentikChange};
 use crate::webhooks::MAX_AUTHENTIK_BODY_BYTES;
 

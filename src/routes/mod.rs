@@ -15,7 +15,8 @@ use futures::StreamExt;
 
 use crate::configuration::Secret;
 use crate::metrics::Metrics;
-use crate::sync::{EventDeduper, JobQueue, SyncEngine};
+use crate::runtime::{EventDeduper, JobQueue};
+use crate::sync::SyncEngine;
 
 /// What the handlers share.
 pub struct AppState {

@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::accounts::{active_admin_count, group_names, AccountWrite, AccountsDone};
-use super::changes::Tick;
 use super::engine::OutlineSync;
-use super::job::{JobOutcome, RemovalGuard, SyncError};
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
@@ -18,6 +16,8 @@ use crate::domain::accounts::{AccountPlan, AuthentikState, OutlineRole, RoleDefa
 use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, GroupName, GroupSummary, OutlineUserId,
 };
+use crate::runtime::changes::Tick;
+use crate::runtime::job::{JobOutcome, RemovalGuard, SyncError};
 
 /// Plans the accounts of every Outline user who is an Authentik user (matched by email): the account step
 /// of a pass, and the job a change to a role group queues. Outline users unknown to Authentik (local

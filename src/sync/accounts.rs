@@ -8,10 +8,6 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
-use super::changes::Tick;
-use super::context::SyncContext;
-use super::job::{RemovalGuard, SyncError};
-use super::state_file::StateFile;
 use super::suspensions::{RecordSnapshot, SuspensionRecord};
 use crate::clients::outline::OutlineUser;
 use crate::clients::{OutlineClient, UpstreamError};
@@ -25,6 +21,10 @@ use crate::domain::invites::{unix_ms_now, WindowRule};
 use crate::domain::snapshot::counted_group_ids;
 use crate::domain::{AuthentikGroupId, AuthentikUserId, GroupName, GroupSummary, OutlineUserId};
 use crate::metrics::Metrics;
+use crate::runtime::changes::Tick;
+use crate::runtime::context::SyncContext;
+use crate::runtime::job::{RemovalGuard, SyncError};
+use crate::runtime::state_file::StateFile;
 
 /// The span `MAX_SUSPENSIONS` covers.
 const SUSPENSION_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -154,7 +154,7 @@ impl AccountSync {
         }
     }
 
-    pub fn check_writable(&self) -> Result<(), super::state_file::RecordError> {
+    pub fn check_writable(&self) -> Result<(), crate::runtime::state_file::RecordError> {
         self.record.check_writable()?;
         if self.role_map.is_some() {
             self.applied_map.check_writable()?;

@@ -9,11 +9,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use super::accounts::AccountSync;
 use super::accounts::AppliedRoleMap;
 use super::apply::{OutlineSink, WarnOnce};
-use super::context::SyncContext;
 use super::invites::InviteBook;
-pub use super::job::{RemovalGuard, SyncError, SyncReport};
-use super::progress::PassProgress;
-use super::state_file::StateFile;
 use super::suspensions::SuspensionRecord;
 use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::Settings;
@@ -23,6 +19,10 @@ use crate::domain::{
     plan_membership, AuthentikGroupId, DesiredMember, GroupSummary, GroupTarget, MembershipPlan,
     OutlineGroupId, OutlineUserId, PlanInput,
 };
+use crate::runtime::context::SyncContext;
+pub use crate::runtime::job::{RemovalGuard, SyncError, SyncReport};
+use crate::runtime::progress::PassProgress;
+use crate::runtime::state_file::StateFile;
 
 /// Outline member lists read at once while planning; the rate limiter paces them.
 const MEMBER_LISTS_AT_ONCE: usize = 8;
@@ -69,7 +69,9 @@ impl BridgeState {
     }
 
     /// Opens every file in `dir`; one that cannot be read stops the start-up.
-    pub fn open(dir: &std::path::Path) -> Result<BridgeState, super::state_file::RecordError> {
+    pub fn open(
+        dir: &std::path::Path,
+    ) -> Result<BridgeState, crate::runtime::state_file::RecordError> {
         Ok(BridgeState {
             record: SuspensionRecord::open(&dir.join(SuspensionRecord::FILE_NAME))?,
             invite_requests: StateFile::open(&dir.join(super::invites::InviteBook::FILE_NAME))?,

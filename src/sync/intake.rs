@@ -1,11 +1,11 @@
 //! The one place an accepted Authentik change becomes a job: the caches it makes stale are invalidated and
 //! the change clock ticks before the job is queued, so the job, and any pass running meanwhile, see it.
 
-use super::job::JobKey;
 use super::jobs::accounts_key;
 use super::sinks::SyncEngine;
 use crate::configuration::MembershipMode;
 use crate::domain::GroupName;
+use crate::runtime::job::JobKey;
 use crate::webhooks::authentik::{AuthentikChange, ModelAction};
 
 /// What to do with an accepted change.

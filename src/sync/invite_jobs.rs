@@ -7,10 +7,10 @@ use tokio::time::Instant;
 
 use super::engine::OutlineSync;
 use super::invites::{send_invites, InviteSender};
-use super::job::{JobKey, JobOutcome, SyncError, SyncReport};
 use super::jobs::invites_key;
-use super::queue::JobQueue;
 use crate::clients::Lane;
+use crate::runtime::job::{JobKey, JobOutcome, SyncError, SyncReport};
+use crate::runtime::queue::JobQueue;
 
 /// The CLI's step after a pass: invites what the hour allows and puts each person in their groups, as the
 /// invitations job and its user jobs do under `serve`.

@@ -22,9 +22,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::accounts::{counted_groups, group_names, AccountSync};
-use super::job::SyncError;
 use super::snapshots::SnapshotReader;
-use super::state_file::StateFile;
 use crate::clients::outline::Invitation;
 use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::Settings;
@@ -34,6 +32,8 @@ use crate::domain::invites::{
 };
 use crate::domain::{AuthentikUserId, DesiredMember, UserSnapshot};
 use crate::metrics::Metrics;
+use crate::runtime::job::SyncError;
+use crate::runtime::state_file::StateFile;
 
 pub struct InviteBook {
     pub enabled: bool,
@@ -110,7 +110,7 @@ impl InviteBook {
         }
     }
 
-    pub fn check_writable(&self) -> Result<(), super::state_file::RecordError> {
+    pub fn check_writable(&self) -> Result<(), crate::runtime::state_file::RecordError> {
         if self.enabled {
             self.window.check_writable()?;
         }

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::account_jobs::converge_one;
 use super::accounts::{counted_groups, group_names};
 use super::engine::{OutlineSync, OUTLINE};
-use super::job::{JobKey, JobOutcome, OwnJob, RemovalGuard, SyncError, SyncReport};
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
@@ -19,6 +18,7 @@ use crate::domain::{
     plan_membership, AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, GroupTarget,
     OutlineGroupId, OutlineUserId, PlanInput, UserSnapshot,
 };
+use crate::runtime::job::{JobKey, JobOutcome, OwnJob, RemovalGuard, SyncError, SyncReport};
 
 /// A `users.signin` from Outline: that person's groups (and role) follow Authentik.
 pub fn signin_key(id: &OutlineUserId) -> JobKey {

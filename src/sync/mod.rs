@@ -1,39 +1,29 @@
-//! From an accepted webhook to Outline calls, in the order of the data flow:
+//! The source and the sinks, until each has a folder of its own (docs/src/architecture.md):
 //!
-//! - `intake`: an accepted change becomes a job key, with its cache invalidations and clock tick;
-//! - `queue` (with `coalesce`): dedupe, coalescing, one job at a time per target, retries;
-//! - `jobs` and `reconcile`: one function per kind of job, reading through `snapshots` (the caches in
-//!   `cache`, the order of changes in `changes`) and planning in `engine`;
-//! - `apply`: the plan written to Outline, each group on its own;
-//! - `progress`: how far a pass has got, for the CLI.
+//! - `snapshots` and `cache` read Authentik (and Outline's indexes) through the caches; `intake` turns an
+//!   accepted change into a job key, with its cache invalidations and clock tick;
+//! - the Outline sink: `engine` (its state, planning and the guarded write), `apply` (the writer), `jobs`
+//!   (users, groups, sign-ins), `reconcile` (its pass), `accounts`, `account_jobs` and `suspensions` (roles
+//!   and suspensions), `invites` and `invite_jobs`;
+//! - the OpenFGA sink: `openfga`;
+//! - `sinks`: the registration, and both passes at once.
 
 pub mod account_jobs;
 pub mod accounts;
 pub mod apply;
 pub mod cache;
-pub mod changes;
-pub mod coalesce;
-pub mod context;
 pub mod engine;
 pub mod intake;
 pub mod invite_jobs;
 pub mod invites;
-pub mod job;
 pub mod jobs;
 pub mod openfga;
-pub mod progress;
-pub mod queue;
 pub mod reconcile;
 pub mod sinks;
 pub mod snapshots;
-pub mod state_file;
 pub mod suspensions;
 
-pub use job::ReconcileOptions;
-pub use job::{JobKey, JobOutcome, OwnJob, RemovalGuard, SyncError, SyncReport};
-pub use queue::{EventDeduper, JobQueue, SubmitError};
 pub use reconcile::ReconcileReport;
 pub use sinks::run_reconcile;
 pub use sinks::SyncEngine;
-pub use state_file::RecordError;
 pub use suspensions::SuspensionRecord;

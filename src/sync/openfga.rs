@@ -16,9 +16,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::apply::WarnOnce;
-use super::changes::{GroupLocks, Tick};
-use super::context::SyncContext;
-use super::job::{JobKey, JobOutcome, ReconcileOptions, RemovalGuard, SyncError, SyncReport};
 use crate::clients::openfga::OpenFgaClient;
 use crate::clients::UpstreamError;
 use crate::configuration::MembershipMode;
@@ -26,6 +23,11 @@ use crate::domain::snapshot::{ancestors, counted_group_ids};
 use crate::domain::tuples::{InvalidId, MemberTuple, Person, TupleNaming, TuplePlan, UserIdForm};
 use crate::domain::{AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, GroupSummary};
 use crate::metrics::Metrics;
+use crate::runtime::changes::{GroupLocks, Tick};
+use crate::runtime::context::SyncContext;
+use crate::runtime::job::{
+    JobKey, JobOutcome, ReconcileOptions, RemovalGuard, SyncError, SyncReport,
+};
 
 /// OpenFGA's default cap on tuples per Write (docs/src/upstream/openfga.md §2.2). An operator can lower it, and no
 /// call reveals it, but 100 is what every release ships.

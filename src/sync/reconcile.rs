@@ -15,10 +15,7 @@ use serde::Serialize;
 use super::account_jobs::plan_all;
 use super::engine::{OutlineSync, OUTLINE};
 use super::invites::InvitePreview;
-use super::job::{JobKey, JobOutcome};
-use super::job::{RemovalGuard, SyncError, SyncReport};
 use super::openfga::OpenFgaPassReport;
-use super::progress::{PassPhase, PassProgress};
 use super::snapshots::inherited_members;
 use crate::clients::{Lane, OutlineClient};
 use crate::configuration::MembershipMode;
@@ -27,8 +24,11 @@ use crate::domain::held::HoldReason;
 use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId,
 };
+use crate::runtime::job::{JobKey, JobOutcome};
+use crate::runtime::job::{RemovalGuard, SyncError, SyncReport};
+use crate::runtime::progress::{PassPhase, PassProgress};
 
-pub use super::job::ReconcileOptions;
+pub use crate::runtime::job::ReconcileOptions;
 
 #[derive(Debug, Serialize)]
 pub struct ReconcileReport {
@@ -357,7 +357,7 @@ struct PassPlan {
     unmatched: Vec<DesiredMember>,
     managed_groups: usize,
     /// The clock when the pass began reading Authentik.
-    read_at: super::changes::Tick,
+    read_at: crate::runtime::changes::Tick,
 }
 
 /// Every read of the pass: every Authentik group with its members, then every linked Outline group's
@@ -427,7 +427,7 @@ async fn write_group_by_group(
     engine: &OutlineSync,
     outline: &OutlineClient,
     plan: MembershipPlan,
-    read_at: super::changes::Tick,
+    read_at: crate::runtime::changes::Tick,
     guarded: bool,
 ) -> Result<(SyncReport, Vec<AuthentikGroupId>), SyncError> {
     let mut reports = Vec::new();

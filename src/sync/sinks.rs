@@ -8,21 +8,21 @@ use futures::FutureExt;
 
 use super::account_jobs::accounts_job;
 use super::cache::SnapshotCaches;
-use super::changes::ChangeClock;
-use super::context::SyncContext;
 use super::engine::{BridgeState, OutlineSync, OUTLINE};
 use super::invite_jobs::invites_job;
-use super::job::ReconcileOptions;
-use super::job::{JobKey, JobOutcome, SinkJobs, SyncError};
 use super::jobs::{group_job, signin_job, user_job};
 use super::openfga::{self, OpenFgaSink, OPENFGA};
-use super::progress::PassProgress;
 use super::reconcile::{reconcile_job, run_outline_reconcile, ReconcileReport};
 use super::snapshots::SnapshotReader;
 use crate::clients::{AuthentikClient, OpenFgaClient, OutlineClient, UpstreamError};
 use crate::configuration::Settings;
 use crate::domain::{GroupSelector, OutlineUserId};
 use crate::metrics::Metrics;
+use crate::runtime::changes::ChangeClock;
+use crate::runtime::context::SyncContext;
+use crate::runtime::job::ReconcileOptions;
+use crate::runtime::job::{JobKey, JobOutcome, SinkJobs, SyncError};
+use crate::runtime::progress::PassProgress;
 
 /// The context every sink shares, and the sinks that are configured.
 pub struct SyncEngine {

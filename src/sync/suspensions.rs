@@ -18,9 +18,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::state_file::{RecordError, StateFile};
 use crate::domain::invites::{UnixMs, WindowLog, WindowRule};
 use crate::domain::OutlineUserId;
+use crate::runtime::state_file::{RecordError, StateFile};
 
 pub struct SuspensionRecord {
     file: StateFile<RecordFile>,

@@ -9,7 +9,8 @@ use authentik_bridge::configuration::Settings;
 use authentik_bridge::domain::accounts::RoleMap;
 use authentik_bridge::domain::held::HoldReason;
 use authentik_bridge::report::render_reconcile;
-use authentik_bridge::sync::{run_reconcile, ReconcileOptions, ReconcileReport};
+use authentik_bridge::runtime::ReconcileOptions;
+use authentik_bridge::sync::{run_reconcile, ReconcileReport};
 
 use crate::faults::{metric, BridgeProcess};
 use crate::helpers::*;
@@ -833,7 +834,7 @@ async fn a_pass_never_undoes_role_or_suspension_changes_pushed_while_it_runs() {
     app.outline.set_latency(Duration::from_millis(60));
     app.outline.clear_calls();
     app.queue
-        .submit(authentik_bridge::sync::JobKey::Reconcile)
+        .submit(authentik_bridge::runtime::JobKey::Reconcile)
         .expect("queued");
     eventually(
         "the pass has made its first role change",

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use authentik_bridge::configuration::{compile_group_filter, MembershipMode};
-use authentik_bridge::sync::JobKey;
+use authentik_bridge::runtime::JobKey;
 use upstream_fakes::outline_signature;
 use upstream_fakes::{FakeAuthentik, FakeOutline, OutlineCall};
 

@@ -16,8 +16,8 @@ use authentik_bridge::clients::limiter::OutlineLimiter;
 use authentik_bridge::clients::retry::parse_retry_after;
 use authentik_bridge::configuration::{parse_bool, parse_seconds, Secret, Settings, SETTINGS};
 use authentik_bridge::metrics::Metrics;
+use authentik_bridge::runtime::JobQueue;
 use authentik_bridge::startup::build_engine;
-use authentik_bridge::sync::JobQueue;
 use authentik_bridge::webhooks::authentik::{parse_authentik_change, verify_webhook_token};
 use authentik_bridge::webhooks::outline::{
     parse_outline_delivery, parse_signature_header, verify_outline_signature,

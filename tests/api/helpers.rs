@@ -4,8 +4,9 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authentik_bridge::configuration::Settings;
+use authentik_bridge::runtime::{JobQueue, ReconcileOptions};
 use authentik_bridge::startup::Application;
-use authentik_bridge::sync::{JobQueue, ReconcileOptions, SyncEngine};
+use authentik_bridge::sync::SyncEngine;
 use upstream_fakes::outline_signature;
 use upstream_fakes::{FakeAuthentik, FakeAuthentikOptions};
 use upstream_fakes::{FakeOpenFga, FakeOpenFgaOptions};

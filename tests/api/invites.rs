@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use authentik_bridge::domain::accounts::RoleMap;
-use authentik_bridge::sync::{run_reconcile, ReconcileOptions};
+use authentik_bridge::runtime::ReconcileOptions;
+use authentik_bridge::sync::run_reconcile;
 
 use crate::faults::{metric, BridgeProcess};
 use crate::helpers::*;

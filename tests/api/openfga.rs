@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use authentik_bridge::sync::{run_reconcile, ReconcileOptions};
+use authentik_bridge::runtime::ReconcileOptions;
+use authentik_bridge::sync::run_reconcile;
 use upstream_fakes::{FakeOpenFga, FakeOpenFgaOptions};
 
 use crate::faults::metric;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use authentik_bridge::sync::JobKey;
+use authentik_bridge::runtime::JobKey;
 
 use crate::faults::metric;
 use crate::helpers::*;

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use crate::helpers::*;
-use authentik_bridge::sync::{run_reconcile, ReconcileOptions};
+use authentik_bridge::runtime::ReconcileOptions;
+use authentik_bridge::sync::run_reconcile;
 
 /// Changes made while the bridge was down are repaired by the start-up reconcile, both ways.
 #[tokio::test]

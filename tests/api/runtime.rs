@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use authentik_bridge::clients::UpstreamError;
 use authentik_bridge::domain::{AuthentikGroupId, AuthentikUserId};
 use authentik_bridge::metrics::Metrics;
-use authentik_bridge::sync::job::SinkJobs;
-use authentik_bridge::sync::{JobKey, JobOutcome, JobQueue, OwnJob, SubmitError, SyncError};
+use authentik_bridge::runtime::job::SinkJobs;
+use authentik_bridge::runtime::{JobKey, JobOutcome, JobQueue, OwnJob, SubmitError, SyncError};
 
 /// What a recording sink answers for a run, in order; `Ok` once the script is spent.
 type Script = VecDeque<Result<(), SyncError>>;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use super::changes::ChangeClock;
 use super::job::{RemovalGuard, SyncError};
 use super::progress::PassProgress;
-use super::snapshots::SnapshotReader;
 use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::metrics::Metrics;
+use crate::sync::snapshots::SnapshotReader;
 
 pub struct SyncContext {
     pub reader: SnapshotReader,

@@ -1,0 +1,18 @@
+//! The runtime: job keys and the sink contract (`job`), the queue with its coalescing, dedupe and retries
+//! (`queue`, `coalesce`), what every sink's jobs share (`context`: the reader, the change clock and group
+//! locks in `changes`, a pass's progress in `progress`, the mass-removal guard), and the files in `STATE_DIR`
+//! (`state_file`). It never names a sink.
+
+pub mod changes;
+pub mod coalesce;
+pub mod context;
+pub mod job;
+pub mod progress;
+pub mod queue;
+pub mod state_file;
+
+pub use job::{
+    JobKey, JobOutcome, OwnJob, ReconcileOptions, RemovalGuard, SinkJobs, SyncError, SyncReport,
+};
+pub use queue::{EventDeduper, JobQueue, SubmitError};
+pub use state_file::RecordError;
