@@ -33,7 +33,7 @@ impl SyncContext {
         removals: usize,
         guard: RemovalGuard,
     ) -> Result<(), SyncError> {
-        if guard == RemovalGuard::Force || removals <= self.max_removals {
+        if !self.holds_removals(removals, guard) {
             return Ok(());
         }
         self.metrics.trip_removal_guard(sink);
@@ -42,6 +42,11 @@ impl SyncContext {
             removals,
             max: self.max_removals,
         })
+    }
+
+    /// Whether the guard holds `removals` back, without raising anything: what a dry run reports.
+    pub fn holds_removals(&self, removals: usize, guard: RemovalGuard) -> bool {
+        guard == RemovalGuard::Enforce && removals > self.max_removals
     }
 
     /// A pass of `sink` was let through: nothing of its is held back any more.

@@ -144,6 +144,17 @@ pub struct ReconcileOptions {
     pub force: bool,
 }
 
+impl ReconcileOptions {
+    /// The removal guard this pass runs under: `--force` lifts it.
+    pub fn guard(&self) -> RemovalGuard {
+        if self.force {
+            RemovalGuard::Force
+        } else {
+            RemovalGuard::Enforce
+        }
+    }
+}
+
 /// A sink as the queue sees it. The queue asks each registered sink whether a key is its business, and runs
 /// the job through it; retries, coalescing, lanes and metrics are the queue's, the same for every sink.
 pub trait SinkJobs: Send + Sync + 'static {

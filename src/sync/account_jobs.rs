@@ -311,7 +311,7 @@ async fn mapped_members(
 
 /// The accounts pass as a queued job, after a change to a group that `ROLE_MAP` names.
 pub async fn accounts_job(engine: &OutlineSync) -> Result<JobOutcome, SyncError> {
-    let outline = engine.outline()?.in_lane(Lane::Bulk);
+    let outline = engine.outline.in_lane(Lane::Bulk);
     if !engine.accounts.enabled() {
         return Ok(JobOutcome::default());
     }

@@ -105,11 +105,6 @@ impl OutlineSync {
         }
     }
 
-    /// The Outline client, for the Outline sink's jobs.
-    pub fn outline(&self) -> Result<&OutlineClient, SyncError> {
-        Ok(&self.outline)
-    }
-
     /// The set of every Authentik group id, from the catalog, for taking over the Outline group of a deleted
     /// namesake (see `PlanInput::existing_groups`).
     pub async fn existing_groups(&self) -> Result<BTreeSet<AuthentikGroupId>, UpstreamError> {

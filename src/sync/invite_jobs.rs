@@ -24,7 +24,7 @@ fn sender(engine: &OutlineSync) -> InviteSender<'_> {
 }
 
 pub async fn invite_and_place(engine: &OutlineSync) -> Result<usize, SyncError> {
-    let outline = engine.outline()?.in_lane(Lane::Bulk);
+    let outline = engine.outline.in_lane(Lane::Bulk);
     let (invited, sent) = send_invites(&sender(engine), &outline).await;
     for pk in &invited {
         if let Err(e) = super::jobs::user_job(engine, *pk).await {
@@ -37,7 +37,7 @@ pub async fn invite_and_place(engine: &OutlineSync) -> Result<usize, SyncError> 
 /// The invitations as a queued job: woken by the pump; the invited people's user jobs follow. A failed send
 /// is not retried by the queue: the book backs off and the pump wakes the job again.
 pub async fn invites_job(engine: &OutlineSync) -> Result<JobOutcome, SyncError> {
-    let outline = engine.outline()?.in_lane(Lane::Bulk);
+    let outline = engine.outline.in_lane(Lane::Bulk);
     let (invited, sent) = send_invites(&sender(engine), &outline).await;
     let note = match sent {
         Ok(()) => format!("{} invited", invited.len()),

@@ -53,7 +53,7 @@ pub fn invites_key() -> JobKey {
 
 /// A `users.signin` from Outline: the user's groups follow Authentik.
 pub async fn signin_job(engine: &OutlineSync, id: &OutlineUserId) -> Result<JobOutcome, SyncError> {
-    let outline = engine.outline()?.in_lane(Lane::Interactive);
+    let outline = engine.outline.in_lane(Lane::Interactive);
     let Some(user) = outline.user(id).await? else {
         return Ok(SyncReport::noted("Outline does not know this user (deleted?)").into());
     };
@@ -95,7 +95,7 @@ async fn converge_account(
 
 /// An Authentik user changed (groups, deactivation, email) or was deleted.
 pub async fn user_job(engine: &OutlineSync, pk: AuthentikUserId) -> Result<JobOutcome, SyncError> {
-    let outline = engine.outline()?.in_lane(Lane::Interactive);
+    let outline = engine.outline.in_lane(Lane::Interactive);
     let Some(au) = engine.reader.fresh_user(pk).await? else {
         return deleted_user(engine, &outline, pk).await;
     };
@@ -244,7 +244,7 @@ pub async fn group_job(
     engine: &OutlineSync,
     id: &AuthentikGroupId,
 ) -> Result<JobOutcome, SyncError> {
-    let outline = engine.outline()?.in_lane(Lane::Bulk);
+    let outline = engine.outline.in_lane(Lane::Bulk);
     let reader = &engine.reader;
     let _turn = engine.clock.lock_group(id).await;
     // Read before anything below refreshes what the bridge knows of the group's name.

@@ -689,13 +689,9 @@ async fn reconcile_inner(
     }
     let deletes: usize = parts.iter().map(|p| p.plan.deletes.len()).sum();
     report.planned_deletes = deletes;
-    let guard = if options.force {
-        RemovalGuard::Force
-    } else {
-        RemovalGuard::Enforce
-    };
+    let guard = options.guard();
     if options.dry_run {
-        report.guarded = guard == RemovalGuard::Enforce && deletes > engine.max_removals;
+        report.guarded = engine.holds_removals(deletes, guard);
         for p in parts {
             report.writes.extend(p.plan.writes);
             report.deletes.extend(p.plan.deletes);

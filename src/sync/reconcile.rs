@@ -25,7 +25,7 @@ use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId,
 };
 use crate::runtime::job::{JobKey, JobOutcome};
-use crate::runtime::job::{RemovalGuard, SyncError, SyncReport};
+use crate::runtime::job::{SyncError, SyncReport};
 use crate::runtime::progress::{PassPhase, PassProgress};
 
 pub use crate::runtime::job::ReconcileOptions;
@@ -148,7 +148,7 @@ pub async fn run_outline_reconcile(
     options: ReconcileOptions,
 ) -> Result<ReconcileReport, SyncError> {
     let started = Instant::now();
-    let outline = engine.outline()?.in_lane(Lane::Bulk);
+    let outline = engine.outline.in_lane(Lane::Bulk);
     let planned = match plan_everything(engine, &outline).await {
         Ok(p) => p,
         Err(e) => {
@@ -161,7 +161,8 @@ pub async fn run_outline_reconcile(
         }
     };
     let plan = planned.plan;
-    let removals_held = !options.force && plan.removes.len() > engine.max_removals;
+    let guard = options.guard();
+    let removals_held = engine.holds_removals(plan.removes.len(), guard);
     let mut held_back = HeldBack {
         removals: removals_held,
         ..HeldBack::default()
@@ -185,10 +186,8 @@ pub async fn run_outline_reconcile(
     }
     let mut handed_over = Vec::new();
     if !options.dry_run {
-        if removals_held {
-            // Raises the alert and logs the explanation; the writes go on without the removals.
-            let _ = engine.removal_guard(OUTLINE, plan.removes.len(), RemovalGuard::Enforce);
-        }
+        // When it holds, this raises the alert and logs the explanation; the writes go on without removals.
+        let _ = engine.removal_guard(OUTLINE, plan.removes.len(), guard);
         match write_group_by_group(
             engine,
             &outline,
@@ -220,11 +219,6 @@ pub async fn run_outline_reconcile(
     let accounts = if engine.accounts.enabled() {
         let pass_plan = plan_all(engine, &outline).await?;
         let account_plan = &pass_plan.plan;
-        let guard = if options.force {
-            RemovalGuard::Force
-        } else {
-            RemovalGuard::Enforce
-        };
         // Asked before the writes: a pass that applies the map confirms it.
         held_back.demotions = engine
             .accounts

@@ -260,13 +260,7 @@ async fn deleted_people_follow_the_records_rules_at_a_pass() {
         app.authentik.delete_user(*pk);
     }
     app.settle_deliveries().await;
-    let suspended = |app: &TestApp| {
-        people
-            .iter()
-            .filter(|(_, o)| app.outline.is_suspended(o))
-            .count()
-    };
-    assert_eq!(suspended(&app), 2, "the hour's allowance");
+    assert_eq!(suspended_count(&app, &people), 2, "the hour's allowance");
     let record = || {
         let text = std::fs::read_to_string(state.join("suspended-by-bridge.json"))
             .expect("the record is in STATE_DIR");
@@ -332,12 +326,6 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
     for (pk, _) in &pairs {
         app.authentik.set_active(*pk, false);
     }
-    let suspended = |app: &TestApp| {
-        pairs
-            .iter()
-            .filter(|(_, o)| app.outline.is_suspended(o))
-            .count()
-    };
     let dry = run_reconcile(&app.engine, DRY_RUN).await.expect("dry run");
     assert!(dry.guarded, "the dry run says the guard would hold some");
     let held_lines = |report: &ReconcileReport| {
@@ -358,7 +346,11 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
         assert_eq!(held, 1, "the held one is not reported as done: {text}");
         let done = text.lines().filter(|l| l.contains("did suspend")).count();
         assert_eq!(done, [2, 0][round], "{text}");
-        assert_eq!(suspended(&app), 2, "the hour's allowance, and no more");
+        assert_eq!(
+            suspended_count(&app, &pairs),
+            2,
+            "the hour's allowance, and no more"
+        );
         let text = app.metrics_text().await;
         assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
     }
@@ -366,7 +358,7 @@ async fn max_suspensions_holds_a_mass_suspension_until_forced() {
         .await
         .expect("forced pass");
     assert!(!report.guarded);
-    assert_eq!(suspended(&app), 3);
+    assert_eq!(suspended_count(&app, &pairs), 3);
     let text = app.metrics_text().await;
     assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 0.0);
 }
@@ -602,11 +594,11 @@ async fn pushed_suspensions_keep_to_max_suspensions_an_hour() {
         app.authentik.set_active(*pk, false);
     }
     app.settle_deliveries().await;
-    let suspended = people
-        .iter()
-        .filter(|(_, o)| app.outline.is_suspended(o))
-        .count();
-    assert_eq!(suspended, 2, "two of four within the hour's allowance");
+    assert_eq!(
+        suspended_count(&app, &people),
+        2,
+        "two of four within the hour's allowance"
+    );
     let text = app.metrics_text().await;
     assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
     assert!(metric(&text, "bridge_suspension_guard_tripped_total", &[]) >= 1.0);
@@ -765,18 +757,16 @@ async fn a_pass_never_makes_the_suspensions_the_hours_guard_held_back() {
         app.authentik.set_active(*pk, false);
     }
     app.settle_deliveries().await;
-    let suspended = |app: &TestApp| {
-        people
-            .iter()
-            .filter(|(_, o)| app.outline.is_suspended(o))
-            .count()
-    };
-    assert_eq!(suspended(&app), 3);
+    assert_eq!(suspended_count(&app, &people), 3);
     let report = run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass");
     assert!(report.guarded);
-    assert_eq!(suspended(&app), 3, "the pass kept to the guard");
+    assert_eq!(
+        suspended_count(&app, &people),
+        3,
+        "the pass kept to the guard"
+    );
     let text = app.metrics_text().await;
     assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 1.0);
 
@@ -786,7 +776,7 @@ async fn a_pass_never_makes_the_suspensions_the_hours_guard_held_back() {
     run_reconcile(&app.engine, FORCE)
         .await
         .expect("forced pass");
-    assert_eq!(suspended(&app), 5);
+    assert_eq!(suspended_count(&app, &people), 5);
     assert!(!app.outline.is_suspended(&people[5].1));
     let text = app.metrics_text().await;
     assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 0.0);

@@ -425,14 +425,7 @@ async fn pushes_refused_in_a_row_show_in_readyz_until_one_is_accepted() {
     let g = app.authentik.add_group("Team");
     let event = group_event("e-1", "model_updated", &g, "Team");
     for n in 1..=3 {
-        let resp = app
-            .http
-            .post(format!("{}/webhooks/authentik", app.url))
-            .bearer_auth("an-old-token")
-            .json(&event)
-            .send()
-            .await
-            .expect("request");
+        let resp = app.post_authentik_as(&event, "an-old-token").await;
         assert_eq!(resp.status().as_u16(), 401);
         let text = app.metrics_text().await;
         assert_eq!(

@@ -195,9 +195,18 @@ impl TestApp {
     }
 
     pub async fn post_authentik(&self, doc: &serde_json::Value) -> reqwest::Response {
+        self.post_authentik_as(doc, AUTHENTIK_WEBHOOK_TOKEN).await
+    }
+
+    /// An Authentik delivery with the given bearer token, right or wrong.
+    pub async fn post_authentik_as(
+        &self,
+        doc: &serde_json::Value,
+        token: &str,
+    ) -> reqwest::Response {
         self.http
             .post(format!("{}/webhooks/authentik", self.url))
-            .bearer_auth(AUTHENTIK_WEBHOOK_TOKEN)
+            .bearer_auth(token)
             .json(doc)
             .send()
             .await
@@ -264,6 +273,14 @@ pub fn scratch_state_dir(tag: &str) -> std::path::PathBuf {
 }
 
 /// `n` people who are both Authentik users and Outline members, as `(pk, Outline id)`.
+/// How many of these people (Authentik pk, Outline id) Outline has suspended.
+pub fn suspended_count(app: &TestApp, people: &[(i64, String)]) -> usize {
+    people
+        .iter()
+        .filter(|(_, o)| app.outline.is_suspended(o))
+        .count()
+}
+
 pub fn people_on_both_sides(
     authentik: &upstream_fakes::FakeAuthentik,
     outline: &upstream_fakes::FakeOutline,
