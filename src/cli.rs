@@ -260,7 +260,9 @@ impl ProgressView {
 }
 
 fn progress_line(engine: &SyncEngine) -> String {
-    let p = &engine.progress;
+    // The counters are the Outline sink's: it is the one bound by a rate limit.
+    let idle = PassProgress::default();
+    let p = engine.outline.as_ref().map_or(&idle, |o| &o.progress);
     let lists = PassProgress::get(&p.member_lists_read);
     let lists_total = PassProgress::get(&p.member_lists_total);
     let writes = PassProgress::get(&p.writes_done);

@@ -43,7 +43,6 @@ pub struct ChangeClock {
     roles: AtomicU64,
     /// Ticks at or below this were dropped from `people`.
     pruned_below: AtomicU64,
-    locks: GroupLocks,
 }
 
 /// One async lock per Authentik group. Each sink has its own table, so a slow sink never holds up the other's
@@ -125,11 +124,6 @@ impl ChangeClock {
             .unwrap_or(0);
         group.max(self.users.load(Ordering::SeqCst)) > since
     }
-
-    /// The Outline sink's lock for a group (the OpenFGA sink keeps its own [`GroupLocks`]).
-    pub async fn lock_group(&self, id: &AuthentikGroupId) -> OwnedMutexGuard<()> {
-        self.locks.lock(id).await
-    }
 }
 
 #[cfg(test)]
@@ -178,11 +172,11 @@ mod tests {
 
     #[tokio::test]
     async fn one_group_lock_at_a_time() {
-        let clock = Arc::new(ChangeClock::new());
-        let held = clock.lock_group(&gid(1)).await;
-        let other = clock.lock_group(&gid(2)).await;
-        let c = clock.clone();
-        let waiter = tokio::spawn(async move { c.lock_group(&gid(1)).await });
+        let locks = Arc::new(GroupLocks::default());
+        let held = locks.lock(&gid(1)).await;
+        let other = locks.lock(&gid(2)).await;
+        let l = locks.clone();
+        let waiter = tokio::spawn(async move { l.lock(&gid(1)).await });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         drop(held);

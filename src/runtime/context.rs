@@ -1,12 +1,11 @@
-//! What every sink's jobs share: the Authentik reader (with its caches), the change clock, how far a pass
-//! has got, the removal guard's bound and the metrics. A sink's jobs take this and their own state; they never
+//! What every sink's jobs share: the Authentik reader (with its caches), the change clock, the removal
+//! guard's bound and the metrics. A sink's jobs take this and their own state; they never
 //! see another sink.
 
 use std::sync::Arc;
 
 use super::changes::ChangeClock;
 use super::job::{RemovalGuard, SyncError};
-use super::progress::PassProgress;
 use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::metrics::Metrics;
 use crate::sync::snapshots::SnapshotReader;
@@ -14,7 +13,6 @@ use crate::sync::snapshots::SnapshotReader;
 pub struct SyncContext {
     pub reader: SnapshotReader,
     pub clock: ChangeClock,
-    pub progress: PassProgress,
     pub max_removals: usize,
     pub metrics: Arc<Metrics>,
 }

@@ -6,6 +6,7 @@
 pub mod changes;
 pub mod coalesce;
 pub mod context;
+pub mod converge;
 pub mod job;
 pub mod progress;
 pub mod queue;

@@ -17,7 +17,7 @@ use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, GroupName, GroupSummary, OutlineUserId,
 };
 use crate::runtime::changes::Tick;
-use crate::runtime::job::{JobOutcome, RemovalGuard, SyncError};
+use crate::runtime::job::{JobOutcome, RemovalGuard, SyncError, SyncReport};
 
 /// Plans the accounts of every Outline user who is an Authentik user (matched by email): the account step
 /// of a pass, and the job a change to a role group queues. Outline users unknown to Authentik (local
@@ -328,7 +328,7 @@ pub async fn accounts_job(engine: &OutlineSync) -> Result<JobOutcome, SyncError>
             AccountWrite::Push,
         )
         .await?;
-    Ok(super::engine::SyncReport {
+    Ok(SyncReport {
         note: Some(format!(
             "{} roles set, {} suspended, {} activated, {} refused",
             done.roles, done.suspended, done.activated, done.refused

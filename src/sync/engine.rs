@@ -1,5 +1,5 @@
-//! The Outline sink's core: its state, and the two steps every Outline job ends with, planning groups and
-//! applying a plan under the mass-removal guard. The jobs themselves are in `jobs.rs` and `reconcile.rs`.
+//! The Outline sink's core: its state, planning groups, applying a plan, and the sink contract the runtime
+//! converges it through. Its push planning is in `jobs.rs`, its pass in `reconcile.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,8 +19,10 @@ use crate::domain::{
     plan_membership, AuthentikGroupId, DesiredMember, GroupSummary, GroupTarget, MembershipPlan,
     OutlineGroupId, OutlineUserId, PlanInput,
 };
+use crate::runtime::changes::{GroupLocks, Tick};
 use crate::runtime::context::SyncContext;
-pub use crate::runtime::job::{RemovalGuard, SyncError, SyncReport};
+use crate::runtime::converge::{PassDone, PassPlan, PassWrites, PlanPart, Planned, Sink};
+use crate::runtime::job::{JobKey, JobOutcome, ReconcileOptions, SyncError, SyncReport};
 use crate::runtime::progress::PassProgress;
 use crate::runtime::state_file::StateFile;
 
@@ -42,6 +44,10 @@ pub struct OutlineSync {
     /// People waiting for an Outline invitation (`INVITE_MEMBERS`).
     pub invites: InviteBook,
     pub auto_create: bool,
+    /// Its group jobs and its passes take turns on a group.
+    locks: GroupLocks,
+    /// How far a pass has got, for the CLI.
+    pub progress: PassProgress,
     warned: WarnOnce,
 }
 
@@ -100,6 +106,8 @@ impl OutlineSync {
             accounts: AccountSync::new(settings, state.record, state.applied_map, metrics.clone()),
             invites: InviteBook::new(settings, state.invite_requests, metrics),
             auto_create: settings.auto_create_groups,
+            locks: GroupLocks::default(),
+            progress: PassProgress::default(),
             warned: WarnOnce::default(),
             ctx,
         }
@@ -190,21 +198,6 @@ impl OutlineSync {
         })
     }
 
-    /// Applies a plan unless its removals exceed `MAX_REMOVALS`: then the rest of the plan is applied and no
-    /// removal is made (Entra ID's provisioning has the same safeguard against accidental deletion).
-    pub async fn apply_guarded(
-        &self,
-        outline: &OutlineClient,
-        plan: MembershipPlan,
-        guard: RemovalGuard,
-    ) -> Result<SyncReport, SyncError> {
-        if let Err(held) = self.removal_guard(OUTLINE, plan.removes.len(), guard) {
-            self.apply(outline, &plan.without_removals()).await?;
-            return Err(held);
-        }
-        Ok(self.apply(outline, &plan).await?)
-    }
-
     /// Applies a plan to Outline and notes what it skipped.
     pub async fn apply(
         &self,
@@ -262,4 +255,97 @@ async fn read_members(
 ) {
     let members = outline.group_members(&id).await;
     (id, members.map(|m| m.into_keys().collect()))
+}
+
+impl PlanPart for MembershipPlan {
+    fn removals(&self) -> usize {
+        self.removes.len()
+    }
+
+    fn writes(&self) -> usize {
+        self.write_count()
+    }
+
+    fn is_empty(&self) -> bool {
+        MembershipPlan::is_empty(self)
+    }
+
+    fn hold_removals(mut self) -> (Self, Self) {
+        let removals = MembershipPlan {
+            removes: std::mem::take(&mut self.removes),
+            ..MembershipPlan::default()
+        };
+        (self, removals)
+    }
+}
+
+impl Sink for OutlineSync {
+    type Part = MembershipPlan;
+    type Then = super::jobs::OutlinePush;
+    type Pass = super::reconcile::OutlinePass;
+    type Report = super::reconcile::ReconcileReport;
+
+    fn name(&self) -> &'static str {
+        OUTLINE
+    }
+
+    /// Every Authentik user and group, passes, and Outline's own jobs (sign-ins, accounts, invitations).
+    fn interested(&self, key: &JobKey) -> bool {
+        match key {
+            JobKey::Own(own) => own.sink == OUTLINE,
+            _ => true,
+        }
+    }
+
+    fn locks(&self) -> &GroupLocks {
+        &self.locks
+    }
+
+    fn progress(&self) -> Option<&PassProgress> {
+        Some(&self.progress)
+    }
+
+    async fn plan_push(
+        &self,
+        key: &JobKey,
+    ) -> Result<Planned<MembershipPlan, Self::Then>, SyncError> {
+        super::jobs::plan_push(self, key).await
+    }
+
+    async fn write(
+        &self,
+        part: &MembershipPlan,
+        interactive: bool,
+    ) -> Result<SyncReport, SyncError> {
+        let lane = if interactive {
+            crate::clients::Lane::Interactive
+        } else {
+            crate::clients::Lane::Bulk
+        };
+        Ok(self.apply(&self.outline.in_lane(lane), part).await?)
+    }
+
+    async fn after_push(
+        &self,
+        then: Self::Then,
+        report: SyncReport,
+    ) -> Result<JobOutcome, SyncError> {
+        super::jobs::after_push(self, then, report).await
+    }
+
+    async fn plan_pass(
+        &self,
+        read_at: Tick,
+    ) -> Result<PassPlan<MembershipPlan, Self::Pass>, SyncError> {
+        super::reconcile::plan_pass(self, read_at).await
+    }
+
+    async fn after_pass(
+        &self,
+        pass: Self::Pass,
+        writes: PassWrites<MembershipPlan>,
+        options: ReconcileOptions,
+    ) -> Result<PassDone<Self::Report>, SyncError> {
+        super::reconcile::after_pass(self, pass, writes, options).await
+    }
 }

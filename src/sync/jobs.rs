@@ -1,12 +1,14 @@
-//! The jobs, one function per kind of target: an Outline user who signed in, an Authentik user, an Authentik
-//! group. (The full pass is `reconcile.rs`.) Every job re-reads current state, so the order and duplicates of
-//! the webhooks that caused it do not matter.
+//! The Outline sink's push planning, one function per kind of target: an Outline user who signed in, an
+//! Authentik user, an Authentik group; and the hook after the writes. The runtime's push path
+//! (`runtime/converge.rs`) writes the plan under the guard. Every plan comes from fresh reads, so the order
+//! and duplicates of the webhooks that caused it do not matter.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::account_jobs::converge_one;
+use super::account_jobs::{accounts_job, converge_one};
 use super::accounts::{counted_groups, group_names};
 use super::engine::{OutlineSync, OUTLINE};
+use super::invite_jobs::invites_job;
 use super::snapshots::inherited_members;
 use crate::clients::outline::OutlineUser;
 use crate::clients::{Lane, OutlineClient, UpstreamError};
@@ -16,9 +18,10 @@ use crate::domain::plan::GroupIndex;
 use crate::domain::snapshot::{ancestors, counted_group_ids};
 use crate::domain::{
     plan_membership, AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, GroupTarget,
-    OutlineGroupId, OutlineUserId, PlanInput, UserSnapshot,
+    MembershipPlan, OutlineGroupId, OutlineUserId, PlanInput, UserSnapshot,
 };
-use crate::runtime::job::{JobKey, JobOutcome, OwnJob, RemovalGuard, SyncError, SyncReport};
+use crate::runtime::converge::Planned;
+use crate::runtime::job::{JobKey, JobOutcome, OwnJob, SyncError, SyncReport};
 
 /// A `users.signin` from Outline: that person's groups (and role) follow Authentik.
 pub fn signin_key(id: &OutlineUserId) -> JobKey {
@@ -51,27 +54,91 @@ pub fn invites_key() -> JobKey {
     })
 }
 
+/// What the hook after an Outline push does, once the memberships are written.
+pub enum OutlinePush {
+    /// A user job or a sign-in: the person's role and suspension follow, after their groups.
+    Account { au: UserSnapshot, user: OutlineUser },
+    /// A deleted Authentik user: their account follows the suspension rules for the deleted.
+    Deleted { user: OutlineUser },
+    /// A group job: the members without an account wait for an invitation, and a role group's change
+    /// queues the accounts job.
+    Group {
+        unmatched: Vec<DesiredMember>,
+        follow_ups: Vec<JobKey>,
+    },
+    /// The accounts job (`ROLE_MAP`, `SUSPEND_DEACTIVATED`).
+    Accounts,
+    /// The invitations job (`INVITE_MEMBERS`).
+    Invites,
+}
+
+type PlannedPush = Planned<MembershipPlan, OutlinePush>;
+
+fn done(note: &str) -> Result<PlannedPush, SyncError> {
+    Ok(Planned::Done(SyncReport::noted(note).into()))
+}
+
+/// Plans a push for `key`; nothing is written.
+pub async fn plan_push(engine: &OutlineSync, key: &JobKey) -> Result<PlannedPush, SyncError> {
+    match key {
+        JobKey::AuthentikUser(pk) => plan_user(engine, *pk).await,
+        JobKey::AuthentikGroup(id) => plan_group(engine, id).await,
+        JobKey::Own(own) => match own.kind {
+            "signin" => plan_signin(engine, &OutlineUserId::new(own.target.clone())).await,
+            "accounts" => Ok(Planned::Hook(OutlinePush::Accounts)),
+            "invites" => Ok(Planned::Hook(OutlinePush::Invites)),
+            _ => Ok(Planned::Done(JobOutcome::default())),
+        },
+        JobKey::Reconcile => Ok(Planned::Done(JobOutcome::default())),
+    }
+}
+
+/// The hook after an Outline push: accounts, invitations and follow-ups.
+pub async fn after_push(
+    engine: &OutlineSync,
+    then: OutlinePush,
+    mut report: SyncReport,
+) -> Result<JobOutcome, SyncError> {
+    let outline = engine.outline.in_lane(Lane::Interactive);
+    match then {
+        OutlinePush::Account { au, user } => {
+            converge_account(engine, &outline, &au, &user).await?;
+            Ok(report.into())
+        }
+        OutlinePush::Deleted { user } => {
+            converge_one(engine, &outline, &user, AuthentikState::Deleted).await?;
+            Ok(report.into())
+        }
+        OutlinePush::Group {
+            unmatched,
+            follow_ups,
+        } => {
+            report.unmatched_members = unmatched.len();
+            engine.invites.note(&unmatched);
+            Ok(JobOutcome { report, follow_ups })
+        }
+        OutlinePush::Accounts => accounts_job(engine).await,
+        OutlinePush::Invites => invites_job(engine).await,
+    }
+}
+
 /// A `users.signin` from Outline: the user's groups follow Authentik.
-pub async fn signin_job(engine: &OutlineSync, id: &OutlineUserId) -> Result<JobOutcome, SyncError> {
+async fn plan_signin(engine: &OutlineSync, id: &OutlineUserId) -> Result<PlannedPush, SyncError> {
     let outline = engine.outline.in_lane(Lane::Interactive);
     let Some(user) = outline.user(id).await? else {
-        return Ok(SyncReport::noted("Outline does not know this user (deleted?)").into());
+        return done("Outline does not know this user (deleted?)");
     };
     let Some(email) = user.email.clone() else {
-        return Ok(SyncReport::noted(
-            "Outline shows no email for this user; is OUTLINE_TOKEN an admin's key?",
-        )
-        .into());
+        return done("Outline shows no email for this user; is OUTLINE_TOKEN an admin's key?");
     };
     tracing::Span::current().record("email", email.as_str());
     let Some(au) = engine.reader.authentik_user_by_email(&email).await? else {
         // Not an Authentik user: nothing is changed, and their groups are not removed.
         tracing::info!(user = %id, "no Authentik user with this email; memberships left as they are");
-        return Ok(SyncReport::noted("no Authentik user with this email").into());
+        return done("no Authentik user with this email");
     };
-    let report = sync_user_memberships(engine, &outline, &au, &user).await?;
-    converge_account(engine, &outline, &au, &user).await?;
-    Ok(report.into())
+    let plan = plan_user_memberships(engine, &outline, &au, &user).await?;
+    Ok(Planned::Write(plan, OutlinePush::Account { au, user }))
 }
 
 /// The account step of a user job or a sign-in: role and suspension follow the Authentik user.
@@ -94,13 +161,13 @@ async fn converge_account(
 }
 
 /// An Authentik user changed (groups, deactivation, email) or was deleted.
-pub async fn user_job(engine: &OutlineSync, pk: AuthentikUserId) -> Result<JobOutcome, SyncError> {
+async fn plan_user(engine: &OutlineSync, pk: AuthentikUserId) -> Result<PlannedPush, SyncError> {
     let outline = engine.outline.in_lane(Lane::Interactive);
     let Some(au) = engine.reader.fresh_user(pk).await? else {
-        return deleted_user(engine, &outline, pk).await;
+        return plan_deleted_user(engine, &outline, pk).await;
     };
     let Some(email) = au.email.clone() else {
-        return Ok(SyncReport::noted("the Authentik user has no email").into());
+        return done("the Authentik user has no email");
     };
     tracing::Span::current().record("email", email.as_str());
     let find = async {
@@ -119,7 +186,7 @@ pub async fn user_job(engine: &OutlineSync, pk: AuthentikUserId) -> Result<JobOu
     let (found, holder) = (found?, holder?);
     if holder.as_ref().map(|h| h.pk) != Some(pk) {
         tracing::warn!(user = %pk, "another Authentik user has this email; their Outline account is left alone");
-        return Ok(SyncReport::noted("another Authentik user has this email; left alone").into());
+        return done("another Authentik user has this email; left alone");
     }
     let Some(user) = found else {
         if au.is_active && engine.invites.enabled {
@@ -130,39 +197,38 @@ pub async fn user_job(engine: &OutlineSync, pk: AuthentikUserId) -> Result<JobOu
                 engine.invites.note(&[DesiredMember { email, pk }]);
             }
         }
-        return Ok(SyncReport::noted("no Outline user with this email yet").into());
+        return done("no Outline user with this email yet");
     };
-    let report = sync_user_memberships(engine, &outline, &au, &user).await?;
-    converge_account(engine, &outline, &au, &user).await?;
-    Ok(report.into())
+    let plan = plan_user_memberships(engine, &outline, &au, &user).await?;
+    Ok(Planned::Write(plan, OutlinePush::Account { au, user }))
 }
 
 /// A deleted Authentik user leaves every managed group. The event carries no email
 /// (docs/src/upstream/authentik.md §4.4), so it comes from what the bridge saw earlier. When none was seen, a
 /// pass is queued: it is coalesced with other deletions' passes, and never runs inside this job.
-async fn deleted_user(
+async fn plan_deleted_user(
     engine: &OutlineSync,
     outline: &OutlineClient,
     pk: AuthentikUserId,
-) -> Result<JobOutcome, SyncError> {
+) -> Result<PlannedPush, SyncError> {
     let Some(email) = engine.reader.caches.emails.current(pk) else {
         tracing::info!(user = %pk, "deleted Authentik user's email is not remembered; a reconcile is queued");
-        return Ok(JobOutcome {
+        return Ok(Planned::Done(JobOutcome {
             report: SyncReport::noted("email not remembered; a reconcile is queued"),
             follow_ups: vec![JobKey::Reconcile],
-        });
+        }));
     };
     // A late or retried deletion must not remove someone who holds the email now: a user deleted and
     // re-created, or the address handed to someone else.
     if let Some(live) = engine.reader.authentik_user_by_email(&email).await? {
         tracing::info!(user = %pk, now = %live.pk, "the deleted user's email belongs to a live Authentik user; syncing that user instead");
-        return Ok(JobOutcome {
+        return Ok(Planned::Done(JobOutcome {
             report: SyncReport::noted("the email belongs to a live Authentik user"),
             follow_ups: vec![JobKey::AuthentikUser(live.pk)],
-        });
+        }));
     }
     let Some(user) = outline.find_user_by_email(&email).await? else {
-        return Ok(SyncReport::noted("deleted Authentik user has no Outline account").into());
+        return done("deleted Authentik user has no Outline account");
     };
     let gone = UserSnapshot {
         pk,
@@ -172,19 +238,18 @@ async fn deleted_user(
         is_active: false,
         groups: Vec::new(),
     };
-    let report = sync_user_memberships(engine, outline, &gone, &user).await?;
-    converge_one(engine, outline, &user, AuthentikState::Deleted).await?;
-    Ok(report.into())
+    let plan = plan_user_memberships(engine, outline, &gone, &user).await?;
+    Ok(Planned::Write(plan, OutlinePush::Deleted { user }))
 }
 
 /// One user against every managed group: desired from the Authentik user, current from `groups.list
 /// {userId}` (one call per 100 groups rather than one per group).
-async fn sync_user_memberships(
+async fn plan_user_memberships(
     engine: &OutlineSync,
     outline: &OutlineClient,
     au: &UserSnapshot,
     ou: &OutlineUser,
-) -> Result<SyncReport, SyncError> {
+) -> Result<MembershipPlan, SyncError> {
     let reader = &engine.reader;
     // The catalog is kept honest by group events; when one was lost, the user's fresh group list names a
     // group the cached catalog lacks, and the catalog is read again rather than ignoring that group.
@@ -224,29 +289,22 @@ async fn sync_user_memberships(
     let groups = reader
         .outline_groups_for(outline, &targets, &current, Some(&existing))
         .await?;
-    let plan = plan_membership(&PlanInput {
+    Ok(plan_membership(&PlanInput {
         targets: &targets,
         outline_groups: &groups,
         current: &current,
         auto_create: engine.auto_create,
         existing_groups: Some(&existing),
-    });
-    engine
-        .apply_guarded(outline, plan, RemovalGuard::Enforce)
-        .await
+    }))
 }
 
 /// An Authentik group changed: its linked Outline group converges (adds, removes, a rename, or a takeover of
 /// the Outline group of a deleted namesake). In inherited mode the group's managed ancestors converge too,
 /// since their members include its own. Runs under the group's lock, so a pass never writes the group at the
-/// same time.
-pub async fn group_job(
-    engine: &OutlineSync,
-    id: &AuthentikGroupId,
-) -> Result<JobOutcome, SyncError> {
+/// same time (the runtime holds it for the whole job).
+async fn plan_group(engine: &OutlineSync, id: &AuthentikGroupId) -> Result<PlannedPush, SyncError> {
     let outline = engine.outline.in_lane(Lane::Bulk);
     let reader = &engine.reader;
-    let _turn = engine.clock.lock_group(id).await;
     // Read before anything below refreshes what the bridge knows of the group's name.
     let gave_roles = engine.accounts.gave_roles(id);
     let mut targets: Vec<(GroupSummary, BTreeSet<DesiredMember>)> = Vec::new();
@@ -280,16 +338,16 @@ pub async fn group_job(
                 None => (reader.fresh_group(id).await?, None),
             };
             let Some(group) = group else {
-                return Ok(SyncReport::noted("the Authentik group no longer exists").into());
+                return done("the Authentik group no longer exists");
             };
             if !reader.is_managed(&group.summary) {
                 if linked.is_some() {
                     engine.warn_unmanaged_rename(&group.summary);
                 }
-                return Ok(JobOutcome {
+                return Ok(Planned::Done(JobOutcome {
                     report: SyncReport::noted("the group is not managed (AUTHENTIK_GROUP_REGEXP)"),
                     follow_ups: roles_follow_up(engine, &group.summary, gave_roles),
-                });
+                }));
             }
             role_group = Some(group.summary.clone());
             if let (Some(og), Some(members)) = (linked, members) {
@@ -310,9 +368,7 @@ pub async fn group_job(
             };
             let known = catalog.iter().any(|c| &c.id == id);
             if known && !counts(id) && !above.get(id).into_iter().flatten().any(counts) {
-                return Ok(
-                    SyncReport::noted("neither synced nor mapped, nor below such a group").into(),
-                );
+                return done("neither synced nor mapped, nor below such a group");
             }
             let directory = reader.authentik.list_groups(true).await?;
             let desired = inherited_members(&directory);
@@ -348,17 +404,15 @@ pub async fn group_job(
     let planned = engine
         .plan_groups(&outline, targets, existing.as_ref(), known_members)
         .await?;
-    let mut report = engine
-        .apply_guarded(&outline, planned.plan, RemovalGuard::Enforce)
-        .await?;
-    report.unmatched_members = planned.unmatched.len();
-    engine.invites.note(&planned.unmatched);
-    Ok(JobOutcome {
-        report,
-        follow_ups: role_group
-            .map(|g| roles_follow_up(engine, &g, gave_roles))
-            .unwrap_or_default(),
-    })
+    Ok(Planned::Write(
+        planned.plan,
+        OutlinePush::Group {
+            unmatched: planned.unmatched,
+            follow_ups: role_group
+                .map(|g| roles_follow_up(engine, &g, gave_roles))
+                .unwrap_or_default(),
+        },
+    ))
 }
 
 /// A change to a group `ROLE_MAP` names can change anyone's role: the accounts job follows. So does a change

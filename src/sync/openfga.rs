@@ -4,12 +4,12 @@
 //! (docs/src/upstream/openfga.md §2.2).
 //!
 //! Only plain `user:` tuples on managed groups are ever written or deleted: usersets, wildcards, other types
-//! and groups the bridge does not manage are someone else's. The queue runs this sink's jobs apart from
-//! Outline's, with its own group locks, so an outage of one sink never delays the other.
+//! and groups the bridge does not manage are someone else's. The runtime converges this sink through its
+//! [`Sink`] contract, in its own lanes and with its own group locks, so an outage of one sink never delays
+//! the other.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
@@ -25,20 +25,19 @@ use crate::domain::{AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, Gro
 use crate::metrics::Metrics;
 use crate::runtime::changes::{GroupLocks, Tick};
 use crate::runtime::context::SyncContext;
-use crate::runtime::job::{
-    JobKey, JobOutcome, ReconcileOptions, RemovalGuard, SyncError, SyncReport,
+use crate::runtime::converge::{
+    PassDone, PassPlan, PassWrites, PlanPart, Planned, Sink, WriteFailure,
 };
+use crate::runtime::job::{JobKey, JobOutcome, ReconcileOptions, SyncError, SyncReport};
 
 /// OpenFGA's default cap on tuples per Write (docs/src/upstream/openfga.md §2.2). An operator can lower it, and no
 /// call reveals it, but 100 is what every release ships.
 pub const MAX_TUPLES_PER_WRITE: usize = 100;
 /// Groups whose tuples a pass reads at once. OpenFGA has no rate limit; this only keeps a pass polite.
 const READS_AT_ONCE: usize = 8;
-/// A write that met another writer (409, or a pre-1.10 server's duplicate error) is re-read and re-diffed
-/// this many times before the job fails and the queue retries it.
-const CONFLICT_ATTEMPTS: usize = 3;
 
 pub struct OpenFgaSink {
+    ctx: Arc<SyncContext>,
     pub client: OpenFgaClient,
     pub naming: TupleNaming,
     locks: GroupLocks,
@@ -93,8 +92,10 @@ fn is_conflict(e: &UpstreamError) -> bool {
 }
 
 impl OpenFgaSink {
-    pub fn new(client: OpenFgaClient, naming: TupleNaming, metrics: Arc<Metrics>) -> OpenFgaSink {
+    pub fn new(ctx: Arc<SyncContext>, client: OpenFgaClient, naming: TupleNaming) -> OpenFgaSink {
+        let metrics = ctx.metrics.clone();
         OpenFgaSink {
+            ctx,
             client,
             naming,
             locks: GroupLocks::default(),
@@ -193,7 +194,7 @@ impl OpenFgaSink {
 
     /// Writes a plan in batches. Each batch commits on its own (docs/src/upstream/openfga.md §4); a failure stops
     /// the rest, and the next run re-reads and writes what is still missing.
-    async fn write(&self, plan: &TuplePlan) -> Result<(), UpstreamError> {
+    async fn write_tuples(&self, plan: &TuplePlan) -> Result<(), UpstreamError> {
         for batch in plan.batches(MAX_TUPLES_PER_WRITE) {
             self.client.write(&batch, &self.naming.relation).await?;
             self.metrics
@@ -206,29 +207,6 @@ impl OpenFgaSink {
                 .inc_by(batch.deletes.len() as u64);
         }
         Ok(())
-    }
-
-    /// Applies a plan under the mass-removal guard shared with Outline: when its deletes, with those the same
-    /// job made already (`deleted`), pass `MAX_REMOVALS`, only the writes are made.
-    async fn write_guarded(
-        &self,
-        engine: &SyncContext,
-        plan: &TuplePlan,
-        guard: RemovalGuard,
-        deleted: &mut usize,
-    ) -> Result<SyncReport, SyncError> {
-        let removals = *deleted + plan.deletes.len();
-        if let Err(held) = engine.removal_guard(OPENFGA, removals, guard) {
-            self.write(&plan.without_deletes()).await?;
-            return Err(held);
-        }
-        self.write(plan).await?;
-        *deleted = removals;
-        Ok(SyncReport {
-            adds: plan.writes.len(),
-            removes: plan.deletes.len(),
-            ..SyncReport::default()
-        })
     }
 }
 
@@ -253,19 +231,81 @@ fn desired_people(
     out
 }
 
+/// The tuples a push or a pass writes: a [`TuplePlan`], and with `OPENFGA_GROUP_ID=name` the tuples of
+/// renamed groups' old objects, which go once the new ones have theirs.
+pub struct TupleChanges {
+    pub tuples: TuplePlan,
+    moves: Vec<TupleMove>,
+}
+
+/// A renamed group's old object, and the managed tuples it still holds.
+struct TupleMove {
+    from: Arc<str>,
+    to: Arc<str>,
+    stale: Vec<MemberTuple>,
+}
+
+impl PlanPart for TupleChanges {
+    /// Moved tuples remove nobody's access, so they do not count against the guard.
+    fn removals(&self) -> usize {
+        self.tuples.deletes.len()
+    }
+
+    fn writes(&self) -> usize {
+        self.tuples.len() + self.moves.iter().map(|m| m.stale.len()).sum::<usize>()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tuples.is_empty() && self.moves.is_empty()
+    }
+
+    /// A held plan makes no move either: the old object keeps its tuples until the new one is complete.
+    fn hold_removals(self) -> (Self, Self) {
+        let TupleChanges { tuples, moves } = self;
+        let rest = TupleChanges {
+            tuples: tuples.without_deletes(),
+            moves: Vec::new(),
+        };
+        let held = TupleChanges {
+            tuples: TuplePlan {
+                writes: Vec::new(),
+                deletes: tuples.deletes,
+            },
+            moves,
+        };
+        (rest, held)
+    }
+}
+
+/// What the hook after an OpenFGA push remembers once the writes are made: a user's id, or each group's
+/// object, so a later rename or deletion knows what it replaces.
+pub enum FgaPush {
+    User {
+        pk: AuthentikUserId,
+        user: Arc<str>,
+    },
+    Groups {
+        objects: Vec<(AuthentikGroupId, Arc<str>)>,
+        note: Option<String>,
+    },
+}
+
+type PlannedPush = Planned<TupleChanges, FgaPush>;
+
+fn done(note: &str) -> Result<PlannedPush, SyncError> {
+    Ok(Planned::Done(SyncReport::noted(note).into()))
+}
+
 /// An Authentik group changed: its tuples converge, and in inherited mode so do its managed ancestors'.
-/// With `OPENFGA_GROUP_ID=name`, a renamed group's tuples move from the old object to the new one.
-pub async fn group_job(
-    engine: &SyncContext,
-    sink: &OpenFgaSink,
-    id: &AuthentikGroupId,
-) -> Result<JobOutcome, SyncError> {
+/// With `OPENFGA_GROUP_ID=name`, a renamed group's tuples move from the old object to the new one. The
+/// runtime holds the group's lock for the whole job.
+async fn plan_group(sink: &OpenFgaSink, id: &AuthentikGroupId) -> Result<PlannedPush, SyncError> {
+    let engine = &*sink.ctx;
     let reader = &engine.reader;
-    let _turn = sink.locks.lock(id).await;
     let targets: Vec<(GroupSummary, BTreeSet<Person>)> = match reader.membership {
         MembershipMode::Direct => {
             let Some(group) = reader.fresh_group(id).await? else {
-                return Ok(SyncReport::noted("the Authentik group no longer exists").into());
+                return done("the Authentik group no longer exists");
             };
             vec![(group.summary.clone(), group.active_people())]
         }
@@ -286,110 +326,52 @@ pub async fn group_job(
                 .collect()
         }
     };
-    let mut report = SyncReport::default();
-    // One budget for the whole job: in inherited mode a child's change touches its ancestors too, and their
-    // deletes add up against MAX_REMOVALS as one plan's would.
-    let mut deleted = 0;
+    let mut changes = TupleChanges {
+        tuples: TuplePlan::default(),
+        moves: Vec::new(),
+    };
+    let mut objects = Vec::new();
+    let mut note = None;
+    let mut skipped = Vec::new();
     for (group, people) in targets {
         if !reader.is_managed(&group) {
             if lock(&sink.objects).contains_key(&group.id) {
                 tracing::warn!(group = %group.name, authentik_group = %group.id, "this Authentik group no longer matches AUTHENTIK_GROUP_REGEXP: its OpenFGA tuples are kept and no longer synced");
             }
-            report.note = Some("the group is not managed (AUTHENTIK_GROUP_REGEXP)".into());
+            note = Some("the group is not managed (AUTHENTIK_GROUP_REGEXP)".to_string());
             continue;
         }
-        let done = converge_group(
-            engine,
-            sink,
-            &group,
-            &people,
-            RemovalGuard::Enforce,
-            &mut deleted,
-        )
-        .await?;
-        report.adds += done.adds;
-        report.removes += done.removes;
-    }
-    Ok(report.into())
-}
-
-/// One group's tuples against its desired people, re-read and re-diffed when another writer got in between.
-async fn converge_group(
-    engine: &SyncContext,
-    sink: &OpenFgaSink,
-    group: &GroupSummary,
-    people: &BTreeSet<Person>,
-    guard: RemovalGuard,
-    deleted: &mut usize,
-) -> Result<SyncReport, SyncError> {
-    let mut skipped = Vec::new();
-    let Some(object) = sink.object(group, &mut skipped) else {
-        return Ok(SyncReport::noted(
-            "the group's name cannot be an OpenFGA id",
-        ));
-    };
-    let desired: BTreeSet<MemberTuple> = people
-        .iter()
-        .filter_map(|p| sink.user(p, &mut skipped))
-        .map(|user| MemberTuple {
-            user,
-            object: object.clone(),
-        })
-        .collect();
-    let previous = lock(&sink.objects).get(&group.id).cloned();
-    let moved_from = match previous.filter(|p| *p != object) {
-        // The old name may belong to another managed group now (a swap, or a name reused at once): its own
-        // jobs own that object, and its tuples are not this group's to delete.
-        Some(old) if !claimed_by_another(engine, sink, &group.id, &old).await? => Some(old),
-        _ => None,
-    };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = async {
-            let current = sink.members_of(&object).await?;
-            let plan = TuplePlan::diff(&desired, &current);
-            let mut report = sink.write_guarded(engine, &plan, guard, deleted).await?;
-            if let Some(old) = &moved_from {
-                // OpenFGA has no rename: the old object's managed tuples go once the new one has its own.
-                // Moved tuples remove nobody's access, so they do not count against the guard. Grants naming
-                // the old object (`document:x#viewer@group:<old>#member`) are the apps', not the bridge's.
-                let stale = sink.members_of(old).await?;
-                tracing::warn!(from = %old, to = %object, tuples = stale.len(), "group renamed with OPENFGA_GROUP_ID=name: its member tuples moved to the new name; grants written against the old name must be moved by hand");
-                let drop_old = TuplePlan {
-                    writes: Vec::new(),
-                    deletes: stale.into_iter().collect(),
-                };
-                sink.write(&drop_old).await?;
-                report.removes += drop_old.deletes.len();
-                report.renames = 1;
+        let Some(object) = sink.object(&group, &mut skipped) else {
+            note = Some("the group's name cannot be an OpenFGA id".to_string());
+            continue;
+        };
+        let desired: BTreeSet<MemberTuple> = people
+            .iter()
+            .filter_map(|p| sink.user(p, &mut skipped))
+            .map(|user| MemberTuple {
+                user,
+                object: object.clone(),
+            })
+            .collect();
+        let previous = lock(&sink.objects).get(&group.id).cloned();
+        match previous.filter(|p| *p != object) {
+            // The old name may belong to another managed group now (a swap, or a name reused at once): its
+            // own jobs own that object, and its tuples are not this group's to delete.
+            Some(old) if !claimed_by_another(engine, sink, &group.id, &old).await? => {
+                let stale = sink.members_of(&old).await?.into_iter().collect();
+                changes.moves.push(TupleMove {
+                    from: old,
+                    to: object.clone(),
+                    stale,
+                });
             }
-            Ok::<_, SyncError>(report)
+            _ => {}
         }
-        .await;
-        match result {
-            Ok(report) => {
-                lock(&sink.objects).insert(group.id.clone(), object.clone());
-                return Ok(report);
-            }
-            Err(SyncError::Upstream(e)) if is_conflict(&e) => {
-                if attempt >= CONFLICT_ATTEMPTS {
-                    return Err(still_conflicting(e).into());
-                }
-            }
-            Err(e) => return Err(e),
-        }
+        let current = sink.members_of(&object).await?;
+        changes.tuples.extend(TuplePlan::diff(&desired, &current));
+        objects.push((group.id.clone(), object));
     }
-}
-
-/// A conflict that outlasted the re-reads is handed to the queue's retries: it is not a refusal, however
-/// its status reads (docs/src/upstream/openfga.md §3.4).
-fn still_conflicting(e: UpstreamError) -> UpstreamError {
-    UpstreamError::Incomplete {
-        upstream: "openfga",
-        call: "write".into(),
-        message: format!("other writers kept changing the same tuples: {e}"),
-    }
+    Ok(Planned::Write(changes, FgaPush::Groups { objects, note }))
 }
 
 /// Whether another managed Authentik group now has the OpenFGA object `old` (with `OPENFGA_GROUP_ID=name`).
@@ -409,18 +391,15 @@ async fn claimed_by_another(
 
 /// An Authentik user changed (groups, deactivation, username or email) or was deleted: their tuples on
 /// every managed group follow. One Read finds every group tuple of the user (docs/src/upstream/openfga.md §2.3).
-pub async fn user_job(
-    engine: &SyncContext,
-    sink: &OpenFgaSink,
-    pk: AuthentikUserId,
-) -> Result<JobOutcome, SyncError> {
+async fn plan_user(sink: &OpenFgaSink, pk: AuthentikUserId) -> Result<PlannedPush, SyncError> {
+    let engine = &*sink.ctx;
     let reader = &engine.reader;
     let mut skipped = Vec::new();
     let remembered = lock(&sink.users).get(&pk).cloned();
     let (user, member_of) = match reader.fresh_user(pk).await? {
         Some(au) => {
             let Some(user) = sink.user_id(&au.person(), &mut skipped) else {
-                return Ok(SyncReport::noted("the user's id cannot be an OpenFGA id").into());
+                return done("the user's id cannot be an OpenFGA id");
             };
             let groups: BTreeSet<AuthentikGroupId> = if au.is_active {
                 au.groups.iter().cloned().collect()
@@ -443,19 +422,19 @@ pub async fn user_job(
             };
             let Some(user) = known else {
                 tracing::info!(user = %pk, "deleted Authentik user's OpenFGA id is not remembered; an OpenFGA reconcile is queued");
-                return Ok(JobOutcome {
+                return Ok(Planned::Done(JobOutcome {
                     report: SyncReport::noted("id not remembered; a reconcile is queued"),
                     follow_ups: vec![JobKey::Reconcile],
-                });
+                }));
             };
             // A late or retried deletion must not remove someone who holds the same id now: a user deleted
             // and re-created under the same username or email.
             if let Some(live) = live_holder(engine, sink, &user).await? {
                 tracing::info!(user = %pk, now = %live, "the deleted user's OpenFGA id belongs to a live Authentik user; syncing that user instead");
-                return Ok(JobOutcome {
+                return Ok(Planned::Done(JobOutcome {
                     report: SyncReport::noted("the id belongs to a live Authentik user"),
                     follow_ups: vec![JobKey::AuthentikUser(live)],
-                });
+                }));
             }
             (user, BTreeSet::new())
         }
@@ -493,29 +472,17 @@ pub async fn user_job(
         Some(old) if live_holder(engine, sink, &old).await?.is_none() => Some(old),
         _ => None,
     };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut plan = TuplePlan::diff(&desired, &sink.groups_of(&user, &managed).await?);
-        if let Some(old) = &replaced {
-            plan.deletes.extend(sink.groups_of(old, &managed).await?);
-        }
-        match sink
-            .write_guarded(engine, &plan, RemovalGuard::Enforce, &mut 0)
-            .await
-        {
-            Ok(report) => {
-                sink.remember_user(pk, &user);
-                return Ok(report.into());
-            }
-            Err(SyncError::Upstream(e)) if is_conflict(&e) => {
-                if attempt >= CONFLICT_ATTEMPTS {
-                    return Err(still_conflicting(e).into());
-                }
-            }
-            Err(e) => return Err(e),
-        }
+    let mut tuples = TuplePlan::diff(&desired, &sink.groups_of(&user, &managed).await?);
+    if let Some(old) = &replaced {
+        tuples.deletes.extend(sink.groups_of(old, &managed).await?);
     }
+    Ok(Planned::Write(
+        TupleChanges {
+            tuples,
+            moves: Vec::new(),
+        },
+        FgaPush::User { pk, user },
+    ))
 }
 
 /// The live Authentik user whose OpenFGA id is `user`, for a username or email id; a pk is never reused.
@@ -549,97 +516,21 @@ async fn live_holder(
     })
 }
 
-/// The full pass into OpenFGA, as a queued job.
-pub async fn reconcile_job(
-    engine: &SyncContext,
+/// Reads every managed group's tuples before anything is written; the runtime's pass path then writes group
+/// by group under each group's lock, leaving a group that changed after the read to a fresh group job, as
+/// for every sink. Tuples on objects the bridge does not manage are never read, so never touched.
+async fn plan_pass(
     sink: &OpenFgaSink,
-) -> Result<JobOutcome, SyncError> {
-    let report = run_reconcile(engine, sink, ReconcileOptions::default()).await?;
-    Ok(JobOutcome {
-        follow_ups: report
-            .handed_to_group_jobs
-            .iter()
-            .cloned()
-            .map(JobKey::AuthentikGroup)
-            .collect(),
-        report: SyncReport {
-            adds: report.writes.len(),
-            removes: report.deletes.len(),
-            refused_groups: report.refused_groups,
-            ..SyncReport::default()
-        },
-    })
-}
-
-/// Reads every managed group's tuples, then writes group by group under each group's lock, leaving a group
-/// that changed after the read to a fresh group job, exactly as the Outline pass does (`reconcile.rs`).
-/// Tuples on objects the bridge does not manage are never read, so never touched.
-pub async fn run_reconcile(
-    engine: &SyncContext,
-    sink: &OpenFgaSink,
-    options: ReconcileOptions,
-) -> Result<OpenFgaPassReport, SyncError> {
-    let started = Instant::now();
-    let result = reconcile_inner(engine, sink, options).await;
-    let outcome = match &result {
-        Ok(r) if r.guarded => "guarded",
-        Ok(_) => "ok",
-        Err(_) => "failed",
-    };
-    engine
-        .metrics
-        .reconcile
-        .with_label_values(&["openfga", outcome])
-        .inc();
-    if outcome == "ok" && !options.dry_run {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        engine
-            .metrics
-            .reconcile_last_success
-            .with_label_values(&["openfga"])
-            .set(now as i64);
-    }
-    tracing::debug!(
-        duration_ms = started.elapsed().as_millis() as u64,
-        "OpenFGA pass done"
-    );
-    result
-}
-
-struct GroupPart {
-    group: AuthentikGroupId,
-    plan: TuplePlan,
-}
-
-async fn read_part(
-    sink: &OpenFgaSink,
-    group: &GroupSummary,
-    object: &Arc<str>,
-    desired: &BTreeSet<MemberTuple>,
-) -> Result<GroupPart, UpstreamError> {
-    let current = sink.members_of(object).await?;
-    Ok(GroupPart {
-        group: group.id.clone(),
-        plan: TuplePlan::diff(desired, &current),
-    })
-}
-
-async fn reconcile_inner(
-    engine: &SyncContext,
-    sink: &OpenFgaSink,
-    options: ReconcileOptions,
-) -> Result<OpenFgaPassReport, SyncError> {
+) -> Result<PassPlan<TupleChanges, OpenFgaPassReport>, SyncError> {
+    let engine = &*sink.ctx;
     let reader = &engine.reader;
-    let read_at: Tick = engine.clock.now();
     let directory = reader.authentik.list_groups(true).await?;
     let mut desired_by_group = desired_people(&directory, reader.membership);
     let mut report = OpenFgaPassReport {
         relation: sink.naming.relation.clone(),
         ..OpenFgaPassReport::default()
     };
+    let mut handed_over = Vec::new();
     let mut wanted: Vec<(GroupSummary, Arc<str>, BTreeSet<MemberTuple>)> = Vec::new();
     for g in directory.iter().filter(|g| reader.is_managed(&g.summary)) {
         let Some(object) = sink.object(&g.summary, &mut report.skipped_ids) else {
@@ -651,7 +542,7 @@ async fn reconcile_inner(
             .get(&g.summary.id)
             .is_some_and(|known| *known != object);
         if renamed {
-            report.handed_to_group_jobs.push(g.summary.id.clone());
+            handed_over.push(g.summary.id.clone());
             continue;
         }
         let people = desired_by_group.remove(&g.summary.id).unwrap_or_default();
@@ -668,7 +559,7 @@ async fn reconcile_inner(
     drop(directory);
     report.managed_groups = wanted.len();
     // Every read before any write: a failed read fails the pass with nothing written.
-    let mut parts: Vec<GroupPart> = Vec::with_capacity(wanted.len());
+    let mut parts = Vec::with_capacity(wanted.len());
     let mut queued = wanted.iter();
     let mut reading = FuturesUnordered::new();
     loop {
@@ -687,64 +578,158 @@ async fn reconcile_inner(
         lock(&sink.objects).insert(g.id.clone(), object.clone());
         report.desired.extend(desired.iter().cloned());
     }
-    let deletes: usize = parts.iter().map(|p| p.plan.deletes.len()).sum();
-    report.planned_deletes = deletes;
-    let guard = options.guard();
-    if options.dry_run {
-        report.guarded = engine.holds_removals(deletes, guard);
-        for p in parts {
-            report.writes.extend(p.plan.writes);
-            report.deletes.extend(p.plan.deletes);
-        }
-        return Ok(report);
+    report.planned_deletes = parts.iter().map(|(_, p)| p.removals()).sum();
+    Ok(PassPlan {
+        parts,
+        handed_over,
+        then: report,
+    })
+}
+
+async fn read_part(
+    sink: &OpenFgaSink,
+    group: &GroupSummary,
+    object: &Arc<str>,
+    desired: &BTreeSet<MemberTuple>,
+) -> Result<(AuthentikGroupId, TupleChanges), UpstreamError> {
+    let current = sink.members_of(object).await?;
+    Ok((
+        group.id.clone(),
+        TupleChanges {
+            tuples: TuplePlan::diff(desired, &current),
+            moves: Vec::new(),
+        },
+    ))
+}
+
+/// The report of a pass, from what the runtime wrote (or in a dry run, would write).
+fn after_pass(
+    mut report: OpenFgaPassReport,
+    writes: PassWrites<TupleChanges>,
+) -> PassDone<OpenFgaPassReport> {
+    report.guarded = writes.removals_held;
+    for part in writes.written {
+        report.writes.extend(part.tuples.writes);
+        report.deletes.extend(part.tuples.deletes);
     }
-    report.guarded = engine.removal_guard(OPENFGA, deletes, guard).is_err();
-    if !report.guarded {
-        engine.removal_guard_clear(OPENFGA);
+    for part in writes.held {
+        report.held_deletes.extend(part.tuples.deletes);
     }
-    for part in parts {
-        if part.plan.is_empty() {
-            continue;
+    report.refused_groups = writes.summary.refused_groups;
+    report.handed_to_group_jobs = writes.handed_over;
+    PassDone {
+        summary: SyncReport {
+            adds: report.writes.len(),
+            removes: report.deletes.len(),
+            refused_groups: report.refused_groups,
+            ..SyncReport::default()
+        },
+        guarded: report.guarded,
+        holds_gauge: false,
+        follow_ups: Vec::new(),
+        report,
+    }
+}
+
+impl Sink for OpenFgaSink {
+    type Part = TupleChanges;
+    type Then = FgaPush;
+    type Pass = OpenFgaPassReport;
+    type Report = OpenFgaPassReport;
+
+    fn name(&self) -> &'static str {
+        OPENFGA
+    }
+
+    /// Authentik's users and groups, and passes; no other sink's own jobs.
+    fn interested(&self, key: &JobKey) -> bool {
+        !matches!(key, JobKey::Own(_))
+    }
+
+    fn locks(&self) -> &GroupLocks {
+        &self.locks
+    }
+
+    async fn plan_push(&self, key: &JobKey) -> Result<PlannedPush, SyncError> {
+        match key {
+            JobKey::AuthentikUser(pk) => plan_user(self, *pk).await,
+            JobKey::AuthentikGroup(id) => plan_group(self, id).await,
+            JobKey::Reconcile | JobKey::Own(_) => Ok(Planned::Done(JobOutcome::default())),
         }
-        let turn = sink.locks.lock(&part.group).await;
-        if engine.clock.changed_since(&part.group, read_at) {
-            drop(turn);
-            report.handed_to_group_jobs.push(part.group);
-            continue;
-        }
-        let checked_at = engine.clock.now();
-        let plan = if report.guarded {
-            report
-                .held_deletes
-                .extend(part.plan.deletes.iter().cloned());
-            part.plan.without_deletes()
-        } else {
-            part.plan
+    }
+
+    /// Writes the tuples in batches, then empties renamed groups' old objects. Each batch commits on its own
+    /// (docs/src/upstream/openfga.md §4); a failure stops the rest, and the next run re-reads and writes what
+    /// is still missing.
+    async fn write(
+        &self,
+        part: &TupleChanges,
+        _interactive: bool,
+    ) -> Result<SyncReport, SyncError> {
+        self.write_tuples(&part.tuples).await?;
+        let mut report = SyncReport {
+            adds: part.tuples.writes.len(),
+            removes: part.tuples.deletes.len(),
+            ..SyncReport::default()
         };
-        match sink.write(&plan).await {
-            Ok(()) => {
-                report.writes.extend(plan.writes);
-                report.deletes.extend(plan.deletes);
-            }
-            // A refusal stays with its group (an id the model does not accept, say); the pass goes on.
-            Err(e) if e.is_permanent() && !is_conflict(&e) => {
-                engine
-                    .metrics
-                    .group_refusals
-                    .with_label_values(&["openfga.write"])
-                    .inc();
-                tracing::warn!(authentik_group = %part.group, error = %e, "OpenFGA refused this group's tuples; the other groups go on");
-                report.refused_groups += 1;
-            }
-            Err(e) if is_conflict(&e) => report.handed_to_group_jobs.push(part.group.clone()),
-            Err(e) => return Err(e.into()),
+        for m in &part.moves {
+            // OpenFGA has no rename. Grants naming the old object (`document:x#viewer@group:<old>#member`)
+            // are the apps', not the bridge's.
+            tracing::warn!(from = %m.from, to = %m.to, tuples = m.stale.len(), "group renamed with OPENFGA_GROUP_ID=name: its member tuples moved to the new name; grants written against the old name must be moved by hand");
+            let drop_old = TuplePlan {
+                writes: Vec::new(),
+                deletes: m.stale.clone(),
+            };
+            self.write_tuples(&drop_old).await?;
+            report.removes += drop_old.deletes.len();
+            report.renames += 1;
         }
-        drop(turn);
-        if engine.clock.changed_since(&part.group, checked_at) {
-            report.handed_to_group_jobs.push(part.group);
+        Ok(report)
+    }
+
+    /// Another writer changed the same tuples between the read and the write: plan again
+    /// (docs/src/upstream/openfga.md §3.4). A refusal stays with its group: an id the model does not accept.
+    fn failure(&self, error: &SyncError) -> WriteFailure {
+        match error {
+            SyncError::Upstream(e) if is_conflict(e) => WriteFailure::Conflict,
+            SyncError::Upstream(e) if e.is_permanent() => WriteFailure::Refused,
+            _ => WriteFailure::Fail,
         }
     }
-    Ok(report)
+
+    async fn after_push(
+        &self,
+        then: FgaPush,
+        mut report: SyncReport,
+    ) -> Result<JobOutcome, SyncError> {
+        match then {
+            FgaPush::User { pk, user } => self.remember_user(pk, &user),
+            FgaPush::Groups { objects, note } => {
+                let mut known = lock(&self.objects);
+                for (group, object) in objects {
+                    known.insert(group, object);
+                }
+                report.note = report.note.or(note);
+            }
+        }
+        Ok(report.into())
+    }
+
+    async fn plan_pass(
+        &self,
+        _read_at: Tick,
+    ) -> Result<PassPlan<TupleChanges, OpenFgaPassReport>, SyncError> {
+        plan_pass(self).await
+    }
+
+    async fn after_pass(
+        &self,
+        report: OpenFgaPassReport,
+        writes: PassWrites<TupleChanges>,
+        _options: ReconcileOptions,
+    ) -> Result<PassDone<OpenFgaPassReport>, SyncError> {
+        Ok(after_pass(report, writes))
+    }
 }
 
 /// The OpenFGA sink's name: its jobs' and metrics' `sink` label.

@@ -2,13 +2,13 @@
 //! §2.5, §4.4: LDAP syncs and worker tasks send no events at all), so the bridge also converges everything:
 //! at start-up, on a schedule, and from the CLI.
 //!
-//! Every read happens before any write, so a failed read fails the pass with nothing written, and in
-//! particular nothing removed. The writes then go group by group, each under the group's lock, and a group
-//! that changed in Authentik after the pass read it is not written from the pass's older plan: it is handed
-//! to a fresh group job instead. So a pass, however long, never undoes a change pushed while it ran.
+//! This is the Outline sink's half: every read of the pass (`plan_pass`), and what follows its writes
+//! (`after_pass`: accounts, invitations, the report). The runtime's pass path (`runtime/converge.rs`) writes
+//! the plan in between, group by group under each group's lock, handing a group that changed since the read
+//! to a fresh group job, so a pass, however long, never undoes a change pushed while it ran.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -24,8 +24,9 @@ use crate::domain::held::HoldReason;
 use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, GroupSummary, MembershipPlan, OutlineUserId,
 };
-use crate::runtime::job::{JobKey, JobOutcome};
-use crate::runtime::job::{SyncError, SyncReport};
+use crate::runtime::changes::Tick;
+use crate::runtime::converge::{PassDone, PassPlan, PassWrites};
+use crate::runtime::job::{JobKey, SyncError, SyncReport};
 use crate::runtime::progress::{PassPhase, PassProgress};
 
 pub use crate::runtime::job::ReconcileOptions;
@@ -121,99 +122,76 @@ impl ReconcileReport {
     }
 }
 
-/// The pass as a queued job: its report, and the group jobs it hands over.
-pub async fn reconcile_job(engine: &OutlineSync) -> Result<JobOutcome, SyncError> {
-    let report = run_outline_reconcile(engine, ReconcileOptions::default()).await?;
-    Ok(JobOutcome {
-        follow_ups: report
-            .handed_to_group_jobs
-            .iter()
-            .cloned()
-            .map(JobKey::AuthentikGroup)
-            .chain(
-                report
-                    .handed_to_user_jobs
-                    .iter()
-                    .copied()
-                    .map(JobKey::AuthentikUser),
-            )
-            .collect(),
-        report: report.summary,
+/// What the Outline pass read and planned, for the hook after its writes.
+pub struct OutlinePass {
+    plan: MembershipPlan,
+    unmatched: Vec<DesiredMember>,
+    managed_groups: usize,
+    started: Instant,
+}
+
+/// Every read of the Outline pass, cut into one part per Authentik group for the runtime's pass path.
+pub async fn plan_pass(
+    engine: &OutlineSync,
+    read_at: Tick,
+) -> Result<PassPlan<MembershipPlan, OutlinePass>, SyncError> {
+    let started = Instant::now();
+    let outline = engine.outline.in_lane(Lane::Bulk);
+    let planned = plan_everything(engine, &outline, read_at).await?;
+    Ok(PassPlan {
+        parts: planned.plan.clone().split_by_group().into_iter().collect(),
+        handed_over: Vec::new(),
+        then: OutlinePass {
+            plan: planned.plan,
+            unmatched: planned.unmatched,
+            managed_groups: planned.managed_groups,
+            started,
+        },
     })
 }
 
-/// The Outline pass.
-pub async fn run_outline_reconcile(
+/// The hook after the Outline pass's writes: accounts follow memberships, the invitation book becomes what
+/// the pass found, and the report is written.
+pub async fn after_pass(
     engine: &OutlineSync,
+    pass: OutlinePass,
+    writes: PassWrites<MembershipPlan>,
     options: ReconcileOptions,
-) -> Result<ReconcileReport, SyncError> {
-    let started = Instant::now();
+) -> Result<PassDone<ReconcileReport>, SyncError> {
+    let OutlinePass {
+        plan,
+        unmatched,
+        managed_groups,
+        started,
+    } = pass;
     let outline = engine.outline.in_lane(Lane::Bulk);
-    let planned = match plan_everything(engine, &outline).await {
-        Ok(p) => p,
-        Err(e) => {
-            engine
-                .metrics
-                .reconcile
-                .with_label_values(&["outline", "failed"])
-                .inc();
-            return Err(e.into());
-        }
-    };
-    let plan = planned.plan;
     let guard = options.guard();
-    let removals_held = engine.holds_removals(plan.removes.len(), guard);
     let mut held_back = HeldBack {
-        removals: removals_held,
+        removals: writes.removals_held,
         ..HeldBack::default()
     };
-    // A dry run reports what it would do; a real run overwrites this with what it did.
-    let mut summary = SyncReport {
-        adds: plan.adds.len(),
-        removes: plan.removes.len(),
-        creates: plan.creates.len(),
-        renames: plan.renames.len(),
-        links: plan.links.len(),
-        unmatched_members: planned.unmatched.len(),
-        refused_groups: 0,
-        note: options
-            .dry_run
-            .then(|| "dry run: nothing written".to_string()),
-    };
-    if removals_held {
-        // What a run would do: the guard would hold these back.
-        summary.removes = 0;
-    }
-    let mut handed_over = Vec::new();
-    if !options.dry_run {
-        // When it holds, this raises the alert and logs the explanation; the writes go on without removals.
-        let _ = engine.removal_guard(OUTLINE, plan.removes.len(), guard);
-        match write_group_by_group(
-            engine,
-            &outline,
-            plan.clone(),
-            planned.read_at,
-            removals_held,
-        )
-        .await
-        {
-            Ok((applied, handed)) => {
-                summary = SyncReport {
-                    unmatched_members: planned.unmatched.len(),
-                    ..applied
-                };
-                handed_over = handed;
-            }
-            Err(e) => {
-                engine
-                    .metrics
-                    .reconcile
-                    .with_label_values(&["outline", "failed"])
-                    .inc();
-                return Err(e);
-            }
+    let summary = if options.dry_run {
+        SyncReport {
+            adds: plan.adds.len(),
+            // What a run would do: the guard would hold these back.
+            removes: if writes.removals_held {
+                0
+            } else {
+                plan.removes.len()
+            },
+            creates: plan.creates.len(),
+            renames: plan.renames.len(),
+            links: plan.links.len(),
+            unmatched_members: unmatched.len(),
+            refused_groups: 0,
+            note: Some("dry run: nothing written".to_string()),
         }
-    }
+    } else {
+        SyncReport {
+            unmatched_members: unmatched.len(),
+            ..writes.summary
+        }
+    };
     // Accounts follow memberships, read fresh after the membership writes.
     let mut handed_to_user_jobs = Vec::new();
     let accounts = if engine.accounts.enabled() {
@@ -257,9 +235,9 @@ pub async fn run_outline_reconcile(
     // Members without an account: the book becomes what the pass found. The invitations job sends them
     // (`serve`), or the CLI right after the pass (`invite_and_place`).
     let invites = if engine.invites.enabled {
-        let preview = engine.invites.preview(&planned.unmatched).await;
+        let preview = engine.invites.preview(&unmatched).await;
         if !options.dry_run {
-            engine.invites.replace(&planned.unmatched, started);
+            engine.invites.replace(&unmatched, started);
         }
         Some(preview)
     } else {
@@ -267,39 +245,6 @@ pub async fn run_outline_reconcile(
     };
     let guarded =
         held_back.removals || held_back.demotions.is_some() || !held_back.suspensions.is_empty();
-    if !options.dry_run && !held_back.removals && held_back.demotions.is_none() {
-        engine.removal_guard_clear(OUTLINE);
-    }
-    if guarded {
-        engine
-            .metrics
-            .reconcile
-            .with_label_values(&["outline", "guarded"])
-            .inc();
-    } else {
-        engine
-            .metrics
-            .reconcile
-            .with_label_values(&["outline", "ok"])
-            .inc();
-        if !options.dry_run {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            engine
-                .metrics
-                .reconcile_last_success
-                .with_label_values(&["outline"])
-                .set(now as i64);
-        }
-    }
-    if !handed_over.is_empty() {
-        tracing::info!(
-            groups = handed_over.len(),
-            "groups changed in Authentik during the pass; fresh group jobs converge them"
-        );
-    }
     let mut named: BTreeSet<&OutlineUserId> = plan
         .adds
         .iter()
@@ -328,30 +273,41 @@ pub async fn run_outline_reconcile(
         }
     }
     emails.extend(engine.reader.emails_of(&named).await);
-    Ok(ReconcileReport {
+    let holds_gauge = held_back.demotions.is_some();
+    let follow_ups = handed_to_user_jobs
+        .iter()
+        .copied()
+        .map(JobKey::AuthentikUser)
+        .collect();
+    let report = ReconcileReport {
         emails,
         dry_run: options.dry_run,
-        managed_groups: planned.managed_groups,
+        managed_groups,
         plan,
         guarded,
         held_back,
-        summary,
+        summary: summary.clone(),
         duration_ms: started.elapsed().as_millis(),
-        handed_to_group_jobs: handed_over,
+        handed_to_group_jobs: writes.handed_over,
         handed_to_user_jobs,
         accounts,
         invites,
-        sinks: vec!["outline"],
+        sinks: vec![OUTLINE],
         openfga: None,
+    };
+    Ok(PassDone {
+        report,
+        summary,
+        guarded,
+        holds_gauge,
+        follow_ups,
     })
 }
 
-struct PassPlan {
+struct PlannedPass {
     plan: MembershipPlan,
     unmatched: Vec<DesiredMember>,
     managed_groups: usize,
-    /// The clock when the pass began reading Authentik.
-    read_at: crate::runtime::changes::Tick,
 }
 
 /// Every read of the pass: every Authentik group with its members, then every linked Outline group's
@@ -359,9 +315,9 @@ struct PassPlan {
 async fn plan_everything(
     engine: &OutlineSync,
     outline: &OutlineClient,
-) -> Result<PassPlan, crate::clients::UpstreamError> {
+    read_at: Tick,
+) -> Result<PlannedPass, crate::clients::UpstreamError> {
     let reader = &engine.reader;
-    let read_at = engine.clock.now();
     engine.progress.start();
     reader.caches.invalidate_all();
     let directory = reader.authentik.list_groups(true).await?;
@@ -406,55 +362,9 @@ async fn plan_everything(
     let planned = engine
         .plan_groups(outline, groups, Some(&existing), BTreeMap::new())
         .await?;
-    Ok(PassPlan {
+    Ok(PlannedPass {
         plan: planned.plan,
         unmatched: planned.unmatched,
         managed_groups,
-        read_at,
     })
-}
-
-/// Writes the pass's plan one Authentik group at a time, under the group's lock. A group that changed after
-/// the pass read it is skipped and handed to a group job; so is one that changed while it was being
-/// written (a user job can write the same group without its lock), so the last word is always a fresh read.
-async fn write_group_by_group(
-    engine: &OutlineSync,
-    outline: &OutlineClient,
-    plan: MembershipPlan,
-    read_at: crate::runtime::changes::Tick,
-    guarded: bool,
-) -> Result<(SyncReport, Vec<AuthentikGroupId>), SyncError> {
-    let mut reports = Vec::new();
-    let mut handed_over = Vec::new();
-    engine.progress.set_phase(PassPhase::Writing);
-    PassProgress::add(&engine.progress.writes_planned, plan.write_count());
-    for (group, part) in plan.split_by_group() {
-        let writes = part.write_count();
-        if part.is_empty() {
-            // Nothing to write; its skips are still noted.
-            reports.push(engine.apply(outline, &part).await?);
-            continue;
-        }
-        let turn = engine.clock.lock_group(&group).await;
-        let checked_at = engine.clock.now();
-        if engine.clock.changed_since(&group, read_at) {
-            drop(turn);
-            PassProgress::add(&engine.progress.writes_done, writes);
-            handed_over.push(group);
-            continue;
-        }
-        let part = if guarded {
-            part.without_removals()
-        } else {
-            part
-        };
-        reports.push(engine.apply(outline, &part).await?);
-        PassProgress::add(&engine.progress.writes_done, writes);
-        drop(turn);
-        if engine.clock.changed_since(&group, checked_at) {
-            handed_over.push(group);
-        }
-    }
-    engine.progress.set_phase(PassPhase::Idle);
-    Ok((SyncReport::total(&reports), handed_over))
 }

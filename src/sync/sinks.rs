@@ -3,32 +3,26 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
-
-use super::account_jobs::accounts_job;
 use super::cache::SnapshotCaches;
 use super::engine::{BridgeState, OutlineSync, OUTLINE};
-use super::invite_jobs::invites_job;
-use super::jobs::{group_job, signin_job, user_job};
-use super::openfga::{self, OpenFgaSink, OPENFGA};
-use super::reconcile::{reconcile_job, run_outline_reconcile, ReconcileReport};
+use super::openfga::{OpenFgaSink, OPENFGA};
+use super::reconcile::ReconcileReport;
 use super::snapshots::SnapshotReader;
 use crate::clients::{AuthentikClient, OpenFgaClient, OutlineClient, UpstreamError};
 use crate::configuration::Settings;
-use crate::domain::{GroupSelector, OutlineUserId};
+use crate::domain::GroupSelector;
 use crate::metrics::Metrics;
 use crate::runtime::changes::ChangeClock;
 use crate::runtime::context::SyncContext;
+use crate::runtime::converge::{self, Converging};
 use crate::runtime::job::ReconcileOptions;
-use crate::runtime::job::{JobKey, JobOutcome, SinkJobs, SyncError};
-use crate::runtime::progress::PassProgress;
+use crate::runtime::job::{SinkJobs, SyncError};
 
 /// The context every sink shares, and the sinks that are configured.
 pub struct SyncEngine {
     pub ctx: Arc<SyncContext>,
     pub outline: Option<Arc<OutlineSync>>,
-    pub openfga: Option<OpenFgaSink>,
+    pub openfga: Option<Arc<OpenFgaSink>>,
 }
 
 impl std::ops::Deref for SyncEngine {
@@ -57,13 +51,12 @@ impl SyncEngine {
                 membership: settings.membership,
             },
             clock: ChangeClock::new(),
-            progress: PassProgress::default(),
             max_removals: settings.max_removals,
             metrics: metrics.clone(),
         });
         let openfga = openfga.and_then(|client| {
             let naming = settings.openfga.as_ref()?.naming.clone();
-            Some(OpenFgaSink::new(client, naming, metrics.clone()))
+            Some(Arc::new(OpenFgaSink::new(ctx.clone(), client, naming)))
         });
         SyncEngine {
             outline: outline
@@ -93,7 +86,7 @@ impl SyncEngine {
     }
 
     /// The OpenFGA sink.
-    pub fn openfga(&self) -> Result<&OpenFgaSink, SyncError> {
+    pub fn openfga(&self) -> Result<&Arc<OpenFgaSink>, SyncError> {
         self.openfga
             .as_ref()
             .ok_or_else(|| not_configured("openfga"))
@@ -108,23 +101,23 @@ pub async fn run_reconcile(
 ) -> Result<ReconcileReport, SyncError> {
     let outline_pass = async {
         match &engine.outline {
-            Some(outline) => Some(run_outline_reconcile(outline, options).await),
+            Some(outline) => Some(converge::pass(&engine.ctx, &**outline, options).await),
             None => None,
         }
     };
     let openfga_pass = async {
         match &engine.openfga {
-            Some(sink) => Some(openfga::run_reconcile(&engine.ctx, sink, options).await),
+            Some(sink) => Some(converge::pass(&engine.ctx, &**sink, options).await),
             None => None,
         }
     };
     let (outline, fga) = tokio::join!(outline_pass, openfga_pass);
     let mut report = match outline {
-        Some(r) => r?,
+        Some(r) => r?.report,
         None => ReconcileReport::without_outline(options.dry_run),
     };
     report.sinks = engine.sinks();
-    report.openfga = fga.transpose()?;
+    report.openfga = fga.transpose()?.map(|done| done.report);
     Ok(report)
 }
 
@@ -136,75 +129,21 @@ fn not_configured(sink: &'static str) -> SyncError {
     })
 }
 
-/// The configured sinks, in the order their jobs are queued.
+/// The configured sinks, in the order their jobs are queued: each is converged by the runtime
+/// (`runtime/converge.rs`) through its [`converge::Sink`] contract.
 pub fn registered(engine: &Arc<SyncEngine>) -> Vec<Arc<dyn SinkJobs>> {
     let mut sinks: Vec<Arc<dyn SinkJobs>> = Vec::new();
-    if engine.outline.is_some() {
-        sinks.push(Arc::new(OutlineJobs(engine.clone())));
+    if let Some(outline) = &engine.outline {
+        sinks.push(Arc::new(Converging {
+            ctx: engine.ctx.clone(),
+            sink: outline.clone(),
+        }));
     }
-    if engine.openfga.is_some() {
-        sinks.push(Arc::new(OpenFgaJobs(engine.clone())));
+    if let Some(openfga) = &engine.openfga {
+        sinks.push(Arc::new(Converging {
+            ctx: engine.ctx.clone(),
+            sink: openfga.clone(),
+        }));
     }
     sinks
-}
-
-/// Outline's jobs: memberships for users and groups, passes, and its own sign-ins, accounts and
-/// invitations.
-struct OutlineJobs(Arc<SyncEngine>);
-
-impl SinkJobs for OutlineJobs {
-    fn name(&self) -> &'static str {
-        OUTLINE
-    }
-
-    fn interested(&self, key: &JobKey) -> bool {
-        match key {
-            JobKey::Own(own) => own.sink == OUTLINE,
-            _ => true,
-        }
-    }
-
-    fn run<'a>(&'a self, key: &'a JobKey) -> BoxFuture<'a, Result<JobOutcome, SyncError>> {
-        async move {
-            let engine = self.0.outline()?;
-            match key {
-                JobKey::AuthentikUser(pk) => user_job(engine, *pk).await,
-                JobKey::AuthentikGroup(id) => group_job(engine, id).await,
-                JobKey::Reconcile => reconcile_job(engine).await,
-                JobKey::Own(own) => match own.kind {
-                    "signin" => signin_job(engine, &OutlineUserId::new(own.target.clone())).await,
-                    "accounts" => accounts_job(engine).await,
-                    "invites" => invites_job(engine).await,
-                    _ => Ok(JobOutcome::default()),
-                },
-            }
-        }
-        .boxed()
-    }
-}
-
-/// OpenFGA's jobs: `member` tuples for users and groups, and passes.
-struct OpenFgaJobs(Arc<SyncEngine>);
-
-impl SinkJobs for OpenFgaJobs {
-    fn name(&self) -> &'static str {
-        OPENFGA
-    }
-
-    fn interested(&self, key: &JobKey) -> bool {
-        !matches!(key, JobKey::Own(own) if own.sink != OPENFGA)
-    }
-
-    fn run<'a>(&'a self, key: &'a JobKey) -> BoxFuture<'a, Result<JobOutcome, SyncError>> {
-        async move {
-            let (engine, sink) = (&*self.0.ctx, self.0.openfga()?);
-            match key {
-                JobKey::AuthentikUser(pk) => openfga::user_job(engine, sink, *pk).await,
-                JobKey::AuthentikGroup(id) => openfga::group_job(engine, sink, id).await,
-                JobKey::Reconcile => openfga::reconcile_job(engine, sink).await,
-                JobKey::Own(_) => Ok(JobOutcome::default()),
-            }
-        }
-        .boxed()
-    }
 }
