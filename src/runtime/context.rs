@@ -1,6 +1,7 @@
-//! What every sink's jobs share: the Authentik reader (with its caches), the change clock, the removal
-//! guard's bound and the metrics. A sink's jobs take this and their own state; they never
-//! see another sink.
+//! What every sink's jobs share. [`Runtime`] is the runtime's own part: the change clock, the removal
+//! guard and the metrics, all the converge paths need. [`SyncContext`] adds the source's reader (Authentik,
+//! with its caches), which the sinks plan from. A sink's jobs take this and their own state; they never see
+//! another sink.
 
 use std::sync::Arc;
 
@@ -12,12 +13,32 @@ use crate::sync::snapshots::SnapshotReader;
 
 pub struct SyncContext {
     pub reader: SnapshotReader,
+    pub runtime: Arc<Runtime>,
+}
+
+impl std::ops::Deref for SyncContext {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+/// The change clock, the mass-removal guard and the metrics: what the runtime needs to converge any sink.
+pub struct Runtime {
     pub clock: ChangeClock,
     pub max_removals: usize,
     pub metrics: Arc<Metrics>,
 }
 
-impl SyncContext {
+impl Runtime {
+    pub fn new(max_removals: usize, metrics: Arc<Metrics>) -> Runtime {
+        Runtime {
+            clock: ChangeClock::new(),
+            max_removals,
+            metrics,
+        }
+    }
+
     /// The mass-removal guard, the same for every sink: `removals` (with any the same job made already) may be
     /// made unless they pass `MAX_REMOVALS` without `--force`. Then the alert goes up
     /// (`bridge_removal_guard_tripped_total`, and `bridge_removal_guard_active` for the sink), the explanation is

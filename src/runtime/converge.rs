@@ -20,7 +20,7 @@ use std::future::Future;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::changes::{GroupLocks, Tick};
-use super::context::SyncContext;
+use super::context::Runtime;
 use super::job::{JobKey, JobOutcome, ReconcileOptions, RemovalGuard, SyncError, SyncReport};
 use super::progress::{PassPhase, PassProgress};
 use crate::clients::UpstreamError;
@@ -155,11 +155,7 @@ pub trait Sink: Send + Sync + 'static {
 }
 
 /// Converges one key's target in one sink: plan, guard, write, hook.
-pub async fn push<S: Sink>(
-    ctx: &SyncContext,
-    sink: &S,
-    key: &JobKey,
-) -> Result<JobOutcome, SyncError> {
+pub async fn push<S: Sink>(ctx: &Runtime, sink: &S, key: &JobKey) -> Result<JobOutcome, SyncError> {
     let _turn = match key {
         JobKey::AuthentikGroup(id) => Some(sink.locks().lock(id).await),
         _ => None,
@@ -187,7 +183,7 @@ pub async fn push<S: Sink>(
 /// Writes a push's plan unless its removals pass `MAX_REMOVALS`: then the rest of it is written and no
 /// removal is made (Entra ID's provisioning has the same safeguard against accidental deletion).
 async fn write_guarded<S: Sink>(
-    ctx: &SyncContext,
+    ctx: &Runtime,
     sink: &S,
     part: S::Part,
     interactive: bool,
@@ -213,7 +209,7 @@ fn still_conflicting(sink: &'static str, e: SyncError) -> SyncError {
 /// A full pass of one sink, with its metrics: `bridge_reconcile_runs_total{sink, outcome}`, the last
 /// success, and the guard gauge, which a pass let through brings down.
 pub async fn pass<S: Sink>(
-    ctx: &SyncContext,
+    ctx: &Runtime,
     sink: &S,
     options: ReconcileOptions,
 ) -> Result<PassDone<S::Report>, SyncError> {
@@ -247,7 +243,7 @@ pub async fn pass<S: Sink>(
 }
 
 /// A pass as a queued job: its summary, the groups it handed over, and the sink's own follow-ups.
-pub async fn pass_job<S: Sink>(ctx: &SyncContext, sink: &S) -> Result<JobOutcome, SyncError> {
+pub async fn pass_job<S: Sink>(ctx: &Runtime, sink: &S) -> Result<JobOutcome, SyncError> {
     let done = pass(ctx, sink, ReconcileOptions::default()).await?;
     Ok(JobOutcome {
         report: done.summary,
@@ -256,7 +252,7 @@ pub async fn pass_job<S: Sink>(ctx: &SyncContext, sink: &S) -> Result<JobOutcome
 }
 
 async fn pass_inner<S: Sink>(
-    ctx: &SyncContext,
+    ctx: &Runtime,
     sink: &S,
     options: ReconcileOptions,
 ) -> Result<PassDone<S::Report>, SyncError> {
@@ -304,7 +300,7 @@ async fn pass_inner<S: Sink>(
 /// job can write the same group without its lock), so the last word is always a fresh read. A part with
 /// nothing to write is still given to the sink, unlocked, so it can note what it skipped.
 async fn write_pass<S: Sink>(
-    ctx: &SyncContext,
+    ctx: &Runtime,
     sink: &S,
     parts: Vec<(AuthentikGroupId, S::Part)>,
     read_at: Tick,
@@ -392,7 +388,7 @@ fn done_writing(progress: Option<&PassProgress>, writes: usize) {
 /// The queue's view of a sink that converges through this file: a pass for [`JobKey::Reconcile`], a push
 /// for anything else.
 pub struct Converging<S> {
-    pub ctx: std::sync::Arc<SyncContext>,
+    pub ctx: std::sync::Arc<Runtime>,
     pub sink: std::sync::Arc<S>,
 }
 

@@ -28,7 +28,7 @@ pub async fn invite_and_place(engine: &OutlineSync) -> Result<usize, SyncError> 
     let outline = engine.outline.in_lane(Lane::Bulk);
     let (invited, sent) = send_invites(&sender(engine), &outline).await;
     for pk in &invited {
-        if let Err(e) = converge::push(&engine.ctx, engine, &JobKey::AuthentikUser(*pk)).await {
+        if let Err(e) = converge::push(&engine.runtime, engine, &JobKey::AuthentikUser(*pk)).await {
             tracing::warn!(user = %pk, error = %e, "invited, but not yet put in their groups; their sign-in or the next pass does it");
         }
     }

@@ -12,8 +12,7 @@ use crate::clients::{AuthentikClient, OpenFgaClient, OutlineClient, UpstreamErro
 use crate::configuration::Settings;
 use crate::domain::GroupSelector;
 use crate::metrics::Metrics;
-use crate::runtime::changes::ChangeClock;
-use crate::runtime::context::SyncContext;
+use crate::runtime::context::{Runtime, SyncContext};
 use crate::runtime::converge::{self, Converging};
 use crate::runtime::job::ReconcileOptions;
 use crate::runtime::job::{SinkJobs, SyncError};
@@ -50,9 +49,7 @@ impl SyncEngine {
                 },
                 membership: settings.membership,
             },
-            clock: ChangeClock::new(),
-            max_removals: settings.max_removals,
-            metrics: metrics.clone(),
+            runtime: Arc::new(Runtime::new(settings.max_removals, metrics.clone())),
         });
         let openfga = openfga.and_then(|client| {
             let naming = settings.openfga.as_ref()?.naming.clone();
@@ -101,13 +98,13 @@ pub async fn run_reconcile(
 ) -> Result<ReconcileReport, SyncError> {
     let outline_pass = async {
         match &engine.outline {
-            Some(outline) => Some(converge::pass(&engine.ctx, &**outline, options).await),
+            Some(outline) => Some(converge::pass(&engine.runtime, &**outline, options).await),
             None => None,
         }
     };
     let openfga_pass = async {
         match &engine.openfga {
-            Some(sink) => Some(converge::pass(&engine.ctx, &**sink, options).await),
+            Some(sink) => Some(converge::pass(&engine.runtime, &**sink, options).await),
             None => None,
         }
     };
@@ -135,13 +132,13 @@ pub fn registered(engine: &Arc<SyncEngine>) -> Vec<Arc<dyn SinkJobs>> {
     let mut sinks: Vec<Arc<dyn SinkJobs>> = Vec::new();
     if let Some(outline) = &engine.outline {
         sinks.push(Arc::new(Converging {
-            ctx: engine.ctx.clone(),
+            ctx: engine.runtime.clone(),
             sink: outline.clone(),
         }));
     }
     if let Some(openfga) = &engine.openfga {
         sinks.push(Arc::new(Converging {
-            ctx: engine.ctx.clone(),
+            ctx: engine.runtime.clone(),
             sink: openfga.clone(),
         }));
     }
