@@ -65,21 +65,23 @@ async fn handle(
             return Ok((accepted("duplicate"), "duplicate"));
         }
     }
-    let key = match accept_change(&state.engine, &change).await {
-        Intake::Queue(key) => key,
+    let keys = match accept_change(&state.engine.intake(), &change).await {
+        Intake::Queue(keys) => keys,
         Intake::Ignore(why) => return Ok((accepted(why), "ignored")),
     };
-    tracing::debug!(
-        job = key.kind(),
-        event = change.event_pk().unwrap_or(""),
-        "Authentik change accepted; sync queued"
-    );
-    let status = if key == JobKey::Reconcile {
+    let status = if keys == [JobKey::Reconcile] {
         "reconcile scheduled"
     } else {
         "queued"
     };
-    submit(state, key, change.event_pk()).await?;
+    for key in keys {
+        tracing::debug!(
+            job = key.kind(),
+            event = change.event_pk().unwrap_or(""),
+            "Authentik change accepted; sync queued"
+        );
+        submit(state, key, change.event_pk()).await?;
+    }
     Ok((accepted(status), "accepted"))
 }
 

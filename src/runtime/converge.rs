@@ -21,7 +21,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::changes::{GroupLocks, Tick};
 use super::context::Runtime;
-use super::job::{JobKey, JobOutcome, ReconcileOptions, RemovalGuard, SyncError, SyncReport};
+use super::job::{
+    GroupChange, GroupInterest, JobKey, JobOutcome, ReconcileOptions, RemovalGuard, SyncError,
+    SyncReport,
+};
 use super::progress::{PassPhase, PassProgress};
 use crate::clients::UpstreamError;
 use crate::domain::AuthentikGroupId;
@@ -113,6 +116,13 @@ pub trait Sink: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Whether the sink has a job for `key`; a key of a sink's own kind goes to that sink alone.
     fn interested(&self, key: &JobKey) -> bool;
+    /// What an Authentik group change asks of this sink, at intake.
+    fn group_changed(
+        &self,
+        change: &GroupChange<'_>,
+    ) -> impl Future<Output = GroupInterest> + Send {
+        std::future::ready(GroupInterest::by_default(change))
+    }
     /// The sink's group locks: its group jobs and its passes take turns on a group.
     fn locks(&self) -> &GroupLocks;
     /// Counters a person watching a pass sees, if the sink keeps them.
@@ -413,5 +423,13 @@ impl<S: Sink> super::job::SinkJobs for Converging<S> {
             }
         }
         .boxed()
+    }
+
+    fn group_changed<'a>(
+        &'a self,
+        change: &'a GroupChange<'a>,
+    ) -> futures::future::BoxFuture<'a, GroupInterest> {
+        use futures::FutureExt;
+        self.sink.group_changed(change).boxed()
     }
 }

@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use crate::clients::UpstreamError;
-use crate::domain::{AuthentikGroupId, AuthentikUserId};
+use crate::domain::{AuthentikGroupId, AuthentikUserId, GroupName};
 
 /// What a job converges. The queue runs one job at a time per key and sink, and folds events for a key into
 /// it.
@@ -155,6 +155,39 @@ impl ReconcileOptions {
     }
 }
 
+/// An accepted change to an Authentik group, as each sink weighs it at intake, after the clock ticked.
+#[derive(Debug)]
+pub struct GroupChange<'a> {
+    pub id: &'a AuthentikGroupId,
+    pub name: &'a GroupName,
+    pub deleted: bool,
+    /// Whether `AUTHENTIK_GROUP_REGEXP` selects the group.
+    pub managed: bool,
+    /// `MEMBERSHIP=inherited`: any group may sit below a synced one, so its job decides.
+    pub inherited: bool,
+}
+
+/// What a group change asks of a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupInterest {
+    /// The group's job.
+    Group,
+    /// Only a job of the sink's own (Outline's accounts job, after a change to a group that gave roles).
+    Own(JobKey),
+    Nothing,
+}
+
+impl GroupInterest {
+    /// What most sinks want: a live group's job when it is synced, or may sit below a synced one.
+    pub fn by_default(change: &GroupChange<'_>) -> GroupInterest {
+        if !change.deleted && (change.managed || change.inherited) {
+            GroupInterest::Group
+        } else {
+            GroupInterest::Nothing
+        }
+    }
+}
+
 /// A sink as the queue sees it. The queue asks each registered sink whether a key is its business, and runs
 /// the job through it; retries, coalescing, lanes and metrics are the queue's, the same for every sink.
 pub trait SinkJobs: Send + Sync + 'static {
@@ -164,4 +197,8 @@ pub trait SinkJobs: Send + Sync + 'static {
     fn interested(&self, key: &JobKey) -> bool;
     /// Converges the key's target in this sink, from fresh reads.
     fn run<'a>(&'a self, key: &'a JobKey) -> BoxFuture<'a, Result<JobOutcome, SyncError>>;
+    /// What a group change asks of this sink, at intake.
+    fn group_changed<'a>(&'a self, change: &'a GroupChange<'a>) -> BoxFuture<'a, GroupInterest> {
+        Box::pin(std::future::ready(GroupInterest::by_default(change)))
+    }
 }

@@ -13,7 +13,8 @@ pub mod queue;
 pub mod state_file;
 
 pub use job::{
-    JobKey, JobOutcome, OwnJob, ReconcileOptions, RemovalGuard, SinkJobs, SyncError, SyncReport,
+    GroupChange, GroupInterest, JobKey, JobOutcome, OwnJob, ReconcileOptions, RemovalGuard,
+    SinkJobs, SyncError, SyncReport,
 };
 pub use queue::{EventDeduper, JobQueue, SubmitError};
 pub use state_file::RecordError;

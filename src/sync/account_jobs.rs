@@ -174,7 +174,10 @@ pub async fn plan_role_groups(
     accounts.note_role_groups(&latest);
 
     let members: BTreeSet<DesiredMember> = mapped.keys().cloned().collect();
-    let resolved = reader.resolve_members(outline, &members).await?;
+    let resolved = engine
+        .index
+        .resolve_members(outline, &reader.caches.emails, &members)
+        .await?;
     let by_id: BTreeMap<&OutlineUserId, &DesiredMember> =
         resolved.ids.iter().map(|(m, id)| (id, m)).collect();
     let known: BTreeMap<&OutlineUserId, &OutlineUser> = holders

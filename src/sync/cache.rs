@@ -5,7 +5,7 @@
 //! "not a member" would make the bridge call `groups.add_user` for an existing member, which demotes a group
 //! admin (docs/src/upstream/outline.md §6.3). Memberships are read fresh right before any write.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,18 +13,8 @@ use std::time::Duration;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 
-use crate::domain::{
-    AuthentikUserId, Email, GroupSnapshot, GroupSummary, OutlineGroup, OutlineUserId,
-};
+use crate::domain::{AuthentikUserId, Email, GroupSnapshot, GroupSummary};
 use crate::metrics::Metrics;
-
-/// Outline's users by folded email, with the count and the newest user when it was read, so that one
-/// cheap call tells whether anyone has joined since.
-pub struct OutlineUserIndex {
-    pub by_email: BTreeMap<String, OutlineUserId>,
-    pub total: u64,
-    pub newest: Option<OutlineUserId>,
-}
 
 /// What each Authentik user's email is, and what it was before it last changed.
 ///
@@ -95,12 +85,10 @@ pub struct SnapshotCaches {
     pub catalog: Cache<(), Arc<Vec<GroupSummary>>>,
     /// What each Authentik user's email is, and was.
     pub emails: EmailMemory,
-    pub outline_groups: Cache<(), Arc<Vec<OutlineGroup>>>,
-    pub outline_users: Cache<(), Arc<OutlineUserIndex>>,
     metrics: Arc<Metrics>,
 }
 
-fn build<K, V>(
+pub fn build<K, V>(
     name: &'static str,
     capacity: u64,
     ttl: Duration,
@@ -128,13 +116,11 @@ impl SnapshotCaches {
         SnapshotCaches {
             catalog: build("authentik_catalog", 1, ttl, &metrics),
             emails: EmailMemory::default(),
-            outline_groups: build("outline_groups", 1, ttl, &metrics),
-            outline_users: build("outline_users", 1, ttl, &metrics),
             metrics,
         }
     }
 
-    /// Looks `key` up, loading it on a miss; a failed load is not cached. Hits and misses are counted.
+    /// Looks `key` up, loading it on a miss (see [`get_or_load`]).
     pub async fn get_or_load<K, V, E, F>(
         &self,
         cache: &Cache<K, V>,
@@ -146,21 +132,7 @@ impl SnapshotCaches {
         V: Clone + Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
     {
-        let name = cache.name().unwrap_or("cache").to_string();
-        if let Some(v) = cache.get(&key).await {
-            self.metrics
-                .cache_requests
-                .with_label_values(&[&name, "hit"])
-                .inc();
-            return Ok(v);
-        }
-        self.metrics
-            .cache_requests
-            .with_label_values(&[&name, "miss"])
-            .inc();
-        let v = load.await?;
-        cache.insert(key, v.clone()).await;
-        Ok(v)
+        get_or_load(&self.metrics, cache, key, load).await
     }
 
     /// Remembers the emails of a group's members, for a later deletion event, which carries none.
@@ -175,7 +147,34 @@ impl SnapshotCaches {
     /// Every cache, emptied: a reconcile reads everything fresh.
     pub fn invalidate_all(&self) {
         self.catalog.invalidate_all();
-        self.outline_groups.invalidate_all();
-        self.outline_users.invalidate_all();
     }
+}
+
+/// Looks `key` up, loading it on a miss; a failed load is not cached. Hits and misses are counted.
+pub async fn get_or_load<K, V, E, F>(
+    metrics: &Metrics,
+    cache: &Cache<K, V>,
+    key: K,
+    load: F,
+) -> Result<V, E>
+where
+    K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
+    V: Clone + Send + Sync + 'static,
+    F: Future<Output = Result<V, E>>,
+{
+    let name = cache.name().unwrap_or("cache").to_string();
+    if let Some(v) = cache.get(&key).await {
+        metrics
+            .cache_requests
+            .with_label_values(&[&name, "hit"])
+            .inc();
+        return Ok(v);
+    }
+    metrics
+        .cache_requests
+        .with_label_values(&[&name, "miss"])
+        .inc();
+    let v = load.await?;
+    cache.insert(key, v.clone()).await;
+    Ok(v)
 }

@@ -10,6 +10,7 @@ use super::accounts::AccountSync;
 use super::accounts::AppliedRoleMap;
 use super::apply::{OutlineSink, WarnOnce};
 use super::invites::InviteBook;
+use super::outline_index::OutlineIndex;
 use super::suspensions::SuspensionRecord;
 use crate::clients::{OutlineClient, UpstreamError};
 use crate::configuration::Settings;
@@ -22,7 +23,9 @@ use crate::domain::{
 use crate::runtime::changes::{GroupLocks, Tick};
 use crate::runtime::context::SyncContext;
 use crate::runtime::converge::{PassDone, PassPlan, PassWrites, PlanPart, Planned, Sink};
-use crate::runtime::job::{JobKey, JobOutcome, ReconcileOptions, SyncError, SyncReport};
+use crate::runtime::job::{
+    GroupChange, GroupInterest, JobKey, JobOutcome, ReconcileOptions, SyncError, SyncReport,
+};
 use crate::runtime::progress::PassProgress;
 use crate::runtime::state_file::StateFile;
 
@@ -38,6 +41,8 @@ pub const OUTLINE: &str = "outline";
 pub struct OutlineSync {
     pub ctx: Arc<SyncContext>,
     pub outline: OutlineClient,
+    /// Outline's group and user indexes, cached.
+    pub index: OutlineIndex,
     pub sink: OutlineSink,
     /// Outline roles and suspensions (`ROLE_MAP`, `SUSPEND_DEACTIVATED`).
     pub accounts: AccountSync,
@@ -102,6 +107,7 @@ impl OutlineSync {
         let metrics = ctx.metrics.clone();
         OutlineSync {
             sink: OutlineSink::new(metrics.clone()),
+            index: OutlineIndex::new(settings.cache_ttl, metrics.clone()),
             outline,
             accounts: AccountSync::new(settings, state.record, state.applied_map, metrics.clone()),
             invites: InviteBook::new(settings, state.invite_requests, metrics),
@@ -139,7 +145,10 @@ impl OutlineSync {
     ) -> Result<GroupPlan, UpstreamError> {
         let all: BTreeSet<DesiredMember> =
             groups.iter().flat_map(|(_, m)| m.iter().cloned()).collect();
-        let resolved = self.reader.resolve_members(outline, &all).await?;
+        let resolved = self
+            .index
+            .resolve_members(outline, &self.reader.caches.emails, &all)
+            .await?;
         let targets: Vec<GroupTarget> = groups
             .into_iter()
             .map(|(summary, members)| GroupTarget {
@@ -152,8 +161,8 @@ impl OutlineSync {
             })
             .collect();
         let outline_groups = self
-            .reader
-            .outline_groups_for(outline, &targets, &BTreeMap::new(), existing)
+            .index
+            .groups_for(outline, &targets, &BTreeMap::new(), existing)
             .await?;
         let index = GroupIndex::new(&outline_groups, existing);
         let mut current = known_members;
@@ -207,7 +216,7 @@ impl OutlineSync {
         self.note_skipped(plan);
         let done = self.sink.apply(outline, plan).await?;
         if done.groups_changed {
-            self.reader.caches.outline_groups.invalidate(&()).await;
+            self.index.groups.invalidate(&()).await;
         }
         Ok(SyncReport {
             adds: done.adds,
@@ -294,6 +303,49 @@ impl Sink for OutlineSync {
         match key {
             JobKey::Own(own) => own.sink == OUTLINE,
             _ => true,
+        }
+    }
+
+    /// Roles are Outline's: a change to a group that gives roles, or gave them under the name the bridge last
+    /// saw (a rename or deletion takes them away), ticks the roles and queues the accounts job. The bridge
+    /// remembers which groups gave roles for as long as it runs, since a cached catalog may have expired when
+    /// the admin acts. A group outside the filter is followed while an Outline group is linked to it: it was
+    /// renamed out of the filter, and its job warns about that.
+    async fn group_changed(&self, change: &GroupChange<'_>) -> GroupInterest {
+        let accounts = &self.accounts;
+        let role_map_set = accounts.role_map.is_some();
+        let gave_roles = accounts.gives_roles(change.id, change.name);
+        accounts.note_role_group(change.id, change.name);
+        if role_map_set && (gave_roles || change.inherited || change.deleted) {
+            self.clock.roles_changed();
+        }
+        if change.deleted {
+            // With `ROLE_MAP`, any deletion re-reads the mapped groups: a few reads, and no deleted admin
+            // group is missed, whatever the bridge saw of it before.
+            return if role_map_set {
+                GroupInterest::Own(super::jobs::accounts_key())
+            } else {
+                GroupInterest::Nothing
+            };
+        }
+        // A group `ROLE_MAP` names is followed whether or not it is synced: it decides roles.
+        if change.managed || change.inherited || accounts.decides_roles(change.name) {
+            return GroupInterest::Group;
+        }
+        if gave_roles {
+            return GroupInterest::Own(super::jobs::accounts_key());
+        }
+        // Without a cached Outline index the group job decides.
+        let linked = match self.index.groups.get(&()).await {
+            Some(groups) => groups
+                .iter()
+                .any(|og| og.linked_authentik_group().as_ref() == Some(change.id)),
+            None => true,
+        };
+        if linked {
+            GroupInterest::Group
+        } else {
+            GroupInterest::Nothing
         }
     }
 

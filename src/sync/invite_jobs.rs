@@ -21,6 +21,7 @@ fn sender(engine: &OutlineSync) -> InviteSender<'_> {
         invites: &engine.invites,
         reader: &engine.reader,
         accounts: &engine.accounts,
+        index: &engine.index,
     }
 }
 

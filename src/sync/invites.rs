@@ -329,6 +329,7 @@ pub struct InviteSender<'a> {
     pub invites: &'a InviteBook,
     pub reader: &'a SnapshotReader,
     pub accounts: &'a AccountSync,
+    pub index: &'a super::outline_index::OutlineIndex,
 }
 
 /// Sends the invitations the hour allows, in email order, and returns who was invited (or whom Outline
@@ -352,7 +353,7 @@ pub async fn send_invites(
     book.requests_left().await;
     // The Outline user index now lacks the new accounts.
     if !invited.is_empty() {
-        engine.reader.caches.outline_users.invalidate(&()).await;
+        engine.index.users.invalidate(&()).await;
     }
     book.publish();
     book.wake.notify_one();

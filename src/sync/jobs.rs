@@ -286,8 +286,9 @@ async fn plan_user_memberships(
         .into_iter()
         .map(|g| (g, BTreeSet::from([ou.id.clone()])))
         .collect();
-    let groups = reader
-        .outline_groups_for(outline, &targets, &current, Some(&existing))
+    let groups = engine
+        .index
+        .groups_for(outline, &targets, &current, Some(&existing))
         .await?;
     Ok(plan_membership(&PlanInput {
         targets: &targets,
@@ -315,7 +316,7 @@ async fn plan_group(engine: &OutlineSync, id: &AuthentikGroupId) -> Result<Plann
         MembershipMode::Direct => {
             // The Outline group linked by `externalId` is known from the cached index, so its members are
             // read at the same time as the Authentik group: the job costs two round trips before its writes.
-            let outline_groups = reader.outline_groups(&outline).await?;
+            let outline_groups = engine.index.groups(&outline).await?;
             let linked = GroupIndex::new(&outline_groups, None)
                 .linked(id)
                 .map(|og| og.id.clone());
@@ -328,7 +329,7 @@ async fn plan_group(engine: &OutlineSync, id: &AuthentikGroupId) -> Result<Plann
                         // The cached index named a group Outline no longer has (deleted by hand): read
                         // the index again while planning.
                         Err(e) if e.is_refusal() => {
-                            reader.caches.outline_groups.invalidate(&()).await;
+                            engine.index.groups.invalidate(&()).await;
                             None
                         }
                         Err(e) => return Err(e.into()),

@@ -18,6 +18,7 @@ pub mod invite_jobs;
 pub mod invites;
 pub mod jobs;
 pub mod openfga;
+pub mod outline_index;
 pub mod reconcile;
 pub mod sinks;
 pub mod snapshots;

@@ -28,7 +28,9 @@ use crate::runtime::context::SyncContext;
 use crate::runtime::converge::{
     PassDone, PassPlan, PassWrites, PlanPart, Planned, Sink, WriteFailure,
 };
-use crate::runtime::job::{JobKey, JobOutcome, ReconcileOptions, SyncError, SyncReport};
+use crate::runtime::job::{
+    GroupChange, GroupInterest, JobKey, JobOutcome, ReconcileOptions, SyncError, SyncReport,
+};
 
 /// OpenFGA's default cap on tuples per Write (docs/src/upstream/openfga.md §2.2). An operator can lower it, and no
 /// call reveals it, but 100 is what every release ships.
@@ -644,6 +646,19 @@ impl Sink for OpenFgaSink {
     /// Authentik's users and groups, and passes; no other sink's own jobs.
     fn interested(&self, key: &JobKey) -> bool {
         !matches!(key, JobKey::Own(_))
+    }
+
+    /// A group renamed out of the filter is followed while the bridge knows its object, so its job warns that
+    /// its tuples are no longer synced.
+    async fn group_changed(&self, change: &GroupChange<'_>) -> GroupInterest {
+        match GroupInterest::by_default(change) {
+            GroupInterest::Nothing
+                if !change.deleted && lock(&self.objects).contains_key(change.id) =>
+            {
+                GroupInterest::Group
+            }
+            interest => interest,
+        }
     }
 
     fn locks(&self) -> &GroupLocks {

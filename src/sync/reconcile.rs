@@ -272,7 +272,7 @@ pub async fn after_pass(
             }
         }
     }
-    emails.extend(engine.reader.emails_of(&named).await);
+    emails.extend(engine.index.emails_of(&named).await);
     let holds_gauge = held_back.demotions.is_some();
     let follow_ups = handed_to_user_jobs
         .iter()
@@ -320,6 +320,7 @@ async fn plan_everything(
     let reader = &engine.reader;
     engine.progress.start();
     reader.caches.invalidate_all();
+    engine.index.invalidate_all();
     let directory = reader.authentik.list_groups(true).await?;
     let mut desired: BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> = match reader.membership {
         MembershipMode::Direct => directory

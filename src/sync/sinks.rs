@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::cache::SnapshotCaches;
 use super::engine::{BridgeState, OutlineSync, OUTLINE};
+use super::intake::IntakeContext;
 use super::openfga::{OpenFgaSink, OPENFGA};
 use super::reconcile::ReconcileReport;
 use super::snapshots::SnapshotReader;
@@ -22,6 +23,8 @@ pub struct SyncEngine {
     pub ctx: Arc<SyncContext>,
     pub outline: Option<Arc<OutlineSync>>,
     pub openfga: Option<Arc<OpenFgaSink>>,
+    /// The configured sinks as the runtime sees them, in the order their jobs are queued.
+    registered: Vec<Arc<dyn SinkJobs>>,
 }
 
 impl std::ops::Deref for SyncEngine {
@@ -55,11 +58,35 @@ impl SyncEngine {
             let naming = settings.openfga.as_ref()?.naming.clone();
             Some(Arc::new(OpenFgaSink::new(ctx.clone(), client, naming)))
         });
+        let outline =
+            outline.map(|client| Arc::new(OutlineSync::new(settings, ctx.clone(), client, state)));
+        let mut registered: Vec<Arc<dyn SinkJobs>> = Vec::new();
+        if let Some(sink) = &outline {
+            registered.push(Arc::new(Converging {
+                ctx: ctx.runtime.clone(),
+                sink: sink.clone(),
+            }));
+        }
+        if let Some(sink) = &openfga {
+            registered.push(Arc::new(Converging {
+                ctx: ctx.runtime.clone(),
+                sink: sink.clone(),
+            }));
+        }
         SyncEngine {
-            outline: outline
-                .map(|client| Arc::new(OutlineSync::new(settings, ctx.clone(), client, state))),
+            outline,
             openfga,
+            registered,
             ctx,
+        }
+    }
+
+    /// What intake weighs an Authentik change with.
+    pub fn intake(&self) -> IntakeContext<'_> {
+        IntakeContext {
+            reader: &self.reader,
+            runtime: &self.runtime,
+            sinks: &self.registered,
         }
     }
 
@@ -128,19 +155,6 @@ fn not_configured(sink: &'static str) -> SyncError {
 
 /// The configured sinks, in the order their jobs are queued: each is converged by the runtime
 /// (`runtime/converge.rs`) through its [`converge::Sink`] contract.
-pub fn registered(engine: &Arc<SyncEngine>) -> Vec<Arc<dyn SinkJobs>> {
-    let mut sinks: Vec<Arc<dyn SinkJobs>> = Vec::new();
-    if let Some(outline) = &engine.outline {
-        sinks.push(Arc::new(Converging {
-            ctx: engine.runtime.clone(),
-            sink: outline.clone(),
-        }));
-    }
-    if let Some(openfga) = &engine.openfga {
-        sinks.push(Arc::new(Converging {
-            ctx: engine.runtime.clone(),
-            sink: openfga.clone(),
-        }));
-    }
-    sinks
+pub fn registered(engine: &SyncEngine) -> Vec<Arc<dyn SinkJobs>> {
+    engine.registered.clone()
 }

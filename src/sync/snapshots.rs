@@ -1,19 +1,14 @@
-//! Reading both sides: the Authentik client, and the caches that events keep honest.
-//!
-//! Outline memberships are never cached (see `cache.rs`); Outline's group and user indexes are, and are read
-//! again whenever a cached one cannot be complete for the question asked.
+//! Reading Authentik: the client, and the caches that events keep honest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::cache::{OutlineUserIndex, SnapshotCaches};
-use crate::clients::outline::OutlineUser;
-use crate::clients::{AuthentikClient, OutlineClient, UpstreamError};
+use super::cache::SnapshotCaches;
+use crate::clients::{AuthentikClient, UpstreamError};
 use crate::configuration::MembershipMode;
-use crate::domain::plan::GroupIndex;
 use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, Email, GroupSelector, GroupSnapshot,
-    GroupSummary, GroupTarget, OutlineGroup, OutlineGroupId, OutlineUserId, UserSnapshot,
+    GroupSummary, UserSnapshot,
 };
 
 pub struct SnapshotReader {
@@ -21,14 +16,6 @@ pub struct SnapshotReader {
     pub caches: SnapshotCaches,
     pub selector: GroupSelector,
     pub membership: MembershipMode,
-}
-
-/// Authentik members matched to Outline users.
-pub struct ResolvedMembers {
-    pub ids: BTreeMap<DesiredMember, OutlineUserId>,
-    /// Members with no Outline account yet (they are added once they have one, or invited with
-    /// `INVITE_MEMBERS`).
-    pub unmatched: Vec<DesiredMember>,
 }
 
 impl SnapshotReader {
@@ -111,130 +98,6 @@ impl SnapshotReader {
                 Ok(None)
             }
         }
-    }
-
-    pub async fn outline_groups(
-        &self,
-        outline: &OutlineClient,
-    ) -> Result<Arc<Vec<OutlineGroup>>, UpstreamError> {
-        self.caches
-            .get_or_load(&self.caches.outline_groups, (), async {
-                Ok(Arc::new(outline.list_groups().await?))
-            })
-            .await
-    }
-
-    /// The Outline group index, read again when the cached one cannot be complete: a target with members to
-    /// add has no Outline group in it, or a current membership names a group it does not know. Outline sends
-    /// no group events, so a group created by hand is found this way instead of after the TTL.
-    pub async fn outline_groups_for(
-        &self,
-        outline: &OutlineClient,
-        targets: &[GroupTarget],
-        current: &BTreeMap<OutlineGroupId, BTreeSet<OutlineUserId>>,
-        existing: Option<&BTreeSet<AuthentikGroupId>>,
-    ) -> Result<Arc<Vec<OutlineGroup>>, UpstreamError> {
-        let groups = self.outline_groups(outline).await?;
-        let index = GroupIndex::new(&groups, existing);
-        let known: BTreeSet<&OutlineGroupId> = groups.iter().map(|g| &g.id).collect();
-        let unlinked = targets
-            .iter()
-            .any(|t| !t.desired.is_empty() && index.find(&t.group, &t.name).is_none());
-        let unknown = current.keys().any(|id| !known.contains(id));
-        if !(unlinked || unknown) {
-            return Ok(groups);
-        }
-        self.caches.outline_groups.invalidate(&()).await;
-        self.outline_groups(outline).await
-    }
-
-    async fn outline_user_index(
-        &self,
-        outline: &OutlineClient,
-    ) -> Result<Arc<OutlineUserIndex>, UpstreamError> {
-        self.caches
-            .get_or_load(&self.caches.outline_users, (), async {
-                let users = outline.list_users().await?;
-                Ok(Arc::new(index_users(&users)))
-            })
-            .await
-    }
-
-    /// Matches Authentik members to Outline users by email, or by the member's previous email while Outline
-    /// still has that one. When some are missing from the cached index, one call asks Outline for its newest
-    /// user and its count; only when those changed (someone signed up or was invited since) is the whole
-    /// index read again. Members who never used Outline stay unmatched without a full listing per event.
-    pub async fn resolve_members(
-        &self,
-        outline: &OutlineClient,
-        members: &BTreeSet<DesiredMember>,
-    ) -> Result<ResolvedMembers, UpstreamError> {
-        let mut previous: BTreeMap<AuthentikUserId, Email> = BTreeMap::new();
-        for m in members {
-            if let Some(old) = self.caches.emails.previous(m.pk) {
-                if old != m.email {
-                    previous.insert(m.pk, old);
-                }
-            }
-        }
-        let lookup = |idx: &OutlineUserIndex, m: &DesiredMember| {
-            idx.by_email.get(m.email.folded()).cloned().or_else(|| {
-                previous
-                    .get(&m.pk)
-                    .and_then(|old| idx.by_email.get(old.folded()).cloned())
-            })
-        };
-        let mut index = self.outline_user_index(outline).await?;
-        if members.iter().any(|m| lookup(&index, m).is_none()) {
-            let (total, newest) = outline.newest_user().await?;
-            if total != index.total || newest != index.newest {
-                self.caches.outline_users.invalidate(&()).await;
-                index = self.outline_user_index(outline).await?;
-            }
-        }
-        let mut ids = BTreeMap::new();
-        let mut unmatched = Vec::new();
-        for m in members {
-            match lookup(&index, m) {
-                Some(id) => {
-                    ids.insert(m.clone(), id);
-                }
-                None => unmatched.push(m.clone()),
-            }
-        }
-        Ok(ResolvedMembers { ids, unmatched })
-    }
-
-    /// The emails of Outline users, from the cached index, for reports a person reads.
-    pub async fn emails_of(
-        &self,
-        users: &BTreeSet<&OutlineUserId>,
-    ) -> BTreeMap<OutlineUserId, String> {
-        let Some(index) = self.caches.outline_users.get(&()).await else {
-            return BTreeMap::new();
-        };
-        index
-            .by_email
-            .iter()
-            .filter(|(_, id)| users.contains(id))
-            .map(|(email, id)| (id.clone(), email.clone()))
-            .collect()
-    }
-}
-
-fn index_users(users: &[OutlineUser]) -> OutlineUserIndex {
-    let mut by_email = BTreeMap::new();
-    for u in users {
-        if let Some(e) = &u.email {
-            by_email
-                .entry(e.folded().to_string())
-                .or_insert_with(|| u.id.clone());
-        }
-    }
-    OutlineUserIndex {
-        by_email,
-        total: users.len() as u64,
-        newest: users.last().map(|u| u.id.clone()),
     }
 }
 
