@@ -18,11 +18,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use authentik_bridge::app::startup::{build_engine, Application};
 use authentik_bridge::configuration::{RateLimit, Secret, Settings, UpstreamSettings};
 use authentik_bridge::metrics::Metrics;
 use authentik_bridge::runtime::{JobQueue, ReconcileOptions};
-use authentik_bridge::startup::{build_engine, Application};
-use authentik_bridge::sync::run_reconcile;
+use authentik_bridge::sinks::run_reconcile;
 use upstream_fakes::outline_signature;
 use upstream_fakes::{
     event_document, python_json, FakeAuthentik, FakeAuthentikOptions, FakeOpenFga,
@@ -2175,7 +2175,7 @@ async fn openfga_push(args: &Args) -> BoxResult<Vec<Figure>> {
     settings.outline = None;
     settings.authentik_webhook_token = Some(Secret::new(TOKEN));
     settings.reconcile_interval = None;
-    settings.openfga = Some(authentik_bridge::demo::openfga_settings_for_fake(
+    settings.openfga = Some(authentik_bridge::app::demo::openfga_settings_for_fake(
         &world.openfga,
     ));
     let bridge = start_with_settings(settings).await?;

@@ -12,11 +12,13 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use authentik_bridge::configuration::Secret;
 use authentik_bridge::domain::{
-    plan_membership, AuthentikGroupId, GroupName, GroupTarget, OutlineGroup, OutlineGroupId,
-    OutlineUserId, PlanInput,
+    AuthentikGroupId, GroupName, OutlineGroup, OutlineGroupId, OutlineUserId,
 };
-use authentik_bridge::webhooks::authentik::{parse_authentik_change, verify_webhook_token};
-use authentik_bridge::webhooks::outline::{parse_outline_delivery, verify_outline_signature};
+use authentik_bridge::sinks::outline::plan::plan_membership;
+use authentik_bridge::sinks::outline::plan::GroupTarget;
+use authentik_bridge::sinks::outline::plan::PlanInput;
+use authentik_bridge::sinks::outline::signin::{parse_outline_delivery, verify_outline_signature};
+use authentik_bridge::source::webhook::{parse_authentik_change, verify_webhook_token};
 use upstream_fakes::outline_signature;
 
 const USERS: usize = 10_000;

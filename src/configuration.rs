@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regex::Regex;
+use serde::Serialize;
 
-use crate::domain::accounts::RoleMap;
-use crate::domain::tuples::{GroupIdForm, TupleNaming, UserIdForm};
+use crate::domain::GroupName;
 
 /// One setting the binary reads: its environment name, its default, whether it is a secret, and what it is for.
 ///
@@ -840,6 +840,61 @@ fn parse_url(name: &str, value: &str) -> Result<String, ConfigError> {
 pub fn compile_group_filter(pattern: &str) -> Result<Regex, String> {
     Regex::new(&format!("(?i)^(?:{pattern})"))
         .map_err(|e| format!("not a valid regular expression: {e}"))
+}
+
+// The value types of the sinks' own settings. Their behaviour is each sink's (`impl` blocks in
+// `sinks/outline/account_plan.rs` and `sinks/openfga/tuples.rs`); only their shape is here, so that reading
+// the settings needs nothing above this file.
+
+/// Outline's roles, lowest first, so the highest a person's groups give is the maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutlineRole {
+    Guest,
+    Viewer,
+    Member,
+    Admin,
+}
+
+/// What people in none of the mapped groups get (`ROLE_DEFAULT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleDefault {
+    Keep,
+    Role(OutlineRole),
+}
+
+/// `ROLE_MAP="outline-admins=admin,outline-readers=viewer"`: Authentik group names (compared without case)
+/// and the Outline role each gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMap {
+    pub groups: Vec<(GroupName, OutlineRole)>,
+    pub default: RoleDefault,
+}
+
+/// Which Authentik field names a person in OpenFGA (`OPENFGA_USER_ID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserIdForm {
+    Username,
+    Email,
+    Pk,
+}
+
+/// Which Authentik field names a group in OpenFGA (`OPENFGA_GROUP_ID`). The uuid survives renames; the name is
+/// for people who write grants such as `group:team-red#member` by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupIdForm {
+    Name,
+    Uuid,
+}
+
+/// The naming settings, checked at start-up (type names and the relation follow docs/src/upstream/openfga.md §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TupleNaming {
+    pub user_type: String,
+    pub group_type: String,
+    pub relation: String,
+    pub user_id: UserIdForm,
+    pub group_id: GroupIdForm,
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use authentik_bridge::cli::{self, Cli, Command};
-use authentik_bridge::telemetry::init_subscriber;
+use authentik_bridge::app::cli::{self, Cli, Command};
+use authentik_bridge::app::telemetry::init_subscriber;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         }
         #[cfg(feature = "demo")]
         if let Command::Demo = command {
-            return authentik_bridge::demo::run().await;
+            return authentik_bridge::app::demo::run().await;
         }
         let settings = match cli::load_settings(&args) {
             Ok(s) => s,
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
                 init_subscriber(
                     settings.debug,
                     settings.log_format,
-                    authentik_bridge::telemetry::StderrAroundProgress,
+                    authentik_bridge::app::telemetry::StderrAroundProgress,
                     // The report explains each guard that held something back, once.
                     &[authentik_bridge::domain::held::GUARD_LOG],
                 );

@@ -156,13 +156,13 @@ impl Metrics {
             membership_changes: counter_vec(
                 &r,
                 "bridge_membership_changes_total",
-                "Memberships written, by sink and kind: Outline calls, or OpenFGA tuples written and deleted.",
+                "Memberships written, by sink and kind (each sink counts its own writes and deletes).",
                 &["sink", "change"],
             ),
             group_refusals: counter_vec(
                 &r,
                 "bridge_group_refusals_total",
-                "Writes a sink refused for good (a 4xx no retry fixes), by call (Outline's method, or openfga.write); the group's other writes were skipped.",
+                "Writes a sink refused for good (a 4xx no retry fixes), by call (Outline's method, or <sink>.write); the group's other writes were skipped.",
                 &["call"],
             ),
             groups_skipped: counter_vec(
@@ -241,7 +241,7 @@ impl Metrics {
             ids_skipped: counter_vec(
                 &r,
                 "bridge_ids_skipped_total",
-                "People or groups a sink skipped because their Authentik value cannot be an id there (OpenFGA refuses ':', '#' and spaces), by sink and kind.",
+                "People or groups a sink skipped because their Authentik value cannot be an id there (some refuse ':', '#' or spaces), by sink and kind.",
                 &["sink", "kind"],
             ),
             cache_requests: counter_vec(

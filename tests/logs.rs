@@ -15,9 +15,9 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use authentik_bridge::app::startup::Application;
 use authentik_bridge::runtime::{JobKey, JobQueue, ReconcileOptions};
-use authentik_bridge::startup::Application;
-use authentik_bridge::sync::run_reconcile;
+use authentik_bridge::sinks::run_reconcile;
 use upstream_fakes::outline_signature;
 use upstream_fakes::{FakeAuthentik, FakeAuthentikOptions, FakeOutline, FakeOutlineOptions};
 
@@ -131,7 +131,7 @@ async fn no_secret_reaches_the_logs_at_trace() {
     let og_docs = outline.add_group("Docs", None);
     outline.add_member(&og_docs, &jane, "member");
 
-    let mut settings = authentik_bridge::demo::settings_for_fakes(
+    let mut settings = authentik_bridge::app::demo::settings_for_fakes(
         &authentik,
         &outline,
         OUTLINE_SECRET,

@@ -3,7 +3,7 @@
 #![no_main]
 
 use authentik_bridge::configuration::Secret;
-use authentik_bridge::webhooks::authentik::{parse_authentik_change, verify_webhook_token};
+use authentik_bridge::source::webhook::{parse_authentik_change, verify_webhook_token};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

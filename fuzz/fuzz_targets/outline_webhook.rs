@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use authentik_bridge::configuration::Secret;
-use authentik_bridge::webhooks::outline::{
+use authentik_bridge::sinks::outline::signin::{
     parse_outline_delivery, parse_signature_header, verify_outline_signature,
 };
 use libfuzzer_sys::fuzz_target;

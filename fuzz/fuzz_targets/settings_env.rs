@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use authentik_bridge::clients::limiter::OutlineLimiter;
+use authentik_bridge::sinks::outline::limiter::OutlineLimiter;
 use authentik_bridge::configuration::{Settings, SETTINGS};
 use authentik_bridge::metrics::Metrics;
-use authentik_bridge::startup::build_engine;
+use authentik_bridge::app::startup::build_engine;
 use authentik_bridge::runtime::JobQueue;
 use libfuzzer_sys::fuzz_target;
 
@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = OutlineLimiter::new(s.outline_rate_limit);
         let metrics = Arc::new(Metrics::new());
         if let Ok(engine) = build_engine(&s, metrics.clone()) {
-            let sinks = authentik_bridge::sync::sinks::registered(&engine);
+            let sinks = authentik_bridge::sinks::registered(&engine);
             let _ = JobQueue::new(sinks, s.queue_capacity, s.worker_concurrency, metrics);
         }
     }

@@ -1,15 +1,9 @@
-//! One module per upstream. Each owns its models, pagination, limiter and retries; none knows the others
-//! exist. They share only the retry loop and the error type.
+//! What every upstream client shares: the retry loop, the error type, the lanes and the HTTP client. Each
+//! client lives with its upstream (`source/client.rs`, each sink's `client.rs`); none knows the others
+//! exist.
 
-pub mod authentik;
-pub mod limiter;
-pub mod openfga;
-pub mod outline;
 pub mod retry;
 
-pub use authentik::AuthentikClient;
-pub use openfga::OpenFgaClient;
-pub use outline::OutlineClient;
 pub use retry::UpstreamError;
 
 /// Which queue a call serves. Interactive calls (sign-ins, single users) go before bulk ones (groups,
@@ -31,7 +25,7 @@ pub struct ClientBuildError {
 
 /// The HTTP client every upstream client uses: a timeout per call, a shorter one to connect, and idle
 /// connections kept so that a job's calls reuse them.
-fn http_client(
+pub fn http_client(
     upstream: &'static str,
     timeout: std::time::Duration,
 ) -> Result<reqwest::Client, ClientBuildError> {

@@ -10,7 +10,7 @@ pub const GUARD_LOG: &str = "authentik_bridge::guard";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldReason {
-    /// Removals (memberships, OpenFGA tuples and admin roles together) over `MAX_REMOVALS`.
+    /// Removals (every sink's memberships and admin roles together) over `MAX_REMOVALS`.
     MaxRemovals,
     /// Demotions from admin under a `ROLE_MAP` that is new or changed since it was last applied.
     RoleMapNotApplied,

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use regex::Regex;
 use serde::Serialize;
 
-use super::identity::{AuthentikGroupId, AuthentikUserId, Email, GroupName, OutlineGroupId};
+use crate::domain::identity::{
+    AuthentikGroupId, AuthentikUserId, Email, GroupName, OutlineGroupId,
+};
 
-/// A person in the directory, with every field a sink may name them by (OpenFGA's user ids are made of one).
+/// A person in the directory, with every field a sink may name them by (a sink's user ids may be made of any one).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Person {
     pub pk: AuthentikUserId,
@@ -87,7 +89,7 @@ impl GroupSnapshot {
 }
 
 impl GroupSnapshot {
-    /// The people an OpenFGA plan wants: every active member, email or not.
+    /// The people a plan by identity wants: every active member, email or not.
     pub fn active_people(&self) -> BTreeSet<Person> {
         self.members
             .iter()

@@ -9,7 +9,7 @@ use super::changes::ChangeClock;
 use super::job::{RemovalGuard, SyncError};
 use crate::domain::held::{HoldReason, GUARD_LOG};
 use crate::metrics::Metrics;
-use crate::sync::snapshots::SnapshotReader;
+use crate::source::reader::SnapshotReader;
 
 pub struct SyncContext {
     pub reader: SnapshotReader,

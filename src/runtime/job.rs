@@ -1,5 +1,5 @@
 //! What the runtime schedules and what it asks of a sink. The queue knows job keys, outcomes and errors, and
-//! runs a job by calling [`SinkJobs::run`]: it never names a sink (the list is built in `sinks.rs`), the way
+//! runs a job by calling [`SinkJobs::run`]: it never names a sink (the list is built in `sinks/mod.rs`), the way
 //! kube-rs's controller calls one `reconcile` for whatever object it holds.
 
 use futures::future::BoxFuture;

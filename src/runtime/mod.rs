@@ -7,6 +7,7 @@ pub mod changes;
 pub mod coalesce;
 pub mod context;
 pub mod converge;
+pub mod intake;
 pub mod job;
 pub mod progress;
 pub mod queue;

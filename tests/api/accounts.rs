@@ -5,12 +5,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use authentik_bridge::app::report::render_reconcile;
 use authentik_bridge::configuration::Settings;
-use authentik_bridge::domain::accounts::RoleMap;
 use authentik_bridge::domain::held::HoldReason;
-use authentik_bridge::report::render_reconcile;
 use authentik_bridge::runtime::ReconcileOptions;
-use authentik_bridge::sync::{run_reconcile, ReconcileReport};
+use authentik_bridge::sinks::outline::account_plan::RoleMap;
+use authentik_bridge::sinks::run_reconcile;
+use authentik_bridge::sinks::ReconcileReport;
 
 use crate::faults::{metric, BridgeProcess};
 use crate::helpers::*;
@@ -936,7 +937,7 @@ async fn a_missing_mapped_group_or_a_changed_map_demotes_nobody_without_force() 
         let mut s = settings_for(&authentik, &outline);
         s.role_map = Some(RoleMap::parse(map, "member").expect("parses"));
         s.state_dir = Some(state.clone());
-        authentik_bridge::startup::build_engine(
+        authentik_bridge::app::startup::build_engine(
             &s,
             std::sync::Arc::new(authentik_bridge::metrics::Metrics::new()),
         )

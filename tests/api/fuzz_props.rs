@@ -12,16 +12,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 
-use authentik_bridge::clients::limiter::OutlineLimiter;
+use authentik_bridge::app::startup::build_engine;
 use authentik_bridge::clients::retry::parse_retry_after;
 use authentik_bridge::configuration::{parse_bool, parse_seconds, Secret, Settings, SETTINGS};
 use authentik_bridge::metrics::Metrics;
 use authentik_bridge::runtime::JobQueue;
-use authentik_bridge::startup::build_engine;
-use authentik_bridge::webhooks::authentik::{parse_authentik_change, verify_webhook_token};
-use authentik_bridge::webhooks::outline::{
+use authentik_bridge::sinks::outline::limiter::OutlineLimiter;
+use authentik_bridge::sinks::outline::signin::{
     parse_outline_delivery, parse_signature_header, verify_outline_signature,
 };
+use authentik_bridge::source::webhook::{parse_authentik_change, verify_webhook_token};
 use upstream_fakes::outline_signature;
 
 /// The settings read as numbers or durations.
@@ -291,7 +291,7 @@ proptest! {
             // The queue spawns its jobs on the runtime it is built in.
             let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
             let _in_runtime = runtime.enter();
-            let _queue = JobQueue::new(authentik_bridge::sync::sinks::registered(&engine), s.queue_capacity, s.worker_concurrency, metrics);
+            let _queue = JobQueue::new(authentik_bridge::sinks::registered(&engine), s.queue_capacity, s.worker_concurrency, metrics);
         }
     }
 
@@ -474,7 +474,7 @@ fn a_huge_worker_concurrency_is_a_configuration_error_not_a_panic() {
                     .expect("runtime");
                 let _in_runtime = runtime.enter();
                 JobQueue::new(
-                    authentik_bridge::sync::sinks::registered(&engine),
+                    authentik_bridge::sinks::registered(&engine),
                     s.queue_capacity,
                     s.worker_concurrency,
                     metrics,
@@ -512,7 +512,7 @@ async fn extreme_but_valid_settings_start_and_serve() {
     );
     let settings = Settings::load(None, &env).expect("valid, if extreme");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port 0");
-    let app = authentik_bridge::startup::Application::build_with_listener(settings, listener)
+    let app = authentik_bridge::app::startup::Application::build_with_listener(settings, listener)
         .expect("builds");
     let url = format!("http://127.0.0.1:{}/healthz", app.port());
     let engine = app.engine();

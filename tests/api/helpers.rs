@@ -3,10 +3,10 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use authentik_bridge::app::startup::Application;
 use authentik_bridge::configuration::Settings;
 use authentik_bridge::runtime::{JobQueue, ReconcileOptions};
-use authentik_bridge::startup::Application;
-use authentik_bridge::sync::SyncEngine;
+use authentik_bridge::sinks::SyncEngine;
 use upstream_fakes::outline_signature;
 use upstream_fakes::{FakeAuthentik, FakeAuthentikOptions};
 use upstream_fakes::{FakeOpenFga, FakeOpenFgaOptions};
@@ -51,7 +51,7 @@ pub async fn start_fakes() -> (FakeAuthentik, FakeOutline) {
 }
 
 pub fn settings_for(authentik: &FakeAuthentik, outline: &FakeOutline) -> Settings {
-    let mut s = authentik_bridge::demo::settings_for_fakes(
+    let mut s = authentik_bridge::app::demo::settings_for_fakes(
         authentik,
         outline,
         OUTLINE_SECRET,
@@ -92,7 +92,7 @@ pub async fn spawn_app_with_sinks(
     let mut settings = settings_for(&authentik, &outline);
     settings.openfga = openfga
         .as_ref()
-        .map(authentik_bridge::demo::openfga_settings_for_fake);
+        .map(authentik_bridge::app::demo::openfga_settings_for_fake);
     tweak(&mut settings);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let app = Application::build_with_listener(settings, listener).expect("app builds");

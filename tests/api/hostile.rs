@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use authentik_bridge::webhooks::MAX_BODY_BYTES;
+use authentik_bridge::sinks::outline::signin::MAX_BODY_BYTES;
 use upstream_fakes::outline_signature;
 
 use crate::faults::metric;

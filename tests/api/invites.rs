@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use authentik_bridge::domain::accounts::RoleMap;
 use authentik_bridge::runtime::ReconcileOptions;
-use authentik_bridge::sync::run_reconcile;
+use authentik_bridge::sinks::outline::account_plan::RoleMap;
+use authentik_bridge::sinks::run_reconcile;
 
 use crate::faults::{metric, BridgeProcess};
 use crate::helpers::*;

@@ -23,6 +23,7 @@ mod fga_engine;
 mod fuzz_props;
 mod hostile;
 mod invites;
+mod layers;
 mod openfga;
 mod races;
 mod reconcile;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use authentik_bridge::runtime::ReconcileOptions;
-use authentik_bridge::sync::run_reconcile;
+use authentik_bridge::sinks::run_reconcile;
 use upstream_fakes::{FakeOpenFga, FakeOpenFgaOptions};
 
 use crate::faults::metric;
@@ -255,7 +255,7 @@ async fn with_group_ids_by_name_a_rename_moves_the_tuples() {
     authentik.add_member(&g, jane);
     let app = openfga_only(authentik, start_openfga().await, |s| {
         if let Some(f) = s.openfga.as_mut() {
-            f.naming.group_id = authentik_bridge::domain::tuples::GroupIdForm::Name;
+            f.naming.group_id = authentik_bridge::sinks::openfga::tuples::GroupIdForm::Name;
         }
     })
     .await;
@@ -292,7 +292,7 @@ async fn ids_openfga_refuses_are_skipped_with_a_metric_and_nothing_else_stops() 
     }
     let app = openfga_only(authentik, start_openfga().await, |s| {
         if let Some(f) = s.openfga.as_mut() {
-            f.naming.group_id = authentik_bridge::domain::tuples::GroupIdForm::Name;
+            f.naming.group_id = authentik_bridge::sinks::openfga::tuples::GroupIdForm::Name;
         }
     })
     .await;
@@ -450,7 +450,7 @@ async fn the_dry_run_shows_the_openfga_plan_and_writes_nothing() {
 #[tokio::test]
 async fn the_exported_tuples_pass_openfgas_own_engine_for_every_user_id_form() {
     use crate::fga_engine::{check, fga_model_test, tuple, MEMBER_MODEL};
-    use authentik_bridge::domain::tuples::UserIdForm;
+    use authentik_bridge::sinks::openfga::tuples::UserIdForm;
     for form in [UserIdForm::Username, UserIdForm::Email, UserIdForm::Pk] {
         let (authentik, _) = start_fakes().await;
         let jane = authentik.add_user("jane", "Jane", "Jane.Doe@example.com");
@@ -727,7 +727,7 @@ async fn a_rename_swap_keeps_each_groups_own_tuples() {
     authentik.add_member(&blue, bob);
     let app = openfga_only(authentik, start_openfga().await, |s| {
         if let Some(f) = s.openfga.as_mut() {
-            f.naming.group_id = authentik_bridge::domain::tuples::GroupIdForm::Name;
+            f.naming.group_id = authentik_bridge::sinks::openfga::tuples::GroupIdForm::Name;
         }
     })
     .await;

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::helpers::*;
 use authentik_bridge::runtime::ReconcileOptions;
-use authentik_bridge::sync::run_reconcile;
+use authentik_bridge::sinks::run_reconcile;
 
 /// Changes made while the bridge was down are repaired by the start-up reconcile, both ways.
 #[tokio::test]

@@ -1,0 +1,215 @@
+//! Builds the whole app from settings: clients, engine, queue, HTTP server and the reconcile schedule. The
+//! binary, the tests (on port 0) and the demo all start the bridge through here.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use tracing_actix_web::TracingLogger;
+
+use crate::app::telemetry::RedactedRootSpan;
+use crate::clients::ClientBuildError;
+use crate::configuration::{ConfigError, Settings};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::runtime::{EventDeduper, JobKey, JobQueue};
+use crate::sinks::outline::sink::BridgeState;
+use crate::sinks::SyncEngine;
+use crate::source::AuthentikClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    HttpClient(#[from] ClientBuildError),
+    #[error(transparent)]
+    State(#[from] crate::runtime::RecordError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Builds the sync engine alone (no HTTP), for `reconcile` and `check`.
+pub fn build_engine(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<SyncEngine>, StartupError> {
+    let authentik = settings.require_upstreams()?;
+    let authentik = AuthentikClient::new(authentik, settings.upstream_timeout, metrics.clone())?;
+    let state = match &settings.state_dir {
+        Some(dir) => BridgeState::open(dir)?,
+        None => BridgeState::in_memory(),
+    };
+    Ok(Arc::new(SyncEngine::from_settings(
+        settings, authentik, state, metrics,
+    )?))
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    queue: JobQueue,
+    engine: Arc<SyncEngine>,
+    metrics: Arc<Metrics>,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free port) and wires everything; nothing runs until
+    /// [`Application::run_until_stopped`].
+    pub fn build(settings: Settings) -> Result<Application, StartupError> {
+        let listener =
+            TcpListener::bind(settings.listen_addr).map_err(|source| StartupError::Bind {
+                addr: settings.listen_addr.to_string(),
+                source,
+            })?;
+        Self::build_with_listener(settings, listener)
+    }
+
+    pub fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> Result<Application, StartupError> {
+        let metrics = Arc::new(Metrics::new());
+        let engine = build_engine(&settings, metrics.clone())?;
+        if let Some(outline) = &engine.outline {
+            outline.accounts.check_writable()?;
+            outline.invites.check_writable()?;
+        }
+        let queue = JobQueue::new(
+            crate::sinks::registered(&engine),
+            settings.queue_capacity,
+            settings.worker_concurrency,
+            metrics.clone(),
+        );
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let state = web::Data::new(AppState {
+            outline_webhook_secret: settings.outline_webhook_secret.clone(),
+            authentik_webhook_token: settings.authentik_webhook_token.clone(),
+            queue: queue.clone(),
+            engine: engine.clone(),
+            dedupe: EventDeduper::new(),
+            metrics: metrics.clone(),
+            body_timeout: settings.body_timeout,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::<RedactedRootSpan>::new())
+                .app_data(state.clone())
+                .route("/sync", web::post().to(http::outline::outline_webhook))
+                .route(
+                    "/webhooks/outline",
+                    web::post().to(http::outline::outline_webhook),
+                )
+                .route(
+                    "/webhooks/authentik",
+                    web::post().to(http::authentik::authentik_webhook),
+                )
+                .route("/healthz", web::get().to(http::health::healthz))
+                .route("/readyz", web::get().to(http::health::readyz))
+                .route("/metrics", web::get().to(http::health::metrics))
+        })
+        // Slow clients (slowloris) are dropped: the headers must arrive within HEADER_TIMEOUT, and a request
+        // that stalls mid-body is cut by BODY_TIMEOUT in the handlers.
+        .client_request_timeout(settings.header_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        // SIGTERM and Ctrl-C are the caller's to handle (`run_until_stopped`), so that the queue drains too.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_grace.as_secs().max(1))
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            addr: "listener".into(),
+            source,
+        })?
+        .run();
+
+        if let Some(outline) = &engine.outline {
+            tokio::spawn(crate::sinks::outline::invite_jobs::pump(
+                queue.clone(),
+                outline.clone(),
+            ));
+        }
+        // The start-up reconcile runs as soon as the server listens, then every interval.
+        let _ = queue.submit(JobKey::Reconcile);
+        if let Some(interval) = settings.reconcile_interval {
+            let q = queue.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = q.submit(JobKey::Reconcile) {
+                        tracing::warn!(error = %e, "scheduled reconcile not queued");
+                    }
+                }
+            });
+        }
+        Ok(Application {
+            port,
+            server,
+            queue,
+            engine,
+            metrics,
+            shutdown_grace: settings.shutdown_grace,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn queue(&self) -> JobQueue {
+        self.queue.clone()
+    }
+
+    /// What the jobs share: for the CLI, the demo and tests that run a pass beside the queue.
+    pub fn engine(&self) -> Arc<SyncEngine> {
+        self.engine.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Serves until the server fails or `shutdown` resolves. Then it stops accepting connections, lets the
+    /// requests in flight answer, and gives the running jobs `SHUTDOWN_GRACE` to finish; jobs not started, or
+    /// cut by the grace period, are left to the start-up reconcile of the next process, which repairs any
+    /// difference. Returns `Ok` after a shutdown, whether or not every job finished.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => return result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = shutdown => {}
+        }
+        tracing::info!(
+            grace_ms = self.shutdown_grace.as_millis() as u64,
+            jobs = self.queue.depth(),
+            "shutting down: no new requests; running jobs may finish"
+        );
+        self.queue.close();
+        let (_, drained) = tokio::join!(
+            handle.stop(true),
+            tokio::time::timeout(self.shutdown_grace, self.queue.wait_idle())
+        );
+        match drained {
+            Ok(()) => tracing::info!("shut down: every running job finished"),
+            Err(_) => tracing::warn!(
+                left = self.queue.depth(),
+                "shut down at the end of the grace period; the start-up reconcile will finish the rest"
+            ),
+        }
+        let _ = server.await;
+        Ok(())
+    }
+}

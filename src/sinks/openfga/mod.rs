@@ -1,0 +1,9 @@
+//! The OpenFGA sink: `client` talks to OpenFGA, `tuples` is the pure tuple planner and naming, `sink` the
+//! [`Sink`](crate::runtime::converge::Sink) contract, and `report` its half of `reconcile`'s report.
+
+pub mod client;
+pub mod report;
+pub mod sink;
+pub mod tuples;
+
+pub use client::OpenFgaClient;

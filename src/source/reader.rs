@@ -1,0 +1,124 @@
+//! Reading Authentik: the client, and the caches that events keep honest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::clients::UpstreamError;
+use crate::configuration::MembershipMode;
+use crate::domain::{
+    AuthentikGroupId, AuthentikUserId, DesiredMember, Email, GroupSelector, GroupSnapshot,
+    GroupSummary, UserSnapshot,
+};
+use crate::source::cache::SnapshotCaches;
+use crate::source::AuthentikClient;
+
+pub struct SnapshotReader {
+    pub authentik: AuthentikClient,
+    pub caches: SnapshotCaches,
+    pub selector: GroupSelector,
+    pub membership: MembershipMode,
+}
+
+impl SnapshotReader {
+    pub fn is_managed(&self, group: &GroupSummary) -> bool {
+        self.selector.is_managed(&group.name, group.is_superuser)
+    }
+
+    /// Every Authentik group, managed or not, without members. Group events invalidate it.
+    pub async fn full_catalog(&self) -> Result<Arc<Vec<GroupSummary>>, UpstreamError> {
+        self.caches
+            .get_or_load(&self.caches.catalog, (), async {
+                let groups = self.authentik.list_groups(false).await?;
+                Ok::<_, UpstreamError>(Arc::new(
+                    groups.into_iter().map(|g| g.summary).collect::<Vec<_>>(),
+                ))
+            })
+            .await
+    }
+
+    /// The managed Authentik groups, without members.
+    pub async fn managed_catalog(&self) -> Result<Vec<GroupSummary>, UpstreamError> {
+        let all = self.full_catalog().await?;
+        Ok(all.iter().filter(|g| self.is_managed(g)).cloned().collect())
+    }
+
+    /// One group with its members, always read fresh. A group job runs because an event for the group
+    /// arrived, and a cached snapshot can only be one read before that event: a read answered before the
+    /// change can land in the cache after the event's invalidation, and planning from it would lose the
+    /// change until the next pass. Its members' emails are remembered.
+    pub async fn fresh_group(
+        &self,
+        id: &AuthentikGroupId,
+    ) -> Result<Option<GroupSnapshot>, UpstreamError> {
+        let Some(g) = self.authentik.group(id).await? else {
+            return Ok(None);
+        };
+        self.caches.remember_members(&g);
+        Ok(Some(g))
+    }
+
+    /// One user with their groups, fresh; their email is remembered for a later deletion event.
+    pub async fn fresh_user(
+        &self,
+        pk: AuthentikUserId,
+    ) -> Result<Option<UserSnapshot>, UpstreamError> {
+        let user = self.authentik.user(pk).await?;
+        if let Some(email) = user.as_ref().and_then(|u| u.email.as_ref()) {
+            self.caches.emails.remember(pk, email);
+        }
+        Ok(user)
+    }
+
+    /// Finds the Authentik user for an email. Authentik's `email` filter is exact and case-sensitive
+    /// (docs/src/upstream/authentik.md §7.4): the exact filter is tried first (one call, and what SSO-provisioned
+    /// Outline accounts match), then `search=`, whose fields include email, compared here without case.
+    /// Several users with one email match none, with a warning.
+    pub async fn authentik_user_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<UserSnapshot>, UpstreamError> {
+        let mut found = self.authentik.users_with_exact_email(email).await?;
+        if found.is_empty() {
+            found = self.authentik.search_users(email.as_str()).await?;
+            found.retain(|u| u.email.as_ref() == Some(email));
+        }
+        match found.len() {
+            1 => {
+                let user = found.pop();
+                if let Some(u) = &user {
+                    self.caches.emails.remember(u.pk, email);
+                }
+                Ok(user)
+            }
+            0 => Ok(None),
+            n => {
+                tracing::warn!(
+                    count = n,
+                    "several Authentik users share this email; nothing changed"
+                );
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// For `MEMBERSHIP=inherited`: each group's active members plus those of every group below it.
+pub fn inherited_members(
+    directory: &[GroupSnapshot],
+) -> BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> {
+    let summaries: Vec<GroupSummary> = directory.iter().map(|g| g.summary.clone()).collect();
+    let anc = crate::domain::snapshot::ancestors(&summaries);
+    let mut out: BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> = BTreeMap::new();
+    for g in directory {
+        let members = g.desired_members();
+        out.entry(g.summary.id.clone())
+            .or_default()
+            .extend(members.iter().cloned());
+        for a in anc.get(&g.summary.id).into_iter().flatten() {
+            out.entry(a.clone())
+                .or_default()
+                .extend(members.iter().cloned());
+        }
+    }
+    out
+}
