@@ -201,6 +201,33 @@ pub fn counted_group_ids<'a>(
     ids
 }
 
+/// The one walk up the hierarchy for every group: each group's members (as `members` reads them), and with
+/// `inherited` its descendants' members too (docs/src/upstream/authentik.md §7.5). Every sink and the
+/// invitations use this, whatever they call a member.
+pub fn members_by_group<T: Ord + Clone>(
+    directory: &[GroupSnapshot],
+    inherited: bool,
+    members: impl Fn(&GroupSnapshot) -> BTreeSet<T>,
+) -> BTreeMap<AuthentikGroupId, BTreeSet<T>> {
+    let above = if inherited {
+        let summaries: Vec<GroupSummary> = directory.iter().map(|g| g.summary.clone()).collect();
+        ancestors(&summaries)
+    } else {
+        BTreeMap::new()
+    };
+    let mut out: BTreeMap<AuthentikGroupId, BTreeSet<T>> = BTreeMap::new();
+    for g in directory {
+        let own = members(g);
+        for a in above.get(&g.summary.id).into_iter().flatten() {
+            out.entry(a.clone())
+                .or_default()
+                .extend(own.iter().cloned());
+        }
+        out.entry(g.summary.id.clone()).or_default().extend(own);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,19 +106,5 @@ impl SnapshotReader {
 pub fn inherited_members(
     directory: &[GroupSnapshot],
 ) -> BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> {
-    let summaries: Vec<GroupSummary> = directory.iter().map(|g| g.summary.clone()).collect();
-    let anc = crate::domain::snapshot::ancestors(&summaries);
-    let mut out: BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> = BTreeMap::new();
-    for g in directory {
-        let members = g.desired_members();
-        out.entry(g.summary.id.clone())
-            .or_default()
-            .extend(members.iter().cloned());
-        for a in anc.get(&g.summary.id).into_iter().flatten() {
-            out.entry(a.clone())
-                .or_default()
-                .extend(members.iter().cloned());
-        }
-    }
-    out
+    crate::domain::snapshot::members_by_group(directory, true, GroupSnapshot::desired_members)
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::clients::UpstreamError;
 use crate::configuration::MembershipMode;
-use crate::domain::snapshot::{ancestors, counted_group_ids};
+use crate::domain::snapshot::{ancestors, counted_group_ids, members_by_group};
 use crate::domain::{AuthentikGroupId, AuthentikUserId, Email, GroupSnapshot, GroupSummary};
 use crate::metrics::Metrics;
 use crate::reason::WarnOnce;
@@ -219,20 +219,11 @@ fn desired_people(
     directory: &[GroupSnapshot],
     membership: MembershipMode,
 ) -> BTreeMap<AuthentikGroupId, BTreeSet<Person>> {
-    let mut out: BTreeMap<AuthentikGroupId, BTreeSet<Person>> = directory
-        .iter()
-        .map(|g| (g.summary.id.clone(), g.active_people()))
-        .collect();
-    if membership == MembershipMode::Inherited {
-        let summaries: Vec<GroupSummary> = directory.iter().map(|g| g.summary.clone()).collect();
-        for (group, above) in ancestors(&summaries) {
-            let own = out.get(&group).cloned().unwrap_or_default();
-            for a in above {
-                out.entry(a).or_default().extend(own.iter().cloned());
-            }
-        }
-    }
-    out
+    members_by_group(
+        directory,
+        membership == MembershipMode::Inherited,
+        GroupSnapshot::active_people,
+    )
 }
 
 /// The tuples a push or a pass writes: a [`TuplePlan`], and with `OPENFGA_GROUP_ID=name` the tuples of
