@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = OutlineLimiter::new(s.outline_rate_limit);
         let metrics = Arc::new(Metrics::new());
         if let Ok(engine) = build_engine(&s, metrics.clone()) {
-            let sinks = authentik_bridge::sinks::registered(&engine);
+            let sinks = engine.registered();
             let _ = JobQueue::new(sinks, s.queue_capacity, s.worker_concurrency, metrics);
         }
     }

@@ -83,7 +83,7 @@ impl Application {
             outline.invites.check_writable()?;
         }
         let queue = JobQueue::new(
-            crate::sinks::registered(&engine),
+            engine.registered(),
             settings.queue_capacity,
             settings.worker_concurrency,
             metrics.clone(),

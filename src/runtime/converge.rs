@@ -65,6 +65,13 @@ pub enum Planned<P, T> {
     Hook(T),
 }
 
+impl<P, T> Planned<P, T> {
+    /// Done with nothing to write, and a note saying why.
+    pub fn noted(note: &str) -> Result<Planned<P, T>, SyncError> {
+        Ok(Planned::Done(SyncReport::noted(note).into()))
+    }
+}
+
 /// What planning a pass found: one part per group, in the order they are written, and what the hook after
 /// the pass needs.
 pub struct PassPlan<P, T> {
@@ -398,7 +405,7 @@ fn done_writing(progress: Option<&PassProgress>, writes: usize) {
 /// The queue's view of a sink that converges through this file: a pass for [`JobKey::Reconcile`], a push
 /// for anything else.
 pub struct Converging<S> {
-    pub ctx: std::sync::Arc<Runtime>,
+    pub runtime: std::sync::Arc<Runtime>,
     pub sink: std::sync::Arc<S>,
 }
 
@@ -418,8 +425,8 @@ impl<S: Sink> super::job::SinkJobs for Converging<S> {
         use futures::FutureExt;
         async move {
             match key {
-                JobKey::Reconcile => pass_job(&self.ctx, &*self.sink).await,
-                _ => push(&self.ctx, &*self.sink, key).await,
+                JobKey::Reconcile => pass_job(&self.runtime, &*self.sink).await,
+                _ => push(&self.runtime, &*self.sink, key).await,
             }
         }
         .boxed()

@@ -144,7 +144,6 @@ struct Inner {
     lanes: Vec<Lanes>,
     idle: Notify,
     metrics: Arc<Metrics>,
-    retry_budget: Duration,
     /// Set once at shutdown: no new target is taken, and no run starts after the one in progress.
     closed: tokio::sync::watch::Sender<bool>,
     /// The runtime the queue was built on. Jobs are spawned here, not on the caller's runtime: handlers run
@@ -174,23 +173,9 @@ impl JobQueue {
                 capacity,
                 idle: Notify::new(),
                 metrics,
-                retry_budget: RETRY_BUDGET,
                 closed: tokio::sync::watch::Sender::new(false),
                 runtime: tokio::runtime::Handle::current(),
             }),
-        }
-    }
-
-    /// A shorter retry budget, for tests of outages.
-    pub fn with_retry_budget(self, budget: Duration) -> JobQueue {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.retry_budget = budget;
-                JobQueue {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(inner) => JobQueue { inner },
         }
     }
 
@@ -391,7 +376,7 @@ impl JobQueue {
                     attempt += 1;
                     let delay =
                         backoff_delay(attempt, Duration::from_secs(1), Duration::from_secs(60));
-                    if started.elapsed() + delay > self.inner.retry_budget {
+                    if started.elapsed() + delay > RETRY_BUDGET {
                         self.inner
                             .metrics
                             .jobs

@@ -101,13 +101,13 @@ impl SyncEngine {
         let mut registered: Vec<Arc<dyn SinkJobs>> = Vec::new();
         if let Some(sink) = &outline {
             registered.push(Arc::new(Converging {
-                ctx: ctx.runtime.clone(),
+                runtime: ctx.runtime.clone(),
                 sink: sink.clone(),
             }));
         }
         if let Some(sink) = &openfga {
             registered.push(Arc::new(Converging {
-                ctx: ctx.runtime.clone(),
+                runtime: ctx.runtime.clone(),
                 sink: sink.clone(),
             }));
         }
@@ -117,6 +117,12 @@ impl SyncEngine {
             registered,
             ctx,
         }
+    }
+
+    /// The configured sinks, in the order their jobs are queued: each is converged by the runtime
+    /// (`runtime/converge.rs`) through its [`converge::Sink`] contract.
+    pub fn registered(&self) -> Vec<Arc<dyn SinkJobs>> {
+        self.registered.clone()
     }
 
     /// What intake weighs an Authentik change with.
@@ -243,10 +249,4 @@ fn not_configured(sink: &'static str) -> SyncError {
         call: "job".into(),
         message: format!("{sink} is not configured"),
     })
-}
-
-/// The configured sinks, in the order their jobs are queued: each is converged by the runtime
-/// (`runtime/converge.rs`) through its [`converge::Sink`] contract.
-pub fn registered(engine: &SyncEngine) -> Vec<Arc<dyn SinkJobs>> {
-    engine.registered.clone()
 }

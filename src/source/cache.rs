@@ -85,7 +85,7 @@ pub struct SnapshotCaches {
     pub catalog: Cache<(), Arc<Vec<GroupSummary>>>,
     /// What each Authentik user's email is, and was.
     pub emails: EmailMemory,
-    metrics: Arc<Metrics>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn build<K, V>(
@@ -118,21 +118,6 @@ impl SnapshotCaches {
             emails: EmailMemory::default(),
             metrics,
         }
-    }
-
-    /// Looks `key` up, loading it on a miss (see [`get_or_load`]).
-    pub async fn get_or_load<K, V, E, F>(
-        &self,
-        cache: &Cache<K, V>,
-        key: K,
-        load: F,
-    ) -> Result<V, E>
-    where
-        K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
-        V: Clone + Send + Sync + 'static,
-        F: Future<Output = Result<V, E>>,
-    {
-        get_or_load(&self.metrics, cache, key, load).await
     }
 
     /// Remembers the emails of a group's members, for a later deletion event, which carries none.

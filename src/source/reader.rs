@@ -9,7 +9,7 @@ use crate::domain::{
     AuthentikGroupId, AuthentikUserId, DesiredMember, Email, GroupSelector, GroupSnapshot,
     GroupSummary, UserSnapshot,
 };
-use crate::source::cache::SnapshotCaches;
+use crate::source::cache::{get_or_load, SnapshotCaches};
 use crate::source::AuthentikClient;
 
 pub struct SnapshotReader {
@@ -26,20 +26,13 @@ impl SnapshotReader {
 
     /// Every Authentik group, managed or not, without members. Group events invalidate it.
     pub async fn full_catalog(&self) -> Result<Arc<Vec<GroupSummary>>, UpstreamError> {
-        self.caches
-            .get_or_load(&self.caches.catalog, (), async {
-                let groups = self.authentik.list_groups(false).await?;
-                Ok::<_, UpstreamError>(Arc::new(
-                    groups.into_iter().map(|g| g.summary).collect::<Vec<_>>(),
-                ))
-            })
-            .await
-    }
-
-    /// The managed Authentik groups, without members.
-    pub async fn managed_catalog(&self) -> Result<Vec<GroupSummary>, UpstreamError> {
-        let all = self.full_catalog().await?;
-        Ok(all.iter().filter(|g| self.is_managed(g)).cloned().collect())
+        get_or_load(&self.caches.metrics, &self.caches.catalog, (), async {
+            let groups = self.authentik.list_groups(false).await?;
+            Ok::<_, UpstreamError>(Arc::new(
+                groups.into_iter().map(|g| g.summary).collect::<Vec<_>>(),
+            ))
+        })
+        .await
     }
 
     /// One group with its members, always read fresh. A group job runs because an event for the group

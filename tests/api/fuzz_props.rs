@@ -291,7 +291,7 @@ proptest! {
             // The queue spawns its jobs on the runtime it is built in.
             let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
             let _in_runtime = runtime.enter();
-            let _queue = JobQueue::new(authentik_bridge::sinks::registered(&engine), s.queue_capacity, s.worker_concurrency, metrics);
+            let _queue = JobQueue::new(engine.registered(), s.queue_capacity, s.worker_concurrency, metrics);
         }
     }
 
@@ -474,7 +474,7 @@ fn a_huge_worker_concurrency_is_a_configuration_error_not_a_panic() {
                     .expect("runtime");
                 let _in_runtime = runtime.enter();
                 JobQueue::new(
-                    authentik_bridge::sinks::registered(&engine),
+                    engine.registered(),
                     s.queue_capacity,
                     s.worker_concurrency,
                     metrics,

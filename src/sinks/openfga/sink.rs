@@ -287,10 +287,6 @@ pub enum FgaPush {
 
 type PlannedPush = Planned<TupleChanges, FgaPush>;
 
-fn done(note: &str) -> Result<PlannedPush, SyncError> {
-    Ok(Planned::Done(SyncReport::noted(note).into()))
-}
-
 /// An Authentik group changed: its tuples converge, and in inherited mode so do its managed ancestors'.
 /// With `OPENFGA_GROUP_ID=name`, a renamed group's tuples move from the old object to the new one. The
 /// runtime holds the group's lock for the whole job.
@@ -300,7 +296,7 @@ async fn plan_group(sink: &OpenFgaSink, id: &AuthentikGroupId) -> Result<Planned
     let targets: Vec<(GroupSummary, BTreeSet<Person>)> = match reader.membership {
         MembershipMode::Direct => {
             let Some(group) = reader.fresh_group(id).await? else {
-                return done("the Authentik group no longer exists");
+                return Planned::noted("the Authentik group no longer exists");
             };
             vec![(group.summary.clone(), group.active_people())]
         }
@@ -394,7 +390,7 @@ async fn plan_user(sink: &OpenFgaSink, pk: AuthentikUserId) -> Result<PlannedPus
     let (user, member_of) = match reader.fresh_user(pk).await? {
         Some(au) => {
             let Some(user) = sink.user_id(&au.person(), &mut skipped) else {
-                return done("the user's id cannot be an OpenFGA id");
+                return Planned::noted("the user's id cannot be an OpenFGA id");
             };
             let groups: BTreeSet<AuthentikGroupId> = if au.is_active {
                 au.groups.iter().cloned().collect()

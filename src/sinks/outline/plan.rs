@@ -113,12 +113,6 @@ impl MembershipPlan {
             + self.adds.len()
             + self.removes.len()
     }
-    /// The plan without its removals: what a pass may still do when the mass-removal guard trips.
-    pub fn without_removals(mut self) -> Self {
-        self.removes.clear();
-        self
-    }
-
     /// The plan cut into one plan per Authentik group, so that a pass can write each group on its own: under
     /// the group's lock, and only if no change to the group arrived since the pass read it.
     pub fn split_by_group(self) -> BTreeMap<AuthentikGroupId, MembershipPlan> {

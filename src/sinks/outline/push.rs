@@ -49,10 +49,6 @@ pub enum OutlinePush {
 
 type PlannedPush = Planned<MembershipPlan, OutlinePush>;
 
-fn done(note: &str) -> Result<PlannedPush, SyncError> {
-    Ok(Planned::Done(SyncReport::noted(note).into()))
-}
-
 /// Plans a push for `key`; nothing is written.
 pub async fn plan_push(engine: &OutlineSync, key: &JobKey) -> Result<PlannedPush, SyncError> {
     match key {
@@ -101,16 +97,18 @@ pub async fn after_push(
 async fn plan_signin(engine: &OutlineSync, id: &OutlineUserId) -> Result<PlannedPush, SyncError> {
     let outline = engine.outline.in_lane(Lane::Interactive);
     let Some(user) = outline.user(id).await? else {
-        return done("Outline does not know this user (deleted?)");
+        return Planned::noted("Outline does not know this user (deleted?)");
     };
     let Some(email) = user.email.clone() else {
-        return done("Outline shows no email for this user; is OUTLINE_TOKEN an admin's key?");
+        return Planned::noted(
+            "Outline shows no email for this user; is OUTLINE_TOKEN an admin's key?",
+        );
     };
     tracing::Span::current().record("email", email.as_str());
     let Some(au) = engine.reader.authentik_user_by_email(&email).await? else {
         // Not an Authentik user: nothing is changed, and their groups are not removed.
         tracing::info!(user = %id, "no Authentik user with this email; memberships left as they are");
-        return done("no Authentik user with this email");
+        return Planned::noted("no Authentik user with this email");
     };
     let plan = plan_user_memberships(engine, &outline, &au, &user).await?;
     Ok(Planned::Write(plan, OutlinePush::Account { au, user }))
@@ -142,7 +140,7 @@ async fn plan_user(engine: &OutlineSync, pk: AuthentikUserId) -> Result<PlannedP
         return plan_deleted_user(engine, &outline, pk).await;
     };
     let Some(email) = au.email.clone() else {
-        return done("the Authentik user has no email");
+        return Planned::noted("the Authentik user has no email");
     };
     tracing::Span::current().record("email", email.as_str());
     let find = async {
@@ -161,7 +159,7 @@ async fn plan_user(engine: &OutlineSync, pk: AuthentikUserId) -> Result<PlannedP
     let (found, holder) = (found?, holder?);
     if holder.as_ref().map(|h| h.pk) != Some(pk) {
         tracing::warn!(user = %pk, "another Authentik user has this email; their Outline account is left alone");
-        return done("another Authentik user has this email; left alone");
+        return Planned::noted("another Authentik user has this email; left alone");
     }
     let Some(user) = found else {
         if au.is_active && engine.invites.enabled {
@@ -172,7 +170,7 @@ async fn plan_user(engine: &OutlineSync, pk: AuthentikUserId) -> Result<PlannedP
                 engine.invites.note(&[DesiredMember { email, pk }]);
             }
         }
-        return done("no Outline user with this email yet");
+        return Planned::noted("no Outline user with this email yet");
     };
     let plan = plan_user_memberships(engine, &outline, &au, &user).await?;
     Ok(Planned::Write(plan, OutlinePush::Account { au, user }))
@@ -203,7 +201,7 @@ async fn plan_deleted_user(
         }));
     }
     let Some(user) = outline.find_user_by_email(&email).await? else {
-        return done("deleted Authentik user has no Outline account");
+        return Planned::noted("deleted Authentik user has no Outline account");
     };
     let gone = UserSnapshot {
         pk,
@@ -314,7 +312,7 @@ async fn plan_group(engine: &OutlineSync, id: &AuthentikGroupId) -> Result<Plann
                 None => (reader.fresh_group(id).await?, None),
             };
             let Some(group) = group else {
-                return done("the Authentik group no longer exists");
+                return Planned::noted("the Authentik group no longer exists");
             };
             if !reader.is_managed(&group.summary) {
                 if linked.is_some() {
@@ -344,7 +342,7 @@ async fn plan_group(engine: &OutlineSync, id: &AuthentikGroupId) -> Result<Plann
             };
             let known = catalog.iter().any(|c| &c.id == id);
             if known && !counts(id) && !above.get(id).into_iter().flatten().any(counts) {
-                return done("neither synced nor mapped, nor below such a group");
+                return Planned::noted("neither synced nor mapped, nor below such a group");
             }
             let directory = reader.authentik.list_groups(true).await?;
             let desired = inherited_members(&directory);
