@@ -10,15 +10,14 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use crate::app::startup::{build_engine, Application};
+use crate::clients::explain::{explain, is_token_refused};
 use crate::clients::UpstreamError;
 use crate::configuration::{DotEnv, ProcessEnv, Settings};
 use crate::metrics::Metrics;
+use crate::runtime::check::{CheckLine, Mark};
 use crate::runtime::progress::{PassPhase, PassProgress};
 use crate::runtime::ReconcileOptions;
-use crate::sinks::openfga::sink::OpenFgaSink;
-use crate::sinks::outline::account_plan::RoleMap;
 use crate::sinks::outline::invite_jobs::invite_and_place;
-use crate::sinks::outline::OutlineClient;
 use crate::sinks::{run_reconcile, SyncEngine};
 use crate::source::client::WebhookTransport;
 
@@ -308,44 +307,20 @@ fn warn_line(what: &str, detail: &str) {
     print_line("warn", what, detail);
 }
 
+/// A sink's line; false when it failed.
+fn print_check(check: &CheckLine) -> bool {
+    let mark = match check.mark {
+        Mark::Ok => "ok  ",
+        Mark::Warn => "warn",
+        Mark::Fail => "FAIL",
+    };
+    print_line(mark, check.what, &check.detail);
+    !check.failed()
+}
+
 fn print_line(mark: &str, what: &str, detail: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{mark} {what}: {detail}");
-}
-
-/// Authentik answers 403 both for a token it does not take and for a missing permission; its body tells
-/// which.
-fn is_token_refused(e: &UpstreamError) -> bool {
-    let text = e.to_string();
-    e.status() == Some(403)
-        && (text.contains("Token invalid")
-            || text.contains("expired")
-            || text.contains("credentials were not provided"))
-}
-
-fn explain(e: &UpstreamError, fix_forbidden: &str) -> String {
-    match e.status() {
-        Some(401) => format!("{e} — fix: the token is wrong or expired; create a new one"),
-        Some(403) if is_token_refused(e) => {
-            format!("{e} — fix: the token is wrong, expired, or not an API token. The token that POST /api/v3/core/users/service_account/ returns is an app password, which the API refuses. Create one with intent `api` for the service account: Directory → Tokens and App passwords → Create (intent API, expiring off), or POST /api/v3/core/tokens/ {{\"identifier\": \"authentik-bridge\", \"intent\": \"api\", \"user\": <pk>, \"expiring\": false}} then GET /api/v3/core/tokens/authentik-bridge/view_key/")
-        }
-        Some(403) => format!("{e} — fix: {fix_forbidden}"),
-        // The message names the server and the cause; the fix follows from the cause.
-        None if matches!(e, UpstreamError::Transport { .. }) => {
-            let text = e.to_string();
-            let fix = if text.contains("connection refused") {
-                "start the server, or correct the port in the URL"
-            } else if text.contains("did not resolve") {
-                "correct the host name, or use one this machine resolves"
-            } else if text.contains("TLS failed") {
-                "use http:// for a plain-HTTP port, or make this machine trust the server's certificate"
-            } else {
-                "check the URL and that the server is reachable from here"
-            };
-            format!("{text} — fix: {fix}")
-        }
-        _ => e.to_string(),
-    }
 }
 
 pub async fn check(settings: Settings) -> ExitCode {
@@ -377,14 +352,10 @@ pub async fn check(settings: Settings) -> ExitCode {
             ),
         };
     }
-    if let Some(map) = &settings.role_map {
-        all_ok &= check_role_map_groups(&engine, map).await;
-    }
-    if let Some(outline) = &engine.outline {
-        all_ok &= check_outline(&outline.outline, &settings).await;
-    }
-    if let Some(sink) = &engine.openfga {
-        all_ok &= check_openfga(sink).await;
+    for sink in engine.registered() {
+        for check in sink.check().await {
+            all_ok &= print_check(&check);
+        }
     }
     let transports = engine.reader.authentik.webhook_transports().await;
     for (mark, detail) in transport_lines(
@@ -410,13 +381,6 @@ pub async fn check(settings: Settings) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mark {
-    Ok,
-    Warn,
-    Fail,
 }
 
 /// The path Authentik's transport must post to.
@@ -514,38 +478,6 @@ fn without_query(url: &reqwest::Url) -> String {
     url.to_string()
 }
 
-/// Every group `ROLE_MAP` names must exist in Authentik: a typo would otherwise give nobody its role, and
-/// with the default `ROLE_DEFAULT` it would demote the admins it was meant for (the bridge holds that, but
-/// the fix belongs here, before anything runs).
-async fn check_role_map_groups(engine: &SyncEngine, map: &RoleMap) -> bool {
-    match engine.reader.full_catalog().await {
-        Ok(catalog) => {
-            let missing = match &engine.outline {
-                Some(outline) => outline.accounts.missing_mapped(&catalog).0,
-                None => Vec::new(),
-            };
-            let missing: Vec<&str> = missing.iter().map(|g| g.as_str()).collect();
-            if missing.is_empty() {
-                line(
-                    true,
-                    "role map",
-                    &format!(
-                        "every group ROLE_MAP names exists in Authentik ({})",
-                        map.canonical()
-                    ),
-                )
-            } else {
-                line(false, "role map", &format!("ROLE_MAP names groups Authentik does not have: {} — fix: correct the names (compared without case) or create the groups; until then no role is lowered", missing.join(", ")))
-            }
-        }
-        Err(e) => line(
-            false,
-            "role map",
-            &format!("cannot read Authentik's groups to check ROLE_MAP: {e}"),
-        ),
-    }
-}
-
 /// `STATE_DIR`: a folder the bridge can write, or a warning of what a restart forgets without it.
 fn check_state_dir(settings: &Settings) -> bool {
     let Some(dir) = &settings.state_dir else {
@@ -581,99 +513,6 @@ fn check_state_dir(settings: &Settings) -> bool {
             ),
         ),
     }
-}
-
-/// Outline's key: an admin's, allowed to read users and write groups; and the sign-in webhook's secret.
-async fn check_outline(outline: &OutlineClient, settings: &Settings) -> bool {
-    let mut all_ok = true;
-    let ol_fix = "create the API key as an admin, with scopes groups:write and users:read";
-    match outline.key_owner().await {
-        Ok(owner) if owner.role == "admin" => {
-            all_ok &= line(
-                true,
-                "outline",
-                "key has users:read and belongs to an admin",
-            );
-        }
-        Ok(owner) => {
-            all_ok &= line(false, "outline", &format!("key belongs to a {} — fix: the key's owner must be an admin, to read emails and create groups", owner.role));
-        }
-        Err(e) => {
-            all_ok &= line(
-                false,
-                "outline",
-                &format!("users.info failed: {}", explain(&e, ol_fix)),
-            )
-        }
-    }
-    match outline.missing_group_scopes().await {
-        Ok(missing) if missing.is_empty() => {
-            all_ok &= line(true, "outline", "key may read and write groups")
-        }
-        Ok(missing) => {
-            all_ok &= line(
-                false,
-                "outline",
-                &format!("key may not call {} — fix: {ol_fix}", missing.join(", ")),
-            )
-        }
-        Err(e) => {
-            all_ok &= line(
-                false,
-                "outline",
-                &format!("probing the group calls failed: {}", explain(&e, ol_fix)),
-            )
-        }
-    }
-    if settings.role_map.is_some() || settings.suspend_deactivated || settings.invite_members {
-        let fix = "give the key the scope users:write (ROLE_MAP, SUSPEND_DEACTIVATED and INVITE_MEMBERS change users)";
-        all_ok &= match outline.missing_user_scopes().await {
-            Ok(missing) if missing.is_empty() => {
-                line(true, "outline", "key may change roles and suspend users")
-            }
-            Ok(missing) => line(
-                false,
-                "outline",
-                &format!("key may not call {} — fix: {fix}", missing.join(", ")),
-            ),
-            Err(e) => line(
-                false,
-                "outline",
-                &format!("probing the user calls failed: {}", explain(&e, fix)),
-            ),
-        };
-    }
-    all_ok &= match &settings.outline_webhook_secret {
-        Some(_) => line(true, "outline webhook", "OUTLINE_WEBHOOK_SECRET is set"),
-        None => line(false, "outline webhook", "OUTLINE_WEBHOOK_SECRET is not set — fix: copy the signing secret of the Outline webhook (ol_whs_...)"),
-    };
-    all_ok
-}
-
-/// OpenFGA's store and model. Read answers an unknown store with no tuples, so only GetStore finds a wrong
-/// OPENFGA_STORE_ID; and the model must let `group#member` hold `user`, or every write is refused
-/// (docs/src/upstream/openfga.md §2.3, §2.6, §6).
-async fn check_openfga(sink: &OpenFgaSink) -> bool {
-    let fix_auth = "set OPENFGA_API_TOKEN to one of OpenFGA's preshared keys (OPENFGA_AUTHN_PRESHARED_KEYS), or a valid OIDC access token";
-    let mut all_ok = match sink.client.store_name().await {
-        Ok(Some(name)) => line(true, "openfga", &format!("store found ({name})")),
-        Ok(None) => line(false, "openfga", "OpenFGA does not know OPENFGA_STORE_ID — fix: copy the id from `fga store list` (reads of an unknown store look empty, so the bridge would write into nothing)"),
-        Err(e) => line(false, "openfga", &format!("reading the store failed: {}", explain(&e, fix_auth))),
-    };
-    let n = &sink.naming;
-    let wanted = format!("{}#{}", n.group_type, n.relation);
-    all_ok &= match sink.client.model_fit(&n.group_type, &n.relation).await {
-        Ok(None) => line(false, "openfga", "the store has no authorization model — fix: write one, e.g. `fga model write --store-id <id> --file model.fga` (the model in docs/src/openfga.md)"),
-        Ok(Some(fit)) if fit.accepted.contains(&n.user_type) => line(
-            true,
-            "openfga",
-            &format!("model {} lets {wanted} hold {}", fit.model_id, n.user_type),
-        ),
-        Ok(Some(fit)) if !fit.group_type_found => line(false, "openfga", &format!("model {} has no type {} — fix: add `type {}` with `define {}: [{}]`, or set OPENFGA_GROUP_TYPE", fit.model_id, n.group_type, n.group_type, n.relation, n.user_type)),
-        Ok(Some(fit)) => line(false, "openfga", &format!("model {}: {wanted} accepts [{}], not {} — fix: define {}: [{}, ...] in type {}, or set OPENFGA_RELATION / OPENFGA_USER_TYPE", fit.model_id, fit.accepted.join(", "), n.user_type, n.relation, n.user_type, n.group_type)),
-        Err(e) => line(false, "openfga", &format!("reading the model failed: {}", explain(&e, fix_auth))),
-    };
-    all_ok
 }
 
 pub async fn healthcheck(url: &str) -> ExitCode {

@@ -2,6 +2,7 @@
 //! client lives with its upstream (`source/client.rs`, each sink's `client.rs`); none knows the others
 //! exist.
 
+pub mod explain;
 pub mod retry;
 
 pub use retry::UpstreamError;

@@ -130,6 +130,10 @@ pub trait Sink: Send + Sync + 'static {
     ) -> impl Future<Output = GroupInterest> + Send {
         std::future::ready(GroupInterest::by_default(change))
     }
+    /// The sink's lines for `authentik-bridge check`.
+    fn check(&self) -> impl Future<Output = Vec<super::check::CheckLine>> + Send + '_ {
+        std::future::ready(Vec::new())
+    }
     /// The sink's group locks: its group jobs and its passes take turns on a group.
     fn locks(&self) -> &GroupLocks;
     /// Counters a person watching a pass sees, if the sink keeps them.
@@ -438,5 +442,10 @@ impl<S: Sink> super::job::SinkJobs for Converging<S> {
     ) -> futures::future::BoxFuture<'a, GroupInterest> {
         use futures::FutureExt;
         self.sink.group_changed(change).boxed()
+    }
+
+    fn check(&self) -> futures::future::BoxFuture<'_, Vec<super::check::CheckLine>> {
+        use futures::FutureExt;
+        self.sink.check().boxed()
     }
 }

@@ -201,4 +201,8 @@ pub trait SinkJobs: Send + Sync + 'static {
     fn group_changed<'a>(&'a self, change: &'a GroupChange<'a>) -> BoxFuture<'a, GroupInterest> {
         Box::pin(std::future::ready(GroupInterest::by_default(change)))
     }
+    /// The sink's lines for `authentik-bridge check`: its upstream's token, permissions and settings.
+    fn check(&self) -> BoxFuture<'_, Vec<super::check::CheckLine>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
 }

@@ -1,9 +1,10 @@
 //! The runtime: job keys and the sink contract (`job`), the queue with its coalescing, dedupe and retries
 //! (`queue`, `coalesce`), what every sink's jobs share (`context`: the reader, the change clock and group
 //! locks in `changes`, a pass's progress in `progress`, the mass-removal guard), and the files in `STATE_DIR`
-//! (`state_file`). It never names a sink.
+//! (`state_file`), and the lines a sink adds to `check` (`check`). It never names a sink.
 
 pub mod changes;
+pub mod check;
 pub mod coalesce;
 pub mod context;
 pub mod converge;

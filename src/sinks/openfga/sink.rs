@@ -650,6 +650,12 @@ impl Sink for OpenFgaSink {
         }
     }
 
+    fn check(
+        &self,
+    ) -> impl std::future::Future<Output = Vec<crate::runtime::check::CheckLine>> + Send + '_ {
+        self.check_lines()
+    }
+
     fn locks(&self) -> &GroupLocks {
         &self.locks
     }

@@ -94,6 +94,12 @@ impl Sink for OutlineSync {
         }
     }
 
+    fn check(
+        &self,
+    ) -> impl std::future::Future<Output = Vec<crate::runtime::check::CheckLine>> + Send + '_ {
+        self.check_lines()
+    }
+
     fn locks(&self) -> &GroupLocks {
         &self.locks
     }

@@ -53,7 +53,16 @@ pub struct OutlineSync {
     pub(super) locks: GroupLocks,
     /// How far a pass has got, for the CLI.
     pub progress: PassProgress,
+    /// What `check` must prove of the key and the webhook.
+    pub(super) checks: OutlineChecks,
     warned: WarnOnce,
+}
+
+/// The settings `check` weighs the Outline key against.
+pub(super) struct OutlineChecks {
+    /// `ROLE_MAP`, `SUSPEND_DEACTIVATED` or `INVITE_MEMBERS` is on: the key needs `users:write`.
+    pub changes_users: bool,
+    pub webhook_secret_set: bool,
 }
 
 impl std::ops::Deref for OutlineSync {
@@ -118,6 +127,12 @@ impl OutlineSync {
             auto_create: settings.auto_create_groups,
             locks: GroupLocks::default(),
             progress: PassProgress::default(),
+            checks: OutlineChecks {
+                changes_users: settings.role_map.is_some()
+                    || settings.suspend_deactivated
+                    || settings.invite_members,
+                webhook_secret_set: settings.outline_webhook_secret.is_some(),
+            },
             warned: WarnOnce::default(),
             ctx,
         }
