@@ -503,7 +503,7 @@ async fn start_in_process(world: &World, rate: RateLimit) -> BoxResult<InProcess
 
 async fn start_with_settings(settings: Settings) -> BoxResult<InProcess> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    let app = Application::build_with_listener(settings, listener)?;
+    let app = Application::build_with_listener(settings, listener).await?;
     let url = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
     let metrics = app.metrics();
@@ -1494,7 +1494,7 @@ async fn reconcile_calls(args: &Args) -> BoxResult<Vec<Figure>> {
         spec.latency.as_millis()
     );
     let world = World::seed(&spec).await?;
-    let engine = build_engine(&world.settings(spec.rate), Arc::new(Metrics::new()))?;
+    let engine = build_engine(&world.settings(spec.rate), Arc::new(Metrics::new())).await?;
     let t0 = Instant::now();
     let report = run_reconcile(&engine, ReconcileOptions::default()).await?;
     let took = t0.elapsed();

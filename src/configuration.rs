@@ -43,6 +43,8 @@ const fn spec(
 pub const SETTINGS: &[SettingSpec] = &[
     spec("AUTHENTIK_URL", None, false, "Authentik base URL, e.g. https://auth.example.com"),
     spec("AUTHENTIK_TOKEN", None, true, "Authentik API token with view_user and view_group"),
+    spec("SOURCE", Some("authentik"), false, "where desired state comes from: authentik (its API, pushed by its webhooks) or scim (an identity provider's SCIM pushes to /scim/v2, kept in STATE_DIR)"),
+    spec("SCIM_TOKEN", None, true, "with SOURCE=scim: the bearer token the identity provider sends to /scim/v2"),
     spec("OUTLINE_URL", None, false, "Outline base URL, e.g. https://docs.example.com"),
     spec("OUTLINE_TOKEN", None, true, "Outline API key with scopes groups:write and users:read, owned by an admin"),
     spec("OUTLINE_WEBHOOK_SECRET", None, true, "signing secret of the Outline webhook (ol_whs_...)"),
@@ -108,6 +110,15 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+    /// Whether `presented` is this secret, compared in constant time. Both are hashed first, so the time does
+    /// not tell the length either.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let a = Sha256::digest(presented.as_bytes());
+        let b = Sha256::digest(self.0.as_bytes());
+        bool::from(a.ct_eq(&b))
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -154,9 +165,30 @@ pub struct RateLimit {
     pub window: Duration,
 }
 
+/// Where desired state comes from (`SOURCE`): one source at a time, so that two never fight over a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Authentik's API, read again at each of its webhooks.
+    Authentik,
+    /// The SCIM resources an identity provider pushes, kept in the store in `STATE_DIR`.
+    Scim,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Authentik => "authentik",
+            SourceKind::Scim => "scim",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen_addr: SocketAddr,
+    pub source: SourceKind,
+    /// `SCIM_TOKEN`: the bearer token `/scim/v2` requires.
+    pub scim_token: Option<Secret>,
     pub authentik: Option<UpstreamSettings>,
     pub outline: Option<UpstreamSettings>,
     pub openfga: Option<OpenFgaSettings>,
@@ -443,6 +475,27 @@ impl Settings {
         let upstream_timeout = positive_seconds("UPSTREAM_TIMEOUT")?;
 
         let openfga = openfga_settings(&get)?;
+        let source = match with_default("SOURCE")?.to_ascii_lowercase().as_str() {
+            "authentik" => SourceKind::Authentik,
+            "scim" => SourceKind::Scim,
+            other => {
+                return Err(ConfigError::invalid(
+                    "SOURCE",
+                    format!("expected authentik or scim, got {other}"),
+                ))
+            }
+        };
+        let scim_token = secret("SCIM_TOKEN");
+        // Two sources would fight over every group: each would undo the other's changes.
+        match source {
+            SourceKind::Authentik if scim_token.is_some() => {
+                return Err(ConfigError::invalid("SCIM_TOKEN", "is set but SOURCE is authentik, so /scim/v2 would store changes nothing reads — fix: set SOURCE=scim to take desired state from SCIM, or unset SCIM_TOKEN"));
+            }
+            SourceKind::Scim if get("AUTHENTIK_WEBHOOK_TOKEN").is_some() => {
+                return Err(ConfigError::invalid("AUTHENTIK_WEBHOOK_TOKEN", "is set but SOURCE is scim: Authentik's webhooks would re-read its API and undo what SCIM pushed — fix: unset AUTHENTIK_WEBHOOK_TOKEN (and remove the blueprint's transport), or set SOURCE=authentik"));
+            }
+            _ => {}
+        }
         let role_map = get("ROLE_MAP")
             .map(|map| {
                 RoleMap::parse(map, with_default("ROLE_DEFAULT")?)
@@ -452,6 +505,8 @@ impl Settings {
 
         Ok(Settings {
             listen_addr,
+            source,
+            scim_token,
             authentik,
             outline,
             openfga,
@@ -483,8 +538,9 @@ impl Settings {
     }
 
     /// The settings `serve` and `reconcile` cannot run without, checked in one place so that the error names
-    /// the first one missing: Authentik, and at least one sink (Outline, OpenFGA or both).
-    pub fn require_upstreams(&self) -> Result<&UpstreamSettings, ConfigError> {
+    /// every one missing: the source (Authentik's API, or SCIM's token and `STATE_DIR`), and at least one sink
+    /// (Outline, OpenFGA or both).
+    pub fn require_upstreams(&self) -> Result<(), ConfigError> {
         let mut missing = Vec::new();
         let mut need = |url: &'static str, token: &'static str| {
             let halves: Vec<&'static str> = self
@@ -499,15 +555,29 @@ impl Settings {
                 missing.extend(halves);
             }
         };
-        if self.authentik.is_none() {
-            need("AUTHENTIK_URL", "AUTHENTIK_TOKEN");
+        match self.source {
+            SourceKind::Authentik if self.authentik.is_none() => {
+                need("AUTHENTIK_URL", "AUTHENTIK_TOKEN")
+            }
+            SourceKind::Authentik => {}
+            SourceKind::Scim => {}
         }
         if self.outline.is_none() && self.openfga.is_none() {
             need("OUTLINE_URL", "OUTLINE_TOKEN");
         }
-        match (&self.authentik, missing.is_empty()) {
-            (Some(authentik), true) => Ok(authentik),
-            _ => Err(ConfigError::MissingAll { names: missing }),
+        if self.source == SourceKind::Scim {
+            if self.scim_token.is_none() {
+                missing.push("SCIM_TOKEN");
+            }
+            // The SCIM resources live only in the store; without it a restart would forget every person.
+            if self.state_dir.is_none() {
+                missing.push("STATE_DIR");
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::MissingAll { names: missing })
         }
     }
 
@@ -552,6 +622,7 @@ impl Settings {
             "AUTO_CREATE",
             "MEMBERSHIP",
             "BRIDGE_",
+            "SCIM_",
         ];
         let known = |name: &str| {
             name == "BRIDGE_CONFIG"

@@ -17,3 +17,4 @@ pub mod reason;
 pub mod runtime;
 pub mod sinks;
 pub mod source;
+pub mod store;

@@ -140,7 +140,9 @@ async fn no_secret_reaches_the_logs_at_trace() {
     settings.upstream_timeout = Duration::from_secs(1);
     settings.debug = true;
     let listener = TcpListener::bind("127.0.0.1:0").expect("port 0");
-    let app = Application::build_with_listener(settings, listener).expect("app builds");
+    let app = Application::build_with_listener(settings, listener)
+        .await
+        .expect("app builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
     let engine = app.engine();

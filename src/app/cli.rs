@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::app::startup::{build_engine, Application};
 use crate::clients::explain::{explain, is_token_refused};
 use crate::clients::UpstreamError;
-use crate::configuration::{DotEnv, ProcessEnv, Settings};
+use crate::configuration::{DotEnv, ProcessEnv, Settings, SourceKind};
 use crate::metrics::Metrics;
 use crate::runtime::check::{CheckLine, Mark};
 use crate::runtime::progress::{PassPhase, PassProgress};
@@ -20,6 +20,7 @@ use crate::runtime::ReconcileOptions;
 use crate::sinks::outline::invite_jobs::invite_and_place;
 use crate::sinks::{run_reconcile, SyncEngine};
 use crate::source::client::WebhookTransport;
+use crate::source::AuthentikClient;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -127,7 +128,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
         eprintln!("configuration error: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    if settings.authentik_webhook_token.is_none() {
+    if settings.source == SourceKind::Authentik && settings.authentik_webhook_token.is_none() {
         tracing::warn!("AUTHENTIK_WEBHOOK_TOKEN is not set: /webhooks/authentik answers 503, so only sign-ins and reconcile sync");
     }
     for warning in unknown_variables() {
@@ -137,7 +138,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
         tracing::warn!("STATE_DIR is not set: the applied ROLE_MAP is remembered in memory only, so after every restart the first pass takes admin rights from nobody until `reconcile --force`");
     }
     let addr = settings.listen_addr;
-    let app = match Application::build(settings) {
+    let app = match Application::build(settings).await {
         Ok(app) => app,
         // A port still held by the process being replaced is not a configuration error: exit 1, which
         // systemd's Restart=on-failure tries again (exit 2 is not restarted).
@@ -163,7 +164,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
 }
 
 pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: bool) -> ExitCode {
-    let engine = match build_engine(&settings, Arc::new(Metrics::new())) {
+    let engine = match build_engine(&settings, Arc::new(Metrics::new())).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("configuration error: {e}");
@@ -325,7 +326,7 @@ fn print_line(mark: &str, what: &str, detail: &str) {
 
 pub async fn check(settings: Settings) -> ExitCode {
     let mut all_ok = true;
-    let engine = match build_engine(&settings, Arc::new(Metrics::new())) {
+    let engine = match build_engine(&settings, Arc::new(Metrics::new())).await {
         Ok(e) => e,
         Err(e) => {
             line(false, "configuration", &e.to_string());
@@ -341,9 +342,37 @@ pub async fn check(settings: Settings) -> ExitCode {
         warn_line("configuration", &warning);
     }
     all_ok &= check_state_dir(&settings);
+    let authentik = match settings.source {
+        SourceKind::Authentik => settings.authentik.as_ref().and_then(|a| {
+            AuthentikClient::new(a, settings.upstream_timeout, Arc::new(Metrics::new())).ok()
+        }),
+        SourceKind::Scim => None,
+    };
+    match &authentik {
+        Some(client) => all_ok &= check_authentik_access(client).await,
+        None => all_ok &= check_scim(&settings),
+    }
+    for sink in engine.registered() {
+        for check in sink.check().await {
+            all_ok &= print_check(&check);
+        }
+    }
+    if let Some(client) = &authentik {
+        all_ok &= check_authentik_transport(client, &settings).await;
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Authentik's token: it must read users and groups.
+async fn check_authentik_access(authentik: &AuthentikClient) -> bool {
+    let mut all_ok = true;
     let ak_fix = "give the token's user a role with authentik_core.view_user and authentik_core.view_group (Authentik answers 403 without them)";
     for what in ["users", "groups"] {
-        all_ok &= match engine.reader.authentik.probe(what).await {
+        all_ok &= match authentik.probe(what).await {
             Ok(()) => line(true, "authentik", &format!("token can read {what}")),
             Err(e) => line(
                 false,
@@ -352,12 +381,13 @@ pub async fn check(settings: Settings) -> ExitCode {
             ),
         };
     }
-    for sink in engine.registered() {
-        for check in sink.check().await {
-            all_ok &= print_check(&check);
-        }
-    }
-    let transports = engine.reader.authentik.webhook_transports().await;
+    all_ok
+}
+
+/// Authentik's transport must post here, with the token the bridge expects.
+async fn check_authentik_transport(authentik: &AuthentikClient, settings: &Settings) -> bool {
+    let mut all_ok = true;
+    let transports = authentik.webhook_transports().await;
     for (mark, detail) in transport_lines(
         transports,
         settings.listen_addr,
@@ -376,11 +406,26 @@ pub async fn check(settings: Settings) -> ExitCode {
         Some(_) => line(true, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is set"),
         None => line(false, "authentik webhook", "AUTHENTIK_WEBHOOK_TOKEN is not set, so /webhooks/authentik answers 503 — fix: set the same value here and in Authentik's server and worker, then re-apply the blueprint"),
     };
-    if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    all_ok
+}
+
+/// SCIM mode: the engine was built, so the store opened and migrated; the token must be set.
+fn check_scim(settings: &Settings) -> bool {
+    let store = settings
+        .state_dir
+        .as_ref()
+        .map(|d| d.join(crate::store::FILE_NAME).display().to_string())
+        .unwrap_or_default();
+    let mut all_ok = line(
+        true,
+        "scim",
+        &format!("the store {store} opens and is migrated"),
+    );
+    all_ok &= match &settings.scim_token {
+        Some(_) => line(true, "scim", &format!("SCIM_TOKEN is set; point the identity provider at http://<this bridge's host>:{}/scim/v2", settings.listen_addr.port())),
+        None => line(false, "scim", "SCIM_TOKEN is not set — fix: set it, and give the identity provider the same token"),
+    };
+    all_ok
 }
 
 /// The path Authentik's transport must post to.

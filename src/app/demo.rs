@@ -126,7 +126,7 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
     };
     let has = |user: &str, group: &str| openfga.tuples().contains(&member(user, group));
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    let app = Application::build_with_listener(settings, listener)?;
+    let app = Application::build_with_listener(settings, listener).await?;
     let bridge = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
     let engine = app.engine();

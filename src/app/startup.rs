@@ -12,13 +12,17 @@ use tracing_actix_web::TracingLogger;
 
 use crate::app::telemetry::RedactedRootSpan;
 use crate::clients::ClientBuildError;
-use crate::configuration::{ConfigError, Settings};
+use crate::configuration::{ConfigError, Settings, SourceKind};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::runtime::{EventDeduper, JobKey, JobQueue};
 use crate::sinks::outline::sink::BridgeState;
 use crate::sinks::SyncEngine;
+use crate::source::directory::Directory;
+use crate::source::scim::directory::ScimDirectory;
+use crate::source::scim::ScimService;
 use crate::source::AuthentikClient;
+use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -28,6 +32,8 @@ pub enum StartupError {
     HttpClient(#[from] ClientBuildError),
     #[error(transparent)]
     State(#[from] crate::runtime::RecordError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -36,19 +42,57 @@ pub enum StartupError {
 }
 
 /// Builds the sync engine alone (no HTTP), for `reconcile` and `check`.
-pub fn build_engine(
+pub async fn build_engine(
     settings: &Settings,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<SyncEngine>, StartupError> {
-    let authentik = settings.require_upstreams()?;
-    let authentik = AuthentikClient::new(authentik, settings.upstream_timeout, metrics.clone())?;
+    Ok(build_parts(settings, metrics).await?.engine)
+}
+
+/// The engine, and the SCIM service when SCIM is the source.
+pub struct Parts {
+    pub engine: Arc<SyncEngine>,
+    pub scim: Option<ScimService>,
+}
+
+/// Opens the source (Authentik's API, or the SCIM store in `STATE_DIR`, migrated) and builds the engine over it.
+pub async fn build_parts(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+) -> Result<Parts, StartupError> {
+    settings.require_upstreams()?;
+    let (directory, scim): (Arc<dyn Directory>, Option<ScimService>) = match settings.source {
+        SourceKind::Authentik => {
+            let authentik = settings.authentik.as_ref().ok_or(ConfigError::Missing {
+                name: "AUTHENTIK_URL",
+            })?;
+            let client =
+                AuthentikClient::new(authentik, settings.upstream_timeout, metrics.clone())?;
+            (Arc::new(client), None)
+        }
+        SourceKind::Scim => {
+            let dir = settings
+                .state_dir
+                .as_deref()
+                .ok_or(ConfigError::Missing { name: "STATE_DIR" })?;
+            let store = Store::open(dir).await?;
+            tracing::info!(path = %store.path().display(), "SCIM store open");
+            (
+                Arc::new(ScimDirectory::new(store.clone())),
+                Some(ScimService::new(store)),
+            )
+        }
+    };
     let state = match &settings.state_dir {
         Some(dir) => BridgeState::open(dir)?,
         None => BridgeState::in_memory(),
     };
-    Ok(Arc::new(SyncEngine::from_settings(
-        settings, authentik, state, metrics,
-    )?))
+    Ok(Parts {
+        engine: Arc::new(SyncEngine::from_settings(
+            settings, directory, state, metrics,
+        )?),
+        scim,
+    })
 }
 
 pub struct Application {
@@ -63,21 +107,21 @@ pub struct Application {
 impl Application {
     /// Binds the listener (port 0 picks a free port) and wires everything; nothing runs until
     /// [`Application::run_until_stopped`].
-    pub fn build(settings: Settings) -> Result<Application, StartupError> {
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let listener =
             TcpListener::bind(settings.listen_addr).map_err(|source| StartupError::Bind {
                 addr: settings.listen_addr.to_string(),
                 source,
             })?;
-        Self::build_with_listener(settings, listener)
+        Self::build_with_listener(settings, listener).await
     }
 
-    pub fn build_with_listener(
+    pub async fn build_with_listener(
         settings: Settings,
         listener: TcpListener,
     ) -> Result<Application, StartupError> {
         let metrics = Arc::new(Metrics::new());
-        let engine = build_engine(&settings, metrics.clone())?;
+        let Parts { engine, scim } = build_parts(&settings, metrics.clone()).await?;
         if let Some(outline) = &engine.outline {
             outline.accounts.check_writable()?;
             outline.invites.check_writable()?;
@@ -92,6 +136,10 @@ impl Application {
         let state = web::Data::new(AppState {
             outline_webhook_secret: settings.outline_webhook_secret.clone(),
             authentik_webhook_token: settings.authentik_webhook_token.clone(),
+            scim: scim.map(|service| http::scim::ScimState {
+                service,
+                token: settings.scim_token.clone(),
+            }),
             queue: queue.clone(),
             engine: engine.clone(),
             dedupe: EventDeduper::new(),
@@ -111,6 +159,7 @@ impl Application {
                     "/webhooks/authentik",
                     web::post().to(http::authentik::authentik_webhook),
                 )
+                .configure(http::scim::routes)
                 .route("/healthz", web::get().to(http::health::healthz))
                 .route("/readyz", web::get().to(http::health::readyz))
                 .route("/metrics", web::get().to(http::health::metrics))

@@ -141,6 +141,17 @@ impl AuthentikGroupId {
             &h[20..32]
         )))
     }
+    /// A group key from a source other than Authentik's API (a SCIM group's `externalId` or id): a UUID is
+    /// normalised as Authentik's are, so a move from webhooks to SCIM keeps every link; any other id is kept
+    /// as sent.
+    pub fn from_source_key(value: &str) -> Option<AuthentikGroupId> {
+        if let Some(id) = Self::parse(value) {
+            return Some(id);
+        }
+        let value = value.trim();
+        (!value.is_empty() && value.len() <= 255 && !value.chars().any(char::is_control))
+            .then(|| AuthentikGroupId(value.to_string()))
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -163,8 +174,8 @@ impl Serialize for AuthentikGroupId {
 impl<'de> Deserialize<'de> for AuthentikGroupId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        AuthentikGroupId::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("not a group uuid: {s}")))
+        AuthentikGroupId::from_source_key(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a group key: {s:?}")))
     }
 }
 

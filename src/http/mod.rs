@@ -5,6 +5,7 @@
 pub mod authentik;
 pub mod health;
 pub mod outline;
+pub mod scim;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,6 +23,8 @@ use crate::sinks::SyncEngine;
 pub struct AppState {
     pub outline_webhook_secret: Option<Secret>,
     pub authentik_webhook_token: Option<Secret>,
+    /// The SCIM endpoint, when SCIM is the source.
+    pub scim: Option<scim::ScimState>,
     pub queue: JobQueue,
     /// What intake reads and invalidates before it queues (caches, change clock, which groups give roles).
     pub engine: std::sync::Arc<SyncEngine>,

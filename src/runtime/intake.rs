@@ -6,6 +6,7 @@ use crate::configuration::MembershipMode;
 use crate::domain::GroupName;
 use crate::runtime::job::{GroupChange, GroupInterest, JobKey, SinkJobs};
 use crate::source::webhook::{AuthentikChange, ModelAction};
+use crate::source::SourceChanges;
 
 use crate::runtime::context::Runtime;
 use crate::source::reader::SnapshotReader;
@@ -75,4 +76,23 @@ pub async fn accept_change(cx: &IntakeContext<'_>, change: &AuthentikChange) -> 
         AuthentikChange::Test => Intake::Ignore("test received"),
         AuthentikChange::Ignored { .. } => Intake::Ignore("ignored"),
     }
+}
+
+/// A source's write, as intake takes it: the emails it hands over are remembered first, then each change is
+/// accepted in order. The distinct keys to queue.
+pub async fn accept_changes(cx: &IntakeContext<'_>, written: &SourceChanges) -> Vec<JobKey> {
+    for (pk, email) in &written.emails {
+        cx.reader.caches.emails.remember(*pk, email);
+    }
+    let mut keys: Vec<JobKey> = Vec::new();
+    for change in &written.changes {
+        if let Intake::Queue(more) = accept_change(cx, change).await {
+            for key in more {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys
 }

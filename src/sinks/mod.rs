@@ -24,8 +24,8 @@ use crate::sinks::outline::pass::OutlinePassReport;
 use crate::sinks::outline::sink::{BridgeState, OutlineSync, OUTLINE};
 use crate::sinks::outline::OutlineClient;
 use crate::source::cache::SnapshotCaches;
+use crate::source::directory::Directory;
 use crate::source::reader::SnapshotReader;
-use crate::source::AuthentikClient;
 
 /// The context every sink shares, and the sinks that are configured.
 pub struct SyncEngine {
@@ -47,7 +47,7 @@ impl SyncEngine {
     /// Each configured sink built from its settings, with its client: a sink is on when its settings are.
     pub fn from_settings(
         settings: &Settings,
-        authentik: AuthentikClient,
+        directory: Arc<dyn Directory>,
         state: BridgeState,
         metrics: Arc<Metrics>,
     ) -> Result<SyncEngine, ClientBuildError> {
@@ -69,13 +69,13 @@ impl SyncEngine {
             None => None,
         };
         Ok(SyncEngine::new(
-            settings, authentik, outline, openfga, state, metrics,
+            settings, directory, outline, openfga, state, metrics,
         ))
     }
 
     pub fn new(
         settings: &Settings,
-        authentik: AuthentikClient,
+        directory: Arc<dyn Directory>,
         outline: Option<OutlineClient>,
         openfga: Option<OpenFgaClient>,
         state: BridgeState,
@@ -83,7 +83,7 @@ impl SyncEngine {
     ) -> SyncEngine {
         let ctx = Arc::new(SyncContext {
             reader: SnapshotReader {
-                authentik,
+                directory,
                 caches: SnapshotCaches::new(settings.cache_ttl, metrics.clone()),
                 selector: GroupSelector {
                     filter: settings.group_filter.clone(),

@@ -10,10 +10,11 @@ use crate::domain::{
     GroupSummary, UserSnapshot,
 };
 use crate::source::cache::{get_or_load, SnapshotCaches};
-use crate::source::AuthentikClient;
+use crate::source::directory::Directory;
 
 pub struct SnapshotReader {
-    pub authentik: AuthentikClient,
+    /// Where desired state is read: Authentik's API or the SCIM store.
+    pub directory: Arc<dyn Directory>,
     pub caches: SnapshotCaches,
     pub selector: GroupSelector,
     pub membership: MembershipMode,
@@ -27,7 +28,7 @@ impl SnapshotReader {
     /// Every Authentik group, managed or not, without members. Group events invalidate it.
     pub async fn full_catalog(&self) -> Result<Arc<Vec<GroupSummary>>, UpstreamError> {
         get_or_load(&self.caches.metrics, &self.caches.catalog, (), async {
-            let groups = self.authentik.list_groups(false).await?;
+            let groups = self.directory.list_groups(false).await?;
             Ok::<_, UpstreamError>(Arc::new(
                 groups.into_iter().map(|g| g.summary).collect::<Vec<_>>(),
             ))
@@ -43,7 +44,7 @@ impl SnapshotReader {
         &self,
         id: &AuthentikGroupId,
     ) -> Result<Option<GroupSnapshot>, UpstreamError> {
-        let Some(g) = self.authentik.group(id).await? else {
+        let Some(g) = self.directory.group(id).await? else {
             return Ok(None);
         };
         self.caches.remember_members(&g);
@@ -55,26 +56,19 @@ impl SnapshotReader {
         &self,
         pk: AuthentikUserId,
     ) -> Result<Option<UserSnapshot>, UpstreamError> {
-        let user = self.authentik.user(pk).await?;
+        let user = self.directory.user(pk).await?;
         if let Some(email) = user.as_ref().and_then(|u| u.email.as_ref()) {
             self.caches.emails.remember(pk, email);
         }
         Ok(user)
     }
 
-    /// Finds the Authentik user for an email. Authentik's `email` filter is exact and case-sensitive
-    /// (docs/src/upstream/authentik.md §7.4): the exact filter is tried first (one call, and what SSO-provisioned
-    /// Outline accounts match), then `search=`, whose fields include email, compared here without case.
-    /// Several users with one email match none, with a warning.
+    /// Finds the directory's user for an email. Several users with one email match none, with a warning.
     pub async fn authentik_user_by_email(
         &self,
         email: &Email,
     ) -> Result<Option<UserSnapshot>, UpstreamError> {
-        let mut found = self.authentik.users_with_exact_email(email).await?;
-        if found.is_empty() {
-            found = self.authentik.search_users(email.as_str()).await?;
-            found.retain(|u| u.email.as_ref() == Some(email));
-        }
+        let mut found = self.directory.users_with_email(email).await?;
         match found.len() {
             1 => {
                 let user = found.pop();

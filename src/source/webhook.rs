@@ -5,8 +5,6 @@
 //! mappings (docs/src/upstream/authentik.md §2.1, §2.7). The body is the small versioned document the blueprint's body mapping returns.
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::configuration::Secret;
 use crate::domain::{AuthentikGroupId, AuthentikUserId};
@@ -38,9 +36,7 @@ pub fn verify_webhook_token(
         .or(query_token)
         .filter(|t| !t.is_empty())
         .ok_or(TokenError::Missing)?;
-    let a = Sha256::digest(presented.as_bytes());
-    let b = Sha256::digest(expected.expose().as_bytes());
-    if bool::from(a.ct_eq(&b)) {
+    if expected.matches(presented) {
         Ok(())
     } else {
         Err(TokenError::Wrong)

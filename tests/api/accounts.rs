@@ -937,18 +937,21 @@ async fn a_missing_mapped_group_or_a_changed_map_demotes_nobody_without_force() 
         let mut s = settings_for(&authentik, &outline);
         s.role_map = Some(RoleMap::parse(map, "member").expect("parses"));
         s.state_dir = Some(state.clone());
-        authentik_bridge::app::startup::build_engine(
-            &s,
-            std::sync::Arc::new(authentik_bridge::metrics::Metrics::new()),
-        )
-        .expect("engine")
+        async move {
+            authentik_bridge::app::startup::build_engine(
+                &s,
+                std::sync::Arc::new(authentik_bridge::metrics::Metrics::new()),
+            )
+            .await
+            .expect("engine")
+        }
     };
     let pass = ReconcileOptions::default();
     let force = FORCE;
     let carol_role = || outline.role_of(&ocarol);
 
     // A typo: no group is called `outline-admin`. Nobody is lowered, not even by --force.
-    let typo = engine_with("outline-admin=admin");
+    let typo = engine_with("outline-admin=admin").await;
     run_reconcile(&typo, force).await.expect("pass");
     assert_eq!(
         carol_role().as_deref(),
@@ -957,7 +960,7 @@ async fn a_missing_mapped_group_or_a_changed_map_demotes_nobody_without_force() 
     );
 
     // The right map, first applied: held without --force, made with it.
-    let right = engine_with("outline-admins=admin");
+    let right = engine_with("outline-admins=admin").await;
     let report = run_reconcile(&right, pass).await.expect("pass");
     assert!(report.guarded);
     assert_eq!(carol_role().as_deref(), Some("admin"), "held: a new map");
@@ -977,7 +980,7 @@ async fn a_missing_mapped_group_or_a_changed_map_demotes_nobody_without_force() 
 
     // A restart with the same map: remembered in STATE_DIR, so no --force is needed.
     outline.set_role(&ocarol, "admin");
-    let restarted = engine_with("outline-admins=admin");
+    let restarted = engine_with("outline-admins=admin").await;
     let report = run_reconcile(&restarted, pass).await.expect("pass");
     assert!(!report.guarded);
     assert_eq!(carol_role().as_deref(), Some("member"));
@@ -985,7 +988,7 @@ async fn a_missing_mapped_group_or_a_changed_map_demotes_nobody_without_force() 
     // The map changes: held again.
     authentik.add_group("outline-readers");
     outline.set_role(&ocarol, "admin");
-    let changed = engine_with("outline-admins=admin,outline-readers=viewer");
+    let changed = engine_with("outline-admins=admin,outline-readers=viewer").await;
     let report = run_reconcile(&changed, pass).await.expect("pass");
     assert!(report.guarded);
     assert_eq!(

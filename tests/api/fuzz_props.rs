@@ -287,9 +287,9 @@ proptest! {
             let limiter = OutlineLimiter::new(s.outline_rate_limit);
             prop_assert!(limiter.allowed_per_second.is_finite());
             let metrics = Arc::new(Metrics::new());
-            let engine = build_engine(&s, metrics.clone()).expect("upstreams are set");
             // The queue spawns its jobs on the runtime it is built in.
             let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let engine = runtime.block_on(build_engine(&s, metrics.clone())).expect("upstreams are set");
             let _in_runtime = runtime.enter();
             let _queue = JobQueue::new(engine.registered(), s.queue_capacity, s.worker_concurrency, metrics);
         }
@@ -468,10 +468,12 @@ fn a_huge_worker_concurrency_is_a_configuration_error_not_a_panic() {
         Ok(s) => {
             let built = std::panic::catch_unwind(|| {
                 let metrics = Arc::new(Metrics::new());
-                let engine = build_engine(&s, metrics.clone()).expect("upstreams are set");
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .build()
                     .expect("runtime");
+                let engine = runtime
+                    .block_on(build_engine(&s, metrics.clone()))
+                    .expect("upstreams are set");
                 let _in_runtime = runtime.enter();
                 JobQueue::new(
                     engine.registered(),
@@ -513,6 +515,7 @@ async fn extreme_but_valid_settings_start_and_serve() {
     let settings = Settings::load(None, &env).expect("valid, if extreme");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port 0");
     let app = authentik_bridge::app::startup::Application::build_with_listener(settings, listener)
+        .await
         .expect("builds");
     let url = format!("http://127.0.0.1:{}/healthz", app.port());
     let engine = app.engine();

@@ -95,7 +95,9 @@ pub async fn spawn_app_with_sinks(
         .map(authentik_bridge::app::demo::openfga_settings_for_fake);
     tweak(&mut settings);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    let app = Application::build_with_listener(settings, listener).expect("app builds");
+    let app = Application::build_with_listener(settings, listener)
+        .await
+        .expect("app builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     let queue = app.queue();
     let engine = app.engine();

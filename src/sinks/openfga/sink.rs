@@ -301,7 +301,7 @@ async fn plan_group(sink: &OpenFgaSink, id: &AuthentikGroupId) -> Result<Planned
             vec![(group.summary.clone(), group.active_people())]
         }
         MembershipMode::Inherited => {
-            let directory = reader.authentik.list_groups(true).await?;
+            let directory = reader.directory.list_groups(true).await?;
             let summaries: Vec<GroupSummary> =
                 directory.iter().map(|g| g.summary.clone()).collect();
             let mut affected = ancestors(&summaries).remove(id).unwrap_or_default();
@@ -498,11 +498,11 @@ async fn live_holder(
             None => None,
         },
         UserIdForm::Username => reader
-            .authentik
-            .search_users(value)
+            .directory
+            .users_named(value)
             .await?
             .into_iter()
-            .find(|u| u.username.as_deref() == Some(value))
+            .next()
             .map(|u| u.pk),
     })
 }
@@ -515,7 +515,7 @@ async fn plan_pass(
 ) -> Result<PassPlan<TupleChanges, OpenFgaPassReport>, SyncError> {
     let engine = &*sink.ctx;
     let reader = &engine.reader;
-    let directory = reader.authentik.list_groups(true).await?;
+    let directory = reader.directory.list_groups(true).await?;
     let mut desired_by_group = desired_people(&directory, reader.membership);
     let mut report = OpenFgaPassReport {
         relation: sink.naming.relation.clone(),

@@ -36,7 +36,7 @@ pub async fn plan_all(
     let read_at = engine.clock.now();
     let (users, people, catalog) = tokio::join!(
         outline.list_users(),
-        reader.authentik.list_users(),
+        reader.directory.list_users(),
         reader.full_catalog()
     );
     let (users, people, mut catalog) = (users?, people?, catalog?);
@@ -302,7 +302,7 @@ async fn mapped_members(
             }
         }
         MembershipMode::Inherited => {
-            let directory = reader.authentik.list_groups(true).await?;
+            let directory = reader.directory.list_groups(true).await?;
             let desired = inherited_members(&directory);
             for g in directory.iter().filter(|g| map.names(&g.summary.name)) {
                 for m in desired.get(&g.summary.id).into_iter().flatten() {

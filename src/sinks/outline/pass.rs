@@ -290,7 +290,7 @@ async fn plan_everything(
     engine.progress.start();
     reader.caches.invalidate_all();
     engine.index.invalidate_all();
-    let directory = reader.authentik.list_groups(true).await?;
+    let directory = reader.directory.list_groups(true).await?;
     let mut desired: BTreeMap<AuthentikGroupId, BTreeSet<DesiredMember>> = match reader.membership {
         MembershipMode::Direct => directory
             .iter()

@@ -344,7 +344,7 @@ async fn plan_group(engine: &OutlineSync, id: &AuthentikGroupId) -> Result<Plann
             if known && !counts(id) && !above.get(id).into_iter().flatten().any(counts) {
                 return Planned::noted("neither synced nor mapped, nor below such a group");
             }
-            let directory = reader.authentik.list_groups(true).await?;
+            let directory = reader.directory.list_groups(true).await?;
             let desired = inherited_members(&directory);
             let summaries: Vec<GroupSummary> =
                 directory.iter().map(|g| g.summary.clone()).collect();
