@@ -28,4 +28,5 @@ mod openfga;
 mod races;
 mod reconcile;
 mod runtime;
+mod scim;
 mod signin;
