@@ -990,6 +990,52 @@ mod tests {
     }
 
     #[test]
+    fn scim_needs_its_token_and_state_dir_and_never_a_second_source() {
+        let outline = [
+            ("OUTLINE_URL", "https://docs.example.com"),
+            ("OUTLINE_TOKEN", "ol"),
+            ("SOURCE", "SCIM"),
+        ];
+        let s = Settings::load(None, &env(&outline)).expect("loads");
+        assert_eq!(s.source, SourceKind::Scim);
+        let err = s.require_upstreams().expect_err("incomplete").to_string();
+        assert!(
+            err.contains("SCIM_TOKEN")
+                && err.contains("STATE_DIR")
+                && !err.contains("AUTHENTIK_URL"),
+            "names what SCIM needs, not Authentik's API: {err}"
+        );
+        let mut full = outline.to_vec();
+        full.extend([
+            ("SCIM_TOKEN", "t"),
+            ("STATE_DIR", "/var/lib/authentik-bridge"),
+        ]);
+        Settings::load(None, &env(&full))
+            .expect("loads")
+            .require_upstreams()
+            .expect("enough for SCIM");
+
+        let mut fight = full.clone();
+        fight.push(("AUTHENTIK_WEBHOOK_TOKEN", "w"));
+        let err = Settings::load(None, &env(&fight))
+            .expect_err("two sources")
+            .to_string();
+        assert!(
+            err.contains("AUTHENTIK_WEBHOOK_TOKEN") && err.contains("fix:"),
+            "{err}"
+        );
+        let mut stray = base();
+        stray.push(("SCIM_TOKEN", "t"));
+        let err = Settings::load(None, &env(&stray))
+            .expect_err("SCIM token, Authentik source")
+            .to_string();
+        assert!(err.contains("SOURCE=scim"), "{err}");
+        let mut typo = base();
+        typo.push(("SOURCE", "okta"));
+        assert!(Settings::load(None, &env(&typo)).is_err());
+    }
+
+    #[test]
     fn openfga_alone_is_a_sink_and_its_settings_are_checked() {
         let fga = [
             ("AUTHENTIK_URL", "https://auth.example.com/"),

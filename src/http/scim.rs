@@ -11,6 +11,7 @@ use crate::configuration::Secret;
 use crate::http::{read_body, AppState, WebhookError};
 use crate::runtime::intake::accept_changes;
 use crate::source::scim::discovery::{self, MAX_PAYLOAD};
+use crate::source::scim::resource::Projection;
 use crate::source::scim::service::{ListQuery, ScimAnswer};
 use crate::source::scim::{ScimError, ScimService};
 
@@ -25,28 +26,44 @@ pub struct ScimState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Each path answers its methods; any other method gets 405 (RFC 7644 §3.12), any other path 404.
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.service(
         web::scope(BASE_PATH)
-            .route(
-                "/ServiceProviderConfig",
-                web::get().to(service_provider_config),
+            .service(
+                resource("/ServiceProviderConfig").route(web::get().to(service_provider_config)),
             )
-            .route("/ResourceTypes", web::get().to(resource_types))
-            .route("/ResourceTypes/{name}", web::get().to(resource_type))
-            .route("/Schemas", web::get().to(schemas))
-            .route("/Schemas/{id}", web::get().to(schema))
-            .route("/Users", web::post().to(create_user))
-            .route("/Users", web::get().to(list_users))
-            .route("/Users/{id}", web::get().to(get_user))
-            .route("/Users/{id}", web::put().to(replace_user))
-            .route("/Users/{id}", web::patch().to(patch_user))
-            .route("/Users/{id}", web::delete().to(delete_user))
-            .route("/Groups", web::post().to(create_group))
-            .route("/Groups", web::get().to(list_groups))
-            .route("/Groups/{id}", web::get().to(get_group))
-            .route("/Groups/{id}", web::put().to(replace_group))
-            .route("/Groups/{id}", web::patch().to(patch_group))
-            .route("/Groups/{id}", web::delete().to(delete_group))
+            .service(resource("/ResourceTypes").route(web::get().to(resource_types)))
+            .service(resource("/ResourceTypes/{name}").route(web::get().to(resource_type)))
+            .service(resource("/Schemas").route(web::get().to(schemas)))
+            .service(resource("/Schemas/{id}").route(web::get().to(schema)))
+            .service(
+                resource("/Users")
+                    .route(web::post().to(create_user))
+                    .route(web::get().to(list_users)),
+            )
+            .service(resource("/Users/.search").route(web::post().to(search_users)))
+            .service(
+                resource("/Users/{id}")
+                    .route(web::get().to(get_user))
+                    .route(web::put().to(replace_user))
+                    .route(web::patch().to(patch_user))
+                    .route(web::delete().to(delete_user)),
+            )
+            .service(
+                resource("/Groups")
+                    .route(web::post().to(create_group))
+                    .route(web::get().to(list_groups)),
+            )
+            .service(resource("/Groups/.search").route(web::post().to(search_groups)))
+            .service(
+                resource("/Groups/{id}")
+                    .route(web::get().to(get_group))
+                    .route(web::put().to(replace_group))
+                    .route(web::patch().to(patch_group))
+                    .route(web::delete().to(delete_group)),
+            )
+            .service(resource("/.search").route(web::post().to(search_everything)))
             .default_service(web::to(unknown)),
     );
 }
@@ -227,19 +244,18 @@ fn list_query(req: &HttpRequest) -> Result<ListQuery, ScimError> {
             .parse::<i64>()
             .map_err(|_| ScimError::invalid_value(format!("{name} must be an integer, not {v:?}")))
     };
+    let (mut attributes, mut excluded) = (None, None);
     for (name, value) in &pairs {
         match name.to_ascii_lowercase().as_str() {
             "filter" => query.filter = Some(value.clone()),
             "startindex" => query.start_index = Some(number("startIndex", value)?),
             "count" => query.count = Some(number("count", value)?),
-            "excludedattributes" => {
-                query.exclude_members = value
-                    .split(',')
-                    .any(|a| a.trim().eq_ignore_ascii_case("members"))
-            }
+            "attributes" => attributes = Some(value.as_str()),
+            "excludedattributes" => excluded = Some(value.as_str()),
             _ => {}
         }
     }
+    query.projection = Projection::parse(attributes, excluded);
     Ok(query)
 }
 
@@ -369,12 +385,67 @@ async fn get_user(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let id = id.into_inner();
-    read(
-        req,
-        state,
-        |s, base| async move { s.get_user(&base, &id).await },
-    )
+    let query = list_query(&req);
+    read(req, state, |s, base| async move {
+        s.get_user(&base, &id, &query?.projection).await
+    })
     .await
+}
+
+async fn search_users(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    write(req, payload, state, |s, base, body| async move {
+        s.list_users(&base, &ListQuery::from_search(body)?).await
+    })
+    .await
+}
+
+async fn search_groups(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    write(req, payload, state, |s, base, body| async move {
+        s.list_groups(&base, &ListQuery::from_search(body)?).await
+    })
+    .await
+}
+
+/// A search across every resource type at once is not offered; RFC 7644 §3.4.3 lets a server say so with 501.
+async fn search_everything(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let started = std::time::Instant::now();
+    drain(&req, payload, &state).await;
+    let result = authorize(&req, &state).and_then(|_| {
+        Err(ScimError::not_implemented(
+            "searching every resource type at once is not offered; POST /Users/.search or /Groups/.search",
+        ))
+    });
+    finish(&state, started, result)
+}
+
+/// A method the path does not answer.
+async fn method_not_allowed(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let started = std::time::Instant::now();
+    drain(&req, payload, &state).await;
+    let result = authorize(&req, &state).and_then(|_| {
+        Err(ScimError::method_not_allowed(format!(
+            "{} is not allowed on {}",
+            req.method(),
+            req.path()
+        )))
+    });
+    finish(&state, started, result)
 }
 
 async fn replace_user(
@@ -437,9 +508,9 @@ async fn get_group(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let id = id.into_inner();
-    let exclude = list_query(&req).map(|q| q.exclude_members);
+    let query = list_query(&req);
     read(req, state, |s, base| async move {
-        s.get_group(&base, &id, exclude?).await
+        s.get_group(&base, &id, &query?.projection).await
     })
     .await
 }

@@ -614,3 +614,49 @@ async fn check_names_role_map_groups_authentik_does_not_have() {
         "{stdout}"
     );
 }
+
+/// SCIM mode without its store or token does not start, and names both; `check` in SCIM mode proves the
+/// store opens (creating and migrating it) and the token is set.
+#[test]
+fn scim_mode_needs_state_dir_and_token_and_check_proves_the_store() {
+    let out = bridge()
+        .arg("serve")
+        .env("SOURCE", "scim")
+        .env("OUTLINE_URL", "https://docs.example.com")
+        .env("OUTLINE_TOKEN", "ol")
+        .env("OUTLINE_WEBHOOK_SECRET", "whs")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SCIM_TOKEN") && stderr.contains("STATE_DIR"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("AUTHENTIK_URL"), "{stderr}");
+
+    let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-scim-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("dir");
+    let out = bridge()
+        .arg("check")
+        .env("SOURCE", "scim")
+        .env("SCIM_TOKEN", "scim-secret-value")
+        .env("STATE_DIR", &state)
+        .env("OUTLINE_URL", "http://127.0.0.1:9")
+        .env("OUTLINE_TOKEN", "ol")
+        .env("OUTLINE_WEBHOOK_SECRET", "whs")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ok   scim: the store") && stdout.contains("opens and is migrated"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok   scim: SCIM_TOKEN is set"), "{stdout}");
+    assert!(!stdout.contains("authentik"), "no Authentik line in SCIM mode: {stdout}");
+    assert!(!stdout.contains("scim-secret-value"));
+    assert!(state.join("bridge.db").is_file(), "the store was created");
+    assert_eq!(out.status.code(), Some(1), "Outline is unreachable: {stdout}");
+}

@@ -29,4 +29,5 @@ mod races;
 mod reconcile;
 mod runtime;
 mod scim;
+mod scim_conformance;
 mod signin;

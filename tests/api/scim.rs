@@ -198,7 +198,10 @@ async fn the_captured_authentik_sequence_drives_outline() {
         member_emails(&app, "team"),
         ["alice@example.com", "bob@example.com"]
     );
-    let og = app.outline.group_by_name("team").expect("created in Outline");
+    let og = app
+        .outline
+        .group_by_name("team")
+        .expect("created in Outline");
     assert_eq!(
         og.external_id.as_deref(),
         Some(TEAM_UUID),

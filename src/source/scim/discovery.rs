@@ -128,7 +128,13 @@ pub fn schema(base: &str, id: &str) -> Option<Value> {
                     "required": false, "mutability": "readWrite", "returned": "default", "uniqueness": "none",
                     "subAttributes": [
                         {"name": "value", "type": "string", "multiValued": false, "description": "the member's id",
-                         "required": false, "caseExact": true, "mutability": "immutable", "returned": "default", "uniqueness": "none"}
+                         "required": false, "caseExact": true, "mutability": "immutable", "returned": "default", "uniqueness": "none"},
+                        {"name": "$ref", "type": "reference", "referenceTypes": ["User"], "multiValued": false,
+                         "description": "the member's URI", "required": false, "caseExact": true,
+                         "mutability": "immutable", "returned": "default", "uniqueness": "none"},
+                        {"name": "type", "type": "string", "multiValued": false, "description": "User: groups hold people only",
+                         "required": false, "caseExact": false, "canonicalValues": ["User"],
+                         "mutability": "immutable", "returned": "default", "uniqueness": "none"}
                     ]
                 }),
             ],

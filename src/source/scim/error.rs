@@ -55,6 +55,9 @@ impl ScimError {
     pub fn too_large(limit: usize) -> ScimError {
         Self::new(413, None, format!("body larger than {limit} bytes"))
     }
+    pub fn method_not_allowed(detail: impl Into<String>) -> ScimError {
+        Self::new(405, None, detail)
+    }
     pub fn unsupported_media(detail: impl Into<String>) -> ScimError {
         Self::new(415, None, detail)
     }

@@ -112,11 +112,15 @@ impl UserBody {
         }
         let user_name = required_string(&map, "userName", "user")?;
         let external_id = optional_string(&map, "externalId")?;
+        // Absent means active (RFC 7643 leaves it optional); a value present is kept as a boolean.
         let active = match take(&mut map, "active") {
             None | Some(Value::Null) => true,
-            Some(v) => boolean(&v, "active")?,
+            Some(v) => {
+                let active = boolean(&v, "active")?;
+                map.insert("active".into(), Value::Bool(active));
+                active
+            }
         };
-        map.insert("active".into(), Value::Bool(active));
         let email = primary_email(&map, &user_name)?;
         let display_name = display_name(&map)?;
         Ok(UserBody {
@@ -278,6 +282,115 @@ pub fn render(
     out
 }
 
+/// Which attributes an answer carries (RFC 7644 §3.4.2.5): `attributes` keeps only those named (and `id`,
+/// `schemas`, which are always returned), `excludedAttributes` drops those named. Names compare without case,
+/// may carry the core schema's URN, and may name a sub-attribute (`name.givenName`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection {
+    pub attributes: Vec<String>,
+    pub excluded: Vec<String>,
+}
+
+/// Attributes every answer carries, whatever was asked.
+const ALWAYS: &[&str] = &["id", "schemas"];
+
+fn bare(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    for prefix in [USER_SCHEMA, GROUP_SCHEMA] {
+        let prefix = format!("{}:", prefix.to_ascii_lowercase());
+        if let Some(rest) = lower.strip_prefix(&prefix) {
+            return rest.to_string();
+        }
+    }
+    lower
+}
+
+impl Projection {
+    /// Reads the two comma-separated lists.
+    pub fn parse(attributes: Option<&str>, excluded: Option<&str>) -> Projection {
+        let split = |v: Option<&str>| -> Vec<String> {
+            v.map(|v| v.split(',').map(bare).filter(|a| !a.is_empty()).collect())
+                .unwrap_or_default()
+        };
+        Projection {
+            attributes: split(attributes),
+            excluded: split(excluded),
+        }
+    }
+
+    /// Whether the answer leaves out `name` (a top-level attribute) entirely.
+    pub fn leaves_out(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        if self.excluded.contains(&name) {
+            return true;
+        }
+        !self.attributes.is_empty()
+            && !self
+                .attributes
+                .iter()
+                .any(|a| a == &name || a.split('.').next() == Some(name.as_str()))
+    }
+
+    pub fn apply(&self, resource: &mut Map<String, Value>) {
+        if !self.attributes.is_empty() {
+            resource.retain(|key, value| {
+                let key = key.to_ascii_lowercase();
+                if ALWAYS.contains(&key.as_str()) || self.attributes.contains(&key) {
+                    return true;
+                }
+                let subs: Vec<&str> = self
+                    .attributes
+                    .iter()
+                    .filter_map(|a| a.strip_prefix(&format!("{key}.")))
+                    .collect();
+                if subs.is_empty() {
+                    return false;
+                }
+                keep_subs(value, &subs);
+                true
+            });
+        }
+        for name in &self.excluded {
+            if ALWAYS.contains(&name.as_str()) {
+                continue;
+            }
+            match name.split_once('.') {
+                None => {
+                    take(resource, name);
+                }
+                Some((attr, sub)) => {
+                    let key = resource
+                        .keys()
+                        .find(|k| k.eq_ignore_ascii_case(attr))
+                        .cloned();
+                    if let Some(value) = key.and_then(|k| resource.get_mut(&k)) {
+                        drop_sub(value, sub);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Keeps only the named sub-attributes, in an object or in each object of a list.
+fn keep_subs(value: &mut Value, subs: &[&str]) {
+    match value {
+        Value::Object(map) => map.retain(|k, _| subs.iter().any(|s| k.eq_ignore_ascii_case(s))),
+        Value::Array(items) => items.iter_mut().for_each(|i| keep_subs(i, subs)),
+        _ => {}
+    }
+}
+
+fn drop_sub(value: &mut Value, sub: &str) {
+    match value {
+        Value::Object(map) => {
+            take(map, sub);
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| drop_sub(i, sub)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +477,34 @@ mod tests {
         assert!(
             GroupBody::parse(object(json!({"displayName": ""}), "group").expect("object")).is_err()
         );
+    }
+
+    #[test]
+    fn projections() {
+        let full = || {
+            json!({"id": "1", "schemas": [USER_SCHEMA], "userName": "u", "name": {"givenName": "G", "familyName": "F"},
+                "emails": [{"value": "a@b.c", "type": "work"}], "meta": {}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+        };
+        let mut only = full();
+        Projection::parse(Some("userName,name.givenName"), None).apply(&mut only);
+        assert_eq!(
+            Value::Object(only),
+            json!({"id": "1", "schemas": [USER_SCHEMA], "userName": "u", "name": {"givenName": "G"}})
+        );
+        let mut less = full();
+        Projection::parse(
+            None,
+            Some("urn:ietf:params:scim:schemas:core:2.0:User:name,emails.type,id"),
+        )
+        .apply(&mut less);
+        assert!(less.get("name").is_none() && less.contains_key("id"));
+        assert_eq!(less["emails"], json!([{"value": "a@b.c"}]));
+        assert!(Projection::parse(None, Some("Members")).leaves_out("members"));
+        assert!(Projection::parse(Some("displayName"), None).leaves_out("members"));
+        assert!(!Projection::parse(Some("members.value"), None).leaves_out("members"));
     }
 
     proptest::proptest! {

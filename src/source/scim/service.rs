@@ -11,7 +11,7 @@ use super::error::ScimError;
 use super::filter::{self, FilterAttr};
 use super::patch::{self, GroupPatchState};
 use super::resource::{
-    self, render, GroupBody, Meta, UserBody, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA,
+    self, render, GroupBody, Meta, Projection, UserBody, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA,
 };
 use crate::domain::{AuthentikGroupId, AuthentikUserId, Email};
 use crate::source::webhook::{AuthentikChange, ModelAction};
@@ -54,8 +54,66 @@ pub struct ListQuery {
     /// 1-based.
     pub start_index: Option<i64>,
     pub count: Option<i64>,
-    /// `excludedAttributes=members`, as Entra ID asks for groups.
-    pub exclude_members: bool,
+    /// `attributes` and `excludedAttributes` (Entra ID asks for groups without members).
+    pub projection: Projection,
+}
+
+impl ListQuery {
+    /// A `POST …/.search` body (RFC 7644 §3.4.3): the list parameters as JSON.
+    pub fn from_search(body: Value) -> Result<ListQuery, ScimError> {
+        let map = resource::object(body, "search request")?;
+        let text = |key: &str| -> Result<Option<String>, ScimError> {
+            match resource::get(&map, key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(ScimError::invalid_value(format!(
+                    "{key} must be a string, not {}",
+                    resource::kind(other)
+                ))),
+            }
+        };
+        let number = |key: &str| -> Result<Option<i64>, ScimError> {
+            match resource::get(&map, key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .map(Some)
+                    .ok_or_else(|| ScimError::invalid_value(format!("{key} must be an integer"))),
+                Some(other) => Err(ScimError::invalid_value(format!(
+                    "{key} must be an integer, not {}",
+                    resource::kind(other)
+                ))),
+            }
+        };
+        let names = |key: &str| -> Result<Option<String>, ScimError> {
+            match resource::get(&map, key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str().map(str::to_string).ok_or_else(|| {
+                            ScimError::invalid_value(format!("{key} must list strings"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| Some(v.join(","))),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(ScimError::invalid_value(format!(
+                    "{key} must be a list of names, not {}",
+                    resource::kind(other)
+                ))),
+            }
+        };
+        Ok(ListQuery {
+            filter: text("filter")?,
+            start_index: number("startIndex")?,
+            count: number("count")?,
+            projection: Projection::parse(
+                names("attributes")?.as_deref(),
+                names("excludedAttributes")?.as_deref(),
+            ),
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -223,14 +281,22 @@ impl ScimService {
         })
     }
 
-    pub async fn get_user(&self, base: &str, id: &str) -> Result<ScimAnswer, ScimError> {
+    pub async fn get_user(
+        &self,
+        base: &str,
+        id: &str,
+        projection: &Projection,
+    ) -> Result<ScimAnswer, ScimError> {
         let row = self
             .store
             .user(id)
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found("User", id))?;
-        Ok(ScimAnswer::ok(self.render_user(base, &row)?))
+        Ok(ScimAnswer::ok(projected(
+            self.render_user(base, &row)?,
+            projection,
+        )))
     }
 
     pub async fn list_users(&self, base: &str, query: &ListQuery) -> Result<ScimAnswer, ScimError> {
@@ -261,8 +327,8 @@ impl ScimService {
         let items = page
             .rows
             .iter()
-            .map(|row| self.render_user(base, row))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|row| Ok(projected(self.render_user(base, row)?, &query.projection)))
+            .collect::<Result<Vec<_>, ScimError>>()?;
         Ok(ScimAnswer::ok(list_response(items, page.total, start)))
     }
 
@@ -448,7 +514,7 @@ impl ScimService {
         &self,
         base: &str,
         id: &str,
-        exclude_members: bool,
+        projection: &Projection,
     ) -> Result<ScimAnswer, ScimError> {
         let row = self
             .store
@@ -456,12 +522,13 @@ impl ScimService {
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found("Group", id))?;
-        let members = self.member_ids(&row, exclude_members).await?;
-        Ok(ScimAnswer::ok(self.render_group(
-            base,
-            &row,
-            members.as_deref(),
-        )?))
+        let members = self
+            .member_ids(&row, projection.leaves_out("members"))
+            .await?;
+        Ok(ScimAnswer::ok(projected(
+            self.render_group(base, &row, members.as_deref())?,
+            projection,
+        )))
     }
 
     async fn member_ids(
@@ -511,8 +578,13 @@ impl ScimService {
             .map_err(store_error)?;
         let mut items = Vec::with_capacity(page.rows.len());
         for row in &page.rows {
-            let members = self.member_ids(row, query.exclude_members).await?;
-            items.push(self.render_group(base, row, members.as_deref())?);
+            let members = self
+                .member_ids(row, query.projection.leaves_out("members"))
+                .await?;
+            items.push(projected(
+                self.render_group(base, row, members.as_deref())?,
+                &query.projection,
+            ));
         }
         Ok(ScimAnswer::ok(list_response(items, page.total, start)))
     }
@@ -665,6 +737,13 @@ fn remembered(row: &UserRow) -> Vec<(AuthentikUserId, Email)> {
         .and_then(Email::parse)
         .map(|e| vec![(AuthentikUserId(row.pk), e)])
         .unwrap_or_default()
+}
+
+fn projected(mut resource: Value, projection: &Projection) -> Value {
+    if let Value::Object(map) = &mut resource {
+        projection.apply(map);
+    }
+    resource
 }
 
 fn not_found(what: &str, id: &str) -> ScimError {
