@@ -1,7 +1,7 @@
 //! `authentik-bridge demo`: the whole story in a minute, with nothing to set up.
 //!
 //! It starts the simulated Authentik and Outline servers (the `upstream-fakes` crate, the same stateful fakes
-//! the tests use) on loopback, starts the real bridge against them, and plays eight steps, printing each as it
+//! the tests use) on loopback, starts the real bridge against them, and plays nine steps (the last with a second bridge in SCIM mode), printing each as it
 //! happens. The module and the fakes exist only with the `demo` cargo feature (on by default); production
 //! builds (`--no-default-features`: the Docker image and the systemd steps) carry neither.
 
@@ -375,6 +375,9 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         ok: repaired,
     });
 
+    // 9. SCIM: a second bridge, in SCIM mode, driven by a simulated identity provider.
+    steps.extend(scim_steps(&outline, &openfga, &http, limit).await?);
+
     say("\n| step | what changed in Outline / in OpenFGA | from the change until both match | result |\n|---|---|---|---|");
     for s in &steps {
         say(&format!(
@@ -392,6 +395,134 @@ async fn play() -> Result<bool, Box<dyn std::error::Error>> {
         "\nSome steps did not converge."
     });
     Ok(all_ok)
+}
+
+const SCIM_TOKEN: &str = "demo-scim-token";
+/// What an identity provider sends as the group's externalId (Authentik sends its group UUID).
+const SUPPORT_UUID: &str = "0f6e2a8c-5b1d-4c3e-9a7f-2d4b6c8e0a1f";
+
+/// Step 9: a second bridge with `SOURCE=scim`, its store in a scratch `STATE_DIR`, and a simulated identity
+/// provider sending what Authentik's SCIM provider sends (docs/src/upstream/scim.md §6): a user, a group, a
+/// member PATCH, then a deactivation. Outline and OpenFGA follow the store.
+async fn scim_steps(
+    outline: &FakeOutline,
+    openfga: &FakeOpenFga,
+    http: &reqwest::Client,
+    limit: Duration,
+) -> Result<Vec<Step>, Box<dyn std::error::Error>> {
+    say("9. A second bridge runs with SOURCE=scim: a simulated identity provider (Authentik's SCIM provider, Okta or Entra ID) pushes SCIM to /scim/v2.");
+    let state = std::env::temp_dir().join(format!("authentik-bridge-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state)?;
+    let erin = outline.add_user("Erin Moss", "erin@example.com");
+    let mut settings = Settings::for_upstreams(
+        UpstreamSettings {
+            url: "http://127.0.0.1:9".into(),
+            token: Secret::new("unused"),
+        },
+        UpstreamSettings {
+            url: outline.url(),
+            token: Secret::new(outline.token()),
+        },
+    );
+    settings.authentik = None;
+    settings.source = crate::configuration::SourceKind::Scim;
+    settings.scim_token = Some(Secret::new(SCIM_TOKEN));
+    settings.state_dir = Some(state.clone());
+    settings.outline_webhook_secret = Some(Secret::new(SECRET));
+    settings.reconcile_interval = None;
+    settings.auto_create_groups = true;
+    settings.outline_rate_limit = RATE;
+    settings.suspend_deactivated = true;
+    settings.openfga = Some(openfga_settings_for_fake(openfga));
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let app = Application::build_with_listener(settings, listener).await?;
+    let base = format!("http://127.0.0.1:{}/scim/v2", app.port());
+    let queue = app.queue();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    queue.wait_idle().await;
+    say(&format!(
+        "   SCIM base URL {base}, store {}",
+        state.join(crate::store::FILE_NAME).display()
+    ));
+    let send = |method: reqwest::Method, path: String, body: serde_json::Value| {
+        http.request(method, format!("{base}{path}"))
+            .bearer_auth(SCIM_TOKEN)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+    };
+    let user = serde_json::json!({"userName": "erin", "displayName": "Erin Moss", "active": true,
+        "name": {"formatted": "Erin Moss", "givenName": "Erin", "familyName": "Moss"},
+        "emails": [{"value": "erin@example.com", "type": "other", "primary": true}],
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "externalId": "erin-external-id"});
+    let created: serde_json::Value = send(reqwest::Method::POST, "/Users".into(), user.clone())
+        .await?
+        .json()
+        .await?;
+    let erin_id = created["id"].as_str().unwrap_or_default().to_string();
+    let group: serde_json::Value = send(
+        reqwest::Method::POST,
+        "/Groups".into(),
+        serde_json::json!({"displayName": "Support",
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "externalId": SUPPORT_UUID}),
+    )
+    .await?
+    .json()
+    .await?;
+    let group_id = group["id"].as_str().unwrap_or_default().to_string();
+    let tuple = (
+        "user:erin".to_string(),
+        "member".to_string(),
+        format!("group:{SUPPORT_UUID}"),
+    );
+    let in_support = || {
+        outline
+            .group_by_name("Support")
+            .is_some_and(|g| outline.members(&g.id).contains_key(&erin))
+    };
+    let t0 = Instant::now();
+    let patch = serde_json::json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": erin_id}]}],
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]});
+    let answer = send(reqwest::Method::PATCH, format!("/Groups/{group_id}"), patch).await?;
+    let answered = t0.elapsed();
+    let took = wait_for(limit, || in_support() && openfga.tuples().contains(&tuple))
+        .await
+        .map(|_| t0.elapsed());
+    say(&format!(
+        "   PATCH /Groups/{{id}} add Erin: answered {} in {:.1} ms; Erin is in Outline's Support (created) and in OpenFGA {:.0} ms after the PATCH.",
+        answer.status(),
+        answered.as_secs_f64() * 1000.0,
+        took.unwrap_or(limit).as_secs_f64() * 1000.0
+    ));
+    let mut steps = vec![Step {
+        name: "SCIM add",
+        changed: "Erin +Support (created) / +1 tuple".into(),
+        took: took.unwrap_or(limit),
+        ok: took.is_some(),
+    }];
+    let mut off = user;
+    off["active"] = serde_json::json!(false);
+    off["id"] = serde_json::json!(erin_id);
+    let t0 = Instant::now();
+    send(reqwest::Method::PUT, format!("/Users/{erin_id}"), off).await?;
+    let took = wait_for(limit, || {
+        !in_support() && !openfga.tuples().contains(&tuple) && outline.is_suspended(&erin)
+    })
+    .await
+    .map(|_| t0.elapsed());
+    say(&format!(
+        "   PUT /Users/{{id}} with active false: Erin left Support, her tuple left OpenFGA, and she is suspended, {:.0} ms after the PUT.",
+        took.unwrap_or(limit).as_secs_f64() * 1000.0
+    ));
+    steps.push(Step {
+        name: "SCIM deactivate",
+        changed: "Erin -Support, suspended / -1 tuple".into(),
+        took: took.unwrap_or(limit),
+        ok: took.is_some(),
+    });
+    let _ = std::fs::remove_dir_all(&state);
+    Ok(steps)
 }
 
 /// Bridge settings that point at the fakes, with the given webhook secrets, no scheduled reconcile, and

@@ -655,8 +655,15 @@ fn scim_mode_needs_state_dir_and_token_and_check_proves_the_store() {
         "{stdout}"
     );
     assert!(stdout.contains("ok   scim: SCIM_TOKEN is set"), "{stdout}");
-    assert!(!stdout.contains("authentik"), "no Authentik line in SCIM mode: {stdout}");
+    assert!(
+        !stdout.contains("authentik"),
+        "no Authentik line in SCIM mode: {stdout}"
+    );
     assert!(!stdout.contains("scim-secret-value"));
     assert!(state.join("bridge.db").is_file(), "the store was created");
-    assert_eq!(out.status.code(), Some(1), "Outline is unreachable: {stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "Outline is unreachable: {stdout}"
+    );
 }
