@@ -1,5 +1,5 @@
-//! `GET /healthz` (the process answers), `GET /readyz` (Authentik and every configured sink answered their
-//! last call) and
+//! `GET /healthz` (the process answers), `GET /readyz` (Authentik, unless SCIM is the source, and every
+//! configured sink answered their last call) and
 //! `GET /metrics` (Prometheus text format).
 
 use actix_web::{web, HttpResponse};
@@ -18,7 +18,12 @@ const REFUSED_IN_A_ROW_WARNING: i64 = 3;
 /// but leave the answer 200: failing readiness would take the bridge out of its Service, and then the
 /// webhooks that are signed right (Outline's sign-ins, say) would stop as well.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let mut upstreams = vec!["authentik"];
+    // In SCIM mode the source is the store, answered locally; Authentik is not called at all.
+    let mut upstreams = if state.scim.is_some() {
+        Vec::new()
+    } else {
+        vec!["authentik"]
+    };
     upstreams.extend(state.engine.sinks());
     let down: Vec<&str> = upstreams
         .into_iter()
@@ -27,6 +32,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let warnings: Vec<String> = [
         ("authentik", "AUTHENTIK_WEBHOOK_TOKEN differs from the token in the Authentik transport's header (apply the blueprint again with the same token)"),
         ("outline", "OUTLINE_WEBHOOK_SECRET differs from the signing secret of Outline's webhook subscription"),
+        ("scim", "SCIM_TOKEN differs from the bearer token the identity provider sends"),
     ]
     .into_iter()
     .filter_map(|(source, cause)| {

@@ -114,6 +114,17 @@ fn member_emails(app: &TestApp, group: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_captured_authentik_sequence_drives_outline() {
     let (app, _state) = scim_app().await;
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(
+        ready.status().as_u16(),
+        200,
+        "Authentik is not called in SCIM mode, so not awaited"
+    );
     let oalice = app.outline.add_user("Alice Example", "alice@example.com");
     app.outline.add_user("Bob", "bob@example.com");
 
