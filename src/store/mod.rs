@@ -3,10 +3,17 @@
 //! Everything outside this folder talks to it through [`Store`] and [`scim::ScimWrite`], never through SQL, so a
 //! PostgreSQL backend for several replicas (sqlx speaks both) is a change inside this folder.
 //!
-//! Durability: the journal is a write-ahead log with `synchronous=FULL`, so a transaction that committed
-//! survives a `kill -9` and a power cut alike, and one that did not leaves nothing behind. Writers begin with
-//! `BEGIN IMMEDIATE`, so two writers (the server and a CLI `reconcile`, or two SCIM requests) queue on the
-//! database lock instead of failing half-way through an upgrade from reader to writer.
+//! Durability: the journal is a write-ahead log with `synchronous=NORMAL`. A transaction that committed is in
+//! the log before the answer goes out, so it survives the process being killed (`kill -9`, an OOM kill, a
+//! panic) at any moment, and one that did not commit leaves nothing behind: SQLite's WAL guarantees both. The
+//! log is synced to disk at each checkpoint rather than at each commit, so only a power cut or a kernel crash
+//! can roll back the last commits (never to a half-written state). That is the trade SQLite documents for
+//! WAL mode; a sync per commit would cost every SCIM request a disk flush (docs/src/benchmarks.md, SCIM
+//! intake). The identity provider's next full sync re-sends memberships in any case.
+//!
+//! Writers: one at a time in this process, queued in order on an async lock, then `BEGIN IMMEDIATE`, so a
+//! second process (a CLI `reconcile`) queues on the database lock instead of failing half-way through an
+//! upgrade from reader to writer; SQLite's busy handler waits for it, up to `BUSY_TIMEOUT`.
 
 pub mod scim;
 pub mod time;
@@ -27,6 +34,26 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections: SQLite has one writer at a time, and reads in WAL mode do not wait for it.
 const MAX_CONNECTIONS: u32 = 4;
 
+/// How often the write-ahead log is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies the log into the database now and then, off the requests' path: a checkpoint syncs the disk, and
+/// SQLite's own would run inside whichever commit crossed its threshold. `PASSIVE` never blocks a writer or a
+/// reader; what it cannot copy now waits for the next turn. Ends when the pool is closed.
+async fn checkpoints(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "store checkpoint skipped");
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the store {path} cannot be opened: {source}")]
@@ -45,11 +72,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The open store. Cloning shares the pool.
+/// The open store. Cloning shares the pool and the writers' lock.
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    /// Writers in this process take turns here, in order, instead of polling SQLite's lock.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -64,9 +93,11 @@ impl Store {
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Checkpoints run on a timer of their own (below), never inside a request's commit.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -82,17 +113,24 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        Ok(Store { pool, path })
+        tokio::spawn(checkpoints(pool.clone()));
+        Ok(Store {
+            pool,
+            path,
+            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// A write transaction that holds the database's write lock from its first statement.
+    /// A write transaction that holds the database's write lock from its first statement, and this
+    /// process's writers' turn until it commits or is dropped.
     pub async fn begin_write(&self) -> Result<scim::ScimWrite, StoreError> {
+        let turn = self.writer.clone().lock_owned().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(scim::ScimWrite::new(tx))
+        Ok(scim::ScimWrite::new(tx, turn))
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {

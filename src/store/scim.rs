@@ -154,11 +154,16 @@ fn fold(value: &str) -> String {
 /// One SCIM request's writes. Dropped without [`ScimWrite::commit`], it rolls back: nothing half-done stays.
 pub struct ScimWrite {
     tx: Transaction<'static, Sqlite>,
+    /// The writers' turn, given back when the transaction ends.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl ScimWrite {
-    pub(super) fn new(tx: Transaction<'static, Sqlite>) -> ScimWrite {
-        ScimWrite { tx }
+    pub(super) fn new(
+        tx: Transaction<'static, Sqlite>,
+        turn: tokio::sync::OwnedMutexGuard<()>,
+    ) -> ScimWrite {
+        ScimWrite { tx, _turn: turn }
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
