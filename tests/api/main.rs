@@ -30,4 +30,5 @@ mod reconcile;
 mod runtime;
 mod scim;
 mod scim_conformance;
+mod scim_crash;
 mod signin;
