@@ -97,7 +97,9 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             // Checkpoints run on a timer of their own (below), never inside a request's commit.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // A log that grew under a burst is cut back to this size once a checkpoint has emptied it.
+            .pragma("journal_size_limit", "16777216");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)

@@ -274,10 +274,12 @@ impl ScimService {
             status: 201,
             location: Some(format!("{base}/Users/{}", row.id)),
             body: Some(self.render_user(base, &row)?),
-            changes: SourceChanges {
-                changes: vec![user_change(&row, ModelAction::Created)],
-                emails: Vec::new(),
-            },
+            // Nothing to queue: a new SCIM user is in no group yet, and the PATCHes that add them are group
+            // jobs. A user job here would plan the person against every group they are in by the time it
+            // runs: during an identity provider's full sync, which sends every user before any group, that
+            // is one job per person repeating the group jobs' work. Their account (role, suspension)
+            // follows at their first group change or the next pass.
+            changes: SourceChanges::default(),
         })
     }
 
