@@ -2356,7 +2356,10 @@ async fn spawn_scim_serve(
         ),
         ("MAX_REMOVALS", "1000000".to_string()),
         // `BENCH_DEBUG=true` passes the bridge's debug logging through, to see where time goes.
-        ("DEBUG", std::env::var("BENCH_DEBUG").unwrap_or_else(|_| "false".into())),
+        (
+            "DEBUG",
+            std::env::var("BENCH_DEBUG").unwrap_or_else(|_| "false".into()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -37,19 +37,39 @@ const MAX_CONNECTIONS: u32 = 4;
 /// How often the write-ahead log is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
+/// Log frames (4 KiB each) past which a log fully copied is cut back to nothing.
+const TRUNCATE_FRAMES: i64 = 4096;
+
 /// Copies the log into the database now and then, off the requests' path: a checkpoint syncs the disk, and
 /// SQLite's own would run inside whichever commit crossed its threshold. `PASSIVE` never blocks a writer or a
-/// reader; what it cannot copy now waits for the next turn. Ends when the pool is closed.
-async fn checkpoints(pool: SqlitePool) {
+/// reader; what it cannot copy now waits for the next turn. A log that a burst made large is cut back once
+/// everything in it is copied, taking the writers' turn so that no request waits on it. Ends when the pool is
+/// closed.
+async fn checkpoints(pool: SqlitePool, writer: std::sync::Arc<tokio::sync::Mutex<()>>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
         tick.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::debug!(error = %e, "store checkpoint skipped");
+        let copied: Result<Vec<(i64, i64, i64)>, _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_all(&pool)
+                .await;
+        let (busy, log, done) = match copied.as_deref() {
+            Ok([row]) => *row,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "store checkpoint skipped");
+                continue;
+            }
+        };
+        if busy == 0 && log >= TRUNCATE_FRAMES && done == log {
+            let _turn = writer.lock().await;
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_all(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "store log not cut back");
+            }
         }
     }
 }
@@ -115,12 +135,9 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        tokio::spawn(checkpoints(pool.clone()));
-        Ok(Store {
-            pool,
-            path,
-            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
-        })
+        let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        tokio::spawn(checkpoints(pool.clone(), writer.clone()));
+        Ok(Store { pool, path, writer })
     }
 
     pub fn path(&self) -> &Path {
@@ -137,5 +154,82 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::scim::UserFields;
+
+    fn fields(name: &str) -> UserFields {
+        UserFields {
+            user_name: name.into(),
+            external_id: None,
+            display_name: None,
+            email: None,
+            active: true,
+            body: "{}".into(),
+        }
+    }
+
+    /// After reads of every kind, nothing holds a snapshot: a checkpoint copies the whole log.
+    #[tokio::test]
+    async fn reads_leave_nothing_open_and_a_checkpoint_copies_everything() {
+        let dir = std::env::temp_dir().join(format!("store-checkpoint-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::open(&dir).await.expect("opens");
+        for i in 0..50 {
+            let mut tx = store.begin_write().await.expect("begins");
+            tx.insert_user(&format!("id{i}"), &fields(&format!("u{i}")), "now")
+                .await
+                .expect("inserts");
+            tx.commit().await.expect("commits");
+            store.user(&format!("id{i}")).await.expect("reads");
+            store.user_by_pk(i + 1).await.expect("reads");
+            store.users(None, 0, 10).await.expect("lists");
+            store.all_users().await.expect("all");
+        }
+        let (busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(store.pool())
+            .await
+            .expect("row");
+        assert_eq!((busy, copied), (0, log), "a reader holds an old snapshot");
+    }
+
+    /// A log that a burst made large is cut back by the timer once it is copied.
+    #[tokio::test]
+    async fn a_large_log_is_cut_back() {
+        let dir = std::env::temp_dir().join(format!("store-truncate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::open(&dir).await.expect("opens");
+        let big = "x".repeat(3000);
+        for i in 0..3000 {
+            let mut tx = store.begin_write().await.expect("begins");
+            let mut f = fields(&format!("u{i}"));
+            f.body = format!("{{\"pad\": \"{big}\"}}");
+            tx.insert_user(&format!("id{i}"), &f, "now")
+                .await
+                .expect("inserts");
+            tx.commit().await.expect("commits");
+        }
+        let wal = dir.join(format!("{FILE_NAME}-wal"));
+        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size() > (TRUNCATE_FRAMES as u64) * 4096,
+            "the burst grew the log: {}",
+            size()
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while size() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log was not cut back: {}",
+                size()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

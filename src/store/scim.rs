@@ -5,6 +5,9 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::{Store, StoreError};
 
+// Single rows are read with `fetch_all`, never `fetch_optional`: a statement left before its last step keeps
+// its read snapshot open on a pooled connection, and no checkpoint can copy the log past it.
+
 /// A user as stored. `body` is the JSON the identity provider sent, without `id` and `meta`.
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -202,9 +205,9 @@ impl ScimWrite {
             "SELECT {USER_COLUMNS} FROM scim_users WHERE id = ?"
         ))
         .bind(id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_all(&mut *self.tx)
         .await?;
-        Ok(row.as_ref().map(user_row).transpose()?)
+        Ok(row.first().map(user_row).transpose()?)
     }
 
     pub async fn update_user(
@@ -309,9 +312,9 @@ impl ScimWrite {
             "SELECT {GROUP_COLUMNS} FROM scim_groups WHERE id = ?"
         ))
         .bind(id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_all(&mut *self.tx)
         .await?;
-        Ok(row.as_ref().map(group_row).transpose()?)
+        Ok(row.first().map(group_row).transpose()?)
     }
 
     pub async fn update_group(
@@ -419,9 +422,9 @@ impl Store {
             column.sql()
         ))
         .bind(value)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        Ok(row.as_ref().map(user_row).transpose()?)
+        Ok(row.first().map(user_row).transpose()?)
     }
 
     pub async fn user_by_pk(&self, pk: i64) -> Result<Option<UserRow>, StoreError> {
@@ -429,9 +432,9 @@ impl Store {
             "SELECT {USER_COLUMNS} FROM scim_users WHERE pk = ?"
         ))
         .bind(pk)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        Ok(row.as_ref().map(user_row).transpose()?)
+        Ok(row.first().map(user_row).transpose()?)
     }
 
     /// Users in key order, `offset` skipped and at most `limit` given; with a filter, only those whose
@@ -455,7 +458,12 @@ impl Store {
             count = count.bind(value);
             list = list.bind(value);
         }
-        let total = count.fetch_one(self.pool()).await?;
+        let total = count
+            .fetch_all(self.pool())
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(0);
         let rows = list.bind(limit).bind(offset).fetch_all(self.pool()).await?;
         Ok(Page {
             rows: rows.iter().map(user_row).collect::<Result<_, _>>()?,
@@ -468,9 +476,9 @@ impl Store {
             "SELECT {GROUP_COLUMNS} FROM scim_groups WHERE id = ?"
         ))
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        Ok(row.as_ref().map(group_row).transpose()?)
+        Ok(row.first().map(group_row).transpose()?)
     }
 
     pub async fn group_by_link_key(&self, link_key: &str) -> Result<Option<GroupRow>, StoreError> {
@@ -478,9 +486,9 @@ impl Store {
             "SELECT {GROUP_COLUMNS} FROM scim_groups WHERE link_key = ?"
         ))
         .bind(link_key)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        Ok(row.as_ref().map(group_row).transpose()?)
+        Ok(row.first().map(group_row).transpose()?)
     }
 
     pub async fn groups(
@@ -502,7 +510,12 @@ impl Store {
             count = count.bind(value);
             list = list.bind(value);
         }
-        let total = count.fetch_one(self.pool()).await?;
+        let total = count
+            .fetch_all(self.pool())
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(0);
         let rows = list.bind(limit).bind(offset).fetch_all(self.pool()).await?;
         Ok(Page {
             rows: rows.iter().map(group_row).collect::<Result<_, _>>()?,
