@@ -236,19 +236,13 @@ impl ScimWrite {
         Ok(user_row(&row)?)
     }
 
-    /// Deletes a user and their memberships; the groups they were in, by link key.
-    pub async fn delete_user(&mut self, pk: i64) -> Result<Vec<String>, StoreError> {
-        let groups: Vec<String> = sqlx::query_scalar(
-            "SELECT g.link_key FROM scim_members m JOIN scim_groups g ON g.id = m.group_id WHERE m.user_pk = ? ORDER BY g.link_key",
-        )
-        .bind(pk)
-        .fetch_all(&mut *self.tx)
-        .await?;
+    /// Deletes a user and, with them, their memberships.
+    pub async fn delete_user(&mut self, pk: i64) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM scim_users WHERE pk = ?")
             .bind(pk)
             .execute(&mut *self.tx)
             .await?;
-        Ok(groups)
+        Ok(())
     }
 
     /// The people with these SCIM ids, by id; ids nobody has are left out.
@@ -373,16 +367,6 @@ impl ScimWrite {
                 .await?;
         }
         Ok(())
-    }
-
-    /// The groups a user is in, by link key.
-    pub async fn groups_of(&mut self, pk: i64) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT g.link_key FROM scim_members m JOIN scim_groups g ON g.id = m.group_id WHERE m.user_pk = ? ORDER BY g.link_key",
-        )
-        .bind(pk)
-        .fetch_all(&mut *self.tx)
-        .await?)
     }
 }
 
