@@ -64,7 +64,7 @@ impl OutlineSync {
         lines
     }
 
-    /// Every group `ROLE_MAP` names must exist in Authentik: a typo would otherwise give nobody its role, and
+    /// Every group `ROLE_MAP` names must exist in the source (Authentik, or the SCIM store): a typo would otherwise give nobody its role, and
     /// with the default `ROLE_DEFAULT` it would demote the admins it was meant for (the bridge holds that,
     /// but the fix belongs here, before anything runs).
     async fn check_role_map_groups(&self) -> Option<CheckLine> {
@@ -78,18 +78,18 @@ impl OutlineSync {
                         true,
                         "role map",
                         format!(
-                            "every group ROLE_MAP names exists in Authentik ({})",
+                            "every group ROLE_MAP names exists in the source, Authentik or SCIM ({})",
                             map.canonical()
                         ),
                     )
                 } else {
-                    CheckLine::new(false, "role map", format!("ROLE_MAP names groups Authentik does not have: {} — fix: correct the names (compared without case) or create the groups; until then no role is lowered", missing.join(", ")))
+                    CheckLine::new(false, "role map", format!("ROLE_MAP names groups the source (Authentik or SCIM) does not have: {} — fix: correct the names (compared without case) or create the groups; until then no role is lowered", missing.join(", ")))
                 }
             }
             Err(e) => CheckLine::new(
                 false,
                 "role map",
-                format!("cannot read Authentik's groups to check ROLE_MAP: {e}"),
+                format!("cannot read the source's groups to check ROLE_MAP: {e}"),
             ),
         })
     }

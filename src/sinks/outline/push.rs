@@ -107,8 +107,8 @@ async fn plan_signin(engine: &OutlineSync, id: &OutlineUserId) -> Result<Planned
     tracing::Span::current().record("email", email.as_str());
     let Some(au) = engine.reader.authentik_user_by_email(&email).await? else {
         // Not an Authentik user: nothing is changed, and their groups are not removed.
-        tracing::info!(user = %id, "no Authentik user with this email; memberships left as they are");
-        return Planned::noted("no Authentik user with this email");
+        tracing::info!(user = %id, "no Authentik or SCIM user has this email; memberships left as they are");
+        return Planned::noted("no Authentik or SCIM user has this email");
     };
     let plan = plan_user_memberships(engine, &outline, &au, &user).await?;
     Ok(Planned::Write(plan, OutlinePush::Account { au, user }))
