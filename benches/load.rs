@@ -2425,6 +2425,38 @@ fn member_patch(op: &str, ids: &[String]) -> Value {
     json!({"Operations": ops, "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]})
 }
 
+/// POSTs users `u0`…`u{n-1}`, `concurrency` at a time: their SCIM ids by number, then what [`drive`]
+/// measured.
+async fn post_users(
+    http: &reqwest::Client,
+    base: &str,
+    n: usize,
+    concurrency: usize,
+) -> BoxResult<(Vec<String>, Vec<f64>, usize, Duration)> {
+    let user_ids = Arc::new(std::sync::Mutex::new(vec![String::new(); n]));
+    let ids = user_ids.clone();
+    let (h, b) = (http.clone(), base.to_string());
+    let (lat, bad, wall) = drive(n, concurrency, move |i| {
+        let (h, b, ids) = (h.clone(), b.clone(), ids.clone());
+        async move {
+            let (status, body) = scim_send(
+                &h,
+                reqwest::Method::POST,
+                format!("{b}/Users"),
+                Some(&scim_user(&format!("u{i}"))),
+            )
+            .await?;
+            if let (Some(id), Ok(mut ids)) = (body["id"].as_str(), ids.lock()) {
+                ids[i] = id.to_string();
+            }
+            Ok(status)
+        }
+    })
+    .await?;
+    let ids = user_ids.lock().map(|v| v.clone()).unwrap_or_default();
+    Ok((ids, lat, bad, wall))
+}
+
 /// Runs `total` requests, `concurrency` at a time, each built by `make(i)`; the latencies in ms, the
 /// statuses that were not 2xx, and the wall time.
 async fn drive<F, Fut>(
@@ -2513,52 +2545,22 @@ async fn scim_intake(args: &Args) -> BoxResult<Vec<Figure>> {
         }
         group_ids.push(body["id"].as_str().unwrap_or_default().to_string());
     }
-    let healthz = |label: &'static str| {
-        let http = http.clone();
-        let url = url.clone();
-        async move {
-            let h = http.clone();
-            let u = url.clone();
-            let r = drive(requests, concurrency, move |_| {
-                let h = h.clone();
-                let u = u.clone();
-                async move {
-                    Ok(h.get(format!("{u}/healthz"))
-                        .send()
-                        .await?
-                        .status()
-                        .as_u16())
-                }
-            })
-            .await;
-            (label, r)
-        }
-    };
-    let (_, h1) = healthz("GET /healthz (before)").await;
-    let (lat_h1, _, wall_h1) = h1?;
-    let user_ids = Arc::new(std::sync::Mutex::new(vec![String::new(); requests]));
-    let ids = user_ids.clone();
-    let (h, b) = (http.clone(), base.clone());
-    let (lat_post, bad_post, wall_post) = drive(requests, concurrency, move |i| {
-        let (h, b, ids) = (h.clone(), b.clone(), ids.clone());
-        async move {
-            let (status, body) = scim_send(
-                &h,
-                reqwest::Method::POST,
-                format!("{b}/Users"),
-                Some(&scim_user(&format!("u{i}"))),
-            )
-            .await?;
-            if let Some(id) = body["id"].as_str() {
-                if let Ok(mut ids) = ids.lock() {
-                    ids[i] = id.to_string();
-                }
+    let healthz = || {
+        let (h, u) = (http.clone(), url.clone());
+        drive(requests, concurrency, move |_| {
+            let (h, u) = (h.clone(), u.clone());
+            async move {
+                Ok(h.get(format!("{u}/healthz"))
+                    .send()
+                    .await?
+                    .status()
+                    .as_u16())
             }
-            Ok(status)
-        }
-    })
-    .await?;
-    let ids: Vec<String> = user_ids.lock().map(|v| v.clone()).unwrap_or_default();
+        })
+    };
+    let (lat_h1, _, wall_h1) = healthz().await?;
+    let (ids, lat_post, bad_post, wall_post) =
+        post_users(&http, &base, requests, concurrency).await?;
     let ids = Arc::new(ids);
     let groups_arc = Arc::new(group_ids);
     let (h, b, g) = (http.clone(), base.clone(), groups_arc.clone());
@@ -2578,8 +2580,7 @@ async fn scim_intake(args: &Args) -> BoxResult<Vec<Figure>> {
         }
     })
     .await?;
-    let (_, h2) = healthz("GET /healthz (after)").await;
-    let (lat_h2, _, wall_h2) = h2?;
+    let (lat_h2, _, wall_h2) = healthz().await?;
     let mut lat_h = lat_h1.clone();
     lat_h.extend(&lat_h2);
     let healthz_p99 = percentile(&lat_h, 99.0);
@@ -2662,29 +2663,7 @@ async fn scim_sync(args: &Args) -> BoxResult<Vec<Figure>> {
     let base = format!("{url}/scim/v2");
     outline.clear_calls();
     let t0 = Instant::now();
-    let user_ids = Arc::new(std::sync::Mutex::new(vec![String::new(); users]));
-    let ids = user_ids.clone();
-    let (h, b) = (http.clone(), base.clone());
-    let (_, bad_users, _) = drive(users, concurrency, move |i| {
-        let (h, b, ids) = (h.clone(), b.clone(), ids.clone());
-        async move {
-            let (status, body) = scim_send(
-                &h,
-                reqwest::Method::POST,
-                format!("{b}/Users"),
-                Some(&scim_user(&format!("u{i}"))),
-            )
-            .await?;
-            if let Some(id) = body["id"].as_str() {
-                if let Ok(mut ids) = ids.lock() {
-                    ids[i] = id.to_string();
-                }
-            }
-            Ok(status)
-        }
-    })
-    .await?;
-    let ids: Vec<String> = user_ids.lock().map(|v| v.clone()).unwrap_or_default();
+    let (ids, _, bad_users, _) = post_users(&http, &base, users, concurrency).await?;
     // Person i is in groups i, i+1, … (mod groups): every group gets users × per_user ÷ groups members.
     let mut members: Vec<Vec<String>> = vec![Vec::new(); groups];
     for (i, id) in ids.iter().enumerate() {

@@ -259,24 +259,38 @@ fn list_query(req: &HttpRequest) -> Result<ListQuery, ScimError> {
     Ok(query)
 }
 
-async fn service_provider_config(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+/// A discovery document: the token, then the document for this base URL, or a 404 naming what is missing.
+fn discover(
+    req: &HttpRequest,
+    state: &AppState,
+    document: impl FnOnce(&str) -> Option<Value>,
+    missing: impl FnOnce() -> String,
+) -> HttpResponse {
     let started = std::time::Instant::now();
-    let result = authorize(&req, &state).map(|_| {
-        respond(&ScimAnswer::ok_body(discovery::service_provider_config(
-            &base_url(&req),
-        )))
+    let result = authorize(req, state).and_then(|_| {
+        document(&base_url(req))
+            .map(|body| respond(&ScimAnswer::ok(body)))
+            .ok_or_else(|| ScimError::not_found(missing()))
     });
-    finish(&state, started, result)
+    finish(state, started, result)
+}
+
+async fn service_provider_config(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    discover(
+        &req,
+        &state,
+        |base| Some(discovery::service_provider_config(base)),
+        String::new,
+    )
 }
 
 async fn resource_types(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let started = std::time::Instant::now();
-    let result = authorize(&req, &state).map(|_| {
-        respond(&ScimAnswer::ok_body(discovery::resource_types(&base_url(
-            &req,
-        ))))
-    });
-    finish(&state, started, result)
+    discover(
+        &req,
+        &state,
+        |base| Some(discovery::resource_types(base)),
+        String::new,
+    )
 }
 
 async fn resource_type(
@@ -284,20 +298,21 @@ async fn resource_type(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let started = std::time::Instant::now();
-    let result = authorize(&req, &state).and_then(|_| {
-        discovery::resource_type(&base_url(&req), &name)
-            .map(|body| respond(&ScimAnswer::ok_body(body)))
-            .ok_or_else(|| ScimError::not_found(format!("no resource type {name:?}")))
-    });
-    finish(&state, started, result)
+    discover(
+        &req,
+        &state,
+        |base| discovery::resource_type(base, &name),
+        || format!("no resource type {name:?}"),
+    )
 }
 
 async fn schemas(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let started = std::time::Instant::now();
-    let result = authorize(&req, &state)
-        .map(|_| respond(&ScimAnswer::ok_body(discovery::schemas(&base_url(&req)))));
-    finish(&state, started, result)
+    discover(
+        &req,
+        &state,
+        |base| Some(discovery::schemas(base)),
+        String::new,
+    )
 }
 
 async fn schema(
@@ -305,13 +320,12 @@ async fn schema(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let started = std::time::Instant::now();
-    let result = authorize(&req, &state).and_then(|_| {
-        discovery::schema(&base_url(&req), &id)
-            .map(|body| respond(&ScimAnswer::ok_body(body)))
-            .ok_or_else(|| ScimError::not_found(format!("no schema {id:?}")))
-    });
-    finish(&state, started, result)
+    discover(
+        &req,
+        &state,
+        |base| discovery::schema(base, &id),
+        || format!("no schema {id:?}"),
+    )
 }
 
 /// A request with a body: the token, the body, the service's answer, intake.
@@ -420,14 +434,12 @@ async fn search_everything(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let started = std::time::Instant::now();
-    drain(&req, payload, &state).await;
-    let result = authorize(&req, &state).and_then(|_| {
-        Err(ScimError::not_implemented(
+    refuse(req, payload, state, |_| {
+        ScimError::not_implemented(
             "searching every resource type at once is not offered; POST /Users/.search or /Groups/.search",
-        ))
-    });
-    finish(&state, started, result)
+        )
+    })
+    .await
 }
 
 /// A method the path does not answer.
@@ -436,15 +448,23 @@ async fn method_not_allowed(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    refuse(req, payload, state, |req| {
+        ScimError::method_not_allowed(format!("{} is not allowed on {}", req.method(), req.path()))
+    })
+    .await
+}
+
+/// A request this endpoint does not serve: its body drained (the connection stays usable), then the token
+/// checked, so that a stranger learns nothing but 401, then the refusal.
+async fn refuse(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    refusal: impl FnOnce(&HttpRequest) -> ScimError,
+) -> HttpResponse {
     let started = std::time::Instant::now();
     drain(&req, payload, &state).await;
-    let result = authorize(&req, &state).and_then(|_| {
-        Err(ScimError::method_not_allowed(format!(
-            "{} is not allowed on {}",
-            req.method(),
-            req.path()
-        )))
-    });
+    let result = authorize(&req, &state).and_then(|_| Err(refusal(&req)));
     finish(&state, started, result)
 }
 
@@ -556,14 +576,12 @@ async fn unknown(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let started = std::time::Instant::now();
-    drain(&req, payload, &state).await;
-    let result = authorize(&req, &state).and_then(|_| {
-        Err(ScimError::not_found(format!(
+    refuse(req, payload, state, |req| {
+        ScimError::not_found(format!(
             "{} {} is not a SCIM endpoint of this bridge (Users, Groups, ServiceProviderConfig, ResourceTypes, Schemas)",
             req.method(),
             req.path()
-        )))
-    });
-    finish(&state, started, result)
+        ))
+    })
+    .await
 }

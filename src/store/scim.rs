@@ -201,13 +201,15 @@ impl ScimWrite {
     }
 
     pub async fn user(&mut self, id: &str) -> Result<Option<UserRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM scim_users WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(row.first().map(user_row).transpose()?)
+        one(
+            &mut *self.tx,
+            "scim_users",
+            USER_COLUMNS,
+            "id",
+            id,
+            user_row,
+        )
+        .await
     }
 
     pub async fn update_user(
@@ -302,13 +304,15 @@ impl ScimWrite {
     }
 
     pub async fn group(&mut self, id: &str) -> Result<Option<GroupRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS} FROM scim_groups WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(row.first().map(group_row).transpose()?)
+        one(
+            &mut *self.tx,
+            "scim_groups",
+            GROUP_COLUMNS,
+            "id",
+            id,
+            group_row,
+        )
+        .await
     }
 
     pub async fn update_group(
@@ -370,6 +374,56 @@ impl ScimWrite {
     }
 }
 
+/// The row of `table` whose `column` is `value`, if any. Read to the end (`fetch_all`): see the top of this file.
+async fn one<'e, E, T>(
+    executor: E,
+    table: &str,
+    columns: &str,
+    column: &str,
+    value: &str,
+    read: fn(&sqlx::sqlite::SqliteRow) -> Result<T, sqlx::Error>,
+) -> Result<Option<T>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let sql = format!("SELECT {columns} FROM {table} WHERE {column} = ? LIMIT 1");
+    let rows = sqlx::query(&sql).bind(value).fetch_all(executor).await?;
+    Ok(rows.first().map(read).transpose()?)
+}
+
+/// A page of `table` in `order`, `offset` skipped and at most `limit` given, filtered by `column = value`
+/// when a filter is given; and how many rows match in all.
+#[allow(clippy::too_many_arguments)]
+async fn page<T>(
+    pool: &sqlx::SqlitePool,
+    table: &str,
+    columns: &str,
+    order: &str,
+    filter: Option<(&str, &str)>,
+    offset: i64,
+    limit: i64,
+    read: fn(&sqlx::sqlite::SqliteRow) -> Result<T, sqlx::Error>,
+) -> Result<Page<T>, StoreError> {
+    let clause = filter
+        .map(|(column, _)| format!("WHERE {column} = ?"))
+        .unwrap_or_default();
+    let count_sql = format!("SELECT COUNT(*) FROM {table} {clause}");
+    let list_sql =
+        format!("SELECT {columns} FROM {table} {clause} ORDER BY {order} LIMIT ? OFFSET ?");
+    let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+    let mut list = sqlx::query(&list_sql);
+    if let Some((_, value)) = filter {
+        count = count.bind(value);
+        list = list.bind(value);
+    }
+    let total = count.fetch_all(pool).await?.first().copied().unwrap_or(0);
+    let rows = list.bind(limit).bind(offset).fetch_all(pool).await?;
+    Ok(Page {
+        rows: rows.iter().map(read).collect::<Result<_, _>>()?,
+        total,
+    })
+}
+
 async fn members<'e, E>(executor: E, group_id: &str) -> Result<Vec<MemberRow>, StoreError>
 where
     E: sqlx::Executor<'e, Database = Sqlite>,
@@ -401,14 +455,15 @@ impl Store {
         column: UserColumn,
         value: &str,
     ) -> Result<Option<UserRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM scim_users WHERE {} = ? LIMIT 1",
-            column.sql()
-        ))
-        .bind(value)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(row.first().map(user_row).transpose()?)
+        one(
+            self.pool(),
+            "scim_users",
+            USER_COLUMNS,
+            column.sql(),
+            value,
+            user_row,
+        )
+        .await
     }
 
     pub async fn user_by_pk(&self, pk: i64) -> Result<Option<UserRow>, StoreError> {
@@ -429,82 +484,64 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Page<UserRow>, StoreError> {
-        let (clause, value) = match filter {
-            Some((column, value)) => (format!("WHERE {} = ?", column.sql()), Some(value)),
-            None => (String::new(), None),
-        };
-        let count_sql = format!("SELECT COUNT(*) FROM scim_users {clause}");
-        let list_sql =
-            format!("SELECT {USER_COLUMNS} FROM scim_users {clause} ORDER BY pk LIMIT ? OFFSET ?");
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-        let mut list = sqlx::query(&list_sql);
-        if let Some(value) = value {
-            count = count.bind(value);
-            list = list.bind(value);
-        }
-        let total = count
-            .fetch_all(self.pool())
-            .await?
-            .first()
-            .copied()
-            .unwrap_or(0);
-        let rows = list.bind(limit).bind(offset).fetch_all(self.pool()).await?;
-        Ok(Page {
-            rows: rows.iter().map(user_row).collect::<Result<_, _>>()?,
-            total,
-        })
+        let filter = filter.map(|(c, v)| (c.sql(), v));
+        page(
+            self.pool(),
+            "scim_users",
+            USER_COLUMNS,
+            "pk",
+            filter,
+            offset,
+            limit,
+            user_row,
+        )
+        .await
     }
 
     pub async fn group(&self, id: &str) -> Result<Option<GroupRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS} FROM scim_groups WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(row.first().map(group_row).transpose()?)
+        one(
+            self.pool(),
+            "scim_groups",
+            GROUP_COLUMNS,
+            "id",
+            id,
+            group_row,
+        )
+        .await
     }
 
     pub async fn group_by_link_key(&self, link_key: &str) -> Result<Option<GroupRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS} FROM scim_groups WHERE link_key = ?"
-        ))
-        .bind(link_key)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(row.first().map(group_row).transpose()?)
+        one(
+            self.pool(),
+            "scim_groups",
+            GROUP_COLUMNS,
+            "link_key",
+            link_key,
+            group_row,
+        )
+        .await
     }
 
+    /// Groups by display name, paged and filtered as [`Store::users`].
     pub async fn groups(
         &self,
         filter: Option<(GroupColumn, &str)>,
         offset: i64,
         limit: i64,
     ) -> Result<Page<GroupRow>, StoreError> {
-        let (clause, value) = match filter {
-            Some((column, value)) => (format!("WHERE {} = ?", column.sql()), Some(value)),
-            None => (String::new(), None),
-        };
-        let count_sql = format!("SELECT COUNT(*) FROM scim_groups {clause}");
-        let list_sql =
-            format!("SELECT {GROUP_COLUMNS} FROM scim_groups {clause} ORDER BY display_name_key LIMIT ? OFFSET ?");
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-        let mut list = sqlx::query(&list_sql);
-        if let Some(value) = value {
-            count = count.bind(value);
-            list = list.bind(value);
-        }
-        let total = count
-            .fetch_all(self.pool())
-            .await?
-            .first()
-            .copied()
-            .unwrap_or(0);
-        let rows = list.bind(limit).bind(offset).fetch_all(self.pool()).await?;
-        Ok(Page {
-            rows: rows.iter().map(group_row).collect::<Result<_, _>>()?,
-            total,
-        })
+        let filter = filter.map(|(c, v)| (c.sql(), v));
+        let order = "display_name_key";
+        page(
+            self.pool(),
+            "scim_groups",
+            GROUP_COLUMNS,
+            order,
+            filter,
+            offset,
+            limit,
+            group_row,
+        )
+        .await
     }
 
     pub async fn members(&self, group_id: &str) -> Result<Vec<MemberRow>, StoreError> {

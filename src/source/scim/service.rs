@@ -33,11 +33,7 @@ pub struct ScimAnswer {
 
 impl ScimAnswer {
     /// A 200 with a body that changed nothing.
-    pub fn ok_body(body: Value) -> ScimAnswer {
-        ScimAnswer::ok(body)
-    }
-
-    fn ok(body: Value) -> ScimAnswer {
+    pub fn ok(body: Value) -> ScimAnswer {
         ScimAnswer {
             status: 200,
             body: Some(body),
@@ -128,6 +124,14 @@ fn store_error(e: StoreError) -> ScimError {
             tracing::error!(error = %other, "the SCIM store failed");
             ScimError::unavailable(format!("{other}; nothing was stored, try again"))
         }
+    }
+}
+
+/// [`store_error`], with the request's own words for a key that is taken (`what` names the key).
+fn taken_as(detail: impl FnOnce(&'static str) -> String) -> impl FnOnce(StoreError) -> ScimError {
+    move |e| match e {
+        StoreError::Taken { what } => ScimError::uniqueness(detail(what)),
+        other => store_error(other),
     }
 }
 
@@ -262,13 +266,9 @@ impl ScimService {
         let row = tx
             .insert_user(&new_id(), &fields, &now_rfc3339())
             .await
-            .map_err(|e| match e {
-                StoreError::Taken { .. } => ScimError::uniqueness(format!(
-                    "userName {:?} is already taken",
-                    parsed.user_name
-                )),
-                other => store_error(other),
-            })?;
+            .map_err(taken_as(|_| {
+                format!("userName {:?} is already taken", parsed.user_name)
+            }))?;
         tx.commit().await.map_err(store_error)?;
         Ok(ScimAnswer {
             status: 201,
@@ -390,13 +390,9 @@ impl ScimService {
         let row = tx
             .update_user(old.pk, &fields, &now_rfc3339())
             .await
-            .map_err(|e| match e {
-                StoreError::Taken { .. } => ScimError::uniqueness(format!(
-                    "userName {:?} is already taken",
-                    parsed.user_name
-                )),
-                other => store_error(other),
-            })?;
+            .map_err(taken_as(|_| {
+                format!("userName {:?} is already taken", parsed.user_name)
+            }))?;
         tx.commit().await.map_err(store_error)?;
         // The address they had: Outline keeps it until they sign in again, and they are found by it meanwhile.
         let emails = remembered(&old);
@@ -484,17 +480,14 @@ impl ScimService {
         let row = tx
             .insert_group(&id, key.as_str(), &fields, &now_rfc3339())
             .await
-            .map_err(|e| match e {
-                StoreError::Taken { what } => ScimError::uniqueness(format!(
-                    "a group with this {what} exists already ({:?})",
-                    if what == "displayName" {
-                        parsed.display_name.as_str()
-                    } else {
-                        key.as_str()
-                    }
-                )),
-                other => store_error(other),
-            })?;
+            .map_err(taken_as(|what| {
+                let value = if what == "displayName" {
+                    parsed.display_name.as_str()
+                } else {
+                    key.as_str()
+                };
+                format!("a group with this {what} exists already ({value:?})")
+            }))?;
         let pks: Vec<i64> = keys.values().copied().collect();
         tx.change_members(&row.id, &pks, &[])
             .await
@@ -684,13 +677,9 @@ impl ScimService {
         } else {
             tx.update_group(&old.id, &fields, &now_rfc3339())
                 .await
-                .map_err(|e| match e {
-                    StoreError::Taken { .. } => ScimError::uniqueness(format!(
-                        "a group named {:?} exists already",
-                        parsed.display_name
-                    )),
-                    other => store_error(other),
-                })?
+                .map_err(taken_as(|_| {
+                    format!("a group named {:?} exists already", parsed.display_name)
+                }))?
         };
         let add: Vec<i64> = new_keys.values().copied().collect();
         tx.change_members(&old.id, &add, &removed)
