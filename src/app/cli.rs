@@ -134,8 +134,8 @@ pub async fn serve(settings: Settings) -> ExitCode {
     for warning in unknown_variables() {
         tracing::warn!("{warning}");
     }
-    if settings.role_map.is_some() && settings.state_dir.is_none() {
-        tracing::warn!("STATE_DIR is not set: the applied ROLE_MAP is remembered in memory only, so after every restart the first pass takes admin rights from nobody until `reconcile --force`");
+    if settings.state_dir.is_none() {
+        tracing::warn!("{IN_MEMORY_ONLY}");
     }
     let addr = settings.listen_addr;
     let app = match Application::build(settings).await {
@@ -171,6 +171,9 @@ pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: boo
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if dry_run {
+        engine.freeze();
+    }
     let bar = ProgressView::start(&engine);
     let mut result = run_reconcile(&engine, ReconcileOptions { dry_run, force }).await;
     let inviting = engine.outline.as_ref().filter(|o| o.invites.enabled);
@@ -326,7 +329,20 @@ fn print_line(mark: &str, what: &str, detail: &str) {
 
 pub async fn check(settings: Settings) -> ExitCode {
     let mut all_ok = true;
-    let engine = match build_engine(&settings, Arc::new(Metrics::new())).await {
+    // A STATE_DIR that is missing or cannot be written is reported below; the other checks go on without it.
+    let usable = settings
+        .state_dir
+        .as_ref()
+        .is_some_and(|d| d.is_dir() && !read_only(d));
+    let engine_settings = if usable || settings.source == SourceKind::Scim {
+        settings.clone()
+    } else {
+        Settings {
+            state_dir: None,
+            ..settings.clone()
+        }
+    };
+    let engine = match build_engine(&engine_settings, Arc::new(Metrics::new())).await {
         Ok(e) => e,
         Err(e) => {
             line(false, "configuration", &e.to_string());
@@ -341,7 +357,16 @@ pub async fn check(settings: Settings) -> ExitCode {
     for warning in unknown_variables() {
         warn_line("configuration", &warning);
     }
+    engine.freeze();
     all_ok &= check_state_dir(&settings);
+    if usable {
+        let people = engine.reader.caches.identities.people().len();
+        all_ok &= line(
+            true,
+            "state",
+            &format!("the store opens; its identity map knows {people} people"),
+        );
+    }
     let authentik = match settings.source {
         SourceKind::Authentik => settings.authentik.as_ref().and_then(|a| {
             AuthentikClient::new(a, settings.upstream_timeout, Arc::new(Metrics::new())).ok()
@@ -523,10 +548,21 @@ fn without_query(url: &reqwest::Url) -> String {
     url.to_string()
 }
 
+/// What a restart forgets without `STATE_DIR`: `serve` logs it once at start, and `check` warns with it.
+pub const IN_MEMORY_ONLY: &str = "STATE_DIR is not set, so these hold only while this process runs: whom the bridge suspended or held (after a restart they stay suspended, never activated wrongly), the hour's suspension and invite allowances, the applied ROLE_MAP, the invitations Outline refused, and the identity map (a person deleted in Authentik while the bridge is down is not suspended, a changed email loses its link until the next sign-in, and with OPENFGA_GROUP_ID=name a rename's old tuples stay; docs/src/roles-and-offboarding.md)";
+
+/// Whether a folder refuses writes (probed with a file that is removed at once).
+fn read_only(dir: &std::path::Path) -> bool {
+    let probe = dir.join(format!(".check-{}", std::process::id()));
+    let refused = std::fs::write(&probe, b"").is_err();
+    let _ = std::fs::remove_file(&probe);
+    refused
+}
+
 /// `STATE_DIR`: a folder the bridge can write, or a warning of what a restart forgets without it.
 fn check_state_dir(settings: &Settings) -> bool {
     let Some(dir) = &settings.state_dir else {
-        warn_line("state", "STATE_DIR is not set: whom the bridge suspended or held, the hour's suspensions and invite requests, and the applied ROLE_MAP are kept in memory and forgotten at a restart (docs/src/roles-and-offboarding.md)");
+        warn_line("state", IN_MEMORY_ONLY);
         return true;
     };
     if !dir.is_dir() {

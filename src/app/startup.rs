@@ -16,8 +16,7 @@ use crate::configuration::{ConfigError, Settings, SourceKind};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::runtime::{EventDeduper, JobKey, JobQueue};
-use crate::sinks::outline::sink::BridgeState;
-use crate::sinks::SyncEngine;
+use crate::sinks::{BridgeState, SyncEngine};
 use crate::source::directory::Directory;
 use crate::source::scim::directory::ScimDirectory;
 use crate::source::scim::ScimService;
@@ -31,7 +30,7 @@ pub enum StartupError {
     #[error(transparent)]
     HttpClient(#[from] ClientBuildError),
     #[error(transparent)]
-    State(#[from] crate::runtime::RecordError),
+    State(#[from] crate::store::RecordError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -61,6 +60,15 @@ pub async fn build_parts(
     metrics: Arc<Metrics>,
 ) -> Result<Parts, StartupError> {
     settings.require_upstreams()?;
+    // One store for everything the bridge must not forget, the SCIM resources included.
+    let store = match settings.state_dir.as_deref() {
+        Some(dir) => {
+            let store = Store::open(dir).await?;
+            tracing::info!(path = %store.path().display(), "store open");
+            Some(store)
+        }
+        None => None,
+    };
     let (directory, scim): (Arc<dyn Directory>, Option<ScimService>) = match settings.source {
         SourceKind::Authentik => {
             let authentik = settings.authentik.as_ref().ok_or(ConfigError::Missing {
@@ -71,21 +79,18 @@ pub async fn build_parts(
             (Arc::new(client), None)
         }
         SourceKind::Scim => {
-            let dir = settings
-                .state_dir
-                .as_deref()
+            let store = store
+                .clone()
                 .ok_or(ConfigError::Missing { name: "STATE_DIR" })?;
-            let store = Store::open(dir).await?;
-            tracing::info!(path = %store.path().display(), "SCIM store open");
             (
                 Arc::new(ScimDirectory::new(store.clone())),
                 Some(ScimService::new(store)),
             )
         }
     };
-    let state = match &settings.state_dir {
-        Some(dir) => BridgeState::open(dir)?,
-        None => BridgeState::in_memory(),
+    let state = match (&store, &settings.state_dir) {
+        (Some(store), Some(dir)) => BridgeState::open(store, dir).await?,
+        _ => BridgeState::in_memory(),
     };
     Ok(Parts {
         engine: Arc::new(SyncEngine::from_settings(
@@ -123,8 +128,8 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let Parts { engine, scim } = build_parts(&settings, metrics.clone()).await?;
         if let Some(outline) = &engine.outline {
-            outline.accounts.check_writable()?;
-            outline.invites.check_writable()?;
+            outline.accounts.check_writable().await?;
+            outline.invites.check_writable().await?;
         }
         let queue = JobQueue::new(
             engine.registered(),

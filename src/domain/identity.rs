@@ -81,6 +81,13 @@ impl Serialize for Email {
     }
 }
 
+impl<'de> Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Email, D::Error> {
+        let text = String::deserialize(d)?;
+        Email::parse(&text).ok_or_else(|| serde::de::Error::custom("not an email address"))
+    }
+}
+
 /// A group name as written; equal to another when Outline would call them the same name (case-insensitive).
 #[derive(Clone, Serialize)]
 #[serde(transparent)]

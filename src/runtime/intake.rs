@@ -82,7 +82,7 @@ pub async fn accept_change(cx: &IntakeContext<'_>, change: &AuthentikChange) -> 
 /// accepted in order. The distinct keys to queue.
 pub async fn accept_changes(cx: &IntakeContext<'_>, written: &SourceChanges) -> Vec<JobKey> {
     for (pk, email) in &written.emails {
-        cx.reader.caches.emails.remember(*pk, email);
+        cx.reader.caches.identities.remember(*pk, email);
     }
     let mut keys: Vec<JobKey> = Vec::new();
     for change in &written.changes {

@@ -18,14 +18,50 @@ use crate::runtime::intake::IntakeContext;
 use crate::runtime::job::ReconcileOptions;
 use crate::runtime::job::{SinkJobs, SyncError};
 use crate::sinks::openfga::sink::OpenFgaPassReport;
-use crate::sinks::openfga::sink::{OpenFgaSink, OPENFGA};
+use crate::sinks::openfga::sink::{OpenFgaSink, OpenFgaState, OPENFGA};
 use crate::sinks::openfga::OpenFgaClient;
 use crate::sinks::outline::pass::OutlinePassReport;
-use crate::sinks::outline::sink::{BridgeState, OutlineSync, OUTLINE};
+use crate::sinks::outline::sink::{OutlineState, OutlineSync, OUTLINE};
 use crate::sinks::outline::OutlineClient;
 use crate::source::cache::SnapshotCaches;
 use crate::source::directory::Directory;
+use crate::source::identities::IdentityMap;
 use crate::source::reader::SnapshotReader;
+use crate::store::{RecordError, Store};
+
+/// What the bridge keeps in the store in `STATE_DIR` (in memory without it): the identity map, and each
+/// sink's own memory.
+pub struct BridgeState {
+    pub identities: IdentityMap,
+    pub outline: OutlineState,
+    pub openfga: OpenFgaState,
+}
+
+impl BridgeState {
+    pub fn in_memory() -> BridgeState {
+        BridgeState {
+            identities: IdentityMap::in_memory(),
+            outline: OutlineState::in_memory(),
+            openfga: OpenFgaState::in_memory(),
+        }
+    }
+
+    /// Opens every part in `store`, importing the JSON files an earlier version left in `dir`. A part that
+    /// cannot be read stops the start-up: going on without it would forget what it holds.
+    pub async fn open(store: &Store, dir: &std::path::Path) -> Result<BridgeState, RecordError> {
+        let unreadable =
+            |e: crate::store::StoreError| RecordError::new(store.path(), e.to_string());
+        Ok(BridgeState {
+            identities: IdentityMap::open(store).await.map_err(unreadable)?,
+            outline: OutlineState::open(store, dir).await?,
+            openfga: OpenFgaState::open(store).await.map_err(unreadable)?,
+        })
+    }
+
+    pub fn is_persistent(&self) -> bool {
+        self.identities.is_persistent()
+    }
+}
 
 /// The context every sink shares, and the sinks that are configured.
 pub struct SyncEngine {
@@ -84,7 +120,7 @@ impl SyncEngine {
         let ctx = Arc::new(SyncContext {
             reader: SnapshotReader {
                 directory,
-                caches: SnapshotCaches::new(settings.cache_ttl, metrics.clone()),
+                caches: SnapshotCaches::new(settings.cache_ttl, state.identities, metrics.clone()),
                 selector: GroupSelector {
                     filter: settings.group_filter.clone(),
                 },
@@ -94,10 +130,21 @@ impl SyncEngine {
         });
         let openfga = openfga.and_then(|client| {
             let naming = settings.openfga.as_ref()?.naming.clone();
-            Some(Arc::new(OpenFgaSink::new(ctx.clone(), client, naming)))
+            Some(Arc::new(OpenFgaSink::new(
+                ctx.clone(),
+                client,
+                naming,
+                state.openfga,
+            )))
         });
-        let outline =
-            outline.map(|client| Arc::new(OutlineSync::new(settings, ctx.clone(), client, state)));
+        let outline = outline.map(|client| {
+            Arc::new(OutlineSync::new(
+                settings,
+                ctx.clone(),
+                client,
+                state.outline,
+            ))
+        });
         let mut registered: Vec<Arc<dyn SinkJobs>> = Vec::new();
         if let Some(sink) = &outline {
             registered.push(Arc::new(Converging {
@@ -116,6 +163,14 @@ impl SyncEngine {
             openfga,
             registered,
             ctx,
+        }
+    }
+
+    /// For `reconcile --dry-run` and `check`: what the reads teach the bridge is not written to the store.
+    pub fn freeze(&self) {
+        self.reader.caches.identities.freeze();
+        if let Some(fga) = &self.openfga {
+            fga.freeze();
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod client;
 pub mod directory;
+pub mod identities;
 pub mod reader;
 pub mod scim;
 pub mod webhook;

@@ -57,8 +57,8 @@ impl SnapshotReader {
         pk: AuthentikUserId,
     ) -> Result<Option<UserSnapshot>, UpstreamError> {
         let user = self.directory.user(pk).await?;
-        if let Some(email) = user.as_ref().and_then(|u| u.email.as_ref()) {
-            self.caches.emails.remember(pk, email);
+        if let Some(u) = &user {
+            self.caches.identities.remember_user(u);
         }
         Ok(user)
     }
@@ -73,7 +73,7 @@ impl SnapshotReader {
             1 => {
                 let user = found.pop();
                 if let Some(u) = &user {
-                    self.caches.emails.remember(u.pk, email);
+                    self.caches.identities.remember_user(u);
                 }
                 Ok(user)
             }

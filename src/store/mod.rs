@@ -1,6 +1,6 @@
 //! The embedded store in `STATE_DIR`: one SQLite file (`bridge.db`) through sqlx, migrated at start.
 //!
-//! Everything outside this folder talks to it through [`Store`] and [`scim::ScimWrite`], never through SQL, so a
+//! Everything outside this folder talks to it through [`Store`] and [`StoreWrite`], never through SQL, so a
 //! PostgreSQL backend for several replicas (sqlx speaks both) is a change inside this folder.
 //!
 //! Durability: the journal is a write-ahead log with `synchronous=NORMAL`. A transaction that committed is in
@@ -15,8 +15,14 @@
 //! second process (a CLI `reconcile`) queues on the database lock instead of failing half-way through an
 //! upgrade from reader to writer; SQLite's busy handler waits for it, up to `BUSY_TIMEOUT`.
 
+pub mod document;
+pub mod remembered;
 pub mod scim;
+pub mod state;
 pub mod time;
+
+pub use document::{RecordError, StateDocument};
+pub use remembered::Remembered;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -146,14 +152,28 @@ impl Store {
 
     /// A write transaction that holds the database's write lock from its first statement, and this
     /// process's writers' turn until it commits or is dropped.
-    pub async fn begin_write(&self) -> Result<scim::ScimWrite, StoreError> {
+    pub async fn begin_write(&self) -> Result<StoreWrite, StoreError> {
         let turn = self.writer.clone().lock_owned().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(scim::ScimWrite::new(tx, turn))
+        Ok(StoreWrite { tx, _turn: turn })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// One transaction's writes (a SCIM request, a change to the bridge's state). Dropped without
+/// [`StoreWrite::commit`], it rolls back: nothing half-done stays.
+pub struct StoreWrite {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    /// The writers' turn, given back when the transaction ends.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl StoreWrite {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
     }
 }
 

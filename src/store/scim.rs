@@ -1,9 +1,9 @@
 //! The SCIM tables: users, groups and memberships, as rows. What a SCIM request means is the source's
 //! (`source/scim/`); this file only reads and writes rows, in one transaction per request.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, StoreWrite};
 
 // Single rows are read with `fetch_all`, never `fetch_optional`: a statement left before its last step keeps
 // its read snapshot open on a pooled connection, and no checkpoint can copy the log past it.
@@ -154,25 +154,8 @@ fn fold(value: &str) -> String {
     value.to_lowercase()
 }
 
-/// One SCIM request's writes. Dropped without [`ScimWrite::commit`], it rolls back: nothing half-done stays.
-pub struct ScimWrite {
-    tx: Transaction<'static, Sqlite>,
-    /// The writers' turn, given back when the transaction ends.
-    _turn: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl ScimWrite {
-    pub(super) fn new(
-        tx: Transaction<'static, Sqlite>,
-        turn: tokio::sync::OwnedMutexGuard<()>,
-    ) -> ScimWrite {
-        ScimWrite { tx, _turn: turn }
-    }
-
-    pub async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
-    }
-
+/// One SCIM request's writes, in one transaction.
+impl StoreWrite {
     pub async fn insert_user(
         &mut self,
         id: &str,

@@ -262,13 +262,8 @@ async fn deleted_people_follow_the_records_rules_at_a_pass() {
     }
     app.settle_deliveries().await;
     assert_eq!(suspended_count(&app, &people), 2, "the hour's allowance");
-    let record = || {
-        let text = std::fs::read_to_string(state.join("suspended-by-bridge.json"))
-            .expect("the record is in STATE_DIR");
-        serde_json::from_str::<serde_json::Value>(&text).expect("JSON")
-    };
-    let listed = |field: &str, id: &str| {
-        record()[field]
+    let listed = |record: &serde_json::Value, field: &str, id: &str| {
+        record[field]
             .as_array()
             .is_some_and(|a| a.iter().any(|v| v == id))
     };
@@ -282,22 +277,26 @@ async fn deleted_people_follow_the_records_rules_at_a_pass() {
         .find(|(_, o)| app.outline.is_suspended(o))
         .map(|(_, o)| o.clone())
         .expect("one suspended");
-    assert!(listed("held_by_guard", &held), "{}", record());
+    let record = stored_document(&state, "suspended-by-bridge").await;
+    assert!(listed(&record, "held_by_guard", &held), "{record}");
 
     // An admin activates one the bridge suspended; a pass takes them off the record, and keeps the held one.
     app.outline.set_suspended(&by_bridge, false);
     let report = run_reconcile(&app.engine, ReconcileOptions::default())
         .await
         .expect("pass");
-    assert!(!listed("suspended_by_bridge", &by_bridge), "{}", record());
+    let record = stored_document(&state, "suspended-by-bridge").await;
+    assert!(
+        !listed(&record, "suspended_by_bridge", &by_bridge),
+        "{record}"
+    );
     assert!(
         !app.outline.is_suspended(&by_bridge),
         "the admin's choice stands"
     );
     assert!(
-        report.guarded && listed("held_by_guard", &held),
-        "{}",
-        record()
+        report.guarded && listed(&record, "held_by_guard", &held),
+        "{record}"
     );
     assert!(!app.outline.is_suspended(&held), "held until --force");
 
@@ -306,7 +305,8 @@ async fn deleted_people_follow_the_records_rules_at_a_pass() {
         .await
         .expect("forced pass");
     assert!(app.outline.is_suspended(&held));
-    assert!(!listed("held_by_guard", &held), "{}", record());
+    let record = stored_document(&state, "suspended-by-bridge").await;
+    assert!(!listed(&record, "held_by_guard", &held), "{record}");
     let text = app.metrics_text().await;
     assert_eq!(metric(&text, "bridge_suspension_guard_active", &[]), 0.0);
     let _ = std::fs::remove_dir_all(&state);
@@ -415,13 +415,15 @@ async fn the_record_of_bridge_suspensions_survives_a_restart_only_with_state_fil
     authentik.set_active(jane, false);
     // The record is written right after Outline confirms the suspension; a crash between the two leaves
     // jane suspended for good, never activated wrongly.
-    let record = state.join("suspended-by-bridge.json");
-    eventually(
+    eventually_async(
         "jane suspended and recorded",
         Duration::from_secs(10),
-        || {
+        || async {
             outline.is_suspended(&ojane)
-                && std::fs::read_to_string(&record).is_ok_and(|r| r.contains(ojane.as_str()))
+                && stored_document(&state, "suspended-by-bridge")
+                    .await
+                    .to_string()
+                    .contains(ojane.as_str())
         },
     )
     .await;

@@ -169,13 +169,18 @@ impl BridgeProcess {
 
     /// Waits until the process answers and its start-up reconcile has succeeded.
     pub async fn wait_reconciled(&mut self, http: &reqwest::Client) {
+        self.wait_pass(http, "ok").await
+    }
+
+    /// Waits until the process answers and its start-up reconcile has ended with `result` (`ok`, `guarded`).
+    pub async fn wait_pass(&mut self, http: &reqwest::Client, result: &str) {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("the bridge exited with {status}:\n{}", self.log_tail());
             }
             let text = self.metrics(http).await;
-            if metric(&text, "bridge_reconcile_total", &[("result", "ok")]) >= 1.0 {
+            if metric(&text, "bridge_reconcile_total", &[("result", result)]) >= 1.0 {
                 return;
             }
             assert!(

@@ -236,6 +236,19 @@ pub async fn eventually(what: &str, deadline: Duration, mut cond: impl FnMut() -
     }
 }
 
+/// [`eventually`] for a condition that must await (a read of the store, a call to the bridge).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    deadline: Duration,
+    mut cond: impl FnMut() -> F,
+) {
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The v1 body-mapping document the blueprint sends, for a group or user model event.
 pub fn group_event(
     event_pk: &str,
@@ -272,6 +285,22 @@ pub fn scratch_state_dir(tag: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("state dir");
     dir
+}
+
+/// A document the bridge keeps in the store in `state` (the suspension record, …), as JSON; `Null` when it has
+/// none yet. Opened as a second process would, beside a running bridge.
+pub async fn stored_document(state: &std::path::Path, name: &str) -> serde_json::Value {
+    let store = authentik_bridge::store::Store::open(state)
+        .await
+        .expect("the store in STATE_DIR opens");
+    match store
+        .remembered_one("document", name)
+        .await
+        .expect("the store reads")
+    {
+        Some(text) => serde_json::from_str(&text).expect("JSON"),
+        None => serde_json::Value::Null,
+    }
 }
 
 /// `n` people who are both Authentik users and Outline members, as `(pk, Outline id)`.

@@ -32,3 +32,4 @@ mod scim;
 mod scim_conformance;
 mod scim_crash;
 mod signin;
+mod state_store;

@@ -8,8 +8,8 @@
 //! [`Sink`] contract, in its own lanes and with its own group locks, so an outage of one sink never delays
 //! the other.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
@@ -33,6 +33,7 @@ use crate::sinks::openfga::client::OpenFgaClient;
 use crate::sinks::openfga::tuples::{
     InvalidId, MemberTuple, Person, TupleNaming, TuplePlan, UserIdForm,
 };
+use crate::store::{Remembered, Store, StoreError};
 
 /// OpenFGA's default cap on tuples per Write (docs/src/upstream/openfga.md §2.2). An operator can lower it, and no
 /// call reveals it, but 100 is what every release ships.
@@ -46,13 +47,34 @@ pub struct OpenFgaSink {
     pub naming: TupleNaming,
     locks: GroupLocks,
     /// The object id last written for each group: with `OPENFGA_GROUP_ID=name` a rename is seen as a change
-    /// of object, and the old one's tuples are moved. Kept in memory; docs/src/openfga.md says what a restart forgets.
-    objects: Mutex<HashMap<AuthentikGroupId, Arc<str>>>,
-    /// The user id last seen for each person: a deletion event carries no username or email
-    /// (docs/src/upstream/authentik.md §4.4).
-    users: Mutex<HashMap<AuthentikUserId, Arc<str>>>,
+    /// of object, and the old one's tuples are moved. In the store with `STATE_DIR`, so a rename while the
+    /// bridge was down is moved too. Each person's user id is in the identity map: a deletion event carries
+    /// no username or email (docs/src/upstream/authentik.md §4.4).
+    objects: Remembered<AuthentikGroupId, Arc<str>>,
     warned: WarnOnce,
     metrics: Arc<Metrics>,
+}
+
+/// What the OpenFGA sink keeps in the store in `STATE_DIR` (in memory without it).
+pub struct OpenFgaState {
+    pub objects: Remembered<AuthentikGroupId, Arc<str>>,
+}
+
+/// The store's kind for the group objects written.
+const OBJECTS: &str = "openfga_object";
+
+impl OpenFgaState {
+    pub fn in_memory() -> OpenFgaState {
+        OpenFgaState {
+            objects: Remembered::in_memory(OBJECTS),
+        }
+    }
+
+    pub async fn open(store: &Store) -> Result<OpenFgaState, StoreError> {
+        Ok(OpenFgaState {
+            objects: Remembered::open(store, OBJECTS).await?,
+        })
+    }
 }
 
 /// What one pass into OpenFGA found and did, for the CLI's report.
@@ -77,10 +99,6 @@ pub struct OpenFgaPassReport {
     pub desired: Vec<MemberTuple>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Another writer changed the same tuples between the read and the write: re-read and re-diff
 /// (docs/src/upstream/openfga.md §3.4).
 fn is_conflict(e: &UpstreamError) -> bool {
@@ -96,15 +114,19 @@ fn is_conflict(e: &UpstreamError) -> bool {
 }
 
 impl OpenFgaSink {
-    pub fn new(ctx: Arc<SyncContext>, client: OpenFgaClient, naming: TupleNaming) -> OpenFgaSink {
+    pub fn new(
+        ctx: Arc<SyncContext>,
+        client: OpenFgaClient,
+        naming: TupleNaming,
+        state: OpenFgaState,
+    ) -> OpenFgaSink {
         let metrics = ctx.metrics.clone();
         OpenFgaSink {
             ctx,
             client,
             naming,
             locks: GroupLocks::default(),
-            objects: Mutex::new(HashMap::new()),
-            users: Mutex::new(HashMap::new()),
+            objects: state.objects,
             warned: WarnOnce::default(),
             metrics,
         }
@@ -140,7 +162,20 @@ impl OpenFgaSink {
     }
 
     fn remember_user(&self, pk: AuthentikUserId, id: &Arc<str>) {
-        lock(&self.users).insert(pk, id.clone());
+        self.ctx.reader.caches.identities.wrote_openfga(pk, id);
+    }
+
+    /// Writes what this sink learned (objects, user ids) to the store.
+    async fn save(&self) {
+        self.ctx.reader.caches.identities.save().await;
+        if let Err(e) = self.objects.save().await {
+            tracing::error!(error = %e, "cannot write the OpenFGA objects to the store; kept in memory and written at the next save");
+        }
+    }
+
+    /// For `reconcile --dry-run`: what it learns is not written.
+    pub fn freeze(&self) {
+        self.objects.freeze();
     }
 
     /// The person's id, not remembered: a user job remembers it only once its writes are done, so a retry
@@ -326,7 +361,7 @@ async fn plan_group(sink: &OpenFgaSink, id: &AuthentikGroupId) -> Result<Planned
     let mut skipped = Vec::new();
     for (group, people) in targets {
         if !reader.is_managed(&group) {
-            if lock(&sink.objects).contains_key(&group.id) {
+            if sink.objects.get(&group.id).is_some() {
                 tracing::warn!(group = %group.name, authentik_group = %group.id, "this Authentik group no longer matches AUTHENTIK_GROUP_REGEXP: its OpenFGA tuples are kept and no longer synced");
             }
             note = Some("the group is not managed (AUTHENTIK_GROUP_REGEXP)".to_string());
@@ -344,7 +379,7 @@ async fn plan_group(sink: &OpenFgaSink, id: &AuthentikGroupId) -> Result<Planned
                 object: object.clone(),
             })
             .collect();
-        let previous = lock(&sink.objects).get(&group.id).cloned();
+        let previous = sink.objects.get(&group.id);
         match previous.filter(|p| *p != object) {
             // The old name may belong to another managed group now (a swap, or a name reused at once): its
             // own jobs own that object, and its tuples are not this group's to delete.
@@ -386,7 +421,7 @@ async fn plan_user(sink: &OpenFgaSink, pk: AuthentikUserId) -> Result<PlannedPus
     let engine = &*sink.ctx;
     let reader = &engine.reader;
     let mut skipped = Vec::new();
-    let remembered = lock(&sink.users).get(&pk).cloned();
+    let remembered: Option<Arc<str>> = reader.caches.identities.openfga_user(pk).map(Arc::from);
     let (user, member_of) = match reader.fresh_user(pk).await? {
         Some(au) => {
             let Some(user) = sink.user_id(&au.person(), &mut skipped) else {
@@ -529,9 +564,10 @@ async fn plan_pass(
         };
         // A rename the pushes have not moved yet (a lost event, a guarded or failed job): a group job moves
         // the old object's tuples, which a pass, reading only current names, would leave behind.
-        let renamed = lock(&sink.objects)
+        let renamed = sink
+            .objects
             .get(&g.summary.id)
-            .is_some_and(|known| *known != object);
+            .is_some_and(|known| known != object);
         if renamed {
             handed_over.push(g.summary.id.clone());
             continue;
@@ -566,7 +602,7 @@ async fn plan_pass(
         parts.push(part?);
     }
     for (g, object, desired) in &wanted {
-        lock(&sink.objects).insert(g.id.clone(), object.clone());
+        sink.objects.insert(&g.id, object.clone());
         report.desired.extend(desired.iter().cloned());
     }
     report.planned_deletes = parts.iter().map(|(_, p)| p.removals()).sum();
@@ -641,9 +677,7 @@ impl Sink for OpenFgaSink {
     /// its tuples are no longer synced.
     async fn group_changed(&self, change: &GroupChange<'_>) -> GroupInterest {
         match GroupInterest::by_default(change) {
-            GroupInterest::Nothing
-                if !change.deleted && lock(&self.objects).contains_key(change.id) =>
-            {
+            GroupInterest::Nothing if !change.deleted && self.objects.get(change.id).is_some() => {
                 GroupInterest::Group
             }
             interest => interest,
@@ -661,11 +695,14 @@ impl Sink for OpenFgaSink {
     }
 
     async fn plan_push(&self, key: &JobKey) -> Result<PlannedPush, SyncError> {
-        match key {
+        let planned = match key {
             JobKey::AuthentikUser(pk) => plan_user(self, *pk).await,
             JobKey::AuthentikGroup(id) => plan_group(self, id).await,
             JobKey::Reconcile | JobKey::Own(_) => Ok(Planned::Done(JobOutcome::default())),
-        }
+        };
+        // What the reads taught the identity map is kept whatever the plan says.
+        self.ctx.reader.caches.identities.save().await;
+        planned
     }
 
     /// Writes the tuples in batches, then empties renamed groups' old objects. Each batch commits on its own
@@ -715,13 +752,13 @@ impl Sink for OpenFgaSink {
         match then {
             FgaPush::User { pk, user } => self.remember_user(pk, &user),
             FgaPush::Groups { objects, note } => {
-                let mut known = lock(&self.objects);
                 for (group, object) in objects {
-                    known.insert(group, object);
+                    self.objects.insert(&group, object);
                 }
                 report.note = report.note.or(note);
             }
         }
+        self.save().await;
         Ok(report.into())
     }
 
@@ -738,6 +775,7 @@ impl Sink for OpenFgaSink {
         writes: PassWrites<TupleChanges>,
         _options: ReconcileOptions,
     ) -> Result<PassDone<OpenFgaPassReport>, SyncError> {
+        self.save().await;
         Ok(after_pass(report, writes))
     }
 }

@@ -2,7 +2,7 @@
 //! account step, and the job a change to a role group queues), and one person's account converged by their
 //! user job. The rules are `account_plan.rs`; the state and the guarded writes are `accounts.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -22,6 +22,7 @@ use crate::sinks::outline::accounts::{
 use crate::sinks::outline::client::OutlineUser;
 use crate::sinks::outline::sink::OutlineSync;
 use crate::sinks::outline::OutlineClient;
+use crate::source::identities::IdentityMap;
 use crate::source::reader::inherited_members;
 
 /// Plans the accounts of every Outline user who is an Authentik user (matched by email): the account step
@@ -53,12 +54,11 @@ pub async fn plan_all(
         catalog = reader.full_catalog().await?;
     }
     accounts.note_role_groups(&catalog);
-    // A deletion event carries no email: the pass remembers everyone's, so that a later deletion can find
-    // the person's Outline account and suspend it.
+    // A deletion event carries no email, and a deletion while the bridge was down carries nothing: the map
+    // keeps everyone the pass sees, with the Outline account they are matched to below.
+    let identities = &reader.caches.identities;
     for p in &people {
-        if let Some(email) = &p.email {
-            reader.caches.emails.remember(p.pk, email);
-        }
+        identities.remember_user(p);
     }
     // An email two Authentik users share names nobody: an inactive namesake must not suspend the active
     // one (`authentik_user_by_email` refuses such an email the same way).
@@ -78,10 +78,12 @@ pub async fn plan_all(
             "several Authentik users share an email; their Outline accounts are left alone"
         );
     }
+    let mapped = MappedAccounts::new(identities, &people, &users);
     let recorded = accounts.record.snapshot().await;
     let mut facts = Vec::new();
     let mut pks = BTreeMap::new();
     let mut forget = Vec::new();
+    let mut gone = Vec::new();
     for u in &users {
         let Some(email) = u.email.as_ref() else {
             continue;
@@ -90,27 +92,62 @@ pub async fn plan_all(
             Some(Some(p)) => p,
             // Shared by several Authentik users: left alone.
             Some(None) => continue,
-            // No Authentik user has this email: deleted, or never in Authentik. The record still follows
-            // its rules for them. Someone a push found deleted and the guard held stays held until
-            // `--force` suspends them (or an admin suspends them by hand); someone the bridge suspended and an
-            // admin activated by hand leaves the record.
-            None => {
-                if recorded.held_by_guard.contains(&u.id) {
-                    facts.push(accounts.facts(u, AuthentikState::Deleted, &recorded));
-                } else if !u.suspended && recorded.suspended_by_bridge.contains(&u.id) {
-                    forget.push(u.id.clone());
+            // No Authentik user has this email. The identity map may know the account: a person whose email
+            // changed (Outline keeps the old address until they sign in), or one deleted from Authentik
+            // without an event the bridge saw. An account it never matched is not Authentik's to manage.
+            None => match mapped.owner(u) {
+                Some(Owner::Alive(p)) => p,
+                Some(Owner::Gone(pk)) => {
+                    gone.push((u, pk));
+                    continue;
                 }
-                continue;
-            }
+                None => {
+                    // The record still follows its rules for them. Someone a push found deleted and the
+                    // guard held stays held until `--force` suspends them (or an admin suspends them by
+                    // hand); someone the bridge suspended and an admin activated by hand leaves the record.
+                    if recorded.held_by_guard.contains(&u.id) {
+                        facts.push(accounts.facts(u, AuthentikState::Deleted, &recorded));
+                    } else if !u.suspended && recorded.suspended_by_bridge.contains(&u.id) {
+                        forget.push(u.id.clone());
+                    }
+                    continue;
+                }
+            },
         };
         let state = if p.is_active {
             AuthentikState::Active(group_names(&catalog, &p.groups, reader.membership))
         } else {
             AuthentikState::Inactive
         };
+        identities.matched_outline(p.pk, &u.id);
         facts.push(accounts.facts(u, state, &recorded));
         pks.insert(u.id.clone(), p.pk);
     }
+    // Mapped people missing from the list are asked for one by one before anything is done to them: a list
+    // that missed a row (a page shifted by a deletion mid-walk) must not offboard anyone.
+    let deleted = confirmed_deleted(reader, gone.iter().map(|(_, pk)| *pk).collect()).await;
+    for (u, pk) in gone.into_iter().filter(|(_, pk)| deleted.contains(pk)) {
+        if u.suspended || !accounts.suspend_deactivated {
+            // Offboarded (suspended by the bridge, or by hand), or nothing more to do: the map lets them
+            // go, so a later activation by hand is the admin's to keep.
+            identities.forget(pk);
+            continue;
+        }
+        if recorded.suspended_by_bridge.contains(&u.id) {
+            // The bridge suspended them and an admin activated them by hand since: theirs to keep, as for
+            // anyone the record names.
+            identities.forget(pk);
+            forget.push(u.id.clone());
+            continue;
+        }
+        tracing::info!(user = %pk, email = u.email.as_ref().map(|e| e.as_str()).unwrap_or_default(), "this Authentik user is gone (deleted without an event the bridge saw); their Outline account follows the rules for the deleted");
+        facts.push(accounts.facts(u, AuthentikState::Deleted, &recorded));
+        pks.insert(u.id.clone(), pk);
+    }
+    for pk in mapped.gone_without_account() {
+        identities.forget(pk);
+    }
+    identities.save().await;
     let plan = accounts
         .plan(outline, &facts, Some(active_admin_count(&users)))
         .await?;
@@ -181,7 +218,7 @@ pub async fn plan_role_groups(
     let members: BTreeSet<DesiredMember> = mapped.keys().cloned().collect();
     let resolved = engine
         .index
-        .resolve_members(outline, &reader.caches.emails, &members)
+        .resolve_members(outline, &reader.caches.identities, &members)
         .await?;
     let by_id: BTreeMap<&OutlineUserId, &DesiredMember> =
         resolved.ids.iter().map(|(m, id)| (id, m)).collect();
@@ -378,5 +415,121 @@ pub async fn converge_one(
             RemovalGuard::Enforce,
             AccountWrite::Push,
         )
+        .await
+}
+
+/// The identity map's people, joined to the pass's reads: who owns an Outline account that no Authentik user
+/// has the email of.
+struct MappedAccounts<'a> {
+    alive: HashMap<AuthentikUserId, &'a crate::domain::UserSnapshot>,
+    by_account: HashMap<OutlineUserId, AuthentikUserId>,
+    /// Last and previous emails, folded; an email two people had names nobody.
+    by_email: HashMap<String, Option<AuthentikUserId>>,
+    /// Emails Outline has now: a person whose new email has an account of its own keeps only that one.
+    outline_emails: HashSet<&'a str>,
+    /// Mapped people who are not in the list and have no Outline account the map can name.
+    unclaimed: Vec<AuthentikUserId>,
+}
+
+enum Owner<'a> {
+    Alive(&'a crate::domain::UserSnapshot),
+    Gone(AuthentikUserId),
+}
+
+impl<'a> MappedAccounts<'a> {
+    fn new(
+        identities: &IdentityMap,
+        people: &'a [crate::domain::UserSnapshot],
+        users: &'a [OutlineUser],
+    ) -> MappedAccounts<'a> {
+        let alive: HashMap<_, _> = people.iter().map(|p| (p.pk, p)).collect();
+        let accounts: HashSet<&OutlineUserId> = users.iter().map(|u| &u.id).collect();
+        let outline_emails: HashSet<&str> = users
+            .iter()
+            .filter_map(|u| u.email.as_ref())
+            .map(|e| e.folded())
+            .collect();
+        let mut by_account = HashMap::new();
+        let mut by_email: HashMap<String, Option<AuthentikUserId>> = HashMap::new();
+        let mut unclaimed = Vec::new();
+        for (pk, who) in identities.people() {
+            let emails = [&who.email, &who.previous_email];
+            let has_account = who
+                .outline_user
+                .as_ref()
+                .is_some_and(|u| accounts.contains(u))
+                || emails
+                    .iter()
+                    .filter_map(|e| e.as_ref())
+                    .any(|e| outline_emails.contains(e.folded()));
+            if !alive.contains_key(&pk) && !has_account {
+                unclaimed.push(pk);
+            }
+            if let Some(u) = who.outline_user {
+                by_account.insert(u, pk);
+            }
+            for e in emails.into_iter().flatten() {
+                by_email
+                    .entry(e.folded().to_string())
+                    .and_modify(|held| {
+                        if *held != Some(pk) {
+                            *held = None
+                        }
+                    })
+                    .or_insert(Some(pk));
+            }
+        }
+        MappedAccounts {
+            alive,
+            by_account,
+            by_email,
+            outline_emails,
+            unclaimed,
+        }
+    }
+
+    /// The person the map matched to this account, when no Authentik user has its email now.
+    fn owner(&self, u: &OutlineUser) -> Option<Owner<'a>> {
+        let pk = self.by_account.get(&u.id).copied().or_else(|| {
+            let email = u.email.as_ref()?;
+            self.by_email.get(email.folded()).copied().flatten()
+        })?;
+        match self.alive.get(&pk) {
+            Some(p) => {
+                let own_account = p
+                    .email
+                    .as_ref()
+                    .is_some_and(|e| self.outline_emails.contains(e.folded()));
+                (!own_account).then_some(Owner::Alive(p))
+            }
+            None => Some(Owner::Gone(pk)),
+        }
+    }
+
+    fn gone_without_account(&self) -> Vec<AuthentikUserId> {
+        self.unclaimed.clone()
+    }
+}
+
+/// Which of the mapped people the source's list lacks one read each confirms are gone. A read that fails, or
+/// finds the person after all, leaves their account alone.
+async fn confirmed_deleted(
+    reader: &crate::source::reader::SnapshotReader,
+    missing: Vec<AuthentikUserId>,
+) -> HashSet<AuthentikUserId> {
+    futures::stream::iter(missing)
+        .map(|pk| async move {
+            match reader.directory.user(pk).await {
+                Ok(None) => Some(pk),
+                Ok(Some(_)) => None,
+                Err(e) => {
+                    tracing::warn!(user = %pk, error = %e, "cannot confirm this mapped user is gone; their account is left alone until the next pass");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .filter_map(|found| async move { found })
+        .collect()
         .await
 }

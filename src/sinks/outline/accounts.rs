@@ -17,7 +17,6 @@ use crate::metrics::Metrics;
 use crate::runtime::changes::Tick;
 use crate::runtime::context::SyncContext;
 use crate::runtime::job::{RemovalGuard, SyncError};
-use crate::runtime::state_file::StateFile;
 use crate::sinks::outline::account_plan::{
     plan_accounts, AccountFacts, AccountPlan, AccountRef, AccountRules, AuthentikState,
     OutlineRole, RoleMap,
@@ -26,6 +25,7 @@ use crate::sinks::outline::client::OutlineUser;
 use crate::sinks::outline::invite_window::{unix_ms_now, WindowRule};
 use crate::sinks::outline::suspensions::{RecordSnapshot, SuspensionRecord};
 use crate::sinks::outline::OutlineClient;
+use crate::store::StateDocument;
 
 /// The span `MAX_SUSPENSIONS` covers.
 const SUSPENSION_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -47,9 +47,9 @@ pub struct AccountSync {
     seen_mapped: std::sync::Mutex<BTreeSet<String>>,
     /// The `ROLE_MAP` last applied (in `STATE_DIR`, or memory): a new or changed map takes admin rights from
     /// nobody until `reconcile --force` has applied it or a pass found nobody to demote.
-    applied_map: StateFile<AppliedRoleMap>,
+    applied_map: StateDocument<AppliedRoleMap>,
     /// Set once the map in force is known to be applied: it cannot change while the process runs, so every
-    /// job after that skips the read of `role-map.json`.
+    /// job after that skips the read of the applied map.
     map_applied: std::sync::atomic::AtomicBool,
     /// The owner of the API key, read once: it never changes while the key works.
     key_owner: OnceCell<OutlineUserId>,
@@ -62,7 +62,8 @@ pub struct AppliedRoleMap {
     pub role_map: Option<String>,
 }
 
-/// Name of the applied map's file in `STATE_DIR`.
+/// The applied map's name in the store, and the JSON file an earlier version kept it in.
+pub const APPLIED_MAP: &str = "role-map";
 pub const APPLIED_MAP_FILE: &str = "role-map.json";
 
 /// What applying an account plan did.
@@ -137,7 +138,7 @@ impl AccountSync {
     pub fn new(
         settings: &Settings,
         record: SuspensionRecord,
-        applied_map: StateFile<AppliedRoleMap>,
+        applied_map: StateDocument<AppliedRoleMap>,
         metrics: Arc<Metrics>,
     ) -> AccountSync {
         AccountSync {
@@ -155,10 +156,10 @@ impl AccountSync {
         }
     }
 
-    pub fn check_writable(&self) -> Result<(), crate::runtime::state_file::RecordError> {
-        self.record.check_writable()?;
+    pub async fn check_writable(&self) -> Result<(), crate::store::RecordError> {
+        self.record.check_writable().await?;
         if self.role_map.is_some() {
-            self.applied_map.check_writable()?;
+            self.applied_map.check_writable().await?;
         }
         Ok(())
     }

@@ -112,7 +112,10 @@ impl Sink for OutlineSync {
         &self,
         key: &JobKey,
     ) -> Result<Planned<MembershipPlan, Self::Then>, SyncError> {
-        super::push::plan_push(self, key).await
+        let planned = super::push::plan_push(self, key).await;
+        // Whom the plan matched is kept whatever the plan says, even when it writes nothing.
+        self.reader.caches.identities.save().await;
+        planned
     }
 
     async fn write(

@@ -19,7 +19,8 @@ use crate::sinks::outline::client::OutlineUser;
 use crate::sinks::outline::plan::GroupIndex;
 use crate::sinks::outline::plan::GroupTarget;
 use crate::sinks::outline::OutlineClient;
-use crate::source::cache::{build, get_or_load, EmailMemory};
+use crate::source::cache::{build, get_or_load};
+use crate::source::identities::IdentityMap;
 
 /// Outline users by folded email, with the count and newest user the listing had: a cheap call tells whether
 /// anyone joined since.
@@ -110,7 +111,7 @@ impl OutlineIndex {
     pub async fn resolve_members(
         &self,
         outline: &OutlineClient,
-        emails: &EmailMemory,
+        emails: &IdentityMap,
         members: &BTreeSet<DesiredMember>,
     ) -> Result<ResolvedMembers, UpstreamError> {
         let mut previous: BTreeMap<AuthentikUserId, Email> = BTreeMap::new();

@@ -7,8 +7,8 @@
 //! passes. Outline allows 50 invite requests an hour; the book sends as many as the hour allows, keeps the
 //! rest, and its pump wakes the job when the next request may go.
 //!
-//! The requests of the last hour are counted in `STATE_DIR` (`invite-requests.json`), shared by `serve` and
-//! the CLI, so neither a restart nor a `reconcile` beside `serve` sends more than 50 in any hour. Without
+//! The requests of the last hour are counted in the store in `STATE_DIR`, shared by `serve` and the CLI, so
+//! neither a restart nor a `reconcile` beside `serve` sends more than 50 in any hour. Without
 //! `STATE_DIR` a restart forgets them; the new process then invites nothing before its first pass has ended,
 //! and a 429 from Outline still stops every request until its `Retry-After`.
 
@@ -26,7 +26,6 @@ use crate::configuration::Settings;
 use crate::domain::{AuthentikUserId, DesiredMember, UserSnapshot};
 use crate::metrics::Metrics;
 use crate::runtime::job::SyncError;
-use crate::runtime::state_file::StateFile;
 use crate::sinks::outline::account_plan::OutlineRole;
 use crate::sinks::outline::accounts::{counted_groups, group_names, AccountSync};
 use crate::sinks::outline::client::Invitation;
@@ -35,13 +34,19 @@ use crate::sinks::outline::invite_window::{
 };
 use crate::sinks::outline::OutlineClient;
 use crate::source::reader::SnapshotReader;
+use crate::store::{Remembered, StateDocument};
 
 pub struct InviteBook {
     pub enabled: bool,
     send_email: bool,
     state: Mutex<BookState>,
     /// The `users.invite` requests of the last hour.
-    window: StateFile<WindowLog>,
+    window: StateDocument<WindowLog>,
+    /// Invitations Outline refused on their own (a name or address it will not take), by address with the
+    /// name that was refused: set aside, and not sent again with that name, so a bad entry never spends the
+    /// hour's requests nor delays anyone else; a corrected name or address in Authentik is tried again. In
+    /// the store with `STATE_DIR`, so a restart does not send them again.
+    set_aside: Remembered<String, String>,
     /// False until the first pass has ended, when a restart forgot the last hour's requests (no `STATE_DIR`).
     ready: AtomicBool,
     /// Rung when people are added or a send ends, for the pump.
@@ -53,11 +58,6 @@ pub struct InviteBook {
 struct BookState {
     /// By lowercased email, as Outline compares invitations.
     pending: BTreeMap<String, Waiting>,
-    /// Invitations Outline refused on their own (a name or address it will not take), by address with the
-    /// name that was refused: set aside, and not sent again with that name until the process restarts, so a
-    /// bad entry never spends the hour's requests nor delays anyone else; a corrected name or address in
-    /// Authentik is tried again.
-    refused: BTreeMap<String, String>,
     /// Who this process invited, and when. A job that read Outline before the invitation would note them
     /// again and spend a request on an `unsent` answer, so they are not taken back until a pass that read
     /// Outline after the invitation still finds them without an account.
@@ -87,8 +87,11 @@ pub struct InvitePreview {
 }
 
 impl InviteBook {
-    /// The name of the request count in `STATE_DIR`.
+    /// The name of the request count in the store, and the JSON file an earlier version kept it in.
+    pub const NAME: &'static str = "invite-requests";
     pub const FILE_NAME: &'static str = "invite-requests.json";
+    /// The store's kind for the invitations set aside.
+    pub const SET_ASIDE: &'static str = "invite_set_aside";
 
     const RULE: WindowRule = WindowRule {
         limit: REQUESTS_PER_WINDOW,
@@ -97,7 +100,8 @@ impl InviteBook {
 
     pub fn new(
         settings: &Settings,
-        window: StateFile<WindowLog>,
+        window: StateDocument<WindowLog>,
+        set_aside: Remembered<String, String>,
         metrics: Arc<Metrics>,
     ) -> InviteBook {
         InviteBook {
@@ -106,14 +110,15 @@ impl InviteBook {
             state: Mutex::new(BookState::default()),
             ready: AtomicBool::new(window.is_persistent()),
             window,
+            set_aside,
             wake: Notify::new(),
             metrics,
         }
     }
 
-    pub fn check_writable(&self) -> Result<(), crate::runtime::state_file::RecordError> {
+    pub async fn check_writable(&self) -> Result<(), crate::store::RecordError> {
         if self.enabled {
-            self.window.check_writable()?;
+            self.window.check_writable().await?;
         }
         Ok(())
     }
@@ -249,17 +254,19 @@ impl InviteBook {
         self.publish();
     }
 
-    fn refuse(&self, key: &str, name: &str) {
-        {
-            let mut state = self.state();
-            state.pending.remove(key);
-            state.refused.insert(key.to_string(), name.to_string());
+    async fn refuse(&self, key: &str, name: &str) {
+        self.state().pending.remove(key);
+        self.set_aside.insert(&key.to_string(), name.to_string());
+        if let Err(e) = self.set_aside.save().await {
+            tracing::error!(error = %e, "cannot keep a refused invitation in the store; it is set aside until the bridge restarts");
         }
         self.publish();
     }
 
     fn was_refused(&self, key: &str, name: &str) -> bool {
-        self.state().refused.get(key).is_some_and(|n| n == name)
+        self.set_aside
+            .get(&key.to_string())
+            .is_some_and(|n| n == name)
     }
 
     fn count(&self, result: &str, n: usize) {
@@ -458,8 +465,8 @@ async fn send_batches(
                 }
                 Err(e) if e.status() == Some(400) && part.keys.len() == 1 => {
                     book.count("refused", 1);
-                    book.refuse(&part.keys[0], &part.invitations[0].name);
-                    tracing::warn!(email = %part.invitations[0].email, error = %e, "Outline refused this invitation; it is set aside and not sent again until the person's name or address changes in Authentik, or the bridge restarts");
+                    book.refuse(&part.keys[0], &part.invitations[0].name).await;
+                    tracing::warn!(email = %part.invitations[0].email, error = %e, "Outline refused this invitation; it is set aside and not sent again until the person's name or address changes in Authentik");
                 }
                 // 400 is about the entries; a 403 (the key's scope or role) is about every request.
                 Err(e) if e.status() == Some(400) => {

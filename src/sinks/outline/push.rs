@@ -147,7 +147,7 @@ async fn plan_user(engine: &OutlineSync, pk: AuthentikUserId) -> Result<PlannedP
         Ok::<_, UpstreamError>(match outline.find_user_by_email(&email).await? {
             Some(u) => Some(u),
             // An email changed in Authentik: Outline keeps the old one until the next sign-in.
-            None => match engine.reader.caches.emails.previous(pk) {
+            None => match engine.reader.caches.identities.previous(pk) {
                 Some(old) => outline.find_user_by_email(&old).await?,
                 None => None,
             },
@@ -172,6 +172,11 @@ async fn plan_user(engine: &OutlineSync, pk: AuthentikUserId) -> Result<PlannedP
         }
         return Planned::noted("no Outline user with this email yet");
     };
+    engine
+        .reader
+        .caches
+        .identities
+        .matched_outline(pk, &user.id);
     let plan = plan_user_memberships(engine, &outline, &au, &user).await?;
     Ok(Planned::Write(plan, OutlinePush::Account { au, user }))
 }
@@ -184,7 +189,7 @@ async fn plan_deleted_user(
     outline: &OutlineClient,
     pk: AuthentikUserId,
 ) -> Result<PlannedPush, SyncError> {
-    let Some(email) = engine.reader.caches.emails.current(pk) else {
+    let Some(email) = engine.reader.caches.identities.current(pk) else {
         tracing::info!(user = %pk, "deleted Authentik user's email is not remembered; a reconcile is queued");
         return Ok(Planned::Done(JobOutcome {
             report: SyncReport::noted("email not remembered; a reconcile is queued"),

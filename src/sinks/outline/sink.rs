@@ -14,9 +14,8 @@ use crate::runtime::changes::GroupLocks;
 use crate::runtime::context::SyncContext;
 use crate::runtime::job::SyncReport;
 use crate::runtime::progress::PassProgress;
-use crate::runtime::state_file::StateFile;
 use crate::sinks::outline::accounts::AccountSync;
-use crate::sinks::outline::accounts::AppliedRoleMap;
+use crate::sinks::outline::accounts::{AppliedRoleMap, APPLIED_MAP, APPLIED_MAP_FILE};
 use crate::sinks::outline::apply::OutlineSink;
 use crate::sinks::outline::index::OutlineIndex;
 use crate::sinks::outline::invite_window::WindowLog;
@@ -28,6 +27,7 @@ use crate::sinks::outline::plan::MembershipPlan;
 use crate::sinks::outline::plan::PlanInput;
 use crate::sinks::outline::suspensions::SuspensionRecord;
 use crate::sinks::outline::OutlineClient;
+use crate::store::{Remembered, StateDocument, Store};
 
 /// Outline member lists read at once while planning; the rate limiter paces them.
 const MEMBER_LISTS_AT_ONCE: usize = 8;
@@ -72,34 +72,46 @@ impl std::ops::Deref for OutlineSync {
     }
 }
 
-/// What the bridge keeps in `STATE_DIR` (in memory without it).
-pub struct BridgeState {
+/// What the Outline sink keeps in the store in `STATE_DIR` (in memory without it).
+pub struct OutlineState {
     pub record: SuspensionRecord,
-    pub invite_requests: StateFile<WindowLog>,
-    pub applied_map: StateFile<AppliedRoleMap>,
+    pub invite_requests: StateDocument<WindowLog>,
+    pub invites_set_aside: Remembered<String, String>,
+    pub applied_map: StateDocument<AppliedRoleMap>,
 }
 
-impl BridgeState {
-    pub fn in_memory() -> BridgeState {
-        BridgeState {
+impl OutlineState {
+    pub fn in_memory() -> OutlineState {
+        OutlineState {
             record: SuspensionRecord::in_memory(),
-            invite_requests: StateFile::in_memory(),
-            applied_map: StateFile::in_memory(),
+            invite_requests: StateDocument::in_memory(),
+            invites_set_aside: Remembered::in_memory(InviteBook::SET_ASIDE),
+            applied_map: StateDocument::in_memory(),
         }
     }
 
-    /// Opens every file in `dir`; one that cannot be read stops the start-up.
-    pub fn open(
+    /// Opens every part in `store`, importing the JSON files an earlier version left in `dir`; a part that
+    /// cannot be read stops the start-up.
+    pub async fn open(
+        store: &Store,
         dir: &std::path::Path,
-    ) -> Result<BridgeState, crate::runtime::state_file::RecordError> {
-        Ok(BridgeState {
-            record: SuspensionRecord::open(&dir.join(SuspensionRecord::FILE_NAME))?,
-            invite_requests: StateFile::open(
-                &dir.join(crate::sinks::outline::invites::InviteBook::FILE_NAME),
-            )?,
-            applied_map: StateFile::open(
-                &dir.join(crate::sinks::outline::accounts::APPLIED_MAP_FILE),
-            )?,
+    ) -> Result<OutlineState, crate::store::RecordError> {
+        let unreadable = |e: crate::store::StoreError| {
+            crate::store::RecordError::new(store.path(), e.to_string())
+        };
+        Ok(OutlineState {
+            record: SuspensionRecord::open(store, dir).await?,
+            invite_requests: StateDocument::open(
+                store,
+                InviteBook::NAME,
+                &dir.join(InviteBook::FILE_NAME),
+            )
+            .await?,
+            invites_set_aside: Remembered::open(store, InviteBook::SET_ASIDE)
+                .await
+                .map_err(unreadable)?,
+            applied_map: StateDocument::open(store, APPLIED_MAP, &dir.join(APPLIED_MAP_FILE))
+                .await?,
         })
     }
 }
@@ -115,7 +127,7 @@ impl OutlineSync {
         settings: &Settings,
         ctx: Arc<SyncContext>,
         outline: OutlineClient,
-        state: BridgeState,
+        state: OutlineState,
     ) -> OutlineSync {
         let metrics = ctx.metrics.clone();
         OutlineSync {
@@ -123,7 +135,12 @@ impl OutlineSync {
             index: OutlineIndex::new(settings.cache_ttl, metrics.clone()),
             outline,
             accounts: AccountSync::new(settings, state.record, state.applied_map, metrics.clone()),
-            invites: InviteBook::new(settings, state.invite_requests, metrics),
+            invites: InviteBook::new(
+                settings,
+                state.invite_requests,
+                state.invites_set_aside,
+                metrics,
+            ),
             auto_create: settings.auto_create_groups,
             locks: GroupLocks::default(),
             progress: PassProgress::default(),
@@ -166,7 +183,7 @@ impl OutlineSync {
             groups.iter().flat_map(|(_, m)| m.iter().cloned()).collect();
         let resolved = self
             .index
-            .resolve_members(outline, &self.reader.caches.emails, &all)
+            .resolve_members(outline, &self.reader.caches.identities, &all)
             .await?;
         let targets: Vec<GroupTarget> = groups
             .into_iter()

@@ -7,8 +7,8 @@
 //! The record also keeps the suspension guard's state: the suspensions made in the last hour
 //! (`MAX_SUSPENSIONS`, one allowance for pushes, passes and the CLI) and whom the guard held back.
 //!
-//! With `STATE_DIR` the record is a small JSON file there, shared safely by `serve` and a `reconcile` run from
-//! the CLI (`state_file.rs`). Without it the record lives in memory, and after a restart everyone the bridge
+//! With `STATE_DIR` the record is a document in the store there, shared safely by `serve` and a `reconcile` run
+//! from the CLI (`store/document.rs`). Without it the record lives in memory, and after a restart everyone the bridge
 //! had suspended counts as suspended by hand: re-activating them in Authentik leaves them suspended until an
 //! admin activates them in Outline. The bridge never activates anyone wrongly either way. The hour's
 //! allowance and the held list then start afresh too.
@@ -19,11 +19,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::OutlineUserId;
-use crate::runtime::state_file::{RecordError, StateFile};
 use crate::sinks::outline::invite_window::{UnixMs, WindowLog, WindowRule};
+use crate::store::{RecordError, StateDocument, Store};
 
 pub struct SuspensionRecord {
-    file: StateFile<RecordFile>,
+    file: StateDocument<RecordFile>,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone)]
@@ -47,20 +47,21 @@ pub struct RecordSnapshot {
 }
 
 impl SuspensionRecord {
-    /// The record's name in `STATE_DIR`.
+    /// The record's name in the store, and the JSON file an earlier version kept it in.
+    pub const NAME: &'static str = "suspended-by-bridge";
     pub const FILE_NAME: &'static str = "suspended-by-bridge.json";
 
     pub fn in_memory() -> SuspensionRecord {
         SuspensionRecord {
-            file: StateFile::in_memory(),
+            file: StateDocument::in_memory(),
         }
     }
 
-    /// The record kept at `path`; a file that does not exist yet is an empty record. A file that cannot be
-    /// read or parsed stops the start-up: going on without it would forget whom to activate.
-    pub fn open(path: &Path) -> Result<SuspensionRecord, RecordError> {
+    /// The record kept in `store` (empty at first), with the file of an earlier version in `dir` imported. A
+    /// record that cannot be read stops the start-up: going on without it would forget whom to activate.
+    pub async fn open(store: &Store, dir: &Path) -> Result<SuspensionRecord, RecordError> {
         Ok(SuspensionRecord {
-            file: StateFile::open(path)?,
+            file: StateDocument::open(store, Self::NAME, &dir.join(Self::FILE_NAME)).await?,
         })
     }
 
@@ -68,8 +69,8 @@ impl SuspensionRecord {
         self.file.is_persistent()
     }
 
-    pub fn check_writable(&self) -> Result<(), RecordError> {
-        self.file.check_writable()
+    pub async fn check_writable(&self) -> Result<(), RecordError> {
+        self.file.check_writable().await
     }
 
     /// The record as it is now, read once for a whole plan. An unreadable file reads as empty: "not by the
@@ -191,35 +192,74 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bridge-record-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        dir.join(SuspensionRecord::FILE_NAME)
+        dir
+    }
+
+    async fn open(dir: &Path) -> Result<SuspensionRecord, RecordError> {
+        let store = Store::open(dir).await.expect("store");
+        SuspensionRecord::open(&store, dir).await
     }
 
     #[tokio::test]
-    async fn the_record_survives_a_restart_and_refuses_a_foreign_file() {
-        let path = scratch("restart");
-        let record = SuspensionRecord::open(&path).expect("a missing file is an empty record");
+    async fn the_record_survives_a_restart() {
+        let dir = scratch("restart");
+        let record = open(&dir).await.expect("a new store is an empty record");
         record.insert(&id(1)).await;
         record.insert(&id(2)).await;
         record.remove(&id(1)).await;
         drop(record);
 
-        let again = SuspensionRecord::open(&path).expect("reopens");
+        let again = open(&dir).await.expect("reopens");
         assert!(!again.snapshot().await.suspended_by_bridge.contains(&id(1)));
         assert!(again.snapshot().await.suspended_by_bridge.contains(&id(2)));
+    }
 
-        std::fs::write(&path, b"{\"something\": \"else\"}").expect("write");
-        let err = SuspensionRecord::open(&path)
+    /// The JSON file of an earlier version is imported once and renamed; one the bridge did not write stops
+    /// the start-up and stays where it is.
+    #[tokio::test]
+    async fn an_earlier_versions_file_is_imported_once_and_a_foreign_one_refused() {
+        let dir = scratch("import");
+        let file = dir.join(SuspensionRecord::FILE_NAME);
+        std::fs::write(
+            &file,
+            format!(
+                "{{\"suspended_by_bridge\": [\"{}\"], \"held_by_guard\": [\"{}\"]}}",
+                id(1),
+                id(2)
+            ),
+        )
+        .expect("write");
+        let record = open(&dir).await.expect("imports");
+        let snap = record.snapshot().await;
+        assert!(snap.suspended_by_bridge.contains(&id(1)) && snap.held_by_guard.contains(&id(2)));
+        assert!(!file.exists() && dir.join("suspended-by-bridge.json.imported").exists());
+        record.remove(&id(1)).await;
+        drop(record);
+
+        // A file put back (an old version started once more) never overwrites what the store has learned since.
+        std::fs::copy(dir.join("suspended-by-bridge.json.imported"), &file).expect("copy");
+        let again = open(&dir).await.expect("reopens");
+        assert!(!again.snapshot().await.suspended_by_bridge.contains(&id(1)));
+        assert!(!file.exists());
+
+        let dir = scratch("foreign");
+        let file = dir.join(SuspensionRecord::FILE_NAME);
+        std::fs::write(&file, b"{\"suspended_by_bridge\": 3}").expect("write");
+        let err = open(&dir)
+            .await
             .err()
             .expect("a file the bridge did not write is refused");
         assert!(err.to_string().contains("STATE_DIR"), "{err}");
+        assert!(file.exists(), "left for the operator to look at");
     }
 
-    /// `serve` and a CLI `reconcile` on one STATE_DIR: neither loses the other's entries.
+    /// `serve` and a CLI `reconcile` on one STATE_DIR (two stores, as two processes open it): neither loses the
+    /// other's entries.
     #[tokio::test]
     async fn two_processes_sharing_the_record_keep_each_others_entries() {
-        let path = scratch("shared");
-        let serve = SuspensionRecord::open(&path).expect("opens");
-        let cli = SuspensionRecord::open(&path).expect("opens");
+        let dir = scratch("shared");
+        let serve = open(&dir).await.expect("opens");
+        let cli = open(&dir).await.expect("opens");
         serve.insert(&id(1)).await;
         cli.insert(&id(2)).await;
         serve.insert(&id(3)).await;

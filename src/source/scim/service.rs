@@ -16,11 +16,9 @@ use super::resource::{
 use crate::domain::{AuthentikGroupId, AuthentikUserId, Email};
 use crate::source::webhook::{AuthentikChange, ModelAction};
 use crate::source::SourceChanges;
-use crate::store::scim::{
-    GroupColumn, GroupFields, GroupRow, ScimWrite, UserColumn, UserFields, UserRow,
-};
+use crate::store::scim::{GroupColumn, GroupFields, GroupRow, UserColumn, UserFields, UserRow};
 use crate::store::time::now_rfc3339;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreWrite};
 
 /// A SCIM answer: its status, its body (none for 204), its `Location`, and what changed.
 #[derive(Debug)]
@@ -208,7 +206,7 @@ impl ScimService {
         &self.store
     }
 
-    async fn begin(&self) -> Result<ScimWrite, ScimError> {
+    async fn begin(&self) -> Result<StoreWrite, ScimError> {
         self.store.begin_write().await.map_err(store_error)
     }
 
@@ -430,7 +428,7 @@ impl ScimService {
 
     /// The people with these ids, by id; any id nobody has refuses the whole request.
     async fn member_keys(
-        tx: &mut ScimWrite,
+        tx: &mut StoreWrite,
         ids: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, i64>, ScimError> {
         let wanted: Vec<String> = ids.iter().cloned().collect();

@@ -1,0 +1,207 @@
+//! The identity map: for every person of the source the bridge has seen, their key (Authentik's pk, or the
+//! SCIM store's), username, last email, the email before it, their Outline account once matched, and the
+//! OpenFGA user id last written for them. Kept in the store in `STATE_DIR`, so it outlives restarts.
+//!
+//! It answers what the source cannot: a deletion event carries the pk and no email
+//! (docs/src/upstream/authentik.md §4.4, §12), and a person deleted while the bridge was down leaves no event
+//! at all. A pass compares the map with the source's user list, and a mapped person who is gone was deleted.
+//! And Outline keeps a changed email's old address until the person signs in again
+//! (docs/src/upstream/outline.md §6.7): the previous email keeps matching them meanwhile.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AuthentikUserId, Email, OutlineUserId, UserSnapshot};
+use crate::store::{Remembered, Store, StoreError};
+
+/// The store's kind for the map's rows.
+const KIND: &str = "identity";
+
+/// Without `STATE_DIR`, past this many people the memory is emptied and fills again from the next reads (with
+/// a store everything is kept: the map is what offboarding depends on).
+pub const IN_MEMORY_CAP: usize = 1_000_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_email: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outline_user: Option<OutlineUserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openfga_user: Option<String>,
+}
+
+pub struct IdentityMap {
+    people: Remembered<AuthentikUserId, Identity>,
+}
+
+impl IdentityMap {
+    pub fn in_memory() -> IdentityMap {
+        IdentityMap {
+            people: Remembered::in_memory(KIND),
+        }
+    }
+
+    pub async fn open(store: &Store) -> Result<IdentityMap, StoreError> {
+        Ok(IdentityMap {
+            people: Remembered::open(store, KIND).await?,
+        })
+    }
+
+    pub fn is_persistent(&self) -> bool {
+        self.people.is_persistent()
+    }
+
+    /// For `reconcile --dry-run` and `check`: what they learn is not written.
+    pub fn freeze(&self) {
+        self.people.freeze();
+    }
+
+    fn edit(&self, pk: AuthentikUserId, edit: impl FnOnce(&mut Identity)) {
+        if !self.people.is_persistent()
+            && self.people.len() >= IN_MEMORY_CAP
+            && self.people.get(&pk).is_none()
+        {
+            for (k, _) in self.people.entries() {
+                self.people.remove(&k);
+            }
+        }
+        self.people.update(&pk, |entry| {
+            let mut person = entry.take().unwrap_or_default();
+            edit(&mut person);
+            *entry = Some(person);
+        });
+    }
+
+    /// Notes the email seen for a person; a different one than before becomes the previous email.
+    pub fn remember(&self, pk: AuthentikUserId, email: &Email) {
+        self.edit(pk, |p| match &p.email {
+            Some(now) if now == email => {}
+            Some(_) => p.previous_email = p.email.replace(email.clone()),
+            None => p.email = Some(email.clone()),
+        });
+    }
+
+    /// Notes a person read from the source: their email and username.
+    pub fn remember_user(&self, user: &UserSnapshot) {
+        if let Some(email) = &user.email {
+            self.remember(user.pk, email);
+        }
+        if let Some(name) = &user.username {
+            if self
+                .people
+                .get(&user.pk)
+                .and_then(|p| p.username)
+                .as_deref()
+                != Some(&**name)
+            {
+                self.edit(user.pk, |p| p.username = Some(name.to_string()));
+            }
+        }
+    }
+
+    /// Notes the Outline account the bridge matched to a person.
+    pub fn matched_outline(&self, pk: AuthentikUserId, user: &OutlineUserId) {
+        if self.outline_user(pk).as_ref() != Some(user) {
+            self.edit(pk, |p| p.outline_user = Some(user.clone()));
+        }
+    }
+
+    /// Notes the OpenFGA user id written for a person.
+    pub fn wrote_openfga(&self, pk: AuthentikUserId, id: &str) {
+        if self.openfga_user(pk).as_deref() != Some(id) {
+            self.edit(pk, |p| p.openfga_user = Some(id.to_string()));
+        }
+    }
+
+    /// The last email seen for a person.
+    pub fn current(&self, pk: AuthentikUserId) -> Option<Email> {
+        self.people.get(&pk).and_then(|p| p.email)
+    }
+
+    /// The email the person had before the last one seen.
+    pub fn previous(&self, pk: AuthentikUserId) -> Option<Email> {
+        self.people.get(&pk).and_then(|p| p.previous_email)
+    }
+
+    pub fn outline_user(&self, pk: AuthentikUserId) -> Option<OutlineUserId> {
+        self.people.get(&pk).and_then(|p| p.outline_user)
+    }
+
+    pub fn openfga_user(&self, pk: AuthentikUserId) -> Option<String> {
+        self.people.get(&pk).and_then(|p| p.openfga_user)
+    }
+
+    /// Everyone in the map.
+    pub fn people(&self) -> Vec<(AuthentikUserId, Identity)> {
+        self.people.entries()
+    }
+
+    /// Forgets a person whose offboarding is done.
+    pub fn forget(&self, pk: AuthentikUserId) {
+        self.people.remove(&pk);
+    }
+
+    /// Writes what was learned since the last save. A failure is logged and kept for the next save: the
+    /// jobs go on, and what the map lacks is what a restart would have to learn again.
+    pub async fn save(&self) {
+        if let Err(e) = self.people.save().await {
+            tracing::error!(error = %e, "cannot write the identity map to the store; it is kept in memory and written at the next save");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(s: &str) -> Email {
+        Email::parse(s).expect("email")
+    }
+
+    #[tokio::test]
+    async fn what_the_map_learns_survives_a_reopen() {
+        let dir = std::env::temp_dir().join(format!("identities-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::open(&dir).await.expect("store");
+        let map = IdentityMap::open(&store).await.expect("opens");
+        let pk = AuthentikUserId(7);
+        map.remember(pk, &email("old@example.com"));
+        map.remember(pk, &email("new@example.com"));
+        map.matched_outline(pk, &OutlineUserId::new("u-7"));
+        map.wrote_openfga(AuthentikUserId(8), "jane");
+        map.save().await;
+        map.remember(AuthentikUserId(9), &email("unsaved@example.com"));
+        drop(map);
+
+        let again = IdentityMap::open(&store).await.expect("reopens");
+        assert_eq!(again.current(pk), Some(email("new@example.com")));
+        assert_eq!(again.previous(pk), Some(email("old@example.com")));
+        assert_eq!(again.outline_user(pk), Some(OutlineUserId::new("u-7")));
+        assert_eq!(
+            again.openfga_user(AuthentikUserId(8)).as_deref(),
+            Some("jane")
+        );
+        assert_eq!(again.current(AuthentikUserId(9)), None, "never saved");
+        again.forget(pk);
+        again.save().await;
+        let third = IdentityMap::open(&store).await.expect("reopens");
+        assert_eq!(third.current(pk), None);
+        assert_eq!(third.people().len(), 1);
+
+        let frozen = IdentityMap::open(&store).await.expect("reopens");
+        frozen.freeze();
+        frozen.remember(AuthentikUserId(10), &email("dry@example.com"));
+        frozen.save().await;
+        let fourth = IdentityMap::open(&store).await.expect("reopens");
+        assert_eq!(
+            fourth.current(AuthentikUserId(10)),
+            None,
+            "a dry run writes nothing"
+        );
+    }
+}
