@@ -64,6 +64,7 @@ modes (figure numbers as in docs/src/benchmarks.md):
   openfga-reconcile 12 `authentik-bridge reconcile` into OpenFGA alone  --users 10000 --groups 500 --drift-every 100 --strays 50
   scim-intake      13  SCIM POST /Users and member PATCH vs /healthz, SOURCE=scim  --requests 2000 --concurrency 8 --groups 20
   scim-sync        14  SCIM initial full sync until Outline converges  --users 10000 --groups 500 --per-user 3 --rate 6000/60 --concurrency 4 --new-groups 0
+  store-pass       15  a 10k-user pass with and without STATE_DIR: time and peak RSS  --users 10000 --groups 500 --per-user 3
   fakes               start both fakes, print their settings, wait  --users --groups --latency-ms --rate --max-seconds 600
   all                 figures 2-8 with their defaults, then a summary table
 
@@ -115,6 +116,7 @@ fn main() -> ExitCode {
             "openfga-reconcile" => openfga_reconcile(&args).await.map(drop),
             "scim-intake" => scim_intake(&args).await.map(drop),
             "scim-sync" => scim_sync(&args).await.map(drop),
+            "store-pass" => store_pass(&args).await.map(drop),
             "all" => all(&args).await,
             "help" | "--help" | "-h" => {
                 println!("{HELP}");
@@ -1650,6 +1652,15 @@ struct ReconcileFigures {
 }
 
 async fn reconcile_once(spec: &WorldSpec, dir: &Path) -> BoxResult<ReconcileFigures> {
+    reconcile_once_with(spec, dir, &[]).await
+}
+
+/// [`reconcile_once`], with more settings for the bridge.
+async fn reconcile_once_with(
+    spec: &WorldSpec,
+    dir: &Path,
+    extra: &[(String, String)],
+) -> BoxResult<ReconcileFigures> {
     let seeding = Instant::now();
     let world = World::seed(spec).await?;
     eprintln!(
@@ -1666,6 +1677,7 @@ async fn reconcile_once(spec: &WorldSpec, dir: &Path) -> BoxResult<ReconcileFigu
     cmd.arg("reconcile")
         .env_clear()
         .envs(world.env(spec.rate, "127.0.0.1:0"))
+        .envs(extra.iter().cloned())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
@@ -1769,6 +1781,64 @@ async fn reconcile_process(args: &Args) -> BoxResult<Vec<Figure>> {
             met: Some(identity),
         },
     ])
+}
+
+/// The store under a pass: the same 10k-user reconcile (with `SUSPEND_DEACTIVATED`, so the account step and
+/// its identity map run) without `STATE_DIR`, with a new one (the map learns everyone: 10k rows written), and
+/// with it again (the map read at start, nothing new to write), then without once more, all in one run.
+async fn store_pass(args: &Args) -> BoxResult<Vec<Figure>> {
+    let spec = WorldSpec {
+        users: args.usize("users", 10_000)?,
+        groups: args.usize("groups", 500)?,
+        per_user: args.usize("per-user", 3)?,
+        extra_users: 0,
+        drift_every: args.usize("drift-every", 100)?,
+        latency: args.latency()?,
+        rate: args.rate(UNLIMITED)?,
+    };
+    println!(
+        "## 15. the store under a pass: `authentik-bridge reconcile` (release), {} users in {} groups, SUSPEND_DEACTIVATED=true, without and with STATE_DIR",
+        spec.users, spec.groups
+    );
+    let dir = scratch_dir()?;
+    let state = dir.join("store-pass-state");
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state)?;
+    let base = vec![("SUSPEND_DEACTIVATED".to_string(), "true".to_string())];
+    let mut stored = base.clone();
+    stored.push(("STATE_DIR".to_string(), state.display().to_string()));
+    let cases = [
+        ("without STATE_DIR", &base),
+        ("STATE_DIR, first pass (the map learns everyone)", &stored),
+        (
+            "STATE_DIR, next pass (the map loaded, nothing new)",
+            &stored,
+        ),
+        ("without STATE_DIR, again", &base),
+    ];
+    let mut rows = Vec::new();
+    for (name, env) in cases {
+        let f = reconcile_once_with(&spec, &dir, env).await?;
+        rows.push((name, f));
+    }
+    let db = std::fs::metadata(state.join("bridge.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let without_s = (rows[0].1.seconds + rows[3].1.seconds) / 2.0;
+    let without_mb = rows[0].1.peak_mb.max(rows[3].1.peak_mb);
+    println!("\n| case | pass time | ÷ without | peak RSS | ÷ without |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, f) in &rows {
+        println!(
+            "| {name} | {:.2} s | {:.2} | {:.1} MB | {:.2} |",
+            f.seconds,
+            f.seconds / without_s,
+            f.peak_mb,
+            f.peak_mb / without_mb
+        );
+    }
+    println!("\nthe store after both passes: {:.1} MB", db as f64 / 1e6);
+    Ok(Vec::new())
 }
 
 async fn growth(args: &Args) -> BoxResult<()> {

@@ -71,7 +71,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec("ROLE_DEFAULT", Some("member"), false, "with ROLE_MAP: the role of people in none of the mapped groups, or keep"),
     spec("SUSPEND_DEACTIVATED", Some("false"), false, "suspend in Outline a user deactivated or deleted in Authentik, and activate them again when the bridge did it"),
     spec("MAX_SUSPENSIONS", Some("10"), false, "at most this many suspensions in any hour, pushes and passes together; the rest wait for reconcile --force (guard)"),
-    spec("STATE_DIR", None, false, "directory for what must survive a restart: whom the bridge suspended or held, the hour's suspensions and invite requests, the applied ROLE_MAP; unset keeps them in memory"),
+    spec("STATE_DIR", None, false, "directory of the bridge's store (bridge.db, SQLite): whom it suspended or held, the hour's suspensions and invite requests, the applied ROLE_MAP, the invitations Outline refused, the identity map that finds people deleted while the bridge was down, and SCIM's resources; unset keeps all but SCIM's in memory, forgotten at a restart"),
     spec("INVITE_MEMBERS", Some("false"), false, "invite members of managed groups who have no Outline account yet, then add them to their groups"),
     spec("INVITE_EMAIL", Some("false"), false, "with INVITE_MEMBERS: let Outline email the invitation (suppressEmail is sent otherwise)"),
     spec("OPENFGA_URL", None, false, "OpenFGA HTTP API base URL, e.g. http://openfga:8080; set it (with OPENFGA_STORE_ID) to keep OpenFGA's member tuples in step"),

@@ -1018,6 +1018,40 @@ fn kubernetes_deployment_is_single_hardened_and_probed() {
     );
 }
 
+/// STATE_DIR holds the store (whom the bridge suspended, the identity map): on Kubernetes it must outlive the
+/// pod, so it is the claim of pvc.yaml, mounted where STATE_DIR points.
+#[test]
+fn kubernetes_state_dir_is_a_persistent_volume_claim() {
+    let objects = k8s_objects();
+    let dep = &objects["Deployment"];
+    let pod = at(dep, "spec.template.spec");
+    let c = &seq_at(pod, "containers")[0];
+    let state_dir = seq_at(c, "env")
+        .iter()
+        .find(|e| str_at(e, "name") == "STATE_DIR")
+        .map(|e| str_at(e, "value").to_string())
+        .unwrap_or_else(|| panic!("STATE_DIR is set"));
+    let mount = seq_at(c, "volumeMounts")
+        .iter()
+        .find(|m| str_at(m, "mountPath") == state_dir)
+        .map(|m| str_at(m, "name").to_string())
+        .unwrap_or_else(|| panic!("a volume is mounted at STATE_DIR"));
+    let volume = seq_at(pod, "volumes")
+        .iter()
+        .find(|v| str_at(v, "name") == mount)
+        .unwrap_or_else(|| panic!("the volume {mount}"));
+    let pvc = &objects["PersistentVolumeClaim"];
+    assert_eq!(
+        str_at(volume, "persistentVolumeClaim.claimName"),
+        str_at(pvc, "metadata.name"),
+        "STATE_DIR is the claim of pvc.yaml, not an emptyDir"
+    );
+    assert_eq!(
+        seq_at(pvc, "spec.accessModes")[0].as_str(),
+        Some("ReadWriteOnce")
+    );
+}
+
 #[test]
 fn kubernetes_service_monitor_and_kustomization_fit_together() {
     let objects = k8s_objects();
