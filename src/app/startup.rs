@@ -89,7 +89,7 @@ pub async fn build_parts(
         }
     };
     let state = match (&store, &settings.state_dir) {
-        (Some(store), Some(dir)) => BridgeState::open(store, dir).await?,
+        (Some(store), Some(dir)) => BridgeState::open(store, dir, settings.source).await?,
         _ => BridgeState::in_memory(),
     };
     Ok(Parts {

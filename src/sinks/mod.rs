@@ -48,11 +48,15 @@ impl BridgeState {
 
     /// Opens every part in `store`, importing the JSON files an earlier version left in `dir`. A part that
     /// cannot be read stops the start-up: going on without it would forget what it holds.
-    pub async fn open(store: &Store, dir: &std::path::Path) -> Result<BridgeState, RecordError> {
+    pub async fn open(
+        store: &Store,
+        dir: &std::path::Path,
+        source: crate::configuration::SourceKind,
+    ) -> Result<BridgeState, RecordError> {
         let unreadable =
             |e: crate::store::StoreError| RecordError::new(store.path(), e.to_string());
         Ok(BridgeState {
-            identities: IdentityMap::open(store).await.map_err(unreadable)?,
+            identities: IdentityMap::open(store, source).await.map_err(unreadable)?,
             outline: OutlineState::open(store, dir).await?,
             openfga: OpenFgaState::open(store).await.map_err(unreadable)?,
         })

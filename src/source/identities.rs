@@ -10,11 +10,19 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::configuration::SourceKind;
 use crate::domain::{AuthentikUserId, Email, OutlineUserId, UserSnapshot};
 use crate::store::{Remembered, Store, StoreError};
 
-/// The store's kind for the map's rows.
-const KIND: &str = "identity";
+/// The store's kind for the map's rows, one map per source: a person's key means something only to the source
+/// that gave it (Authentik's pk, the SCIM store's own), so a deployment that moves from one source to the
+/// other starts a map of its own and never takes the old source's people for deleted ones.
+fn kind(source: SourceKind) -> &'static str {
+    match source {
+        SourceKind::Authentik => "identity",
+        SourceKind::Scim => "identity_scim",
+    }
+}
 
 /// Without `STATE_DIR`, past this many people the memory is emptied and fills again from the next reads (with
 /// a store everything is kept: the map is what offboarding depends on).
@@ -41,13 +49,13 @@ pub struct IdentityMap {
 impl IdentityMap {
     pub fn in_memory() -> IdentityMap {
         IdentityMap {
-            people: Remembered::in_memory(KIND),
+            people: Remembered::in_memory(kind(SourceKind::Authentik)),
         }
     }
 
-    pub async fn open(store: &Store) -> Result<IdentityMap, StoreError> {
+    pub async fn open(store: &Store, source: SourceKind) -> Result<IdentityMap, StoreError> {
         Ok(IdentityMap {
-            people: Remembered::open(store, KIND).await?,
+            people: Remembered::open(store, kind(source)).await?,
         })
     }
 
@@ -168,7 +176,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let store = Store::open(&dir).await.expect("store");
-        let map = IdentityMap::open(&store).await.expect("opens");
+        let map = IdentityMap::open(&store, SourceKind::Authentik)
+            .await
+            .expect("opens");
         let pk = AuthentikUserId(7);
         map.remember(pk, &email("old@example.com"));
         map.remember(pk, &email("new@example.com"));
@@ -178,7 +188,9 @@ mod tests {
         map.remember(AuthentikUserId(9), &email("unsaved@example.com"));
         drop(map);
 
-        let again = IdentityMap::open(&store).await.expect("reopens");
+        let again = IdentityMap::open(&store, SourceKind::Authentik)
+            .await
+            .expect("reopens");
         assert_eq!(again.current(pk), Some(email("new@example.com")));
         assert_eq!(again.previous(pk), Some(email("old@example.com")));
         assert_eq!(again.outline_user(pk), Some(OutlineUserId::new("u-7")));
@@ -189,15 +201,21 @@ mod tests {
         assert_eq!(again.current(AuthentikUserId(9)), None, "never saved");
         again.forget(pk);
         again.save().await;
-        let third = IdentityMap::open(&store).await.expect("reopens");
+        let third = IdentityMap::open(&store, SourceKind::Authentik)
+            .await
+            .expect("reopens");
         assert_eq!(third.current(pk), None);
         assert_eq!(third.people().len(), 1);
 
-        let frozen = IdentityMap::open(&store).await.expect("reopens");
+        let frozen = IdentityMap::open(&store, SourceKind::Authentik)
+            .await
+            .expect("reopens");
         frozen.freeze();
         frozen.remember(AuthentikUserId(10), &email("dry@example.com"));
         frozen.save().await;
-        let fourth = IdentityMap::open(&store).await.expect("reopens");
+        let fourth = IdentityMap::open(&store, SourceKind::Authentik)
+            .await
+            .expect("reopens");
         assert_eq!(
             fourth.current(AuthentikUserId(10)),
             None,
