@@ -11,9 +11,11 @@
 //! WAL mode; a sync per commit would cost every SCIM request a disk flush (docs/src/benchmarks.md, SCIM
 //! intake). The identity provider's next full sync re-sends memberships in any case.
 //!
-//! Writers: one at a time in this process, queued in order on an async lock, then `BEGIN IMMEDIATE`, so a
-//! second process (a CLI `reconcile`) queues on the database lock instead of failing half-way through an
-//! upgrade from reader to writer; SQLite's busy handler waits for it, up to `BUSY_TIMEOUT`.
+//! Writers: one at a time in this process, on a connection of their own (not the readers' pool: taking and
+//! giving back a pooled connection cost each write as much as its statements), queued in order on an async
+//! lock, then `BEGIN IMMEDIATE`, so a second process (a CLI `reconcile`) queues on the database lock instead of
+//! failing half-way through an upgrade from reader to writer; SQLite's busy handler waits for it, up to
+//! `BUSY_TIMEOUT`.
 
 pub mod document;
 pub mod remembered;
@@ -28,8 +30,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use std::sync::Arc;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, SqlitePool};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// The file's name in `STATE_DIR`.
 pub const FILE_NAME: &str = "bridge.db";
@@ -51,7 +58,7 @@ const TRUNCATE_FRAMES: i64 = 4096;
 /// reader; what it cannot copy now waits for the next turn. A log that a burst made large is cut back once
 /// everything in it is copied, taking the writers' turn so that no request waits on it. Ends when the pool is
 /// closed.
-async fn checkpoints(pool: SqlitePool, writer: std::sync::Arc<tokio::sync::Mutex<()>>) {
+async fn checkpoints(pool: SqlitePool, writer: Arc<Mutex<WriterConn>>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
@@ -69,9 +76,9 @@ async fn checkpoints(pool: SqlitePool, writer: std::sync::Arc<tokio::sync::Mutex
             }
         };
         if busy == 0 && log >= TRUNCATE_FRAMES && done == log {
-            let _turn = writer.lock().await;
+            let mut turn = writer.lock().await;
             if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_all(&pool)
+                .fetch_all(&mut turn.conn)
                 .await
             {
                 tracing::debug!(error = %e, "store log not cut back");
@@ -103,8 +110,9 @@ pub enum StoreError {
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
-    /// Writers in this process take turns here, in order, instead of polling SQLite's lock.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The writers' connection: writers in this process take turns on it, in order, instead of polling
+    /// SQLite's lock.
+    writer: Arc<Mutex<WriterConn>>,
 }
 
 impl Store {
@@ -128,7 +136,7 @@ impl Store {
             .pragma("journal_size_limit", "16777216");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
@@ -141,7 +149,11 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        let writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let conn = options.connect().await.map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let writer = Arc::new(Mutex::new(WriterConn { conn, open: false }));
         tokio::spawn(checkpoints(pool.clone(), writer.clone()));
         Ok(Store { pool, path, writer })
     }
@@ -153,9 +165,16 @@ impl Store {
     /// A write transaction that holds the database's write lock from its first statement, and this
     /// process's writers' turn until it commits or is dropped.
     pub async fn begin_write(&self) -> Result<StoreWrite, StoreError> {
-        let turn = self.writer.clone().lock_owned().await;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(StoreWrite { tx, _turn: turn })
+        let mut turn = self.writer.clone().lock_owned().await;
+        roll_back(&mut turn).await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut turn.conn)
+            .await?;
+        turn.open = true;
+        Ok(StoreWrite {
+            tx: WriterTurn(turn),
+            committed: false,
+        })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -163,17 +182,69 @@ impl Store {
     }
 }
 
+/// The writers' connection, and whether a transaction is open on it (one dropped without a commit, until it
+/// is rolled back).
+struct WriterConn {
+    conn: SqliteConnection,
+    open: bool,
+}
+
+/// Ends a transaction left open by a writer dropped without committing.
+async fn roll_back(turn: &mut WriterConn) -> Result<(), StoreError> {
+    if turn.open {
+        sqlx::query("ROLLBACK").execute(&mut turn.conn).await?;
+        turn.open = false;
+    }
+    Ok(())
+}
+
+/// The writers' turn: the connection, for this transaction's statements.
+struct WriterTurn(OwnedMutexGuard<WriterConn>);
+
+impl std::ops::Deref for WriterTurn {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for WriterTurn {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.0.conn
+    }
+}
+
 /// One transaction's writes (a SCIM request, a change to the bridge's state). Dropped without
 /// [`StoreWrite::commit`], it rolls back: nothing half-done stays.
 pub struct StoreWrite {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    /// The writers' turn, given back when the transaction ends.
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+    tx: WriterTurn,
+    committed: bool,
 }
 
 impl StoreWrite {
-    pub async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        sqlx::query("COMMIT").execute(&mut *self.tx).await?;
+        self.tx.0.open = false;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+/// A transaction dropped half-way (an error, a request cancelled) is rolled back at once, off the dropping
+/// task, so that it never holds SQLite's write lock against another process; the next writer here waits for it.
+impl Drop for StoreWrite {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let writer = OwnedMutexGuard::mutex(&self.tx.0).clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = roll_back(&mut *writer.lock().await).await {
+                    tracing::error!(error = %e, "a store transaction could not be rolled back");
+                }
+            });
+        }
     }
 }
 
@@ -216,6 +287,41 @@ mod tests {
             .await
             .expect("row");
         assert_eq!((busy, copied), (0, log), "a reader holds an old snapshot");
+    }
+
+    /// A write dropped half-way leaves nothing, and does not keep another process from writing.
+    #[tokio::test]
+    async fn a_dropped_write_rolls_back_and_frees_the_lock() {
+        let dir = std::env::temp_dir().join(format!("store-drop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::open(&dir).await.expect("opens");
+        let other = Store::open(&dir).await.expect("a second process opens");
+        let mut tx = store.begin_write().await.expect("begins");
+        tx.insert_user("half", &fields("half"), "now")
+            .await
+            .expect("inserts");
+        drop(tx);
+        let started = std::time::Instant::now();
+        let mut tx = other.begin_write().await.expect("the other process writes");
+        assert!(
+            started.elapsed() < BUSY_TIMEOUT / 2,
+            "not held until a timeout"
+        );
+        tx.insert_user("whole", &fields("whole"), "now")
+            .await
+            .expect("inserts");
+        tx.commit().await.expect("commits");
+        assert!(store.user("half").await.expect("reads").is_none());
+        assert!(store.user("whole").await.expect("reads").is_some());
+        let mut tx = store
+            .begin_write()
+            .await
+            .expect("this process writes again");
+        tx.insert_user("again", &fields("again"), "now")
+            .await
+            .expect("inserts");
+        tx.commit().await.expect("commits");
     }
 
     /// A log that a burst made large is cut back by the timer once it is copied.

@@ -339,21 +339,57 @@ impl StoreWrite {
         add: &[i64],
         remove: &[i64],
     ) -> Result<(), StoreError> {
-        for pk in add {
-            sqlx::query("INSERT OR IGNORE INTO scim_members (group_id, user_pk) VALUES (?, ?)")
-                .bind(group_id)
-                .bind(pk)
-                .execute(&mut *self.tx)
-                .await?;
+        for chunk in add.chunks(500) {
+            let mut q =
+                sqlx::QueryBuilder::new("INSERT OR IGNORE INTO scim_members (group_id, user_pk) ");
+            q.push_values(chunk, |mut b, pk| {
+                b.push_bind(group_id).push_bind(*pk);
+            });
+            q.build().execute(&mut *self.tx).await?;
         }
-        for pk in remove {
-            sqlx::query("DELETE FROM scim_members WHERE group_id = ? AND user_pk = ?")
-                .bind(group_id)
-                .bind(pk)
-                .execute(&mut *self.tx)
-                .await?;
+        for chunk in remove.chunks(500) {
+            let mut q = sqlx::QueryBuilder::new("DELETE FROM scim_members WHERE group_id = ");
+            q.push_bind(group_id).push(" AND user_pk IN (");
+            let mut list = q.separated(", ");
+            for pk in chunk {
+                list.push_bind(*pk);
+            }
+            q.push(")");
+            q.build().execute(&mut *self.tx).await?;
         }
         Ok(())
+    }
+
+    /// The users with these ids, and whether each is a member of the group: what a PATCH that names its
+    /// members needs, without the group's other members.
+    pub async fn named_members(
+        &mut self,
+        group_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<(MemberRow, bool)>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT u.pk, u.id, EXISTS (SELECT 1 FROM scim_members m WHERE m.group_id = ",
+            );
+            q.push_bind(group_id)
+                .push(" AND m.user_pk = u.pk) AS member FROM scim_users u WHERE u.id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut *self.tx).await? {
+                found.push((
+                    MemberRow {
+                        pk: row.try_get("pk")?,
+                        id: row.try_get("id")?,
+                    },
+                    row.try_get("member")?,
+                ));
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -202,7 +202,7 @@ async fn the_captured_authentik_sequence_drives_outline() {
             Some(member_op("add", id)),
         )
         .await;
-        assert_eq!(status, 200);
+        assert_eq!(status, 204, "a group PATCH answers without a body");
     }
     app.settle().await;
     assert_eq!(
@@ -227,8 +227,9 @@ async fn the_captured_authentik_sequence_drives_outline() {
         Some(member_op("remove", &bob_id)),
     )
     .await;
-    assert_eq!(status, 200);
-    assert_eq!(answer["members"].as_array().map(Vec::len), Some(1));
+    assert_eq!((status, answer), (204, Value::Null));
+    let (_, got) = scim(&app, "GET", &format!("/Groups/{team_id}"), None).await;
+    assert_eq!(got["members"].as_array().map(Vec::len), Some(1));
     app.settle().await;
     assert_eq!(member_emails(&app, "team"), ["alice@example.com"]);
 
@@ -242,7 +243,7 @@ async fn the_captured_authentik_sequence_drives_outline() {
         Some(rename.clone()),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 204);
     let (status, got) = scim(&app, "GET", &format!("/Groups/{team_id}"), None).await;
     assert_eq!(status, 200);
     assert_eq!(got["displayName"], "team-renamed");
@@ -295,7 +296,7 @@ async fn the_captured_authentik_sequence_drives_outline() {
     // §6.9: the full sync sends the same rename again; it changes nothing and writes nothing to Outline.
     app.outline.clear_calls();
     let (status, _) = scim(&app, "PATCH", &format!("/Groups/{team_id}"), Some(rename)).await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 204);
     app.settle().await;
     let writes = app
         .outline
@@ -374,7 +375,7 @@ async fn oktas_shapes() {
     let remove = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "remove", "path": format!("members[value eq \"{olive_id}\"]")}]});
     let (status, _) = scim(&app, "PATCH", &format!("/Groups/{eng_id}"), Some(remove)).await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 204);
     app.settle().await;
     assert!(member_emails(&app, "eng").is_empty());
 
@@ -385,7 +386,7 @@ async fn oktas_shapes() {
         Some(member_op("add", &olive_id)),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 204);
     let off = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "value": {"active": false}}]});
     let (status, patched) = scim(&app, "PATCH", &format!("/Users/{olive_id}"), Some(off)).await;
@@ -423,7 +424,7 @@ async fn entra_ids_shapes() {
         scim(&app, "PATCH", &format!("/Groups/{ops_id}"), Some(add))
             .await
             .0,
-        200
+        204
     );
     let (status, bare) = scim(
         &app,

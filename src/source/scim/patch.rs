@@ -197,6 +197,48 @@ pub struct GroupPatchState {
     pub members: BTreeSet<String>,
 }
 
+/// The member ids a PATCH names, when it only adds and removes members by id (as Authentik, Okta and Entra ID
+/// send membership changes): then each named member's state afterwards is the last operation's on it, whatever
+/// it was before, and the group's other members need not be read. `None` when an operation replaces or
+/// empties the member list, or cannot be applied (the full path reports why).
+pub fn named_members(ops: &[PatchOp]) -> Option<BTreeSet<String>> {
+    let mut named = BTreeSet::new();
+    for op in ops {
+        let value = op.value.as_ref();
+        match &op.path {
+            None => {
+                let Some(Value::Object(map)) = value else {
+                    return None;
+                };
+                if let Some((_, members)) =
+                    map.iter().find(|(k, _)| k.eq_ignore_ascii_case("members"))
+                {
+                    if op.op == OpKind::Replace {
+                        return None;
+                    }
+                    named.extend(member_ids(members).ok()?);
+                }
+            }
+            Some(text) => {
+                let path = parse_path(text).ok()?;
+                if !path.attr.eq_ignore_ascii_case("members") {
+                    continue;
+                }
+                match (op.op, &path.filter, value) {
+                    (OpKind::Add | OpKind::Remove, None, Some(v)) => {
+                        named.extend(member_ids(v).ok()?)
+                    }
+                    (OpKind::Remove, Some((key, id)), _) if key.eq_ignore_ascii_case("value") => {
+                        named.insert(id.clone());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+    Some(named)
+}
+
 pub fn apply_group(
     state: &mut GroupPatchState,
     resource_id: &str,
@@ -681,6 +723,51 @@ mod tests {
                 let mut user = json!({"userName": "x"}).as_object().cloned().unwrap_or_default();
                 let _ = apply_user(&mut user, "u1", &ops);
             }
+        }
+
+        /// A PATCH that only adds and removes members by id, applied to the members it names (as the store
+        /// reads them), changes the group exactly as it does applied to all of its members.
+        #[test]
+        fn naming_members_changes_the_group_as_the_whole_list_does(
+            before in proptest::collection::btree_set("[a-e]", 0..5),
+            steps in proptest::collection::vec(("(add|remove|removef|object)", proptest::collection::vec("[a-f]", 1..3)), 1..6),
+        ) {
+            let ops: Vec<Value> = steps
+                .iter()
+                .map(|(kind, ids)| {
+                    let values: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+                    match kind.as_str() {
+                        "removef" => json!({"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])}),
+                        "object" => json!({"op": "add", "value": {"members": values}}),
+                        op => json!({"op": op, "path": "members", "value": values}),
+                    }
+                })
+                .collect();
+            let ops = parse(json!({"Operations": ops})).expect("parses");
+            let named = named_members(&ops).expect("only adds and removes by id");
+            let ids: Vec<&str> = before.iter().map(String::as_str).collect();
+            let mut whole = group(&ids);
+            apply_group(&mut whole, "g1", &ops).expect("applies");
+            let mut part = GroupPatchState { kept: Map::new(), members: named.clone() };
+            apply_group(&mut part, "g1", &ops).expect("applies");
+            // The named members' state comes from the part; everyone else keeps theirs.
+            let mut merged: BTreeSet<String> =
+                before.iter().filter(|m| !named.contains(*m)).cloned().collect();
+            merged.extend(part.members);
+            proptest::prop_assert_eq!(merged, whole.members);
+        }
+    }
+
+    #[test]
+    fn replacing_or_emptying_the_list_needs_every_member() {
+        for op in [
+            json!({"op": "replace", "path": "members", "value": [{"value": "a"}]}),
+            json!({"op": "remove", "path": "members"}),
+            json!({"op": "replace", "value": {"members": [{"value": "a"}]}}),
+            json!({"op": "replace", "path": "members[value eq \"a\"]", "value": [{"value": "b"}]}),
+        ] {
+            let ops = parse(json!({"Operations": [op.clone()]})).expect("parses");
+            assert_eq!(named_members(&ops), None, "{op}");
         }
     }
 }

@@ -439,19 +439,7 @@ impl ScimService {
             .into_iter()
             .map(|m| (m.id, m.pk))
             .collect();
-        let unknown: Vec<&str> = ids
-            .iter()
-            .filter(|id| !found.contains_key(*id))
-            .map(String::as_str)
-            .take(5)
-            .collect();
-        if !unknown.is_empty() {
-            return Err(ScimError::invalid_value(format!(
-                "no user has the member id {}; nothing was changed",
-                unknown.join(", ")
-            )));
-        }
-        Ok(found)
+        keys_of(ids, &found)
     }
 
     pub async fn create_group(&self, base: &str, body: Value) -> Result<ScimAnswer, ScimError> {
@@ -595,7 +583,7 @@ impl ScimService {
             }
         }
         let parsed = GroupBody::parse(map)?;
-        self.write_group(base, id, |_, _| {
+        self.write_group(base, id, MemberScope::All, |_, _| {
             // A PUT replaces the whole group: no `members` means none (Authentik leaves the key out of an
             // empty group, docs/src/upstream/scim.md §5.2).
             let members = parsed
@@ -612,6 +600,8 @@ impl ScimService {
         .await
     }
 
+    /// A PATCH answers 204 without a body, as RFC 7644 §3.5.2 allows and Okta and Entra ID expect for groups:
+    /// the answer of a large group would be its whole member list, for a change of one.
     pub async fn patch_group(
         &self,
         base: &str,
@@ -619,22 +609,34 @@ impl ScimService {
         body: Value,
     ) -> Result<ScimAnswer, ScimError> {
         let ops = patch::parse(body)?;
-        self.write_group(base, id, |row, members| {
-            let mut state = GroupPatchState {
-                kept: kept(&row.body)?,
-                members,
-            };
-            patch::apply_group(&mut state, &row.id, &ops)?;
-            Ok(state)
+        let scope = match patch::named_members(&ops) {
+            Some(named) => MemberScope::Named(named),
+            None => MemberScope::All,
+        };
+        let written = self
+            .write_group(base, id, scope, |row, members| {
+                let mut state = GroupPatchState {
+                    kept: kept(&row.body)?,
+                    members,
+                };
+                patch::apply_group(&mut state, &row.id, &ops)?;
+                Ok(state)
+            })
+            .await?;
+        Ok(ScimAnswer {
+            status: 204,
+            body: None,
+            ..written
         })
-        .await
     }
 
-    /// Reads the group and its members, makes the new state, checks it whole, and writes what changed.
+    /// Reads the group and the members in scope, makes the new state, checks it whole, and writes what
+    /// changed.
     async fn write_group(
         &self,
         base: &str,
         id: &str,
+        scope: MemberScope,
         make: impl FnOnce(&GroupRow, BTreeSet<String>) -> Result<GroupPatchState, ScimError>,
     ) -> Result<ScimAnswer, ScimError> {
         let mut tx = self.begin().await?;
@@ -643,14 +645,32 @@ impl ScimService {
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found("Group", id))?;
-        let old_members: BTreeMap<String, i64> = tx
-            .members(&old.id)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|m| (m.id, m.pk))
-            .collect();
-        let state = make(&old, old_members.keys().cloned().collect())?;
+        // Before: the members in scope, and (for named members) which of the named are people at all.
+        let (old_members, named_people, start) = match scope {
+            MemberScope::All => {
+                let members: BTreeMap<String, i64> = tx
+                    .members(&old.id)
+                    .await
+                    .map_err(store_error)?
+                    .into_iter()
+                    .map(|m| (m.id, m.pk))
+                    .collect();
+                let start = members.keys().cloned().collect();
+                (members, None, start)
+            }
+            MemberScope::Named(named) => {
+                let ids: Vec<String> = named.iter().cloned().collect();
+                let rows = tx.named_members(&old.id, &ids).await.map_err(store_error)?;
+                let members = rows
+                    .iter()
+                    .filter(|(_, member)| *member)
+                    .map(|(m, _)| (m.id.clone(), m.pk))
+                    .collect();
+                let people = rows.into_iter().map(|(m, _)| (m.id, m.pk)).collect();
+                (members, Some(people), named)
+            }
+        };
+        let state = make(&old, start)?;
         let parsed = GroupBody::parse(state.kept)?;
         let fields = group_fields(&parsed)?;
         let added: BTreeSet<String> = state
@@ -659,7 +679,10 @@ impl ScimService {
             .filter(|m| !old_members.contains_key(*m))
             .cloned()
             .collect();
-        let new_keys = Self::member_keys(&mut tx, &added).await?;
+        let new_keys = match &named_people {
+            Some(people) => keys_of(&added, people)?,
+            None => Self::member_keys(&mut tx, &added).await?,
+        };
         let removed: Vec<i64> = old_members
             .iter()
             .filter(|(m, _)| !state.members.contains(*m))
@@ -713,6 +736,37 @@ impl ScimService {
             },
         })
     }
+}
+
+/// The keys of `ids` among the people `found`; any id nobody has refuses the whole request.
+fn keys_of(
+    ids: &BTreeSet<String>,
+    found: &BTreeMap<String, i64>,
+) -> Result<BTreeMap<String, i64>, ScimError> {
+    let unknown: Vec<&str> = ids
+        .iter()
+        .filter(|id| !found.contains_key(*id))
+        .map(String::as_str)
+        .take(5)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ScimError::invalid_value(format!(
+            "no user has the member id {}; nothing was changed",
+            unknown.join(", ")
+        )));
+    }
+    Ok(ids
+        .iter()
+        .filter_map(|id| found.get(id).map(|pk| (id.clone(), *pk)))
+        .collect())
+}
+
+/// Which members a group write starts from.
+enum MemberScope {
+    /// Every member: a PUT, or a PATCH that replaces or empties the list.
+    All,
+    /// Only the members a PATCH names (`patch::named_members`).
+    Named(BTreeSet<String>),
 }
 
 /// A generated id always makes a key; this is never reached.
