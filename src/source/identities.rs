@@ -8,6 +8,8 @@
 //! And Outline keeps a changed email's old address until the person signs in again
 //! (docs/src/upstream/outline.md §6.7): the previous email keeps matching them meanwhile.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::configuration::SourceKind;
@@ -44,19 +46,57 @@ pub struct Identity {
 
 pub struct IdentityMap {
     people: Remembered<AuthentikUserId, Identity>,
+    /// Whom each Outline account is linked to: one person at most, so that a rehire or a reused address
+    /// never leaves an account linked to someone else as well.
+    accounts: std::sync::Mutex<HashMap<OutlineUserId, AuthentikUserId>>,
+}
+
+fn accounts_of(
+    people: &Remembered<AuthentikUserId, Identity>,
+) -> HashMap<OutlineUserId, AuthentikUserId> {
+    let mut accounts = HashMap::new();
+    for (pk, who) in people.entries() {
+        if let Some(account) = who.outline_user {
+            accounts.insert(account, pk);
+        }
+    }
+    accounts
 }
 
 impl IdentityMap {
     pub fn in_memory() -> IdentityMap {
         IdentityMap {
             people: Remembered::in_memory(kind(SourceKind::Authentik)),
+            accounts: Default::default(),
         }
     }
 
     pub async fn open(store: &Store, source: SourceKind) -> Result<IdentityMap, StoreError> {
+        let people = Remembered::open(store, kind(source)).await?;
         Ok(IdentityMap {
-            people: Remembered::open(store, kind(source)).await?,
+            accounts: std::sync::Mutex::new(accounts_of(&people)),
+            people,
         })
+    }
+
+    fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<OutlineUserId, AuthentikUserId>> {
+        self.accounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes in what another process sharing the store (a CLI `reconcile`, `serve`) learned or forgot since
+    /// this one read it: a pass reloads before it decides anything from the map.
+    pub async fn reload(&self) {
+        match self.people.reload().await {
+            Ok(()) => *self.accounts() = accounts_of(&self.people),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the identity map from the store; the pass uses what this process knows")
+            }
+        }
+    }
+
+    /// The person an Outline account is linked to.
+    pub fn owner_of(&self, account: &OutlineUserId) -> Option<AuthentikUserId> {
+        self.accounts().get(account).copied()
     }
 
     pub fn is_persistent(&self) -> bool {
@@ -76,6 +116,7 @@ impl IdentityMap {
             for (k, _) in self.people.entries() {
                 self.people.remove(&k);
             }
+            self.accounts().clear();
         }
         self.people.update(&pk, |entry| {
             let mut person = entry.take().unwrap_or_default();
@@ -111,11 +152,29 @@ impl IdentityMap {
         }
     }
 
-    /// Notes the Outline account the bridge matched to a person.
+    /// Notes the Outline account the bridge matched to a person; whoever it was linked to before loses it.
     pub fn matched_outline(&self, pk: AuthentikUserId, user: &OutlineUserId) {
-        if self.outline_user(pk).as_ref() != Some(user) {
-            self.edit(pk, |p| p.outline_user = Some(user.clone()));
+        let before = self.outline_user(pk);
+        if before.as_ref() == Some(user) {
+            return;
         }
+        let previous_owner = {
+            let mut accounts = self.accounts();
+            if let Some(old) = &before {
+                if accounts.get(old) == Some(&pk) {
+                    accounts.remove(old);
+                }
+            }
+            accounts.insert(user.clone(), pk)
+        };
+        if let Some(other) = previous_owner.filter(|o| *o != pk) {
+            self.edit(other, |p| {
+                if p.outline_user.as_ref() == Some(user) {
+                    p.outline_user = None;
+                }
+            });
+        }
+        self.edit(pk, |p| p.outline_user = Some(user.clone()));
     }
 
     /// Notes the OpenFGA user id written for a person.
@@ -150,6 +209,12 @@ impl IdentityMap {
 
     /// Forgets a person whose offboarding is done.
     pub fn forget(&self, pk: AuthentikUserId) {
+        if let Some(account) = self.outline_user(pk) {
+            let mut accounts = self.accounts();
+            if accounts.get(&account) == Some(&pk) {
+                accounts.remove(&account);
+            }
+        }
         self.people.remove(&pk);
     }
 
@@ -220,6 +285,21 @@ mod tests {
             fourth.current(AuthentikUserId(10)),
             None,
             "a dry run writes nothing"
+        );
+
+        // A rehire: the account goes to the new person, and the one before keeps no link to it.
+        let rehired = AuthentikUserId(11);
+        fourth.matched_outline(AuthentikUserId(12), &OutlineUserId::new("u-12"));
+        fourth.matched_outline(rehired, &OutlineUserId::new("u-12"));
+        assert_eq!(fourth.owner_of(&OutlineUserId::new("u-12")), Some(rehired));
+        assert_eq!(fourth.outline_user(AuthentikUserId(12)), None);
+
+        let scim = IdentityMap::open(&store, SourceKind::Scim)
+            .await
+            .expect("opens");
+        assert!(
+            scim.people().is_empty(),
+            "another source's keys are not this one's people"
         );
     }
 }

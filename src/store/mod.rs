@@ -77,6 +77,7 @@ async fn checkpoints(pool: SqlitePool, writer: Arc<Mutex<WriterConn>>) {
         };
         if busy == 0 && log >= TRUNCATE_FRAMES && done == log {
             let mut turn = writer.lock().await;
+            roll_back(&mut turn).await;
             if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .fetch_all(&mut turn.conn)
                 .await
@@ -166,15 +167,19 @@ impl Store {
     /// process's writers' turn until it commits or is dropped.
     pub async fn begin_write(&self) -> Result<StoreWrite, StoreError> {
         let mut turn = self.writer.clone().lock_owned().await;
-        roll_back(&mut turn).await?;
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut turn.conn)
-            .await?;
+        roll_back(&mut turn).await;
+        // Marked open before `BEGIN` is sent: sqlx's worker runs a statement even when the future that sent
+        // it is dropped (a request cancelled while waiting for another process's lock), and whatever `BEGIN`
+        // did is then rolled back by the dropped write below.
         turn.open = true;
-        Ok(StoreWrite {
+        let mut write = StoreWrite {
             tx: WriterTurn(turn),
             committed: false,
-        })
+        };
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *write.tx)
+            .await?;
+        Ok(write)
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -189,13 +194,20 @@ struct WriterConn {
     open: bool,
 }
 
-/// Ends a transaction left open by a writer dropped without committing.
-async fn roll_back(turn: &mut WriterConn) -> Result<(), StoreError> {
-    if turn.open {
-        sqlx::query("ROLLBACK").execute(&mut turn.conn).await?;
-        turn.open = false;
+/// Ends a transaction a writer may have left open (dropped without committing, or cancelled mid-statement).
+/// SQLite may have ended it already (a `COMMIT` that ran after its caller went away, an I/O error): "no
+/// transaction is active" is the expected answer then. Any other failure leaves the transaction to the next
+/// `BEGIN`, which then fails and is dropped, and so rolled back again.
+async fn roll_back(turn: &mut WriterConn) {
+    if !turn.open {
+        return;
     }
-    Ok(())
+    turn.open = false;
+    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut turn.conn).await {
+        if !e.to_string().contains("no transaction is active") {
+            tracing::warn!(error = %e, "a store transaction could not be rolled back");
+        }
+    }
 }
 
 /// The writers' turn: the connection, for this transaction's statements.
@@ -222,6 +234,7 @@ pub struct StoreWrite {
 }
 
 impl StoreWrite {
+    /// A failed `COMMIT` leaves the transaction to the drop, which rolls it back.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         sqlx::query("COMMIT").execute(&mut *self.tx).await?;
         self.tx.0.open = false;
@@ -239,11 +252,7 @@ impl Drop for StoreWrite {
         }
         let writer = OwnedMutexGuard::mutex(&self.tx.0).clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = roll_back(&mut *writer.lock().await).await {
-                    tracing::error!(error = %e, "a store transaction could not be rolled back");
-                }
-            });
+            runtime.spawn(async move { roll_back(&mut *writer.lock().await).await });
         }
     }
 }
@@ -322,6 +331,35 @@ mod tests {
             .await
             .expect("inserts");
         tx.commit().await.expect("commits");
+    }
+
+    /// A `COMMIT` that ran after its caller went away (sqlx runs a statement sent by a dropped future): the
+    /// drop's rollback finds no transaction, and the next writer goes on; what was committed stays.
+    #[tokio::test]
+    async fn a_commit_whose_caller_went_away_does_not_wedge_the_writers() {
+        let dir = std::env::temp_dir().join(format!("store-wedge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::open(&dir).await.expect("opens");
+        let mut tx = store.begin_write().await.expect("begins");
+        tx.insert_user("kept", &fields("kept"), "now")
+            .await
+            .expect("inserts");
+        sqlx::query("COMMIT")
+            .execute(&mut *tx.tx)
+            .await
+            .expect("commits behind the writer's back");
+        drop(tx);
+        for name in ["next", "and-next"] {
+            let mut tx = store.begin_write().await.expect("the writers go on");
+            tx.insert_user(name, &fields(name), "now")
+                .await
+                .expect("inserts");
+            tx.commit().await.expect("commits");
+        }
+        for name in ["kept", "next", "and-next"] {
+            assert!(store.user(name).await.expect("reads").is_some(), "{name}");
+        }
     }
 
     /// A log that a burst made large is cut back by the timer once it is copied.

@@ -66,6 +66,32 @@ where
         })
     }
 
+    /// Takes in what another process (a CLI `reconcile` beside `serve`) wrote since this one read the store:
+    /// every entry this process has not changed since its last save becomes the store's.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let mut stored = HashMap::new();
+        for (key, value) in store.remembered(self.kind).await? {
+            let corrupt =
+                |e: serde_json::Error| StoreError::Corrupt(format!("{} {key}: {e}", self.kind));
+            stored.insert(
+                serde_json::from_str::<K>(&key).map_err(corrupt)?,
+                serde_json::from_str::<V>(&value).map_err(corrupt)?,
+            );
+        }
+        let pending = lock(&self.pending);
+        let mut entries = lock(&self.entries);
+        entries.retain(|k, _| pending.contains(k) || stored.contains_key(k));
+        for (k, v) in stored {
+            if !pending.contains(&k) {
+                entries.insert(k, v);
+            }
+        }
+        Ok(())
+    }
+
     pub fn is_persistent(&self) -> bool {
         self.store.is_some()
     }

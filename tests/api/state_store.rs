@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use upstream_fakes::{FakeAuthentik, FakeOutline};
 
-use crate::faults::BridgeProcess;
+use crate::faults::{metric, BridgeProcess};
 use crate::helpers::*;
 
 fn state_env(state: &Path) -> Vec<(&'static str, String)> {
@@ -148,6 +148,20 @@ async fn an_openfga_rename_while_down_moves_the_tuples_after_the_restart() {
 
     let mut first = start(&authentik, &outline, "fga-1", &env);
     first.wait_reconciled(&http).await;
+    // Outline's pass may end first: wait for OpenFGA's, whose end keeps the objects it wrote.
+    eventually_async(
+        "OpenFGA's start-up pass",
+        Duration::from_secs(10),
+        || async {
+            let text = first.metrics(&http).await;
+            metric(
+                &text,
+                "bridge_reconcile_total",
+                &[("sink", "openfga"), ("result", "ok")],
+            ) >= 1.0
+        },
+    )
+    .await;
     assert_eq!(
         members(),
         vec![("user:jane".into(), "member".into(), "group:team-red".into())]
@@ -258,13 +272,18 @@ async fn serve_and_a_cli_reconcile_share_the_store() {
         record[field].as_array().map(Vec::len).unwrap_or_default()
     };
     // Everyone is suspended or held once serve's pushes are done. Two processes may both spend the
-    // allowance on one person (each read them active), which only ever suspends fewer: the safe side.
+    // allowance on one person (each read them active), or one may hold someone the other has just
+    // suspended: both only ever suspend fewer, the safe side.
     eventually_async(
         "serve's pushes settled",
         Duration::from_secs(10),
         || async {
             let record = stored_document(&state, "suspended-by-bridge").await;
-            suspended() + named(&record, "held_by_guard") == 6
+            let held = record["held_by_guard"].to_string();
+            let idle = metric(&serve.metrics(&http).await, "bridge_queue_depth", &[]) == 0.0;
+            idle && people
+                .iter()
+                .all(|(_, o)| outline.is_suspended(o) || held.contains(o.as_str()))
         },
     )
     .await;

@@ -57,6 +57,8 @@ pub async fn plan_all(
     // A deletion event carries no email, and a deletion while the bridge was down carries nothing: the map
     // keeps everyone the pass sees, with the Outline account they are matched to below.
     let identities = &reader.caches.identities;
+    // Another process sharing the store may have learned or forgotten people since this one read it.
+    identities.reload().await;
     for p in &people {
         identities.remember_user(p);
     }
@@ -125,7 +127,12 @@ pub async fn plan_all(
     }
     // Mapped people missing from the list are asked for one by one before anything is done to them: a list
     // that missed a row (a page shifted by a deletion mid-walk) must not offboard anyone.
-    let deleted = confirmed_deleted(reader, gone.iter().map(|(_, pk)| *pk).collect()).await;
+    let missing: Vec<AuthentikUserId> = gone
+        .iter()
+        .map(|(_, pk)| *pk)
+        .chain(mapped.gone_without_account())
+        .collect();
+    let deleted = confirmed_deleted(reader, missing).await;
     for (u, pk) in gone.into_iter().filter(|(_, pk)| deleted.contains(pk)) {
         if u.suspended || !accounts.suspend_deactivated {
             // Offboarded (suspended by the bridge, or by hand), or nothing more to do: the map lets them
@@ -144,8 +151,11 @@ pub async fn plan_all(
         facts.push(accounts.facts(u, AuthentikState::Deleted, &recorded));
         pks.insert(u.id.clone(), pk);
     }
+    // Gone, with no Outline account to offboard: nothing is left to remember them for.
     for pk in mapped.gone_without_account() {
-        identities.forget(pk);
+        if deleted.contains(&pk) {
+            identities.forget(pk);
+        }
     }
     identities.save().await;
     let plan = accounts
@@ -423,7 +433,8 @@ pub async fn converge_one(
 struct MappedAccounts<'a> {
     alive: HashMap<AuthentikUserId, &'a crate::domain::UserSnapshot>,
     by_account: HashMap<OutlineUserId, AuthentikUserId>,
-    /// Last and previous emails, folded; an email two people had names nobody.
+    /// Last emails, folded; an email two people had names nobody. A previous email links no account on its
+    /// own: someone else (a shared mailbox, a new hire) may hold that address now.
     by_email: HashMap<String, Option<AuthentikUserId>>,
     /// Emails Outline has now: a person whose new email has an account of its own keeps only that one.
     outline_emails: HashSet<&'a str>,
@@ -468,7 +479,7 @@ impl<'a> MappedAccounts<'a> {
             if let Some(u) = who.outline_user {
                 by_account.insert(u, pk);
             }
-            for e in emails.into_iter().flatten() {
+            if let Some(e) = &who.email {
                 by_email
                     .entry(e.folded().to_string())
                     .and_modify(|held| {
