@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::app::startup::{build_engine, Application};
+use crate::app::startup::{build_engine, build_engine_to_look, Application};
 use crate::clients::explain::{explain, is_token_refused};
 use crate::clients::UpstreamError;
 use crate::configuration::{DotEnv, ProcessEnv, Settings, SourceKind};
@@ -164,16 +164,19 @@ pub async fn serve(settings: Settings) -> ExitCode {
 }
 
 pub async fn reconcile(settings: Settings, dry_run: bool, json: bool, force: bool) -> ExitCode {
-    let engine = match build_engine(&settings, Arc::new(Metrics::new())).await {
+    let metrics = Arc::new(Metrics::new());
+    let built = if dry_run {
+        build_engine_to_look(&settings, metrics).await
+    } else {
+        build_engine(&settings, metrics).await
+    };
+    let engine = match built {
         Ok(e) => e,
         Err(e) => {
             eprintln!("configuration error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if dry_run {
-        engine.freeze();
-    }
     let bar = ProgressView::start(&engine);
     let mut result = run_reconcile(&engine, ReconcileOptions { dry_run, force }).await;
     let inviting = engine.outline.as_ref().filter(|o| o.invites.enabled);
@@ -342,7 +345,7 @@ pub async fn check(settings: Settings) -> ExitCode {
             ..settings.clone()
         }
     };
-    let engine = match build_engine(&engine_settings, Arc::new(Metrics::new())).await {
+    let engine = match build_engine_to_look(&engine_settings, Arc::new(Metrics::new())).await {
         Ok(e) => e,
         Err(e) => {
             line(false, "configuration", &e.to_string());
@@ -357,15 +360,15 @@ pub async fn check(settings: Settings) -> ExitCode {
     for warning in unknown_variables() {
         warn_line("configuration", &warning);
     }
-    engine.freeze();
     all_ok &= check_state_dir(&settings);
     if usable {
         let people = engine.reader.caches.identities.people().len();
-        all_ok &= line(
-            true,
-            "state",
-            &format!("the store opens; its identity map knows {people} people"),
-        );
+        let what = if engine.reader.caches.identities.is_persistent() {
+            format!("the store opens; its identity map knows {people} people")
+        } else {
+            "no store yet: `serve` creates it at its first start".to_string()
+        };
+        all_ok &= line(true, "state", &what);
     }
     let authentik = match settings.source {
         SourceKind::Authentik => settings.authentik.as_ref().and_then(|a| {

@@ -40,12 +40,31 @@ pub enum StartupError {
     },
 }
 
-/// Builds the sync engine alone (no HTTP), for `reconcile` and `check`.
+/// Builds the sync engine alone (no HTTP), for `reconcile`.
 pub async fn build_engine(
     settings: &Settings,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<SyncEngine>, StartupError> {
-    Ok(build_parts(settings, metrics).await?.engine)
+    Ok(build_parts(settings, metrics, Access::Write).await?.engine)
+}
+
+/// Builds the engine for `check` and `reconcile --dry-run`, which promise to change nothing: a store that
+/// does not exist yet is not created (except SCIM's, the source itself), and the JSON files of an earlier
+/// version are read, not imported.
+pub async fn build_engine_to_look(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<SyncEngine>, StartupError> {
+    let engine = build_parts(settings, metrics, Access::Look).await?.engine;
+    engine.freeze();
+    Ok(engine)
+}
+
+/// Whether the process may write what the bridge keeps (`serve`, `reconcile`), or only looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Write,
+    Look,
 }
 
 /// The engine, and the SCIM service when SCIM is the source.
@@ -58,16 +77,18 @@ pub struct Parts {
 pub async fn build_parts(
     settings: &Settings,
     metrics: Arc<Metrics>,
+    access: Access,
 ) -> Result<Parts, StartupError> {
     settings.require_upstreams()?;
     // One store for everything the bridge must not forget, the SCIM resources included.
+    let creates = access == Access::Write || settings.source == SourceKind::Scim;
     let store = match settings.state_dir.as_deref() {
-        Some(dir) => {
+        Some(dir) if creates || dir.join(crate::store::FILE_NAME).exists() => {
             let store = Store::open(dir).await?;
             tracing::info!(path = %store.path().display(), "store open");
             Some(store)
         }
-        None => None,
+        _ => None,
     };
     let (directory, scim): (Arc<dyn Directory>, Option<ScimService>) = match settings.source {
         SourceKind::Authentik => {
@@ -89,7 +110,10 @@ pub async fn build_parts(
         }
     };
     let state = match (&store, &settings.state_dir) {
-        (Some(store), Some(dir)) => BridgeState::open(store, dir, settings.source).await?,
+        (Some(store), Some(dir)) => {
+            BridgeState::open(store, dir, settings.source, access == Access::Write).await?
+        }
+        (None, Some(dir)) => BridgeState::from_files(dir)?,
         _ => BridgeState::in_memory(),
     };
     Ok(Parts {
@@ -126,7 +150,7 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Application, StartupError> {
         let metrics = Arc::new(Metrics::new());
-        let Parts { engine, scim } = build_parts(&settings, metrics.clone()).await?;
+        let Parts { engine, scim } = build_parts(&settings, metrics.clone(), Access::Write).await?;
         if let Some(outline) = &engine.outline {
             outline.accounts.check_writable().await?;
             outline.invites.check_writable().await?;

@@ -46,19 +46,30 @@ impl BridgeState {
         }
     }
 
-    /// Opens every part in `store`, importing the JSON files an earlier version left in `dir`. A part that
-    /// cannot be read stops the start-up: going on without it would forget what it holds.
+    /// Opens every part in `store`, importing (with `import`; else reading) the JSON files an earlier version
+    /// left in `dir`. A part that cannot be read stops the start-up: going on without it would forget what it
+    /// holds.
     pub async fn open(
         store: &Store,
         dir: &std::path::Path,
         source: crate::configuration::SourceKind,
+        import: bool,
     ) -> Result<BridgeState, RecordError> {
         let unreadable =
             |e: crate::store::StoreError| RecordError::new(store.path(), e.to_string());
         Ok(BridgeState {
             identities: IdentityMap::open(store, source).await.map_err(unreadable)?,
-            outline: OutlineState::open(store, dir).await?,
+            outline: OutlineState::open(store, dir, import).await?,
             openfga: OpenFgaState::open(store).await.map_err(unreadable)?,
+        })
+    }
+
+    /// For a look (`check`, a dry run) at a `STATE_DIR` with no store yet: the JSON files of an earlier
+    /// version, read into memory.
+    pub fn from_files(dir: &std::path::Path) -> Result<BridgeState, RecordError> {
+        Ok(BridgeState {
+            outline: OutlineState::from_files(dir)?,
+            ..BridgeState::in_memory()
         })
     }
 

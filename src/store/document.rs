@@ -55,18 +55,45 @@ where
     /// The document `name` in `store`. A JSON file `legacy` left by an earlier version is imported first
     /// (unless the store has the document already: an import that crashed before the rename), then renamed.
     /// A document or file that cannot be read stops the start-up: going on without it would forget what it holds.
+    ///
+    /// Without `import` (a look: `check`, a dry run) nothing is written: a file the store has not taken in yet
+    /// is read into memory instead, so the look sees what `serve` will.
     pub async fn open(
         store: &Store,
         name: &'static str,
         legacy: &Path,
+        import: bool,
     ) -> Result<StateDocument<T>, RecordError> {
         let doc = StateDocument {
             kept: Some((store.clone(), name)),
             memory: Mutex::new(T::default()),
         };
-        doc.import(legacy).await?;
+        if import {
+            doc.import(legacy).await?;
+        } else if legacy.exists() {
+            let stored = store
+                .remembered_one(KIND, name)
+                .await
+                .map_err(|e| error(store.path(), e.to_string()))?;
+            if stored.is_none() {
+                return Self::from_file(legacy);
+            }
+        }
         doc.read().await?;
         Ok(doc)
+    }
+
+    /// The JSON file of an earlier version, read into memory (an empty document when there is none).
+    pub fn from_file(legacy: &Path) -> Result<StateDocument<T>, RecordError> {
+        let doc = match std::fs::read(legacy) {
+            Ok(body) => parse(&body).map_err(|m| error(legacy, m))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => T::default(),
+            Err(e) => return Err(error(legacy, e.to_string())),
+        };
+        Ok(StateDocument {
+            kept: None,
+            memory: Mutex::new(doc),
+        })
     }
 
     async fn import(&self, legacy: &Path) -> Result<(), RecordError> {

@@ -315,3 +315,49 @@ async fn serve_and_a_cli_reconcile_share_the_store() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// `reconcile --dry-run` and `check` change nothing in `STATE_DIR`: with only an earlier version's JSON record
+/// there, they read it (the dry run plans the activation it implies) and neither create the store nor import
+/// or rename the file, which a `serve` of the earlier version may still be using.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_and_check_read_the_old_record_and_write_nothing() {
+    let (authentik, outline) = start_fakes().await;
+    let wiki = (authentik.add_group("Wiki"), outline.add_group("Wiki", None));
+    let (_jane, ojane) = person(&authentik, &outline, (&wiki.0, &wiki.1), "jane");
+    outline.set_suspended(&ojane, true);
+    let state = scratch_state_dir("look");
+    let file = state.join("suspended-by-bridge.json");
+    let record = format!("{{\"suspended_by_bridge\": [\"{ojane}\"], \"held_by_guard\": []}}");
+    std::fs::write(&file, &record).expect("write");
+    let env = state_env(&state);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_authentik-bridge"))
+            .args(args)
+            .env_clear()
+            .env("AUTHENTIK_URL", authentik.url())
+            .env("AUTHENTIK_TOKEN", authentik.token())
+            .env("OUTLINE_URL", outline.url())
+            .env("OUTLINE_TOKEN", outline.token())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let plan = tokio::task::block_in_place(|| run(&["reconcile", "--dry-run", "--json"]));
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("JSON plan");
+    assert!(
+        plan["accounts"]["activate"].to_string().contains(&ojane),
+        "the old record says the bridge suspended jane: {}",
+        plan["accounts"]
+    );
+    let checked = tokio::task::block_in_place(|| run(&["check"]));
+    assert!(checked.contains("no store yet"), "{checked}");
+    assert!(outline.is_suspended(&ojane), "a dry run changes nothing");
+    assert!(!state.join("bridge.db").exists(), "no store created");
+    assert_eq!(
+        std::fs::read_to_string(&file).ok(),
+        Some(record),
+        "not imported"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}

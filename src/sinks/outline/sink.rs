@@ -90,28 +90,46 @@ impl OutlineState {
         }
     }
 
-    /// Opens every part in `store`, importing the JSON files an earlier version left in `dir`; a part that
-    /// cannot be read stops the start-up.
+    /// Opens every part in `store`, importing (with `import`; else reading) the JSON files an earlier version
+    /// left in `dir`; a part that cannot be read stops the start-up.
     pub async fn open(
         store: &Store,
         dir: &std::path::Path,
+        import: bool,
     ) -> Result<OutlineState, crate::store::RecordError> {
         let unreadable = |e: crate::store::StoreError| {
             crate::store::RecordError::new(store.path(), e.to_string())
         };
         Ok(OutlineState {
-            record: SuspensionRecord::open(store, dir).await?,
+            record: SuspensionRecord::open(store, dir, import).await?,
             invite_requests: StateDocument::open(
                 store,
                 InviteBook::NAME,
                 &dir.join(InviteBook::FILE_NAME),
+                import,
             )
             .await?,
             invites_set_aside: Remembered::open(store, InviteBook::SET_ASIDE)
                 .await
                 .map_err(unreadable)?,
-            applied_map: StateDocument::open(store, APPLIED_MAP, &dir.join(APPLIED_MAP_FILE))
-                .await?,
+            applied_map: StateDocument::open(
+                store,
+                APPLIED_MAP,
+                &dir.join(APPLIED_MAP_FILE),
+                import,
+            )
+            .await?,
+        })
+    }
+
+    /// The JSON files of an earlier version in `dir`, read into memory (for a look at a `STATE_DIR` with no
+    /// store yet).
+    pub fn from_files(dir: &std::path::Path) -> Result<OutlineState, crate::store::RecordError> {
+        Ok(OutlineState {
+            record: SuspensionRecord::from_file(dir)?,
+            invite_requests: StateDocument::from_file(&dir.join(InviteBook::FILE_NAME))?,
+            applied_map: StateDocument::from_file(&dir.join(APPLIED_MAP_FILE))?,
+            ..OutlineState::in_memory()
         })
     }
 }

@@ -59,9 +59,21 @@ impl SuspensionRecord {
 
     /// The record kept in `store` (empty at first), with the file of an earlier version in `dir` imported. A
     /// record that cannot be read stops the start-up: going on without it would forget whom to activate.
-    pub async fn open(store: &Store, dir: &Path) -> Result<SuspensionRecord, RecordError> {
+    pub async fn open(
+        store: &Store,
+        dir: &Path,
+        import: bool,
+    ) -> Result<SuspensionRecord, RecordError> {
         Ok(SuspensionRecord {
-            file: StateDocument::open(store, Self::NAME, &dir.join(Self::FILE_NAME)).await?,
+            file: StateDocument::open(store, Self::NAME, &dir.join(Self::FILE_NAME), import)
+                .await?,
+        })
+    }
+
+    /// The JSON file of an earlier version in `dir`, read into memory.
+    pub fn from_file(dir: &Path) -> Result<SuspensionRecord, RecordError> {
+        Ok(SuspensionRecord {
+            file: StateDocument::from_file(&dir.join(Self::FILE_NAME))?,
         })
     }
 
@@ -197,7 +209,7 @@ mod tests {
 
     async fn open(dir: &Path) -> Result<SuspensionRecord, RecordError> {
         let store = Store::open(dir).await.expect("store");
-        SuspensionRecord::open(&store, dir).await
+        SuspensionRecord::open(&store, dir, true).await
     }
 
     #[tokio::test]
