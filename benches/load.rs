@@ -1731,8 +1731,9 @@ async fn reconcile_once_with(
     })
 }
 
-async fn reconcile_process(args: &Args) -> BoxResult<Vec<Figure>> {
-    let spec = WorldSpec {
+/// The world of a 10k-user reconcile (8) and of the store under a pass (15), from the arguments.
+fn reconcile_spec(args: &Args) -> BoxResult<WorldSpec> {
+    Ok(WorldSpec {
         users: args.usize("users", 10_000)?,
         groups: args.usize("groups", 500)?,
         per_user: args.usize("per-user", 3)?,
@@ -1740,7 +1741,11 @@ async fn reconcile_process(args: &Args) -> BoxResult<Vec<Figure>> {
         drift_every: args.usize("drift-every", 100)?,
         latency: args.latency()?,
         rate: args.rate(UNLIMITED)?,
-    };
+    })
+}
+
+async fn reconcile_process(args: &Args) -> BoxResult<Vec<Figure>> {
+    let spec = reconcile_spec(args)?;
     println!(
         "## 8. `authentik-bridge reconcile` (release) as its own process: {} users in {} groups ({} each), every {}th membership missing in Outline; fakes in this process at {} ms; OUTLINE_RATE_LIMIT {}/{} s",
         spec.users,
@@ -1787,15 +1792,7 @@ async fn reconcile_process(args: &Args) -> BoxResult<Vec<Figure>> {
 /// its identity map run) without `STATE_DIR`, with a new one (the map learns everyone: 10k rows written), and
 /// with it again (the map read at start, nothing new to write), then without once more, all in one run.
 async fn store_pass(args: &Args) -> BoxResult<Vec<Figure>> {
-    let spec = WorldSpec {
-        users: args.usize("users", 10_000)?,
-        groups: args.usize("groups", 500)?,
-        per_user: args.usize("per-user", 3)?,
-        extra_users: 0,
-        drift_every: args.usize("drift-every", 100)?,
-        latency: args.latency()?,
-        rate: args.rate(UNLIMITED)?,
-    };
+    let spec = reconcile_spec(args)?;
     println!(
         "## 15. the store under a pass: `authentik-bridge reconcile` (release), {} users in {} groups, SUSPEND_DEACTIVATED=true, without and with STATE_DIR",
         spec.users, spec.groups

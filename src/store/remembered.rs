@@ -51,17 +51,9 @@ where
     /// Everything of `kind` the store holds. A row this version cannot read stops the start-up, as a
     /// document does: going on without it would forget what it holds.
     pub async fn open(store: &Store, kind: &'static str) -> Result<Remembered<K, V>, StoreError> {
-        let mut entries = HashMap::new();
-        for (key, value) in store.remembered(kind).await? {
-            let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("{kind} {key}: {e}"));
-            entries.insert(
-                serde_json::from_str(&key).map_err(corrupt)?,
-                serde_json::from_str(&value).map_err(corrupt)?,
-            );
-        }
         Ok(Remembered {
             store: Some(store.clone()),
-            entries: Mutex::new(entries),
+            entries: Mutex::new(read_all(store, kind).await?),
             ..Remembered::in_memory(kind)
         })
     }
@@ -72,15 +64,7 @@ where
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let mut stored = HashMap::new();
-        for (key, value) in store.remembered(self.kind).await? {
-            let corrupt =
-                |e: serde_json::Error| StoreError::Corrupt(format!("{} {key}: {e}", self.kind));
-            stored.insert(
-                serde_json::from_str::<K>(&key).map_err(corrupt)?,
-                serde_json::from_str::<V>(&value).map_err(corrupt)?,
-            );
-        }
+        let stored = read_all::<K, V>(store, self.kind).await?;
         let pending = lock(&self.pending);
         let mut entries = lock(&self.entries);
         entries.retain(|k, _| pending.contains(k) || stored.contains_key(k));
@@ -181,6 +165,23 @@ where
         }
         written
     }
+}
+
+/// Every row of `kind`, parsed.
+async fn read_all<K, V>(store: &Store, kind: &str) -> Result<HashMap<K, V>, StoreError>
+where
+    K: DeserializeOwned + Eq + Hash,
+    V: DeserializeOwned,
+{
+    let mut entries = HashMap::new();
+    for (key, value) in store.remembered(kind).await? {
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("{kind} {key}: {e}"));
+        entries.insert(
+            serde_json::from_str(&key).map_err(corrupt)?,
+            serde_json::from_str(&value).map_err(corrupt)?,
+        );
+    }
+    Ok(entries)
 }
 
 /// These types serialise to JSON without fail (plain structs, strings and numbers).

@@ -431,8 +431,8 @@ pub async fn converge_one(
 /// The identity map's people, joined to the pass's reads: who owns an Outline account that no Authentik user
 /// has the email of.
 struct MappedAccounts<'a> {
+    identities: &'a IdentityMap,
     alive: HashMap<AuthentikUserId, &'a crate::domain::UserSnapshot>,
-    by_account: HashMap<OutlineUserId, AuthentikUserId>,
     /// Last emails, folded; an email two people had names nobody. A previous email links no account on its
     /// own: someone else (a shared mailbox, a new hire) may hold that address now.
     by_email: HashMap<String, Option<AuthentikUserId>>,
@@ -449,7 +449,7 @@ enum Owner<'a> {
 
 impl<'a> MappedAccounts<'a> {
     fn new(
-        identities: &IdentityMap,
+        identities: &'a IdentityMap,
         people: &'a [crate::domain::UserSnapshot],
         users: &'a [OutlineUser],
     ) -> MappedAccounts<'a> {
@@ -460,7 +460,6 @@ impl<'a> MappedAccounts<'a> {
             .filter_map(|u| u.email.as_ref())
             .map(|e| e.folded())
             .collect();
-        let mut by_account = HashMap::new();
         let mut by_email: HashMap<String, Option<AuthentikUserId>> = HashMap::new();
         let mut unclaimed = Vec::new();
         for (pk, who) in identities.people() {
@@ -476,9 +475,6 @@ impl<'a> MappedAccounts<'a> {
             if !alive.contains_key(&pk) && !has_account {
                 unclaimed.push(pk);
             }
-            if let Some(u) = who.outline_user {
-                by_account.insert(u, pk);
-            }
             if let Some(e) = &who.email {
                 by_email
                     .entry(e.folded().to_string())
@@ -491,8 +487,8 @@ impl<'a> MappedAccounts<'a> {
             }
         }
         MappedAccounts {
+            identities,
             alive,
-            by_account,
             by_email,
             outline_emails,
             unclaimed,
@@ -501,7 +497,7 @@ impl<'a> MappedAccounts<'a> {
 
     /// The person the map matched to this account, when no Authentik user has its email now.
     fn owner(&self, u: &OutlineUser) -> Option<Owner<'a>> {
-        let pk = self.by_account.get(&u.id).copied().or_else(|| {
+        let pk = self.identities.owner_of(&u.id).or_else(|| {
             let email = u.email.as_ref()?;
             self.by_email.get(email.folded()).copied().flatten()
         })?;
