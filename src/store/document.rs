@@ -108,12 +108,17 @@ where
         let doc: T = parse(&body).map_err(|m| error(legacy, m))?;
         let text = serde_json::to_string(&doc).map_err(|e| error(legacy, e.to_string()))?;
         let fail = |e: StoreError| error(store.path(), e.to_string());
-        let mut tx = store.begin_write().await.map_err(fail)?;
-        let already = tx.remembered_one(KIND, name).await.map_err(fail)?.is_some();
-        if !already {
-            tx.remember(KIND, name, &text).await.map_err(fail)?;
-        }
-        tx.commit().await.map_err(fail)?;
+        let key: &'static str = name;
+        let already = store
+            .write(move |tx| {
+                let already = tx.remembered_one(KIND, key)?.is_some();
+                if !already {
+                    tx.remember(KIND, key, &text)?;
+                }
+                Ok::<_, StoreError>(already)
+            })
+            .await
+            .map_err(fail)?;
         let renamed = with_suffix(legacy, ".imported");
         std::fs::rename(legacy, &renamed)
             .map_err(|e| error(legacy, format!("imported, but cannot be renamed: {e}")))?;
@@ -136,15 +141,11 @@ where
             return Ok(());
         };
         let fail = |e: StoreError| error(store.path(), e.to_string());
-        let mut tx = store.begin_write().await.map_err(fail)?;
-        tx.remember(
-            "bridge",
-            "opened_at",
-            &format!("\"{}\"", super::time::now_rfc3339()),
-        )
-        .await
-        .map_err(fail)?;
-        tx.commit().await.map_err(fail)
+        let opened_at = format!("\"{}\"", super::time::now_rfc3339());
+        store
+            .write(move |tx| tx.remember("bridge", "opened_at", &opened_at))
+            .await
+            .map_err(fail)
     }
 
     /// The document as it is now. An unreadable one is an error for the caller to weigh.
@@ -175,24 +176,38 @@ where
             return Ok(edit(&mut memory).0);
         };
         let fail = |m: String| error(store.path(), format!("{name}: {m}"));
-        let mut tx = store.begin_write().await.map_err(|e| fail(e.to_string()))?;
-        let mut doc = match tx
-            .remembered_one(KIND, name)
-            .await
-            .map_err(|e| fail(e.to_string()))?
-        {
-            Some(body) => parse(body.as_bytes()).map_err(fail)?,
-            None => T::default(),
-        };
-        let (result, changed) = edit(&mut doc);
-        if changed {
-            let text = serde_json::to_string(&doc).map_err(|e| fail(e.to_string()))?;
-            tx.remember(KIND, name, &text)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            tx.commit().await.map_err(|e| fail(e.to_string()))?;
-        }
-        Ok(result)
+        let key: &'static str = name;
+        let written = store
+            .write(move |tx| {
+                let mut doc = match tx.remembered_one(KIND, key)? {
+                    Some(body) => parse(body.as_bytes()).map_err(Edit::Unreadable)?,
+                    None => T::default(),
+                };
+                let (result, changed) = edit(&mut doc);
+                if changed {
+                    let text =
+                        serde_json::to_string(&doc).map_err(|e| Edit::Unreadable(e.to_string()))?;
+                    tx.remember(KIND, key, &text)?;
+                }
+                Ok::<_, Edit>(result)
+            })
+            .await;
+        written.map_err(|e| match e {
+            Edit::Unreadable(m) => fail(m),
+            Edit::Store(e) => fail(e.to_string()),
+        })
+    }
+}
+
+/// Why an edit on the writer's thread failed: the stored document, or the store.
+enum Edit {
+    Unreadable(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Edit {
+    fn from(e: StoreError) -> Edit {
+        Edit::Store(e)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The embedded store in `STATE_DIR`: one SQLite file (`bridge.db`) through sqlx, migrated at start.
 //!
-//! Everything outside this folder talks to it through [`Store`] and [`StoreWrite`], never through SQL, so a
+//! Everything outside this folder talks to it through [`Store`] and [`WriteTx`], never through SQL, so a
 //! PostgreSQL backend for several replicas (sqlx speaks both) is a change inside this folder.
 //!
 //! Durability: the journal is a write-ahead log with `synchronous=NORMAL`. A transaction that committed is in
@@ -11,32 +11,30 @@
 //! WAL mode; a sync per commit would cost every SCIM request a disk flush (docs/src/benchmarks.md, SCIM
 //! intake). The identity provider's next full sync re-sends memberships in any case.
 //!
-//! Writers: one at a time in this process, on a connection of their own (not the readers' pool: taking and
-//! giving back a pooled connection cost each write as much as its statements), queued in order on an async
-//! lock, then `BEGIN IMMEDIATE`, so a second process (a CLI `reconcile`) queues on the database lock instead of
-//! failing half-way through an upgrade from reader to writer; SQLite's busy handler waits for it, up to
-//! `BUSY_TIMEOUT`.
+//! Writers: one thread with a SQLite connection of its own (`writer.rs`) runs every write of this process,
+//! committing the writes that arrive together in one `BEGIN IMMEDIATE` transaction, each in its own savepoint.
+//! A second process (a CLI `reconcile`) queues on the database lock; SQLite's busy handler waits for it, up to
+//! `BUSY_TIMEOUT`. Reads go through sqlx's pool and, in WAL mode, never wait for the writer.
 
 pub mod document;
 pub mod remembered;
 pub mod scim;
 pub mod state;
 pub mod time;
+mod writer;
 
 pub use document::{RecordError, StateDocument};
 pub use remembered::Remembered;
+pub use writer::WriteTx;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use std::sync::Arc;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, SqlitePool};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use writer::Writer;
 
 /// The file's name in `STATE_DIR`.
 pub const FILE_NAME: &str = "bridge.db";
@@ -56,9 +54,9 @@ const TRUNCATE_FRAMES: i64 = 4096;
 /// Copies the log into the database now and then, off the requests' path: a checkpoint syncs the disk, and
 /// SQLite's own would run inside whichever commit crossed its threshold. `PASSIVE` never blocks a writer or a
 /// reader; what it cannot copy now waits for the next turn. A log that a burst made large is cut back once
-/// everything in it is copied, taking the writers' turn so that no request waits on it. Ends when the pool is
-/// closed.
-async fn checkpoints(pool: SqlitePool, writer: Arc<Mutex<WriterConn>>) {
+/// everything in it is copied, by the writer's thread between two batches, so that no request waits on it.
+/// Ends when the pool is closed.
+async fn checkpoints(pool: SqlitePool, writer: Writer) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
@@ -76,14 +74,7 @@ async fn checkpoints(pool: SqlitePool, writer: Arc<Mutex<WriterConn>>) {
             }
         };
         if busy == 0 && log >= TRUNCATE_FRAMES && done == log {
-            let mut turn = writer.lock().await;
-            roll_back(&mut turn).await;
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_all(&mut turn.conn)
-                .await
-            {
-                tracing::debug!(error = %e, "store log not cut back");
-            }
+            writer.cut_back_log();
         }
     }
 }
@@ -102,18 +93,19 @@ pub enum StoreError {
     Taken { what: &'static str },
     #[error("the store failed: {0}")]
     Database(#[from] sqlx::Error),
+    /// A write failed on the writer's connection, or its batch did not commit.
+    #[error("the store failed to write: {0}")]
+    Write(String),
     #[error("the store holds a row it cannot read: {0}")]
     Corrupt(String),
 }
 
-/// The open store. Cloning shares the pool and the writers' lock.
+/// The open store. Cloning shares the pool and the writer.
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
-    /// The writers' connection: writers in this process take turns on it, in order, instead of polling
-    /// SQLite's lock.
-    writer: Arc<Mutex<WriterConn>>,
+    writer: Writer,
 }
 
 impl Store {
@@ -150,11 +142,10 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        let conn = options.connect().await.map_err(|source| StoreError::Open {
+        let writer = Writer::start(&path, BUSY_TIMEOUT).map_err(|e| StoreError::Open {
             path: path.clone(),
-            source,
+            source: sqlx::Error::Configuration(e),
         })?;
-        let writer = Arc::new(Mutex::new(WriterConn { conn, open: false }));
         tokio::spawn(checkpoints(pool.clone(), writer.clone()));
         Ok(Store { pool, path, writer })
     }
@@ -163,23 +154,17 @@ impl Store {
         &self.path
     }
 
-    /// A write transaction that holds the database's write lock from its first statement, and this
-    /// process's writers' turn until it commits or is dropped.
-    pub async fn begin_write(&self) -> Result<StoreWrite, StoreError> {
-        let mut turn = self.writer.clone().lock_owned().await;
-        roll_back(&mut turn).await;
-        // Marked open before `BEGIN` is sent: sqlx's worker runs a statement even when the future that sent
-        // it is dropped (a request cancelled while waiting for another process's lock), and whatever `BEGIN`
-        // did is then rolled back by the dropped write below.
-        turn.open = true;
-        let mut write = StoreWrite {
-            tx: WriterTurn(turn),
-            committed: false,
-        };
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *write.tx)
-            .await?;
-        Ok(write)
+    /// Runs `work` as one write: inside a savepoint of the writer's next transaction, answered once that has
+    /// committed. A failed `work` leaves nothing behind, and its error is what the caller gets.
+    pub async fn write<T, E>(
+        &self,
+        work: impl FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.writer.write(work).await
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -187,73 +172,9 @@ impl Store {
     }
 }
 
-/// The writers' connection, and whether a transaction is open on it (one dropped without a commit, until it
-/// is rolled back).
-struct WriterConn {
-    conn: SqliteConnection,
-    open: bool,
-}
-
-/// Ends a transaction a writer may have left open (dropped without committing, or cancelled mid-statement).
-/// SQLite may have ended it already (a `COMMIT` that ran after its caller went away, an I/O error): "no
-/// transaction is active" is the expected answer then. Any other failure leaves the transaction to the next
-/// `BEGIN`, which then fails and is dropped, and so rolled back again.
-async fn roll_back(turn: &mut WriterConn) {
-    if !turn.open {
-        return;
-    }
-    turn.open = false;
-    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut turn.conn).await {
-        if !e.to_string().contains("no transaction is active") {
-            tracing::warn!(error = %e, "a store transaction could not be rolled back");
-        }
-    }
-}
-
-/// The writers' turn: the connection, for this transaction's statements.
-struct WriterTurn(OwnedMutexGuard<WriterConn>);
-
-impl std::ops::Deref for WriterTurn {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        &self.0.conn
-    }
-}
-
-impl std::ops::DerefMut for WriterTurn {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.0.conn
-    }
-}
-
-/// One transaction's writes (a SCIM request, a change to the bridge's state). Dropped without
-/// [`StoreWrite::commit`], it rolls back: nothing half-done stays.
-pub struct StoreWrite {
-    tx: WriterTurn,
-    committed: bool,
-}
-
-impl StoreWrite {
-    /// A failed `COMMIT` leaves the transaction to the drop, which rolls it back.
-    pub async fn commit(mut self) -> Result<(), StoreError> {
-        sqlx::query("COMMIT").execute(&mut *self.tx).await?;
-        self.tx.0.open = false;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-/// A transaction dropped half-way (an error, a request cancelled) is rolled back at once, off the dropping
-/// task, so that it never holds SQLite's write lock against another process; the next writer here waits for it.
-impl Drop for StoreWrite {
-    fn drop(&mut self) {
-        if self.committed {
-            return;
-        }
-        let writer = OwnedMutexGuard::mutex(&self.tx.0).clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { roll_back(&mut *writer.lock().await).await });
-        }
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Write(e.to_string())
     }
 }
 
@@ -273,19 +194,28 @@ mod tests {
         }
     }
 
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    async fn insert(store: &Store, id: &str, name: &str) -> Result<(), StoreError> {
+        let (id, f) = (id.to_string(), fields(name));
+        store
+            .write(move |tx| tx.insert_user(&id, &f, "now").map(drop))
+            .await
+    }
+
     /// After reads of every kind, nothing holds a snapshot: a checkpoint copies the whole log.
     #[tokio::test]
     async fn reads_leave_nothing_open_and_a_checkpoint_copies_everything() {
-        let dir = std::env::temp_dir().join(format!("store-checkpoint-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = Store::open(&dir).await.expect("opens");
+        let store = Store::open(&scratch("checkpoint")).await.expect("opens");
         for i in 0..50 {
-            let mut tx = store.begin_write().await.expect("begins");
-            tx.insert_user(&format!("id{i}"), &fields(&format!("u{i}")), "now")
+            insert(&store, &format!("id{i}"), &format!("u{i}"))
                 .await
                 .expect("inserts");
-            tx.commit().await.expect("commits");
             store.user(&format!("id{i}")).await.expect("reads");
             store.user_by_pk(i + 1).await.expect("reads");
             store.users(None, 0, 10).await.expect("lists");
@@ -298,76 +228,67 @@ mod tests {
         assert_eq!((busy, copied), (0, log), "a reader holds an old snapshot");
     }
 
-    /// A write dropped half-way leaves nothing, and does not keep another process from writing.
+    /// Writes sent together share a transaction, each in its own savepoint: one that fails leaves nothing
+    /// of itself, and the others in its batch stand.
     #[tokio::test]
-    async fn a_dropped_write_rolls_back_and_frees_the_lock() {
-        let dir = std::env::temp_dir().join(format!("store-drop-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = Store::open(&dir).await.expect("opens");
-        let other = Store::open(&dir).await.expect("a second process opens");
-        let mut tx = store.begin_write().await.expect("begins");
-        tx.insert_user("half", &fields("half"), "now")
-            .await
-            .expect("inserts");
-        drop(tx);
-        let started = std::time::Instant::now();
-        let mut tx = other.begin_write().await.expect("the other process writes");
+    async fn a_failed_write_leaves_nothing_and_the_rest_of_its_batch_stands() {
+        let store = Store::open(&scratch("batch")).await.expect("opens");
+        let writes = (0..20).map(|i| {
+            let store = store.clone();
+            async move {
+                let (id, f) = (format!("id{i}"), fields(&format!("u{i}")));
+                store
+                    .write(move |tx| {
+                        tx.insert_user(&id, &f, "now")?;
+                        if i % 5 == 0 {
+                            // Half-way through its own work: the row above must go too.
+                            return Err(StoreError::Corrupt(format!("refused {i}")));
+                        }
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), i % 5 != 0, "write {i}: {result:?}");
+            let stored = store.user(&format!("id{i}")).await.expect("reads");
+            assert_eq!(stored.is_some(), i % 5 != 0, "row {i}");
+        }
+        // A unique key taken inside a batch is the caller's error, not the batch's.
+        let again = insert(&store, "other", "u1").await;
         assert!(
-            started.elapsed() < BUSY_TIMEOUT / 2,
-            "not held until a timeout"
+            matches!(again, Err(StoreError::Taken { what: "userName" })),
+            "{again:?}"
         );
-        tx.insert_user("whole", &fields("whole"), "now")
-            .await
-            .expect("inserts");
-        tx.commit().await.expect("commits");
-        assert!(store.user("half").await.expect("reads").is_none());
-        assert!(store.user("whole").await.expect("reads").is_some());
-        let mut tx = store
-            .begin_write()
-            .await
-            .expect("this process writes again");
-        tx.insert_user("again", &fields("again"), "now")
-            .await
-            .expect("inserts");
-        tx.commit().await.expect("commits");
     }
 
-    /// A `COMMIT` that ran after its caller went away (sqlx runs a statement sent by a dropped future): the
-    /// drop's rollback finds no transaction, and the next writer goes on; what was committed stays.
+    /// A write whose caller went away (a request cancelled) still runs whole or not at all, and the writer
+    /// goes on; another process can write between this process's batches.
     #[tokio::test]
-    async fn a_commit_whose_caller_went_away_does_not_wedge_the_writers() {
-        let dir = std::env::temp_dir().join(format!("store-wedge-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+    async fn a_write_whose_caller_went_away_is_whole_and_the_writer_goes_on() {
+        let dir = scratch("cancel");
         let store = Store::open(&dir).await.expect("opens");
-        let mut tx = store.begin_write().await.expect("begins");
-        tx.insert_user("kept", &fields("kept"), "now")
-            .await
-            .expect("inserts");
-        sqlx::query("COMMIT")
-            .execute(&mut *tx.tx)
-            .await
-            .expect("commits behind the writer's back");
-        drop(tx);
-        for name in ["next", "and-next"] {
-            let mut tx = store.begin_write().await.expect("the writers go on");
-            tx.insert_user(name, &fields(name), "now")
-                .await
-                .expect("inserts");
-            tx.commit().await.expect("commits");
+        let other = Store::open(&dir).await.expect("a second process opens");
+        let cancelled = store.clone();
+        let write = tokio::spawn(async move { insert(&cancelled, "gone", "gone").await });
+        write.abort();
+        let _ = write.await;
+        for (store, name) in [(&other, "whole"), (&store, "next"), (&other, "and-next")] {
+            insert(store, name, name).await.expect("the writers go on");
         }
-        for name in ["kept", "next", "and-next"] {
+        for name in ["whole", "next", "and-next"] {
             assert!(store.user(name).await.expect("reads").is_some(), "{name}");
+        }
+        if let Some(row) = store.user("gone").await.expect("reads") {
+            assert_eq!(row.user_name, "gone", "a write is whole");
         }
     }
 
     /// A log that a burst made large is cut back by the timer once it is copied.
     #[tokio::test]
     async fn a_large_log_is_cut_back() {
-        let dir = std::env::temp_dir().join(format!("store-truncate-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = scratch("truncate");
         let store = Store::open(&dir).await.expect("opens");
         // A reader holds its snapshot through the burst, so no checkpoint can copy the log past it and the log
         // grows whatever the timer does meanwhile; it lets go once the burst is over.
@@ -382,13 +303,13 @@ mod tests {
             .expect("reads");
         let big = "x".repeat(3000);
         for i in 0..3000 {
-            let mut tx = store.begin_write().await.expect("begins");
             let mut f = fields(&format!("u{i}"));
             f.body = format!("{{\"pad\": \"{big}\"}}");
-            tx.insert_user(&format!("id{i}"), &f, "now")
+            let id = format!("id{i}");
+            store
+                .write(move |tx| tx.insert_user(&id, &f, "now").map(drop))
                 .await
                 .expect("inserts");
-            tx.commit().await.expect("commits");
         }
         let wal = dir.join(format!("{FILE_NAME}-wal"));
         let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);

@@ -154,12 +154,8 @@ where
             }
             rows
         };
-        let written = async {
-            let mut tx = store.begin_write().await?;
-            tx.remember_many(self.kind, &rows).await?;
-            tx.commit().await
-        }
-        .await;
+        let kind = self.kind;
+        let written = store.write(move |tx| tx.remember_many(kind, &rows)).await;
         if written.is_err() {
             lock(&self.pending).extend(keys);
         }

@@ -3,7 +3,8 @@
 
 use sqlx::{Row, Sqlite};
 
-use super::{Store, StoreError, StoreWrite};
+use super::writer::is_unique_violation;
+use super::{Store, StoreError, WriteTx};
 
 // Single rows are read with `fetch_all`, never `fetch_optional`: a statement left before its last step keeps
 // its read snapshot open on a pooled connection, and no checkpoint can copy the log past it.
@@ -113,40 +114,82 @@ const USER_COLUMNS: &str =
 const GROUP_COLUMNS: &str =
     "id, link_key, display_name, external_id, body, created, modified, version";
 
-fn user_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRow, sqlx::Error> {
+/// A row as either driver gives it: sqlx's for reads on the pool, rusqlite's for the writer's thread, so that
+/// one function makes each kind of row.
+trait Columns {
+    fn int(&self, name: &str) -> Result<i64, StoreError>;
+    fn text(&self, name: &str) -> Result<String, StoreError>;
+    fn maybe_text(&self, name: &str) -> Result<Option<String>, StoreError>;
+}
+
+impl Columns for sqlx::sqlite::SqliteRow {
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn maybe_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn maybe_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(name)?)
+    }
+}
+
+fn user_row(row: &impl Columns) -> Result<UserRow, StoreError> {
     Ok(UserRow {
-        pk: row.try_get("pk")?,
-        id: row.try_get("id")?,
-        user_name: row.try_get("user_name")?,
-        external_id: row.try_get("external_id")?,
-        display_name: row.try_get("display_name")?,
-        email: row.try_get("email")?,
-        active: row.try_get::<i64, _>("active")? != 0,
-        body: row.try_get("body")?,
-        created: row.try_get("created")?,
-        modified: row.try_get("modified")?,
-        version: row.try_get("version")?,
+        pk: row.int("pk")?,
+        id: row.text("id")?,
+        user_name: row.text("user_name")?,
+        external_id: row.maybe_text("external_id")?,
+        display_name: row.maybe_text("display_name")?,
+        email: row.maybe_text("email")?,
+        active: row.int("active")? != 0,
+        body: row.text("body")?,
+        created: row.text("created")?,
+        modified: row.text("modified")?,
+        version: row.int("version")?,
     })
 }
 
-fn group_row(row: &sqlx::sqlite::SqliteRow) -> Result<GroupRow, sqlx::Error> {
+fn group_row(row: &impl Columns) -> Result<GroupRow, StoreError> {
     Ok(GroupRow {
-        id: row.try_get("id")?,
-        link_key: row.try_get("link_key")?,
-        display_name: row.try_get("display_name")?,
-        external_id: row.try_get("external_id")?,
-        body: row.try_get("body")?,
-        created: row.try_get("created")?,
-        modified: row.try_get("modified")?,
-        version: row.try_get("version")?,
+        id: row.text("id")?,
+        link_key: row.text("link_key")?,
+        display_name: row.text("display_name")?,
+        external_id: row.maybe_text("external_id")?,
+        body: row.text("body")?,
+        created: row.text("created")?,
+        modified: row.text("modified")?,
+        version: row.int("version")?,
     })
 }
+
+fn member_row(row: &impl Columns) -> Result<MemberRow, StoreError> {
+    Ok(MemberRow {
+        pk: row.int("pk")?,
+        id: row.text("id")?,
+    })
+}
+
+const MEMBERS_SQL: &str = "SELECT u.pk, u.id FROM scim_members m JOIN scim_users u ON u.pk = m.user_pk WHERE m.group_id = ? ORDER BY u.pk";
 
 /// A unique index refused the row: the key it names is taken.
-fn taken(e: sqlx::Error, what: &'static str) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Taken { what },
-        _ => StoreError::Database(e),
+fn taken(e: rusqlite::Error, what: &'static str) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Taken { what }
+    } else {
+        e.into()
     }
 }
 
@@ -154,242 +197,249 @@ fn fold(value: &str) -> String {
     value.to_lowercase()
 }
 
-/// One SCIM request's writes, in one transaction.
-impl StoreWrite {
-    pub async fn insert_user(
-        &mut self,
+/// `?, ?, …`: one mark for each of `n` values.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Ids per statement, well under SQLite's limit on parameters.
+const IDS_PER_STATEMENT: usize = 500;
+
+/// The rows `sql` gives for `params`, each made by `read`.
+fn rows_of<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(read(row)?);
+    }
+    Ok(out)
+}
+
+/// One SCIM request's writes, on the writer's thread.
+impl WriteTx<'_> {
+    pub fn insert_user(
+        &self,
         id: &str,
         fields: &UserFields,
         now: &str,
     ) -> Result<UserRow, StoreError> {
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO scim_users (id, user_name, user_name_key, external_id, display_name, email, email_key, active, body, created, modified, version)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING {USER_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(&fields.user_name)
-        .bind(fold(&fields.user_name))
-        .bind(&fields.external_id)
-        .bind(&fields.display_name)
-        .bind(&fields.email)
-        .bind(fields.email.as_deref().map(fold))
-        .bind(fields.active)
-        .bind(&fields.body)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(|e| taken(e, "userName"))?;
-        Ok(user_row(&row)?)
-    }
-
-    pub async fn user(&mut self, id: &str) -> Result<Option<UserRow>, StoreError> {
-        one(
-            &mut *self.tx,
-            "scim_users",
-            USER_COLUMNS,
-            "id",
+        );
+        let params = rusqlite::params![
             id,
-            user_row,
-        )
-        .await
+            fields.user_name,
+            fold(&fields.user_name),
+            fields.external_id,
+            fields.display_name,
+            fields.email,
+            fields.email.as_deref().map(fold),
+            fields.active,
+            fields.body,
+            now,
+            now,
+        ];
+        self.returned(&sql, params, "userName", |row| user_row(row))
     }
 
-    pub async fn update_user(
-        &mut self,
+    pub fn user(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM scim_users WHERE id = ?");
+        Ok(rows_of(self.conn, &sql, [id], |row| user_row(row))?
+            .into_iter()
+            .next())
+    }
+
+    pub fn update_user(
+        &self,
         pk: i64,
         fields: &UserFields,
         now: &str,
     ) -> Result<UserRow, StoreError> {
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE scim_users SET user_name = ?, user_name_key = ?, external_id = ?, display_name = ?, email = ?, email_key = ?, active = ?, body = ?, modified = ?, version = version + 1
              WHERE pk = ? RETURNING {USER_COLUMNS}"
-        ))
-        .bind(&fields.user_name)
-        .bind(fold(&fields.user_name))
-        .bind(&fields.external_id)
-        .bind(&fields.display_name)
-        .bind(&fields.email)
-        .bind(fields.email.as_deref().map(fold))
-        .bind(fields.active)
-        .bind(&fields.body)
-        .bind(now)
-        .bind(pk)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(|e| taken(e, "userName"))?;
-        Ok(user_row(&row)?)
+        );
+        let params = rusqlite::params![
+            fields.user_name,
+            fold(&fields.user_name),
+            fields.external_id,
+            fields.display_name,
+            fields.email,
+            fields.email.as_deref().map(fold),
+            fields.active,
+            fields.body,
+            now,
+            pk,
+        ];
+        self.returned(&sql, params, "userName", |row| user_row(row))
     }
 
     /// Deletes a user and, with them, their memberships.
-    pub async fn delete_user(&mut self, pk: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM scim_users WHERE pk = ?")
-            .bind(pk)
-            .execute(&mut *self.tx)
-            .await?;
+    pub fn delete_user(&self, pk: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM scim_users WHERE pk = ?")?
+            .execute([pk])?;
         Ok(())
     }
 
     /// The people with these SCIM ids, by id; ids nobody has are left out.
-    pub async fn users_by_ids(&mut self, ids: &[String]) -> Result<Vec<MemberRow>, StoreError> {
+    pub fn users_by_ids(&self, ids: &[String]) -> Result<Vec<MemberRow>, StoreError> {
         let mut found = Vec::new();
-        for chunk in ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!("SELECT pk, id FROM scim_users WHERE id IN ({marks})");
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            for row in query.fetch_all(&mut *self.tx).await? {
-                found.push(MemberRow {
-                    pk: row.try_get("pk")?,
-                    id: row.try_get("id")?,
-                });
-            }
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT pk, id FROM scim_users WHERE id IN ({})",
+                marks(chunk.len())
+            );
+            found.extend(rows_of(
+                self.conn,
+                &sql,
+                rusqlite::params_from_iter(chunk),
+                |row| member_row(row),
+            )?);
         }
         Ok(found)
     }
 
-    pub async fn insert_group(
-        &mut self,
+    pub fn insert_group(
+        &self,
         id: &str,
         link_key: &str,
         fields: &GroupFields,
         now: &str,
     ) -> Result<GroupRow, StoreError> {
-        if self.link_key_taken(link_key).await? {
+        let taken_keys = rows_of(
+            self.conn,
+            "SELECT COUNT(*) AS n FROM scim_groups WHERE link_key = ?",
+            [link_key],
+            |row| row.int("n"),
+        )?;
+        if taken_keys.first().copied().unwrap_or(0) > 0 {
             return Err(StoreError::Taken { what: "externalId" });
         }
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO scim_groups (id, link_key, display_name, display_name_key, external_id, body, created, modified, version)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING {GROUP_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(link_key)
-        .bind(&fields.display_name)
-        .bind(fold(&fields.display_name))
-        .bind(&fields.external_id)
-        .bind(&fields.body)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(|e| taken(e, "displayName"))?;
-        Ok(group_row(&row)?)
-    }
-
-    async fn link_key_taken(&mut self, link_key: &str) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scim_groups WHERE link_key = ?")
-            .bind(link_key)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(n > 0)
-    }
-
-    pub async fn group(&mut self, id: &str) -> Result<Option<GroupRow>, StoreError> {
-        one(
-            &mut *self.tx,
-            "scim_groups",
-            GROUP_COLUMNS,
-            "id",
+        );
+        let params = rusqlite::params![
             id,
-            group_row,
-        )
-        .await
+            link_key,
+            fields.display_name,
+            fold(&fields.display_name),
+            fields.external_id,
+            fields.body,
+            now,
+            now,
+        ];
+        self.returned(&sql, params, "displayName", |row| group_row(row))
     }
 
-    pub async fn update_group(
-        &mut self,
+    pub fn group(&self, id: &str) -> Result<Option<GroupRow>, StoreError> {
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM scim_groups WHERE id = ?");
+        Ok(rows_of(self.conn, &sql, [id], |row| group_row(row))?
+            .into_iter()
+            .next())
+    }
+
+    pub fn update_group(
+        &self,
         id: &str,
         fields: &GroupFields,
         now: &str,
     ) -> Result<GroupRow, StoreError> {
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE scim_groups SET display_name = ?, display_name_key = ?, external_id = ?, body = ?, modified = ?, version = version + 1
              WHERE id = ? RETURNING {GROUP_COLUMNS}"
-        ))
-        .bind(&fields.display_name)
-        .bind(fold(&fields.display_name))
-        .bind(&fields.external_id)
-        .bind(&fields.body)
-        .bind(now)
-        .bind(id)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(|e| taken(e, "displayName"))?;
-        Ok(group_row(&row)?)
+        );
+        let params = rusqlite::params![
+            fields.display_name,
+            fold(&fields.display_name),
+            fields.external_id,
+            fields.body,
+            now,
+            id,
+        ];
+        self.returned(&sql, params, "displayName", |row| group_row(row))
     }
 
-    pub async fn delete_group(&mut self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM scim_groups WHERE id = ?")
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
+    pub fn delete_group(&self, id: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM scim_groups WHERE id = ?")?
+            .execute([id])?;
         Ok(())
     }
 
-    pub async fn members(&mut self, group_id: &str) -> Result<Vec<MemberRow>, StoreError> {
-        members(&mut *self.tx, group_id).await
+    pub fn members(&self, group_id: &str) -> Result<Vec<MemberRow>, StoreError> {
+        rows_of(self.conn, MEMBERS_SQL, [group_id], |row| member_row(row))
     }
 
     /// Adds and removes members; adding a member twice or removing an absent one is no error.
-    pub async fn change_members(
-        &mut self,
+    pub fn change_members(
+        &self,
         group_id: &str,
         add: &[i64],
         remove: &[i64],
     ) -> Result<(), StoreError> {
-        for chunk in add.chunks(500) {
-            let mut q =
-                sqlx::QueryBuilder::new("INSERT OR IGNORE INTO scim_members (group_id, user_pk) ");
-            q.push_values(chunk, |mut b, pk| {
-                b.push_bind(group_id).push_bind(*pk);
-            });
-            q.build().execute(&mut *self.tx).await?;
+        let mut adding = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO scim_members (group_id, user_pk) VALUES (?, ?)",
+        )?;
+        for pk in add {
+            adding.execute(rusqlite::params![group_id, pk])?;
         }
-        for chunk in remove.chunks(500) {
-            let mut q = sqlx::QueryBuilder::new("DELETE FROM scim_members WHERE group_id = ");
-            q.push_bind(group_id).push(" AND user_pk IN (");
-            let mut list = q.separated(", ");
-            for pk in chunk {
-                list.push_bind(*pk);
-            }
-            q.push(")");
-            q.build().execute(&mut *self.tx).await?;
+        let mut removing = self
+            .conn
+            .prepare_cached("DELETE FROM scim_members WHERE group_id = ? AND user_pk = ?")?;
+        for pk in remove {
+            removing.execute(rusqlite::params![group_id, pk])?;
         }
         Ok(())
     }
 
     /// The users with these ids, and whether each is a member of the group: what a PATCH that names its
     /// members needs, without the group's other members.
-    pub async fn named_members(
-        &mut self,
+    pub fn named_members(
+        &self,
         group_id: &str,
         ids: &[String],
     ) -> Result<Vec<(MemberRow, bool)>, StoreError> {
         let mut found = Vec::new();
-        for chunk in ids.chunks(500) {
-            let mut q = sqlx::QueryBuilder::new(
-                "SELECT u.pk, u.id, EXISTS (SELECT 1 FROM scim_members m WHERE m.group_id = ",
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT u.pk, u.id, EXISTS (SELECT 1 FROM scim_members m WHERE m.group_id = ? AND m.user_pk = u.pk) AS member
+                 FROM scim_users u WHERE u.id IN ({})",
+                marks(chunk.len())
             );
-            q.push_bind(group_id)
-                .push(" AND m.user_pk = u.pk) AS member FROM scim_users u WHERE u.id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str());
-            }
-            q.push(")");
-            for row in q.build().fetch_all(&mut *self.tx).await? {
-                found.push((
-                    MemberRow {
-                        pk: row.try_get("pk")?,
-                        id: row.try_get("id")?,
-                    },
-                    row.try_get("member")?,
-                ));
-            }
+            let params = std::iter::once(group_id).chain(chunk.iter().map(String::as_str));
+            found.extend(rows_of(
+                self.conn,
+                &sql,
+                rusqlite::params_from_iter(params),
+                |row| Ok((member_row(row)?, row.int("member")? != 0)),
+            )?);
         }
         Ok(found)
+    }
+
+    /// The one row an `INSERT` or `UPDATE … RETURNING` gives; a unique key already taken is `what`'s.
+    fn returned<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        what: &'static str,
+        read: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let mut rows = statement.query(params).map_err(|e| taken(e, what))?;
+        match rows.next().map_err(|e| taken(e, what))? {
+            Some(row) => read(row),
+            None => Err(StoreError::Corrupt(format!("no row came back from: {sql}"))),
+        }
     }
 }
 
@@ -400,14 +450,14 @@ async fn one<'e, E, T>(
     columns: &str,
     column: &str,
     value: &str,
-    read: fn(&sqlx::sqlite::SqliteRow) -> Result<T, sqlx::Error>,
+    read: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
 ) -> Result<Option<T>, StoreError>
 where
     E: sqlx::Executor<'e, Database = Sqlite>,
 {
     let sql = format!("SELECT {columns} FROM {table} WHERE {column} = ? LIMIT 1");
     let rows = sqlx::query(&sql).bind(value).fetch_all(executor).await?;
-    Ok(rows.first().map(read).transpose()?)
+    rows.first().map(read).transpose()
 }
 
 /// A page of `table` in `order`, `offset` skipped and at most `limit` given, filtered by `column = value`
@@ -421,7 +471,7 @@ async fn page<T>(
     filter: Option<(&str, &str)>,
     offset: i64,
     limit: i64,
-    read: fn(&sqlx::sqlite::SqliteRow) -> Result<T, sqlx::Error>,
+    read: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
     let clause = filter
         .map(|(column, _)| format!("WHERE {column} = ?"))
@@ -447,20 +497,11 @@ async fn members<'e, E>(executor: E, group_id: &str) -> Result<Vec<MemberRow>, S
 where
     E: sqlx::Executor<'e, Database = Sqlite>,
 {
-    let rows = sqlx::query(
-        "SELECT u.pk, u.id FROM scim_members m JOIN scim_users u ON u.pk = m.user_pk WHERE m.group_id = ? ORDER BY u.pk",
-    )
-    .bind(group_id)
-    .fetch_all(executor)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(MemberRow {
-                pk: row.try_get("pk")?,
-                id: row.try_get("id")?,
-            })
-        })
-        .collect()
+    let rows = sqlx::query(MEMBERS_SQL)
+        .bind(group_id)
+        .fetch_all(executor)
+        .await?;
+    rows.iter().map(member_row).collect()
 }
 
 /// Reads outside a write: the SCIM lists and look-ups, and the directory the sinks plan from.
@@ -492,7 +533,7 @@ impl Store {
         .bind(pk)
         .fetch_all(self.pool())
         .await?;
-        Ok(row.first().map(user_row).transpose()?)
+        row.first().map(user_row).transpose()
     }
 
     /// Users in key order, `offset` skipped and at most `limit` given; with a filter, only those whose
@@ -576,7 +617,7 @@ impl Store {
         .bind(group_id)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.iter().map(user_row).collect::<Result<_, _>>()?)
+        rows.iter().map(user_row).collect()
     }
 
     /// Every user, in key order.
@@ -586,7 +627,7 @@ impl Store {
         ))
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.iter().map(user_row).collect::<Result<_, _>>()?)
+        rows.iter().map(user_row).collect()
     }
 
     /// Every group, by display name.
@@ -596,7 +637,7 @@ impl Store {
         ))
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.iter().map(group_row).collect::<Result<_, _>>()?)
+        rows.iter().map(group_row).collect()
     }
 
     /// Every membership, as (group id, user key), read in one statement so that it is one moment's.
@@ -628,6 +669,6 @@ impl Store {
         .bind(email_key)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.iter().map(user_row).collect::<Result<_, _>>()?)
+        rows.iter().map(user_row).collect()
     }
 }

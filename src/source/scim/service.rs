@@ -18,7 +18,7 @@ use crate::source::webhook::{AuthentikChange, ModelAction};
 use crate::source::SourceChanges;
 use crate::store::scim::{GroupColumn, GroupFields, GroupRow, UserColumn, UserFields, UserRow};
 use crate::store::time::now_rfc3339;
-use crate::store::{Store, StoreError, StoreWrite};
+use crate::store::{Store, StoreError, WriteTx};
 
 /// A SCIM answer: its status, its body (none for 204), its `Location`, and what changed.
 #[derive(Debug)]
@@ -115,6 +115,13 @@ pub struct ScimService {
     store: Store,
 }
 
+/// A store failure inside a write: the answer a SCIM client gets for it.
+impl From<StoreError> for ScimError {
+    fn from(e: StoreError) -> ScimError {
+        store_error(e)
+    }
+}
+
 fn store_error(e: StoreError) -> ScimError {
     match e {
         StoreError::Taken { what } => ScimError::uniqueness(format!("{what} is already taken")),
@@ -206,10 +213,6 @@ impl ScimService {
         &self.store
     }
 
-    async fn begin(&self) -> Result<StoreWrite, ScimError> {
-        self.store.begin_write().await.map_err(store_error)
-    }
-
     fn render_user(&self, base: &str, row: &UserRow) -> Result<Value, ScimError> {
         Ok(Value::Object(render(
             &kept(&row.body)?,
@@ -260,14 +263,16 @@ impl ScimService {
     pub async fn create_user(&self, base: &str, body: Value) -> Result<ScimAnswer, ScimError> {
         let parsed = UserBody::parse(resource::object(body, "user")?)?;
         let fields = user_fields(&parsed)?;
-        let mut tx = self.begin().await?;
-        let row = tx
-            .insert_user(&new_id(), &fields, &now_rfc3339())
-            .await
-            .map_err(taken_as(|_| {
-                format!("userName {:?} is already taken", parsed.user_name)
-            }))?;
-        tx.commit().await.map_err(store_error)?;
+        let user_name = parsed.user_name;
+        let row = self
+            .store
+            .write(move |tx| {
+                tx.insert_user(&new_id(), &fields, &now_rfc3339())
+                    .map_err(taken_as(|_| {
+                        format!("userName {user_name:?} is already taken")
+                    }))
+            })
+            .await?;
         Ok(ScimAnswer {
             status: 201,
             location: Some(format!("{base}/Users/{}", row.id)),
@@ -345,7 +350,7 @@ impl ScimService {
             }
         }
         let parsed = UserBody::parse(map)?;
-        self.write_user(base, id, |_| Ok(parsed)).await
+        self.write_user(base, id, move |_| Ok(parsed)).await
     }
 
     pub async fn patch_user(
@@ -355,7 +360,7 @@ impl ScimService {
         body: Value,
     ) -> Result<ScimAnswer, ScimError> {
         let ops = patch::parse(body)?;
-        self.write_user(base, id, |row| {
+        self.write_user(base, id, move |row| {
             let mut kept = kept(&row.body)?;
             patch::apply_user(&mut kept, &row.id, &ops)?;
             UserBody::parse(kept)
@@ -368,30 +373,33 @@ impl ScimService {
         &self,
         base: &str,
         id: &str,
-        make: impl FnOnce(&UserRow) -> Result<UserBody, ScimError>,
+        make: impl FnOnce(&UserRow) -> Result<UserBody, ScimError> + Send + 'static,
     ) -> Result<ScimAnswer, ScimError> {
-        let mut tx = self.begin().await?;
-        let old = tx
-            .user(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| not_found("User", id))?;
-        let parsed = make(&old)?;
-        let fields = user_fields(&parsed)?;
-        let unchanged = fields.body == old.body
-            && fields.user_name == old.user_name
-            && fields.email == old.email
-            && fields.active == old.active;
-        if unchanged {
+        let id = id.to_string();
+        let (old, row) = self
+            .store
+            .write(move |tx| {
+                let old = tx.user(&id)?.ok_or_else(|| not_found("User", &id))?;
+                let parsed = make(&old)?;
+                let fields = user_fields(&parsed)?;
+                let unchanged = fields.body == old.body
+                    && fields.user_name == old.user_name
+                    && fields.email == old.email
+                    && fields.active == old.active;
+                if unchanged {
+                    return Ok((old, None));
+                }
+                let row = tx
+                    .update_user(old.pk, &fields, &now_rfc3339())
+                    .map_err(taken_as(|_| {
+                        format!("userName {:?} is already taken", parsed.user_name)
+                    }))?;
+                Ok::<_, ScimError>((old, Some(row)))
+            })
+            .await?;
+        let Some(row) = row else {
             return Ok(ScimAnswer::ok(self.render_user(base, &old)?));
-        }
-        let row = tx
-            .update_user(old.pk, &fields, &now_rfc3339())
-            .await
-            .map_err(taken_as(|_| {
-                format!("userName {:?} is already taken", parsed.user_name)
-            }))?;
-        tx.commit().await.map_err(store_error)?;
+        };
         // The address they had: Outline keeps it until they sign in again, and they are found by it meanwhile.
         let emails = remembered(&old);
         Ok(ScimAnswer {
@@ -404,14 +412,15 @@ impl ScimService {
     }
 
     pub async fn delete_user(&self, id: &str) -> Result<ScimAnswer, ScimError> {
-        let mut tx = self.begin().await?;
-        let old = tx
-            .user(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| not_found("User", id))?;
-        tx.delete_user(old.pk).await.map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
+        let id = id.to_string();
+        let old = self
+            .store
+            .write(move |tx| {
+                let old = tx.user(&id)?.ok_or_else(|| not_found("User", &id))?;
+                tx.delete_user(old.pk)?;
+                Ok::<_, ScimError>(old)
+            })
+            .await?;
         Ok(ScimAnswer {
             status: 204,
             body: None,
@@ -427,15 +436,13 @@ impl ScimService {
     // ---- Groups ----
 
     /// The people with these ids, by id; any id nobody has refuses the whole request.
-    async fn member_keys(
-        tx: &mut StoreWrite,
+    fn member_keys(
+        tx: &WriteTx<'_>,
         ids: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, i64>, ScimError> {
         let wanted: Vec<String> = ids.iter().cloned().collect();
         let found: BTreeMap<String, i64> = tx
-            .users_by_ids(&wanted)
-            .await
-            .map_err(store_error)?
+            .users_by_ids(&wanted)?
             .into_iter()
             .map(|m| (m.id, m.pk))
             .collect();
@@ -461,24 +468,26 @@ impl ScimService {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        let mut tx = self.begin().await?;
-        let keys = Self::member_keys(&mut tx, &members).await?;
-        let row = tx
-            .insert_group(&id, key.as_str(), &fields, &now_rfc3339())
-            .await
-            .map_err(taken_as(|what| {
-                let value = if what == "displayName" {
-                    parsed.display_name.as_str()
-                } else {
-                    key.as_str()
-                };
-                format!("a group with this {what} exists already ({value:?})")
-            }))?;
-        let pks: Vec<i64> = keys.values().copied().collect();
-        tx.change_members(&row.id, &pks, &[])
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
+        let display_name = parsed.display_name;
+        let (row, keys) = self
+            .store
+            .write(move |tx| {
+                let keys = Self::member_keys(tx, &members)?;
+                let row = tx
+                    .insert_group(&id, key.as_str(), &fields, &now_rfc3339())
+                    .map_err(taken_as(|what| {
+                        let value = if what == "displayName" {
+                            display_name.as_str()
+                        } else {
+                            key.as_str()
+                        };
+                        format!("a group with this {what} exists already ({value:?})")
+                    }))?;
+                let pks: Vec<i64> = keys.values().copied().collect();
+                tx.change_members(&row.id, &pks, &[])?;
+                Ok::<_, ScimError>((row, keys))
+            })
+            .await?;
         let ids: Vec<String> = keys.keys().cloned().collect();
         Ok(ScimAnswer {
             status: 201,
@@ -583,7 +592,7 @@ impl ScimService {
             }
         }
         let parsed = GroupBody::parse(map)?;
-        self.write_group(base, id, MemberScope::All, |_, _| {
+        self.write_group(base, id, MemberScope::All, move |_, _| {
             // A PUT replaces the whole group: no `members` means none (Authentik leaves the key out of an
             // empty group, docs/src/upstream/scim.md §5.2).
             let members = parsed
@@ -614,7 +623,7 @@ impl ScimService {
             None => MemberScope::All,
         };
         let written = self
-            .write_group(base, id, scope, |row, members| {
+            .write_group(base, id, scope, move |row, members| {
                 let mut state = GroupPatchState {
                     kept: kept(&row.body)?,
                     members,
@@ -637,95 +646,39 @@ impl ScimService {
         base: &str,
         id: &str,
         scope: MemberScope,
-        make: impl FnOnce(&GroupRow, BTreeSet<String>) -> Result<GroupPatchState, ScimError>,
+        make: impl FnOnce(&GroupRow, BTreeSet<String>) -> Result<GroupPatchState, ScimError>
+            + Send
+            + 'static,
     ) -> Result<ScimAnswer, ScimError> {
-        let mut tx = self.begin().await?;
-        let old = tx
-            .group(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| not_found("Group", id))?;
-        // Before: the members in scope, and (for named members) which of the named are people at all.
-        let (old_members, named_people, start) = match scope {
-            MemberScope::All => {
-                let members: BTreeMap<String, i64> = tx
-                    .members(&old.id)
-                    .await
-                    .map_err(store_error)?
-                    .into_iter()
-                    .map(|m| (m.id, m.pk))
-                    .collect();
-                let start = members.keys().cloned().collect();
-                (members, None, start)
-            }
-            MemberScope::Named(named) => {
-                let ids: Vec<String> = named.iter().cloned().collect();
-                let rows = tx.named_members(&old.id, &ids).await.map_err(store_error)?;
-                let members = rows
-                    .iter()
-                    .filter(|(_, member)| *member)
-                    .map(|(m, _)| (m.id.clone(), m.pk))
-                    .collect();
-                let people = rows.into_iter().map(|(m, _)| (m.id, m.pk)).collect();
-                (members, Some(people), named)
-            }
-        };
-        let state = make(&old, start)?;
-        let parsed = GroupBody::parse(state.kept)?;
-        let fields = group_fields(&parsed)?;
-        let added: BTreeSet<String> = state
-            .members
-            .iter()
-            .filter(|m| !old_members.contains_key(*m))
-            .cloned()
-            .collect();
-        let new_keys = match &named_people {
-            Some(people) => keys_of(&added, people)?,
-            None => Self::member_keys(&mut tx, &added).await?,
-        };
-        let removed: Vec<i64> = old_members
-            .iter()
-            .filter(|(m, _)| !state.members.contains(*m))
-            .map(|(_, pk)| *pk)
-            .collect();
-        let attributes_same = fields.body == old.body && fields.display_name == old.display_name;
-        if attributes_same && new_keys.is_empty() && removed.is_empty() {
-            let ids: Vec<String> = old_members.keys().cloned().collect();
-            return Ok(ScimAnswer::ok(self.render_group(base, &old, Some(&ids))?));
+        let id = id.to_string();
+        let written = self
+            .store
+            .write(move |tx| change_group(tx, &id, scope, make))
+            .await?;
+        let ids: Vec<String> = written.members.into_iter().collect();
+        let body = self.render_group(base, &written.row, Some(&ids))?;
+        if !written.changed {
+            return Ok(ScimAnswer::ok(body));
         }
-        let row = if attributes_same {
-            old.clone()
-        } else {
-            tx.update_group(&old.id, &fields, &now_rfc3339())
-                .await
-                .map_err(taken_as(|_| {
-                    format!("a group named {:?} exists already", parsed.display_name)
-                }))?
-        };
-        let add: Vec<i64> = new_keys.values().copied().collect();
-        tx.change_members(&old.id, &add, &removed)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        let ids: Vec<String> = state.members.into_iter().collect();
         Ok(ScimAnswer {
             changes: SourceChanges {
-                changes: vec![group_change(&row, ModelAction::Updated)?],
+                changes: vec![group_change(&written.row, ModelAction::Updated)?],
                 emails: Vec::new(),
             },
-            ..ScimAnswer::ok(self.render_group(base, &row, Some(&ids))?)
+            ..ScimAnswer::ok(body)
         })
     }
 
     pub async fn delete_group(&self, id: &str) -> Result<ScimAnswer, ScimError> {
-        let mut tx = self.begin().await?;
-        let old = tx
-            .group(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| not_found("Group", id))?;
-        tx.delete_group(&old.id).await.map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
+        let id = id.to_string();
+        let old = self
+            .store
+            .write(move |tx| {
+                let old = tx.group(&id)?.ok_or_else(|| not_found("Group", &id))?;
+                tx.delete_group(&old.id)?;
+                Ok::<_, ScimError>(old)
+            })
+            .await?;
         Ok(ScimAnswer {
             status: 204,
             body: None,
@@ -736,6 +689,89 @@ impl ScimService {
             },
         })
     }
+}
+
+/// A group after a write: its row, its members in the scope read (all of them, or those the PATCH named), and
+/// whether anything changed.
+struct GroupWritten {
+    row: GroupRow,
+    members: BTreeSet<String>,
+    changed: bool,
+}
+
+/// One group write on the writer's thread: the group and the members in scope, the new state `make` gives,
+/// checked whole, and the rows that changed.
+fn change_group(
+    tx: &WriteTx<'_>,
+    id: &str,
+    scope: MemberScope,
+    make: impl FnOnce(&GroupRow, BTreeSet<String>) -> Result<GroupPatchState, ScimError>,
+) -> Result<GroupWritten, ScimError> {
+    let old = tx.group(id)?.ok_or_else(|| not_found("Group", id))?;
+    // Before: the members in scope, and (for named members) which of the named are people at all.
+    let (old_members, named_people, start) = match scope {
+        MemberScope::All => {
+            let members: BTreeMap<String, i64> = tx
+                .members(&old.id)?
+                .into_iter()
+                .map(|m| (m.id, m.pk))
+                .collect();
+            let start = members.keys().cloned().collect();
+            (members, None, start)
+        }
+        MemberScope::Named(named) => {
+            let ids: Vec<String> = named.iter().cloned().collect();
+            let rows = tx.named_members(&old.id, &ids)?;
+            let members = rows
+                .iter()
+                .filter(|(_, member)| *member)
+                .map(|(m, _)| (m.id.clone(), m.pk))
+                .collect();
+            let people = rows.into_iter().map(|(m, _)| (m.id, m.pk)).collect();
+            (members, Some(people), named)
+        }
+    };
+    let state = make(&old, start)?;
+    let parsed = GroupBody::parse(state.kept)?;
+    let fields = group_fields(&parsed)?;
+    let added: BTreeSet<String> = state
+        .members
+        .iter()
+        .filter(|m| !old_members.contains_key(*m))
+        .cloned()
+        .collect();
+    let new_keys = match &named_people {
+        Some(people) => keys_of(&added, people)?,
+        None => ScimService::member_keys(tx, &added)?,
+    };
+    let removed: Vec<i64> = old_members
+        .iter()
+        .filter(|(m, _)| !state.members.contains(*m))
+        .map(|(_, pk)| *pk)
+        .collect();
+    let attributes_same = fields.body == old.body && fields.display_name == old.display_name;
+    if attributes_same && new_keys.is_empty() && removed.is_empty() {
+        return Ok(GroupWritten {
+            members: old_members.into_keys().collect(),
+            row: old,
+            changed: false,
+        });
+    }
+    let row = if attributes_same {
+        old
+    } else {
+        tx.update_group(&old.id, &fields, &now_rfc3339())
+            .map_err(taken_as(|_| {
+                format!("a group named {:?} exists already", parsed.display_name)
+            }))?
+    };
+    let add: Vec<i64> = new_keys.values().copied().collect();
+    tx.change_members(&row.id, &add, &removed)?;
+    Ok(GroupWritten {
+        row,
+        members: state.members,
+        changed: true,
+    })
 }
 
 /// The keys of `ids` among the people `found`; any id nobody has refuses the whole request.
