@@ -333,3 +333,74 @@ async fn the_hours_invite_requests_are_counted_across_a_restart_with_state_dir()
     assert_eq!(outline.throttled_count(), 0, "Outline never answered 429");
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Without `STATE_DIR` a new process (a restart) cannot know the last hour's invite requests, so it invites
+/// nobody before its first pass has ended: a person whose group change is pushed while that pass runs is
+/// invited after it, never during it.
+#[tokio::test]
+async fn without_state_dir_a_new_process_invites_nobody_before_its_first_pass_ends() {
+    let (authentik, outline) = start_fakes().await;
+    let docs = authentik.add_group("Docs");
+    outline.add_group("Docs", None);
+    // A pass that lasts: many managed groups, each with a member, and Outline at 100 ms an answer.
+    for g in 0..12 {
+        let name = format!("Team {g:02}");
+        let group = authentik.add_group(&name);
+        outline.add_group(&name, None);
+        let email = format!("t{g:02}@example.com");
+        let pk = authentik.add_user(&format!("t{g:02}"), "T", &email);
+        outline.add_user("T", &email);
+        authentik.add_member(&group, pk);
+    }
+    outline.set_rate_limit(100_000, Duration::from_secs(60));
+    outline.set_latency(Duration::from_millis(100));
+    let env = [
+        ("INVITE_MEMBERS", "true"),
+        ("OUTLINE_RATE_LIMIT_REQUESTS", "100000"),
+        (
+            "RUST_LOG",
+            "info,authentik_bridge::runtime::converge=debug,authentik_bridge::sinks::outline::invites=debug",
+        ),
+    ];
+    let http = reqwest::Client::new();
+    let mut bridge = BridgeProcess::start(&authentik, &outline, "invites-no-state", &env);
+    eventually_async("the bridge answers", Duration::from_secs(10), || async {
+        http.get(format!("{}/healthz", bridge.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    authentik.set_webhook(
+        Some(format!("{}/webhooks/authentik", bridge.url)),
+        Some(AUTHENTIK_WEBHOOK_TOKEN.to_string()),
+    );
+    let late = authentik.add_user("late", "Late", "late@example.com");
+    authentik.add_member(&docs, late);
+    eventually("the late joiner invited", Duration::from_secs(30), || {
+        outline
+            .invited_emails()
+            .contains(&"late@example.com".to_string())
+    })
+    .await;
+    bridge.wait_reconciled(&http).await;
+    let log = bridge.log();
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{log}"))
+    };
+    let (noted, pass_done, invited) = (
+        at("waiting for an invitation"),
+        at("pass done"),
+        at("invited to Outline"),
+    );
+    assert!(
+        noted < pass_done,
+        "the push must be noted during the pass for this test to prove anything:\n{log}"
+    );
+    assert!(
+        pass_done < invited,
+        "invited before the first pass ended:\n{log}"
+    );
+    assert_eq!(outline.count_calls("users.invite"), 1);
+}

@@ -190,6 +190,11 @@ impl InviteBook {
             return;
         }
         wait_for_invitation(&mut self.state(), members);
+        tracing::debug!(
+            people = members.len(),
+            ready = self.ready.load(Ordering::SeqCst),
+            "members without an Outline account noted, waiting for an invitation"
+        );
         self.publish();
         self.wake.notify_one();
     }
