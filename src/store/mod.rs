@@ -263,6 +263,28 @@ mod tests {
         );
     }
 
+    /// A write that panics is undone and answered with an error; the writer goes on with the others.
+    #[tokio::test]
+    async fn a_write_that_panics_is_undone_and_the_writer_goes_on() {
+        let store = Store::open(&scratch("panic")).await.expect("opens");
+        let f = fields("doomed");
+        let panicked = store
+            .write(move |tx| -> Result<(), StoreError> {
+                tx.insert_user("doomed", &f, "now")?;
+                panic!("a bug in a write");
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Write(_))),
+            "{panicked:?}"
+        );
+        assert!(store.user("doomed").await.expect("reads").is_none());
+        insert(&store, "after", "after")
+            .await
+            .expect("the writer goes on");
+        assert!(store.user("after").await.expect("reads").is_some());
+    }
+
     /// A write whose caller went away (a request cancelled) still runs whole or not at all, and the writer
     /// goes on; another process can write between this process's batches.
     #[tokio::test]

@@ -82,7 +82,16 @@ impl Writer {
     {
         let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, E>>();
         let job = move |tx: Option<&mut Transaction<'_>>| -> Reply {
-            let outcome = tx.map(|tx| in_savepoint(tx, work));
+            // A write that panics is undone (its savepoint rolls back as it unwinds) and answered with an
+            // error; the thread, and everyone else's writes, go on.
+            let outcome = tx.map(|tx| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| in_savepoint(tx, work)))
+                    .unwrap_or_else(|_| {
+                        Err(E::from(StoreError::Write(
+                            "the write panicked; nothing of it was kept".into(),
+                        )))
+                    })
+            });
             Box::new(move |committed: Result<(), String>| {
                 let result = match (committed, outcome) {
                     (Ok(()), Some(outcome)) => outcome,
