@@ -1,7 +1,8 @@
-//! The embedded store in `STATE_DIR`: one SQLite file (`bridge.db`) through sqlx, migrated at start.
+//! The embedded store in `STATE_DIR`: one SQLite file (`bridge.db`), migrated at start by sqlx.
 //!
 //! Everything outside this folder talks to it through [`Store`] and [`WriteTx`], never through SQL, so a
-//! PostgreSQL backend for several replicas (sqlx speaks both) is a change inside this folder.
+//! PostgreSQL backend for several replicas is a change inside this folder: sqlx's reads speak both, and the
+//! writer would run the same closures on a PostgreSQL connection.
 //!
 //! Durability: the journal is a write-ahead log with `synchronous=NORMAL`. A transaction that committed is in
 //! the log before the answer goes out, so it survives the process being killed (`kill -9`, an OOM kill, a
