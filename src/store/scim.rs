@@ -205,22 +205,6 @@ fn marks(n: usize) -> String {
 /// Ids per statement, well under SQLite's limit on parameters.
 const IDS_PER_STATEMENT: usize = 500;
 
-/// The rows `sql` gives for `params`, each made by `read`.
-fn rows_of<T>(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    read: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut statement = conn.prepare_cached(sql)?;
-    let mut rows = statement.query(params)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(read(row)?);
-    }
-    Ok(out)
-}
-
 /// One SCIM request's writes, on the writer's thread.
 impl WriteTx<'_> {
     pub fn insert_user(
@@ -251,9 +235,7 @@ impl WriteTx<'_> {
 
     pub fn user(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM scim_users WHERE id = ?");
-        Ok(rows_of(self.conn, &sql, [id], |row| user_row(row))?
-            .into_iter()
-            .next())
+        self.first(&sql, [id], |row| user_row(row))
     }
 
     pub fn update_user(
@@ -297,12 +279,9 @@ impl WriteTx<'_> {
                 "SELECT pk, id FROM scim_users WHERE id IN ({})",
                 marks(chunk.len())
             );
-            found.extend(rows_of(
-                self.conn,
-                &sql,
-                rusqlite::params_from_iter(chunk),
-                |row| member_row(row),
-            )?);
+            found.extend(self.rows(&sql, rusqlite::params_from_iter(chunk), |row| {
+                member_row(row)
+            })?);
         }
         Ok(found)
     }
@@ -314,13 +293,12 @@ impl WriteTx<'_> {
         fields: &GroupFields,
         now: &str,
     ) -> Result<GroupRow, StoreError> {
-        let taken_keys = rows_of(
-            self.conn,
-            "SELECT COUNT(*) AS n FROM scim_groups WHERE link_key = ?",
+        let key_taken = self.first(
+            "SELECT 1 AS one FROM scim_groups WHERE link_key = ?",
             [link_key],
-            |row| row.int("n"),
+            |row| row.int("one"),
         )?;
-        if taken_keys.first().copied().unwrap_or(0) > 0 {
+        if key_taken.is_some() {
             return Err(StoreError::Taken { what: "externalId" });
         }
         let sql = format!(
@@ -342,9 +320,7 @@ impl WriteTx<'_> {
 
     pub fn group(&self, id: &str) -> Result<Option<GroupRow>, StoreError> {
         let sql = format!("SELECT {GROUP_COLUMNS} FROM scim_groups WHERE id = ?");
-        Ok(rows_of(self.conn, &sql, [id], |row| group_row(row))?
-            .into_iter()
-            .next())
+        self.first(&sql, [id], |row| group_row(row))
     }
 
     pub fn update_group(
@@ -376,7 +352,7 @@ impl WriteTx<'_> {
     }
 
     pub fn members(&self, group_id: &str) -> Result<Vec<MemberRow>, StoreError> {
-        rows_of(self.conn, MEMBERS_SQL, [group_id], |row| member_row(row))
+        self.rows(MEMBERS_SQL, [group_id], |row| member_row(row))
     }
 
     /// Adds and removes members; adding a member twice or removing an absent one is no error.
@@ -416,12 +392,9 @@ impl WriteTx<'_> {
                 marks(chunk.len())
             );
             let params = std::iter::once(group_id).chain(chunk.iter().map(String::as_str));
-            found.extend(rows_of(
-                self.conn,
-                &sql,
-                rusqlite::params_from_iter(params),
-                |row| Ok((member_row(row)?, row.int("member")? != 0)),
-            )?);
+            found.extend(self.rows(&sql, rusqlite::params_from_iter(params), |row| {
+                Ok((member_row(row)?, row.int("member")? != 0))
+            })?);
         }
         Ok(found)
     }

@@ -34,14 +34,11 @@ impl Store {
 impl WriteTx<'_> {
     /// One row's value, read inside the write (so that an edit of it is one step).
     pub fn remembered_one(&self, kind: &str, key: &str) -> Result<Option<String>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT value FROM remembered WHERE kind = ? AND key = ?")?;
-        let mut rows = statement.query([kind, key])?;
-        match rows.next()? {
-            Some(row) => Ok(Some(row.get(0)?)),
-            None => Ok(None),
-        }
+        self.first(
+            "SELECT value FROM remembered WHERE kind = ? AND key = ?",
+            [kind, key],
+            |row| Ok(row.get(0)?),
+        )
     }
 
     pub fn remember(&self, kind: &str, key: &str, value: &str) -> Result<(), StoreError> {

@@ -188,6 +188,36 @@ pub struct WriteTx<'a> {
     pub(super) conn: &'a Connection,
 }
 
+impl WriteTx<'_> {
+    /// The rows `sql` gives for `params`, each made by `read`.
+    pub(super) fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        read: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let mut rows = statement.query(params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(read(row)?);
+        }
+        Ok(out)
+    }
+
+    /// The first row `sql` gives, if any.
+    pub(super) fn first<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        read: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let mut rows = statement.query(params)?;
+        rows.next()?.map(read).transpose()
+    }
+}
+
 /// Whether SQLite refused a row because a unique index already holds its key.
 pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
