@@ -384,6 +384,11 @@ async fn without_state_dir_a_new_process_invites_nobody_before_its_first_pass_en
     })
     .await;
     bridge.wait_reconciled(&http).await;
+    // Outline records the invitation before its answer reaches the bridge, which logs it after.
+    eventually("the invitation logged", Duration::from_secs(10), || {
+        bridge.log().contains("invited to Outline")
+    })
+    .await;
     let log = bridge.log();
     let at = |needle: &str| {
         log.find(needle)
